@@ -1,0 +1,554 @@
+"""Config: parse and validate a TOML file into a frozen, typed :class:`Config`.
+
+Every error is a :class:`ConfigError` whose one-line message names the dotted key, the value
+received and what was expected, e.g.
+``deal.revenue_share = 1.5: expected a number in [0, 1]``. Unknown keys are rejected with
+the nearest valid name. Nothing here touches JAX, devices or files other than the config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .distributions import FIELD_SETS, TRUNCATION_FIELDS, Distribution, canonical_fields
+from .months import MonthGrid, parse_month
+from .parameters import (
+    DECAYING_RATES,
+    DOMAINS,
+    HALFLIVES,
+    PARAMETER_INDEX,
+    PARAMETER_NAMES,
+    REQUIRED,
+    SHOCK_NAMES,
+)
+
+#: Defaults for the optional [simulation] keys.
+DEFAULT_PATHS = 100_000
+DEFAULT_SEED = 0
+MAX_PATHS = 2**32  # path index is one 32-bit Threefry counter word
+MAX_MONTHS = 12 * 200
+RECOUP_SOURCES = ("profit_share", "revenue_share")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range. ``str()`` is one line."""
+
+    def __init__(self, key: str, value: Any, expected: str, *, source: str | None = None):
+        self.key, self.value, self.expected, self.source = key, value, expected, source
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if self.value is _MISSING:
+            return f"{where}{self.key} is missing: expected {self.expected}"
+        return f"{where}{self.key} = {_show(self.value)}: expected {self.expected}"
+
+    def with_source(self, source: str) -> ConfigError:
+        return ConfigError(self.key, self.value, self.expected, source=source)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """``[simulation]``: the month grid and the Monte Carlo sizes.
+
+    start, horizon: ``"YYYY-MM"``, both inclusive. paths: number of sampled futures.
+    seed: integer in [0, 2^63). chunk_size: paths per device call (None: engine default).
+    """
+
+    start: str
+    horizon: str
+    paths: int = DEFAULT_PATHS
+    seed: int = DEFAULT_SEED
+    chunk_size: int | None = None
+
+    @property
+    def grid(self) -> MonthGrid:
+        return MonthGrid.from_labels(self.start, self.horizon)
+
+
+@dataclass(frozen=True)
+class DealConfig:
+    """``[deal]``: the revenue share and the profit-share waterfall (fixed numbers, $)."""
+
+    investment: float
+    revenue_share: float = 0.0
+    revenue_share_end: str | None = None
+    revenue_share_cap: float | None = None
+    profit_share_until_recouped: float = 0.75
+    profit_share_after: float = 0.49
+    profit_cap: float | None = None
+    loss_carryforward: bool = True
+    recoup_from: tuple[str, ...] = ("profit_share",)
+    azure_credits: float | None = None
+    losses_before_start: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config. ``parameters`` maps every given parameter name to a float or a
+    :class:`Distribution`; ``correlation_pairs`` are Spearman rank correlations;
+    ``shock_correlation`` is the 5x5 matrix of the monthly shocks."""
+
+    simulation: SimulationConfig
+    parameters: dict[str, float | Distribution]
+    deal: DealConfig
+    correlation_pairs: tuple[tuple[str, str, float], ...] = ()
+    shock_correlation: tuple[tuple[float, ...], ...] = tuple(
+        tuple(1.0 if i == j else 0.0 for j in range(5)) for i in range(5))
+    source_text: str = ""
+    source_path: str = ""
+
+    @property
+    def grid(self) -> MonthGrid:
+        return self.simulation.grid
+
+    def uncertain_parameters(self) -> list[str]:
+        """Names of the parameters drawn per path, in stream-index order."""
+        return [n for n in PARAMETER_NAMES
+                if isinstance(self.parameters.get(n), Distribution)]
+
+    def with_simulation(self, **changes: Any) -> Config:
+        """A copy with [simulation] fields replaced (validated)."""
+        raw = {k: getattr(self.simulation, k) for k in
+               ("start", "horizon", "paths", "seed", "chunk_size")}
+        for k, v in changes.items():
+            if v is not None:
+                raw[k] = v
+        raw = {k: v for k, v in raw.items() if v is not None}
+        sim = _parse_simulation(raw)
+        return replace(self, simulation=sim)
+
+
+# --------------------------------------------------------------------------------------
+# small checkers
+
+
+def _unknown(key: str, valid: list[str] | tuple[str, ...], prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    hint = f"a known key (did you mean {prefix}{close[0]}?)" if close else \
+        f"one of: {', '.join(valid)}" if len(valid) <= 12 else "a known key (see MODEL.md)"
+    return ConfigError(f"{prefix}{key}", _UNKNOWN, hint)
+
+
+class _UnknownKey:
+    def __repr__(self) -> str:
+        return "<unknown key>"
+
+
+_UNKNOWN = _UnknownKey()
+
+
+def _check_keys(table: dict, valid: list[str] | tuple[str, ...], prefix: str) -> None:
+    for key in table:
+        if key not in valid:
+            raise _unknown(key, valid, prefix)
+
+
+def _number(value: Any, key: str, expected: str = "a finite number") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, value, expected)
+    x = float(value)
+    if not math.isfinite(x):
+        raise ConfigError(key, value, expected)
+    return x
+
+
+def _in_range(value: Any, key: str, lo: float, hi: float | None = None,
+              lo_open: bool = False) -> float:
+    hi_txt = "inf)" if hi is None else f"{hi:g}]"
+    expected = f"a number in {'(' if lo_open else '['}{lo:g}, {hi_txt}"
+    x = _number(value, key, expected)
+    if (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
+        raise ConfigError(key, value, expected)
+    return x
+
+
+def _integer(value: Any, key: str, lo: int, hi: int) -> int:
+    expected = f"an integer in [{lo}, {hi}]"
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer() and lo <= value <= hi:
+            return int(value)
+        raise ConfigError(key, value, expected)
+    if not lo <= value <= hi:
+        raise ConfigError(key, value, expected)
+    return value
+
+
+def _month(value: Any, key: str) -> str:
+    try:
+        parse_month(value)
+    except ValueError as exc:
+        raise ConfigError(key, value, f"a month \"YYYY-MM\" ({exc})") from None
+    return value
+
+
+def _table(raw: dict, key: str, required: bool = True) -> dict:
+    if key not in raw:
+        if required:
+            raise ConfigError(key, _MISSING, "a table [" + key + "]")
+        return {}
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "a table [" + key + "]")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# sections
+
+SIMULATION_KEYS = ("start", "horizon", "paths", "seed", "chunk_size")
+
+
+def _parse_simulation(raw: dict) -> SimulationConfig:
+    _check_keys(raw, SIMULATION_KEYS, "simulation.")
+    for key in ("start", "horizon"):
+        if key not in raw:
+            raise ConfigError(f"simulation.{key}", _MISSING, "a month \"YYYY-MM\"")
+    start = _month(raw["start"], "simulation.start")
+    horizon = _month(raw["horizon"], "simulation.horizon")
+    n_months = parse_month(horizon) - parse_month(start) + 1
+    if n_months < 1:
+        raise ConfigError("simulation.horizon", horizon,
+                          f"a month not before simulation.start ({start})")
+    if n_months > MAX_MONTHS:
+        raise ConfigError("simulation.horizon", horizon,
+                          f"at most {MAX_MONTHS} months after simulation.start ({start})")
+    paths = _integer(raw.get("paths", DEFAULT_PATHS), "simulation.paths", 1, MAX_PATHS)
+    seed = _integer(raw.get("seed", DEFAULT_SEED), "simulation.seed", 0, 2**63 - 1)
+    chunk = raw.get("chunk_size")
+    if chunk is not None:
+        chunk = _integer(chunk, "simulation.chunk_size", 1, 2**26)
+    return SimulationConfig(start, horizon, paths, seed, chunk)
+
+
+def _parse_distribution(name: str, spec: dict) -> Distribution:
+    key = f"parameters.{name}"
+    if "dist" not in spec:
+        raise ConfigError(f"{key}.dist", _MISSING,
+                          f"one of {', '.join(FIELD_SETS)} (or give a bare number)")
+    kind = spec["dist"]
+    if kind not in FIELD_SETS:
+        close = difflib.get_close_matches(str(kind), list(FIELD_SETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{key}.dist", kind, f"one of {', '.join(FIELD_SETS)}{hint}")
+    allowed = sorted({f for fs in FIELD_SETS[kind] for f in fs}) + list(TRUNCATION_FIELDS)
+    fields = {k: v for k, v in spec.items() if k != "dist"}
+    for f in fields:
+        if f not in allowed:
+            raise _unknown(f, allowed, f"{key}.")
+    values = {f: _number(v, f"{key}.{f}") for f, v in fields.items()}
+    given = {f: v for f, v in values.items() if f not in TRUNCATION_FIELDS}
+    forms = FIELD_SETS[kind]
+    if not any(set(fs) == set(given) for fs in forms):
+        wanted = " or ".join("{" + ", ".join(fs) + "}" for fs in forms)
+        raise ConfigError(key, spec, f"{kind} with fields {wanted} (plus optional min, max)")
+    _check_shape(kind, given, key)
+    dist = Distribution(kind, canonical_fields(kind, given),
+                        values.get("min", -math.inf), values.get("max", math.inf))
+    if dist.lower >= dist.upper:
+        raise ConfigError(f"{key}.max", dist.upper, f"a number above min ({dist.lower:g})")
+    f_lo, f_hi = dist.truncation_mass()
+    if not f_hi - f_lo > 1e-12:
+        raise ConfigError(key, spec, "min/max that keep some probability mass "
+                          f"(the {kind} has support {dist.natural_support()})")
+    domain = DOMAINS[name]
+    a, b = dist.support()
+    if not domain.contains_interval(a, b):
+        raise ConfigError(key, spec, f"a distribution inside {name}'s domain "
+                          f"{domain.describe()} (its support is [{a:g}, {b:g}]; "
+                          "truncate it with min/max)")
+    return dist
+
+
+def _check_shape(kind: str, g: dict[str, float], key: str) -> None:
+    def bad(field: str, expected: str) -> ConfigError:
+        return ConfigError(f"{key}.{field}", g[field], expected)
+
+    if kind == "normal":
+        if "sd" in g and not g["sd"] > 0:
+            raise bad("sd", "a number > 0 (use a bare number for a fixed value)")
+        if "p5" in g and not g["p95"] > g["p5"]:
+            raise bad("p95", f"a number above p5 ({g['p5']:g})")
+    elif kind == "lognormal":
+        if "median" in g:
+            if not g["median"] > 0:
+                raise bad("median", "a number > 0")
+            if not g["sigma"] > 0:
+                raise bad("sigma", "a number > 0 (use a bare number for a fixed value)")
+        else:
+            if not g["p5"] > 0:
+                raise bad("p5", "a number > 0")
+            if not g["p95"] > g["p5"]:
+                raise bad("p95", f"a number above p5 ({g['p5']:g})")
+    elif kind == "uniform":
+        if not g["high"] > g["low"]:
+            raise bad("high", f"a number above low ({g['low']:g})")
+    elif kind in ("triangular", "pert"):
+        if not g["high"] > g["low"]:
+            raise bad("high", f"a number above low ({g['low']:g})")
+        if not g["low"] <= g["mode"] <= g["high"]:
+            raise bad("mode", f"a number in [low, high] = [{g['low']:g}, {g['high']:g}]")
+    elif kind == "beta":
+        for f in ("alpha", "beta"):
+            if not g[f] > 0:
+                raise bad(f, "a number > 0")
+
+
+def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
+    valid = list(PARAMETER_NAMES)
+    _check_keys(raw, valid, "parameters.")
+    for name in REQUIRED:
+        if name not in raw:
+            raise ConfigError(f"parameters.{name}", _MISSING,
+                              "a number or a distribution table (all 33 model parameters "
+                              "are required)")
+    for rate in DECAYING_RATES:
+        has = [f"{rate}_inf" in raw, f"{rate}_halflife" in raw]
+        if any(has) and not all(has):
+            missing = f"{rate}_halflife" if has[0] else f"{rate}_inf"
+            raise ConfigError(f"parameters.{missing}", _MISSING,
+                              f"both {rate}_inf and {rate}_halflife, or neither")
+    out: dict[str, float | Distribution] = {}
+    for name, value in raw.items():
+        key = f"parameters.{name}"
+        domain = DOMAINS[name]
+        if isinstance(value, dict):
+            out[name] = _parse_distribution(name, value)
+            if name in HALFLIVES and math.isinf(out[name].support()[1]):
+                raise ConfigError(key, value, "a half-life distribution with a finite "
+                                  "upper end (add max)")
+        else:
+            x = _number(value, key, f"a number in {domain.describe()} or a distribution "
+                        "table {dist = ...}")
+            if not domain.contains(x):
+                raise ConfigError(key, value, f"a number in {domain.describe()}")
+            out[name] = x
+    return out
+
+
+def _parse_correlation(raw: dict, params: dict) -> tuple[tuple[str, str, float], ...]:
+    _check_keys(raw, ["pairs"], "parameter_correlation.")
+    pairs = raw.get("pairs", [])
+    key = "parameter_correlation.pairs"
+    if not isinstance(pairs, list):
+        raise ConfigError(key, pairs, "a list of [name, name, rho] triples")
+    seen: set[frozenset] = set()
+    out = []
+    for i, pair in enumerate(pairs):
+        k = f"{key}[{i}]"
+        if not (isinstance(pair, list) and len(pair) == 3 and isinstance(pair[0], str)
+                and isinstance(pair[1], str)):
+            raise ConfigError(k, pair, "a triple [name, name, rho]")
+        a, b, rho = pair
+        for name in (a, b):
+            if name not in PARAMETER_INDEX:
+                close = difflib.get_close_matches(name, PARAMETER_NAMES, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(k, pair, f"known parameter names{hint}")
+            if not isinstance(params.get(name), Distribution):
+                raise ConfigError(k, pair, f"parameters drawn per path ({name} is "
+                                  f"{'fixed' if name in params else 'not given'})")
+        if a == b:
+            raise ConfigError(k, pair, "two different parameters")
+        if frozenset((a, b)) in seen:
+            raise ConfigError(k, pair, "each pair listed once")
+        seen.add(frozenset((a, b)))
+        r = _number(rho, f"{k}[2]", "a rank correlation in (-1, 1)")
+        if not -1.0 < r < 1.0:
+            raise ConfigError(f"{k}[2]", rho, "a rank correlation in (-1, 1) "
+                              "(+-1 is not positive definite)")
+        out.append((a, b, r))
+    result = tuple(out)
+    if result:
+        from .draws import copula_matrix  # local: draws imports config types
+
+        names, matrix = copula_matrix(result)
+        eig = np.linalg.eigvalsh(matrix)
+        if eig.min() <= 1e-10:
+            raise ConfigError(key, pairs, "rank correlations whose normal-copula matrix "
+                              f"(r = 2 sin(pi rho / 6)) is positive definite; its smallest "
+                              f"eigenvalue is {eig.min():.3g} (never repaired silently)")
+    return result
+
+
+def _parse_shocks(raw: dict) -> tuple[tuple[float, ...], ...]:
+    _check_keys(raw, ["correlation"], "shocks.")
+    identity = tuple(tuple(1.0 if i == j else 0.0 for j in range(5)) for i in range(5))
+    if "correlation" not in raw:
+        return identity
+    m = raw["correlation"]
+    key = "shocks.correlation"
+    expected = f"a 5x5 list of numbers (order: {', '.join(SHOCK_NAMES)})"
+    if not (isinstance(m, list) and len(m) == 5 and all(isinstance(r, list) and len(r) == 5
+                                                        for r in m)):
+        raise ConfigError(key, m, expected)
+    a = np.array([[_number(v, f"{key}[{i}][{j}]") for j, v in enumerate(row)]
+                  for i, row in enumerate(m)])
+    for i in range(5):
+        if a[i, i] != 1.0:
+            raise ConfigError(f"{key}[{i}][{i}]", m[i][i], "1 on the diagonal")
+        for j in range(5):
+            if a[i, j] != a[j, i]:
+                raise ConfigError(f"{key}[{i}][{j}]", m[i][j],
+                                  f"a symmetric matrix (entry [{j}][{i}] is {m[j][i]})")
+            if abs(a[i, j]) > 1:
+                raise ConfigError(f"{key}[{i}][{j}]", m[i][j], "a correlation in [-1, 1]")
+    eig = np.linalg.eigvalsh(a)
+    if eig.min() <= 1e-10:
+        raise ConfigError(key, m, "a positive definite correlation matrix (smallest "
+                          f"eigenvalue {eig.min():.3g}; never repaired silently)")
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
+DEAL_KEYS = ("investment", "revenue_share", "revenue_share_end", "revenue_share_cap",
+             "profit_share_until_recouped", "profit_share_after", "profit_cap",
+             "loss_carryforward", "recoup_from", "azure_credits", "losses_before_start")
+
+
+def _parse_deal(raw: dict) -> DealConfig:
+    _check_keys(raw, DEAL_KEYS, "deal.")
+    if "investment" not in raw:
+        raise ConfigError("deal.investment", _MISSING, "a number of dollars > 0")
+    kw: dict[str, Any] = {"investment": _in_range(raw["investment"], "deal.investment",
+                                                  0.0, None, lo_open=True)}
+    for k in ("revenue_share", "profit_share_until_recouped", "profit_share_after"):
+        if k in raw:
+            kw[k] = _in_range(raw[k], f"deal.{k}", 0.0, 1.0)
+    for k in ("revenue_share_cap", "profit_cap", "azure_credits", "losses_before_start"):
+        if k in raw:
+            kw[k] = _in_range(raw[k], f"deal.{k}", 0.0)
+    if "revenue_share_end" in raw:
+        kw["revenue_share_end"] = _month(raw["revenue_share_end"], "deal.revenue_share_end")
+    if "loss_carryforward" in raw:
+        if not isinstance(raw["loss_carryforward"], bool):
+            raise ConfigError("deal.loss_carryforward", raw["loss_carryforward"],
+                              "true or false")
+        kw["loss_carryforward"] = raw["loss_carryforward"]
+    if "recoup_from" in raw:
+        r = raw["recoup_from"]
+        if not (isinstance(r, list) and r and all(x in RECOUP_SOURCES for x in r)
+                and len(set(r)) == len(r)):
+            raise ConfigError("deal.recoup_from", r, "a non-empty list drawn from "
+                              '["profit_share", "revenue_share"], each once')
+        kw["recoup_from"] = tuple(r)
+    return DealConfig(**kw)
+
+
+TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal")
+#: Tables of a parent config that a child's same-named table updates key by key; any other
+#: table given in the child replaces the parent's whole (a new [deal] is a new deal).
+MERGED_TABLES = ("simulation", "parameters")
+MAX_EXTENDS_DEPTH = 8
+
+
+def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> Config:
+    """Validate a parsed TOML document (a dict) into a :class:`Config`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("<document>", raw, "a TOML table")
+    _check_keys(raw, TOP_KEYS, "")
+    simulation = _parse_simulation(_table(raw, "simulation"))
+    parameters = _parse_parameters(_table(raw, "parameters"))
+    correlation = _parse_correlation(_table(raw, "parameter_correlation", False), parameters)
+    shocks = _parse_shocks(_table(raw, "shocks", False))
+    deal = _parse_deal(_table(raw, "deal"))
+    return Config(simulation, parameters, deal, correlation, shocks, source_text,
+                  source_path)
+
+
+def _read_toml(path: Path) -> tuple[dict, str]:
+    src = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("<file>", src, f"a readable file ({exc.strerror})",
+                          source=src) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("<file>", f"byte {exc.start}", "UTF-8 text", source=src) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<toml>", str(exc), "valid TOML", source=src) from None
+
+
+def _resolve_extends(path: Path, depth: int = 0) -> tuple[dict, list[tuple[str, str]]]:
+    """The document at ``path`` merged over the chain of configs it ``extends``.
+
+    Returns the merged dict and the (path, text) of every file read, parent first.
+    """
+    raw, text = _read_toml(path)
+    parent_name = raw.pop("extends", None)
+    if parent_name is None:
+        return raw, [(str(path), text)]
+    if not isinstance(parent_name, str):
+        raise ConfigError("extends", parent_name, "a path to a parent config",
+                          source=str(path))
+    if depth >= MAX_EXTENDS_DEPTH:
+        raise ConfigError("extends", parent_name,
+                          f"a chain of at most {MAX_EXTENDS_DEPTH} configs (a cycle?)",
+                          source=str(path))
+    parent_path = (path.parent / parent_name)
+    if not parent_path.is_file():
+        raise ConfigError("extends", parent_name, "an existing config file (relative to "
+                          "this one)", source=str(path))
+    merged, files = _resolve_extends(parent_path, depth + 1)
+    for key, value in raw.items():
+        if key in MERGED_TABLES and isinstance(value, dict) and \
+                isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged, files + [(str(path), text)]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate a TOML config file. Raises :class:`ConfigError`.
+
+    A config may name a parent with ``extends = "other.toml"`` (relative to itself): its
+    [simulation] and [parameters] keys update the parent's, and any other table it gives
+    replaces the parent's table whole.
+    """
+    path = Path(path)
+    raw, files = _resolve_extends(path)
+    if len(files) == 1:
+        text = files[0][1]
+    else:
+        text = "".join(f"# ===== {p} =====\n{t}\n" for p, t in files)
+    try:
+        return parse_config(raw, source_text=text, source_path=str(path))
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None
+
+
+def parse_config_text(text: str, source_path: str = "<string>") -> Config:
+    """Parse and validate TOML text (for tests and notebooks)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<toml>", str(exc), "valid TOML", source=source_path) from None
+    return parse_config(raw, source_text=text, source_path=source_path)
+
+
+__all__ = ["Config", "ConfigError", "DealConfig", "SimulationConfig", "load_config",
+           "parse_config", "parse_config_text"]

@@ -1,0 +1,264 @@
+"""The model in JAX: pure ``initial_state`` / ``month_flows`` / ``advance`` functions.
+
+One path's future is a scan over months of: money flows and the deal's waterfall at month t
+(:func:`month_flows`), then the drivers' step to month t+1 (:func:`advance`). Everything is
+elementwise over paths, so any batch shape works. Drivers and the waterfall run in the
+kernel dtype (float32 by default); the sums that are reported (cumulative Azure spend,
+annual totals, cumulative revenue, profit and cash) are carried in float64, because float32
+loses whole dollars past 2^24 and these sums reach 10^12 per path.
+
+Units: $ per month for flows, tokens per month, weekly active users; rates per year.
+The engine knows nothing of economics beyond these three functions.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .config import DealConfig
+from .months import MonthGrid
+
+DT = 1.0 / 12.0
+ACC = jnp.float64  # dtype of the reported sums
+
+
+class DealTerms(NamedTuple):
+    """The deal as device scalars (traced, so sweeping them never recompiles). $ unless said."""
+
+    investment: jax.Array
+    revenue_share: jax.Array          # fraction of revenue
+    revenue_share_end: jax.Array      # last month index paying revenue share (int32)
+    revenue_share_cap: jax.Array      # inf: none
+    rate_until_recouped: jax.Array    # fraction of distributable profit
+    rate_after: jax.Array
+    profit_cap: jax.Array             # inf: none
+    loss_carryforward: jax.Array      # bool
+    recoup_profit_share: jax.Array    # bool: cumulative profit share counts toward recouping
+    recoup_revenue_share: jax.Array   # bool: cumulative revenue share counts
+    azure_credits: jax.Array          # inf: none
+    losses_before_start: jax.Array
+
+
+def deal_terms(deal: DealConfig, grid: MonthGrid, dtype=jnp.float32) -> DealTerms:
+    """Device form of a :class:`DealConfig` on ``grid``."""
+    inf = float("inf")
+    end = grid.num_months if deal.revenue_share_end is None else grid.index(
+        deal.revenue_share_end)
+    end = max(min(end, grid.num_months), -1)
+    return DealTerms(
+        investment=jnp.asarray(deal.investment, dtype),
+        revenue_share=jnp.asarray(deal.revenue_share, dtype),
+        revenue_share_end=jnp.asarray(end, jnp.int32),
+        revenue_share_cap=jnp.asarray(inf if deal.revenue_share_cap is None
+                                      else deal.revenue_share_cap, dtype),
+        rate_until_recouped=jnp.asarray(deal.profit_share_until_recouped, dtype),
+        rate_after=jnp.asarray(deal.profit_share_after, dtype),
+        profit_cap=jnp.asarray(inf if deal.profit_cap is None else deal.profit_cap, dtype),
+        loss_carryforward=jnp.asarray(deal.loss_carryforward),
+        recoup_profit_share=jnp.asarray("profit_share" in deal.recoup_from),
+        recoup_revenue_share=jnp.asarray("revenue_share" in deal.recoup_from),
+        azure_credits=jnp.asarray(inf if deal.azure_credits is None else deal.azure_credits,
+                                  ACC),
+        losses_before_start=jnp.asarray(deal.losses_before_start, dtype),
+    )
+
+
+class State(NamedTuple):
+    """Per-path state at the start of month t (every field has the batch shape)."""
+
+    log_price: jax.Array              # log $ per GPU-hour
+    logit_utilization: jax.Array
+    log_tokens: jax.Array             # log tokens per month
+    log_users: jax.Array              # log weekly active users
+    logit_conversion: jax.Array
+    growth_throughput: jax.Array      # cumulative log growth of tokens per GPU-hour
+    growth_training: jax.Array        # ... of training spend
+    growth_api_price: jax.Array       # ... of API revenue per million tokens
+    growth_other_opex: jax.Array      # ... of other operating cost
+    cum_revenue_share: jax.Array      # $, M so far
+    cum_profit_share: jax.Array       # $, Q so far
+    loss_pool: jax.Array              # $ (<= 0): losses that later profits fill first
+    repayment_month: jax.Array        # int32; T while not yet repaid
+    credit_month: jax.Array           # int32; T while credits last
+    cum_azure_spend: jax.Array        # float64 $
+    cum_revenue: jax.Array            # float64 $
+    cum_profit: jax.Array             # float64 $
+    openai_cash: jax.Array            # float64 $, running sum of P - q
+    min_openai_cash: jax.Array        # float64 $, running minimum of openai_cash (<= 0)
+
+
+class Flows(NamedTuple):
+    """Money of month t, $ per month (kernel dtype)."""
+
+    azure_spend: jax.Array            # Z = a X
+    azure_inference_spend: jax.Array  # a I
+    revenue: jax.Array                # V
+    revenue_share: jax.Array          # M
+    inference_spend: jax.Array        # I
+    compute_spend: jax.Array          # X
+    profit: jax.Array                 # P
+    profit_share: jax.Array           # q
+
+
+def _rate(theta, name: str, s):
+    """r(s) = r_inf + (r_0 - r_inf) 2^(-s/h) of a decaying rate (per year)."""
+    r0, rinf, h = theta[name], theta[f"{name}_inf"], theta[f"{name}_halflife"]
+    return rinf + (r0 - rinf) * jnp.exp2(-s / h)
+
+
+def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
+    """Month-0 state: every driver at its ``*_0`` value, nothing paid yet."""
+    x = theta["gpu_price_0"]
+    zero = jnp.zeros_like(x)
+    zero_acc = jnp.zeros(x.shape, ACC)
+    never = jnp.full(x.shape, num_months, jnp.int32)
+    return State(
+        log_price=jnp.log(theta["gpu_price_0"]),
+        logit_utilization=jax.scipy.special.logit(theta["utilization_0"]),
+        log_tokens=jnp.log(theta["tokens_0"]),
+        log_users=jnp.log(theta["users_0"]),
+        logit_conversion=jax.scipy.special.logit(theta["conversion_0"]),
+        growth_throughput=zero, growth_training=zero, growth_api_price=zero,
+        growth_other_opex=zero,
+        cum_revenue_share=zero, cum_profit_share=zero,
+        loss_pool=zero - deal.losses_before_start,
+        repayment_month=never, credit_month=never,
+        cum_azure_spend=zero_acc, cum_revenue=zero_acc, cum_profit=zero_acc,
+        openai_cash=zero_acc, min_openai_cash=zero_acc,
+    )
+
+
+def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, Flows]:
+    """Money flows of month t (int32 scalar) and the waterfall's update of the state."""
+    s = t.astype(state.log_price.dtype) * DT  # years since start
+    a = theta["azure_share_inf"] + (theta["azure_share_0"] - theta["azure_share_inf"]) \
+        * jnp.exp2(-s / theta["azure_share_halflife"])
+    u = jax.nn.sigmoid(state.logit_utilization)
+    c = jax.nn.sigmoid(state.logit_conversion)
+    tokens = jnp.exp(state.log_tokens)
+    # I = D / eta / u * p, with eta = eta_0 exp(G) folded into one exp
+    inference = jnp.exp(state.log_tokens - state.growth_throughput + state.log_price) \
+        / theta["tokens_per_gpu_hour_0"] / u
+    training = theta["training_spend_0"] * jnp.exp(state.growth_training)
+    compute = inference + training
+    azure = a * compute
+    subscriptions = jnp.exp(state.log_users) * c * theta["subscription_arpu"]
+    api = theta["api_token_share"] * tokens \
+        * (theta["api_revenue_per_mtok_0"] * jnp.exp(state.growth_api_price)) * 1e-6
+    revenue = subscriptions + api
+    other = theta["other_opex_0"] * jnp.exp(state.growth_other_opex)
+
+    # revenue share: paid through revenue_share_end; the month reaching the cap pays the rest
+    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share * revenue, 0.0)
+    room = deal.revenue_share_cap - state.cum_revenue_share
+    hits_cap = owed >= room
+    rev_share = jnp.where(hits_cap, room, owed)
+    cum_m = jnp.where(hits_cap, deal.revenue_share_cap, state.cum_revenue_share + owed)
+    profit = revenue - compute - other - rev_share
+
+    # distributable profit d: losses carried forward must be filled first
+    pool = state.loss_pool + profit
+    d_carry = jnp.maximum(pool, 0.0)
+    d = jnp.where(deal.loss_carryforward, d_carry, jnp.maximum(profit, 0.0))
+    pool = jnp.where(deal.loss_carryforward, jnp.minimum(pool, 0.0), state.loss_pool)
+
+    # profit share: rate_until_recouped up to the investment line, split exactly at it
+    q_prev = state.cum_profit_share
+    to_line = jnp.maximum(deal.investment - q_prev, 0.0)
+    r1, r2 = deal.rate_until_recouped, deal.rate_after
+    crosses = r1 * d > to_line  # implies r1 > 0
+    d_at_r1 = jnp.where(crosses, to_line / jnp.where(crosses, r1, 1.0), d)
+    q_new = jnp.where(crosses, jnp.maximum(q_prev, deal.investment) + r2 * (d - d_at_r1),
+                      q_prev + r1 * d)
+    q_new = jnp.minimum(q_new, deal.profit_cap)  # split first, then cap
+    profit_share = q_new - q_prev
+
+    recouped = jnp.where(deal.recoup_profit_share, q_new, 0.0) \
+        + jnp.where(deal.recoup_revenue_share, cum_m, 0.0)
+    repaid_now = (recouped >= deal.investment)
+    repayment = jnp.where(repaid_now, jnp.minimum(state.repayment_month, t),
+                          state.repayment_month)
+
+    cum_azure = state.cum_azure_spend + azure.astype(ACC)
+    credit = jnp.where(cum_azure >= deal.azure_credits,
+                       jnp.minimum(state.credit_month, t), state.credit_month)
+    cash = state.openai_cash + (profit - profit_share).astype(ACC)
+
+    new = state._replace(
+        cum_revenue_share=cum_m, cum_profit_share=q_new, loss_pool=pool,
+        repayment_month=repayment, credit_month=credit,
+        cum_azure_spend=cum_azure,
+        cum_revenue=state.cum_revenue + revenue.astype(ACC),
+        cum_profit=state.cum_profit + profit.astype(ACC),
+        openai_cash=cash, min_openai_cash=jnp.minimum(state.min_openai_cash, cash),
+    )
+    flows = Flows(azure, a * inference, revenue, rev_share, inference, compute, profit,
+                  profit_share)
+    return new, flows
+
+
+def advance(theta: dict, state: State, eps, t) -> State:
+    """Drivers from month t to t+1 with the correlated shocks ``eps`` (tuple of 5 arrays)."""
+    s = t.astype(state.log_price.dtype) * DT  # years since start of month t
+    dt, sqdt = DT, DT ** 0.5
+    e_price, e_util, e_tokens, e_users, e_conv = eps
+    token_growth = theta["token_growth_inf"] + (theta["token_growth_0"]
+                                                - theta["token_growth_inf"]) \
+        * jnp.exp2(-s / theta["token_growth_halflife"])
+    logit = jax.scipy.special.logit
+    return state._replace(
+        log_price=state.log_price + _rate(theta, "gpu_price_drift", s) * dt
+        + theta["gpu_price_vol"] * sqdt * e_price,
+        logit_utilization=state.logit_utilization + theta["utilization_speed"]
+        * (logit(theta["utilization_mean"]) - state.logit_utilization) * dt
+        + theta["utilization_vol"] * sqdt * e_util,
+        log_tokens=state.log_tokens + token_growth * dt + theta["token_vol"] * sqdt * e_tokens,
+        log_users=state.log_users + theta["users_growth"]
+        * (1.0 - jnp.exp(state.log_users) / theta["users_cap"]) * dt
+        + theta["users_vol"] * sqdt * e_users,
+        logit_conversion=state.logit_conversion + theta["conversion_speed"]
+        * (logit(theta["conversion_mean"]) - state.logit_conversion) * dt
+        + theta["conversion_vol"] * sqdt * e_conv,
+        growth_throughput=state.growth_throughput + _rate(theta, "efficiency_growth", s) * dt,
+        growth_training=state.growth_training + _rate(theta, "training_growth", s) * dt,
+        growth_api_price=state.growth_api_price + _rate(theta, "api_price_drift", s) * dt,
+        growth_other_opex=state.growth_other_opex + _rate(theta, "other_opex_growth", s) * dt,
+    )
+
+
+def correlate(z, cholesky):
+    """eps = L z for a tuple of 5 independent normals; L is a 5x5 (static numpy) factor."""
+    out = []
+    for k in range(5):
+        acc = None
+        for j in range(k + 1):
+            if cholesky[k][j] == 0.0:
+                continue
+            term = z[j] if cholesky[k][j] == 1.0 else z[j] * cholesky[k][j]
+            acc = term if acc is None else acc + term
+        out.append(acc if acc is not None else jnp.zeros_like(z[0]))
+    return tuple(out)
+
+
+def simulate_flows(theta: dict, deal: DealTerms, normals, cholesky, num_months: int):
+    """All months of every path from given independent normals [T, N, 5] (row 0 unused).
+
+    For tests against :mod:`mcsim.reference` and for exporting sample paths. Returns
+    (final State, Flows of [T, N] arrays, recouped-state not included).
+    """
+    state = initial_state(theta, deal, num_months)
+
+    def body(state, inputs):
+        t, z_next = inputs
+        state, flows = month_flows(theta, deal, state, t)
+        eps = correlate(tuple(z_next[..., k] for k in range(5)), cholesky)
+        state = advance(theta, state, eps, t)
+        return state, (flows, state.cum_azure_spend)
+
+    ts = jnp.arange(num_months, dtype=jnp.int32)
+    z_next = jnp.concatenate([normals[1:], jnp.zeros_like(normals[:1])], axis=0)
+    final, (flows, _) = jax.lax.scan(body, state, (ts, z_next))
+    return final, flows
