@@ -1,0 +1,46 @@
+"""Which per-path statistics a run reduces, and in which rows of the accumulators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .months import MonthGrid
+
+#: Calendar-year flows reported per year (MODEL.md "What every run reports", item 2).
+ANNUAL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share")
+#: Per-path totals at the horizon (item 5), $.
+HORIZON_TOTALS = ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
+                  "microsoft_net", "deepest_cumulative_loss")
+
+
+@dataclass(frozen=True)
+class StatLayout:
+    """Rows of the [S, ...] statistic arrays: cumulative Azure spend at every month (T rows),
+    then each annual flow for every calendar year (Y rows each), then the horizon totals."""
+
+    grid: MonthGrid
+
+    @property
+    def num_years(self) -> int:
+        return len(self.grid.years)
+
+    @property
+    def num_stats(self) -> int:
+        return self.grid.num_months + len(ANNUAL_FLOWS) * self.num_years + len(HORIZON_TOTALS)
+
+    def rows(self, group: str) -> slice:
+        """Row slice of ``"cumulative_azure_spend"``, an annual flow, or ``"horizon"``."""
+        T, Y = self.grid.num_months, self.num_years
+        if group == "cumulative_azure_spend":
+            return slice(0, T)
+        if group in ANNUAL_FLOWS:
+            k = ANNUAL_FLOWS.index(group)
+            return slice(T + k * Y, T + (k + 1) * Y)
+        if group == "horizon":
+            start = T + len(ANNUAL_FLOWS) * Y
+            return slice(start, start + len(HORIZON_TOTALS))
+        raise KeyError(group)
+
+    def row(self, name: str) -> int:
+        """Row of one horizon total."""
+        return self.rows("horizon").start + HORIZON_TOTALS.index(name)

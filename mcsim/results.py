@@ -1,0 +1,172 @@
+"""Results: plain NumPy statistics with their Monte Carlo error, computed from accumulators.
+
+Quantiles come from the fixed histogram bins. Each has a 95% confidence interval from order
+statistics: the p-quantile of n paths lies, with 95% confidence, between the order statistics
+of ranks ``n p -+ 1.96 sqrt(n p (1-p))`` (normal approximation to the binomial), and those
+are bracketed by the lower and upper edges of the bins that hold them. The interval thus
+covers both the Monte Carlo error and the bin width. Means carry ``sqrt(var/n)``.
+Months are indices into the grid; a quantile beyond the horizon is ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .accumulators import Accumulator, MoneyBins
+from .config import Config
+from .layout import ANNUAL_FLOWS, HORIZON_TOTALS, StatLayout
+
+Z_95 = 1.959964
+DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+
+
+@dataclass(frozen=True)
+class QuantileTable:
+    """Quantiles of R statistics at P percentiles: arrays [R, P] of $ (NaN when empty)."""
+
+    percentiles: tuple[float, ...]
+    value: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+
+
+@dataclass(frozen=True)
+class MonthDistribution:
+    """Distribution of a first-passage month (repayment or credit exhaustion).
+
+    ``cdf[m]`` = P(event by month index m) with ``cdf_se``; ``quantiles`` maps a
+    percentile to (month index or None, ci_low or None, ci_high or None); ``censored`` is
+    P(not by the horizon) with ``censored_se``.
+    """
+
+    counts: np.ndarray
+    cdf: np.ndarray
+    cdf_se: np.ndarray
+    censored: float
+    censored_se: float
+    quantiles: dict[float, tuple[int | None, int | None, int | None]]
+
+
+def _rank_bounds(n: int, p: float) -> tuple[float, float]:
+    half = Z_95 * np.sqrt(n * p * (1.0 - p))
+    return max(n * p - half, 0.0), min(n * p + half, float(n))
+
+
+def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
+                        percentiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantiles of one histogram row with 95% CIs. Log-linear interpolation inside a bin."""
+    lo, hi = bins.edges()
+    c = counts[: bins.nan_bin].astype(np.float64)
+    n = c.sum()
+    out = np.full((3, len(percentiles)), np.nan)
+    if n == 0:
+        return out[0], out[1], out[2]
+    cum = np.cumsum(c)
+
+    def bin_at(rank: float) -> int:
+        return int(np.searchsorted(cum, max(rank, 1e-9), side="left"))
+
+    for i, pct in enumerate(percentiles):
+        p = pct / 100.0
+        target = p * n
+        k = bin_at(target)
+        prev = cum[k - 1] if k > 0 else 0.0
+        frac = (target - prev) / c[k] if c[k] > 0 else 0.5
+        out[0, i] = _interpolate(lo[k], hi[k], frac)
+        r_lo, r_hi = _rank_bounds(int(n), p)
+        out[1, i] = lo[bin_at(r_lo)]
+        out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)]
+    return out[0], out[1], out[2]
+
+
+def _interpolate(lo: float, hi: float, frac: float) -> float:
+    if not np.isfinite(lo):
+        return hi
+    if not np.isfinite(hi):
+        return lo
+    if lo >= 1.0:  # positive magnitudes: geometric
+        return float(lo * (hi / lo) ** frac)
+    if hi <= -1.0:  # negative magnitudes: geometric in |x|
+        return float(-((-lo) * ((-hi) / (-lo)) ** (1.0 - frac)))
+    return 0.0  # the zero bin: |x| < $1
+
+
+def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
+    """From counts per month index (last entry: not by the horizon)."""
+    counts = np.asarray(counts, np.int64)
+    n = int(counts.sum())
+    T = len(counts) - 1
+    cum = np.cumsum(counts[:T]).astype(np.float64)
+    cdf = cum / max(n, 1)
+    cdf_se = np.sqrt(cdf * (1.0 - cdf) / max(n, 1))
+    censored = counts[T] / max(n, 1)
+
+    def month_at(rank: float) -> int | None:
+        m = int(np.searchsorted(cum, max(rank, 1e-9), side="left"))
+        return m if m < T else None
+
+    quantiles = {}
+    for pct in percentiles:
+        p = pct / 100.0
+        r_lo, r_hi = _rank_bounds(n, p)
+        quantiles[float(pct)] = (month_at(p * n), month_at(r_lo), month_at(r_hi))
+    return MonthDistribution(counts, cdf, cdf_se, float(censored),
+                             float(np.sqrt(censored * (1 - censored) / max(n, 1))), quantiles)
+
+
+@dataclass
+class Results:
+    """The reduced output of a run. All money in $, months as grid indices.
+
+    Use :meth:`quantiles`, :meth:`mean`, :attr:`repayment` and :attr:`credit_exhaustion`;
+    :mod:`mcsim.report` turns them into files.
+    """
+
+    config: Config
+    layout: StatLayout
+    bins: MoneyBins
+    accumulator: Accumulator
+    info: object
+
+    @classmethod
+    def from_accumulator(cls, config, layout, bins, acc, info) -> Results:
+        return cls(config, layout, bins, acc, info)
+
+    @property
+    def grid(self):
+        return self.layout.grid
+
+    @property
+    def num_paths(self) -> int:
+        return self.accumulator.paths
+
+    def quantiles(self, group: str, percentiles=DEFAULT_PERCENTILES) -> QuantileTable:
+        """Quantiles of every row of ``group`` (``"cumulative_azure_spend"``, an annual flow
+        of :data:`~mcsim.layout.ANNUAL_FLOWS`, or ``"horizon"``)."""
+        rows = range(self.layout.num_stats)[self.layout.rows(group)]
+        vals = np.array([histogram_quantiles(self.accumulator.histogram[r], self.bins,
+                                             percentiles) for r in rows])
+        return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
+
+    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, standard error) of every row of ``group``."""
+        sl = self.layout.rows(group)
+        m = self.accumulator.moments
+        return m.mean[sl].copy(), m.stderr()[sl]
+
+    @property
+    def repayment(self) -> MonthDistribution:
+        return month_distribution(self.accumulator.repayment_counts, DEFAULT_PERCENTILES)
+
+    @property
+    def credit_exhaustion(self) -> MonthDistribution:
+        return month_distribution(self.accumulator.credit_counts, DEFAULT_PERCENTILES)
+
+    def month_label(self, t: int | None) -> str | None:
+        return None if t is None else self.grid.label(t)
+
+
+__all__ = ["Results", "QuantileTable", "MonthDistribution", "ANNUAL_FLOWS", "HORIZON_TOTALS",
+           "histogram_quantiles", "month_distribution"]
