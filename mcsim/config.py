@@ -466,6 +466,9 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     if not isinstance(raw, dict):
         raise ConfigError("<document>", raw, "a TOML table")
     _check_keys(raw, TOP_KEYS, "")
+    if "extends" in raw:
+        raise ConfigError("extends", raw["extends"], "to be resolved by load_config (a "
+                          "config read from a file); parse the parent's text instead")
     simulation = _parse_simulation(_table(raw, "simulation"))
     parameters = _parse_parameters(_table(raw, "parameters"))
     correlation = _parse_correlation(_table(raw, "parameter_correlation", False), parameters)

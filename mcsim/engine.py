@@ -24,7 +24,7 @@ from .config import Config
 from .draws import ParameterSampler
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
-from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform24
+from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 DEFAULT_CHUNK_CPU = 32 * BLOCK
@@ -69,10 +69,10 @@ def tree_sum(x):
 
 
 def standard_normals(words, dtype):
-    """Normals by the inverse error function of 24-bit uniforms (exact in float32)."""
+    """Normals by the inverse error function of 23-bit uniforms (exact in float32)."""
     out = []
     for w in words:
-        u = words_to_uniform24(w, jnp, dtype)
+        u = words_to_uniform(w, jnp, dtype)
         out.append(jnp.sqrt(dtype(2.0)) * jax.lax.erf_inv(dtype(2.0) * u - dtype(1.0)))
     return tuple(out)
 

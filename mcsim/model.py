@@ -2,10 +2,11 @@
 
 One path's future is a scan over months of: money flows and the deal's waterfall at month t
 (:func:`month_flows`), then the drivers' step to month t+1 (:func:`advance`). Everything is
-elementwise over paths, so any batch shape works. Drivers and the waterfall run in the
-kernel dtype (float32 by default); the sums that are reported (cumulative Azure spend,
-annual totals, cumulative revenue, profit and cash) are carried in float64, because float32
-loses whole dollars past 2^24 and these sums reach 10^12 per path.
+elementwise over paths, so any batch shape works. The drivers and a month's flows run in
+the kernel dtype (float32 by default); every running sum (the waterfall's loss pool and
+cumulative shares, cumulative Azure spend, revenue, profit and cash) is carried in float64,
+because float32 loses whole dollars past 2^24 and these sums reach 10^12 per path, while
+the waterfall must resolve a month's profit against them.
 
 Units: $ per month for flows, tokens per month, weekly active users; rates per year.
 The engine knows nothing of economics beyond these three functions.
@@ -78,9 +79,9 @@ class State(NamedTuple):
     growth_training: jax.Array        # ... of training spend
     growth_api_price: jax.Array       # ... of API revenue per million tokens
     growth_other_opex: jax.Array      # ... of other operating cost
-    cum_revenue_share: jax.Array      # $, M so far
-    cum_profit_share: jax.Array       # $, Q so far
-    loss_pool: jax.Array              # $ (<= 0): losses that later profits fill first
+    cum_revenue_share: jax.Array      # float64 $, M so far
+    cum_profit_share: jax.Array       # float64 $, Q so far
+    loss_pool: jax.Array              # float64 $ (<= 0): losses later profits fill first
     repayment_month: jax.Array        # int32; T while not yet repaid
     credit_month: jax.Array           # int32; T while credits last
     cum_azure_spend: jax.Array        # float64 $
@@ -91,7 +92,7 @@ class State(NamedTuple):
 
 
 class Flows(NamedTuple):
-    """Money of month t, $ per month (kernel dtype)."""
+    """Money of month t, $ per month (kernel dtype; the waterfall's flows in float64)."""
 
     azure_spend: jax.Array            # Z = a X
     azure_inference_spend: jax.Array  # a I
@@ -123,8 +124,8 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
         logit_conversion=jax.scipy.special.logit(theta["conversion_0"]),
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
-        cum_revenue_share=zero, cum_profit_share=zero,
-        loss_pool=zero - deal.losses_before_start,
+        cum_revenue_share=zero_acc, cum_profit_share=zero_acc,
+        loss_pool=zero_acc - deal.losses_before_start.astype(ACC),
         repayment_month=never, credit_month=never,
         cum_azure_spend=zero_acc, cum_revenue=zero_acc, cum_profit=zero_acc,
         openai_cash=zero_acc, min_openai_cash=zero_acc,
@@ -151,13 +152,20 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
     revenue = subscriptions + api
     other = theta["other_opex_0"] * jnp.exp(state.growth_other_opex)
 
+    # The waterfall runs on float64 sums: the loss pool and the cumulative shares reach
+    # 10^12 while a month's profit may be 10^6, which float32 (24-bit) cannot resolve.
+    revenue64 = revenue.astype(ACC)
+    profit_before_share = (revenue - compute - other).astype(ACC)
+
     # revenue share: paid through revenue_share_end; the month reaching the cap pays the rest
-    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share * revenue, 0.0)
-    room = deal.revenue_share_cap - state.cum_revenue_share
+    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share.astype(ACC) * revenue64,
+                     0.0)
+    room = deal.revenue_share_cap.astype(ACC) - state.cum_revenue_share
     hits_cap = owed >= room
     rev_share = jnp.where(hits_cap, room, owed)
-    cum_m = jnp.where(hits_cap, deal.revenue_share_cap, state.cum_revenue_share + owed)
-    profit = revenue - compute - other - rev_share
+    cum_m = jnp.where(hits_cap, deal.revenue_share_cap.astype(ACC),
+                      state.cum_revenue_share + owed)
+    profit = profit_before_share - rev_share
 
     # distributable profit d: losses carried forward must be filled first
     pool = state.loss_pool + profit
@@ -166,33 +174,34 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
     pool = jnp.where(deal.loss_carryforward, jnp.minimum(pool, 0.0), state.loss_pool)
 
     # profit share: rate_until_recouped up to the investment line, split exactly at it
+    investment = deal.investment.astype(ACC)
     q_prev = state.cum_profit_share
-    to_line = jnp.maximum(deal.investment - q_prev, 0.0)
-    r1, r2 = deal.rate_until_recouped, deal.rate_after
+    to_line = jnp.maximum(investment - q_prev, 0.0)
+    r1, r2 = deal.rate_until_recouped.astype(ACC), deal.rate_after.astype(ACC)
     crosses = r1 * d > to_line  # implies r1 > 0
     d_at_r1 = jnp.where(crosses, to_line / jnp.where(crosses, r1, 1.0), d)
-    q_new = jnp.where(crosses, jnp.maximum(q_prev, deal.investment) + r2 * (d - d_at_r1),
+    q_new = jnp.where(crosses, jnp.maximum(q_prev, investment) + r2 * (d - d_at_r1),
                       q_prev + r1 * d)
-    q_new = jnp.minimum(q_new, deal.profit_cap)  # split first, then cap
+    q_new = jnp.minimum(q_new, deal.profit_cap.astype(ACC))  # split first, then cap
     profit_share = q_new - q_prev
 
     recouped = jnp.where(deal.recoup_profit_share, q_new, 0.0) \
         + jnp.where(deal.recoup_revenue_share, cum_m, 0.0)
-    repaid_now = (recouped >= deal.investment)
+    repaid_now = recouped >= investment
     repayment = jnp.where(repaid_now, jnp.minimum(state.repayment_month, t),
                           state.repayment_month)
 
     cum_azure = state.cum_azure_spend + azure.astype(ACC)
     credit = jnp.where(cum_azure >= deal.azure_credits,
                        jnp.minimum(state.credit_month, t), state.credit_month)
-    cash = state.openai_cash + (profit - profit_share).astype(ACC)
+    cash = state.openai_cash + (profit - profit_share)
 
     new = state._replace(
         cum_revenue_share=cum_m, cum_profit_share=q_new, loss_pool=pool,
         repayment_month=repayment, credit_month=credit,
         cum_azure_spend=cum_azure,
         cum_revenue=state.cum_revenue + revenue.astype(ACC),
-        cum_profit=state.cum_profit + profit.astype(ACC),
+        cum_profit=state.cum_profit + profit,
         openai_cash=cash, min_openai_cash=jnp.minimum(state.min_openai_cash, cash),
     )
     flows = Flows(azure, a * inference, revenue, rev_share, inference, compute, profit,

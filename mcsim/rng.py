@@ -61,11 +61,13 @@ def stream_key(seed: int, stream: int) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def uniform53(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
-    """Float64 uniforms in the open interval (0, 1) from two uint32 words (53 random bits)."""
-    hi = (w0 >> np.uint32(5)).astype(np.float64)  # 27 bits
+def uniform52(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """Float64 uniforms in the open interval (0, 1) from two uint32 words: 52 random bits
+    plus one half, ``(k + 1/2) / 2^52``, exact in float64 (53-bit significand), so never 0
+    or 1."""
+    hi = (w0 >> np.uint32(6)).astype(np.float64)  # 26 bits
     lo = (w1 >> np.uint32(6)).astype(np.float64)  # 26 bits
-    return (hi * 2.0**26 + lo + 0.5) * 2.0**-53
+    return (hi * 2.0**26 + lo + 0.5) * 2.0**-52
 
 
 def parameter_uniforms(seed: int, path_start: int, num_paths: int,
@@ -80,7 +82,7 @@ def parameter_uniforms(seed: int, path_start: int, num_paths: int,
     cols = np.asarray(parameter_indices, dtype=np.uint32)
     with np.errstate(over="ignore"):
         w0, w1 = threefry2x32(k0, k1, paths[:, None], cols[None, :])
-    return uniform53(w0, w1)
+    return uniform52(w0, w1)
 
 
 def shock_words(key, paths, month, xp=np):
@@ -96,10 +98,12 @@ def shock_words(key, paths, month, xp=np):
     return a0, a1, b0, b1, c0
 
 
-def words_to_uniform24(w, xp=np, dtype=None):
-    """Uniform in (0, 1) from the top 24 bits of a uint32: ``(w>>8 + 1/2) / 2^24``, exact in f32."""
+def words_to_uniform(w, xp=np, dtype=None):
+    """Uniform in the open interval (0, 1) from the top 23 bits of a uint32 word:
+    ``(k + 1/2) / 2^23``, exact in float32 (24-bit significand), so never 0 or 1; the
+    normals it gives reach about 5.4 standard deviations."""
     dtype = dtype or xp.float32
-    return ((w >> xp.uint32(8)).astype(dtype) + dtype(0.5)) * dtype(2.0**-24)
+    return ((w >> xp.uint32(9)).astype(dtype) + dtype(0.5)) * dtype(2.0**-23)
 
 
 def shock_normals_reference(seed: int, path_start: int, num_paths: int,
@@ -118,5 +122,5 @@ def shock_normals_reference(seed: int, path_start: int, num_paths: int,
         for t in range(1, num_months):
             words = shock_words(key, paths, np.uint32(t), np)
             for k, w in enumerate(words):
-                out[t, :, k] = ndtri(words_to_uniform24(w, np, np.float64))
+                out[t, :, k] = ndtri(words_to_uniform(w, np, np.float64))
     return out

@@ -1,0 +1,119 @@
+"""All plotting lives here (the only module that imports matplotlib).
+
+Functions draw on a given ``Axes`` (for notebooks) or write PNG files (for reports).
+Money axes are in billions of dollars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .results import Results  # noqa: E402
+
+B = 1e9
+
+
+def _month_axis(results: Results) -> np.ndarray:
+    g = results.grid
+    return (g.start + np.arange(g.num_months)) / 12.0
+
+
+def _year_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue") -> None:
+    """Cumulative Azure spend: shaded percentile bands, median and mean (with 95% CI)."""
+    pcts = sorted({p for band in bands for p in band} | {50})
+    q = results.quantiles("cumulative_azure_spend", pcts)
+    x = _month_axis(results)
+    for k, (lo, hi) in enumerate(sorted(bands, key=lambda b: b[0])):
+        ax.fill_between(x, q.value[:, pcts.index(lo)] / B, q.value[:, pcts.index(hi)] / B,
+                        color=color, alpha=0.18 + 0.17 * k, lw=0,
+                        label=f"{lo:g}-{hi:g}% band")
+    med = pcts.index(50)
+    ax.plot(x, q.value[:, med] / B, color=color, lw=2, label="median")
+    mean, se = results.mean("cumulative_azure_spend")
+    ax.plot(x, mean / B, color="black", lw=1.2, ls="--", label="mean")
+    ax.fill_between(x, (mean - 1.96 * se) / B, (mean + 1.96 * se) / B, color="black",
+                    alpha=0.15, lw=0)
+    # heavy right tails: the mean may sit above the widest band; keep the bands readable
+    top = np.nanmax(q.value[:, -1] / B)
+    if np.isfinite(top) and top > 0:
+        ax.set_ylim(0, 1.08 * top)
+    _year_ticks(ax)
+    ax.set_xlabel("year")
+    ax.set_ylabel("cumulative Azure spend ($B)")
+    ax.set_title(f"Cumulative Azure spend since {results.grid.label(0)} "
+                 f"({results.num_paths:,} paths)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:orange") -> None:
+    """One calendar-year flow: median, 25-75% and 5-95% ranges, and the mean."""
+    q = results.quantiles(flow, (5, 25, 50, 75, 95))
+    mean, _ = results.mean(flow)
+    labels = results.grid.year_labels()
+    x = np.arange(len(labels))
+    ax.vlines(x, q.value[:, 0] / B, q.value[:, 4] / B, color=color, lw=1.5, alpha=0.6,
+              label="5-95%")
+    ax.vlines(x, q.value[:, 1] / B, q.value[:, 3] / B, color=color, lw=6, alpha=0.8,
+              label="25-75%")
+    ax.plot(x, q.value[:, 2] / B, "o", color="black", ms=4, label="median")
+    ax.plot(x, mean / B, "x", color="tab:red", ms=5, label="mean")
+    ax.set_xticks(x, [lab.replace(" (", "\n(") for lab in labels], fontsize=7, rotation=90)
+    ax.set_ylabel(f"{flow.replace('_', ' ')} ($B per year)")
+    ax.set_yscale("log")
+    ax.set_title(f"Annual {flow.replace('_', ' ')} (partial years are partial sums)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green") -> None:
+    """P(event by month) with its 95% band, and the mass not reached by the horizon."""
+    dist = results.repayment if which == "repayment" else results.credit_exhaustion
+    x = _month_axis(results)
+    ax.step(x, dist.cdf, where="post", color=color, lw=2,
+            label="repaid by month" if which == "repayment" else "credits exhausted by month")
+    ax.fill_between(x, np.clip(dist.cdf - 1.96 * dist.cdf_se, 0, 1),
+                    np.clip(dist.cdf + 1.96 * dist.cdf_se, 0, 1), step="post", color=color,
+                    alpha=0.25, lw=0)
+    top = dist.cdf[-1] if len(dist.cdf) else 0.0
+    end = x[-1] + 1 / 12
+    ax.bar(end + 0.4, dist.censored, bottom=top, width=0.6, color="tab:gray",
+           label=f"not by the horizon: {dist.censored:.1%}")
+    ax.set_ylim(0, 1.02)
+    _year_ticks(ax)
+    ax.set_xlabel("year")
+    ax.set_ylabel("probability")
+    title = "Microsoft repaid" if which == "repayment" else "Azure credits exhausted"
+    ax.set_title(f"{title}: P(by month), {results.num_paths:,} paths")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def write_plots(results: Results, out: Path) -> list[Path]:
+    """The report's PNGs: fan chart, annual Azure spend, repayment and credit CDFs."""
+    files = []
+    for name, draw in (("fan_chart.png", lambda ax: fan_chart(results, ax)),
+                       ("annual_azure_spend.png", lambda ax: annual_chart(results, ax)),
+                       ("repayment_cdf.png", lambda ax: event_cdf(results, ax)),
+                       ("credit_exhaustion_cdf.png",
+                        lambda ax: event_cdf(results, ax, "credit", "tab:purple"))):
+        fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+        try:
+            draw(ax)
+            fig.savefig(out / name, dpi=110)
+        finally:
+            plt.close(fig)
+        files.append(out / name)
+    return files

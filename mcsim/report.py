@@ -1,0 +1,291 @@
+"""Report: turn :class:`~mcsim.results.Results` into summary.json, CSV tables and plots.
+
+``summarize`` returns plain data; ``write_report`` writes files (atomically: into a
+temporary sibling directory that is renamed into place at the end, so a failed run never
+leaves a half-written report, and an earlier report at the same place survives a failure);
+``format_summary`` gives the short terminal text.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from .results import DEFAULT_PERCENTILES, MonthDistribution, QuantileTable, Results
+
+SCHEMA = "mcsim.summary/1"
+NOT_BY_HORIZON = "not by the horizon"
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _pkey(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _quantile_block(q: QuantileTable, i: int | slice) -> dict:
+    out = {}
+    for j, p in enumerate(q.percentiles):
+        val, lo, hi = q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]
+        if isinstance(i, slice):
+            out[_pkey(p)] = {"value": [_num(v) for v in val],
+                             "ci95_low": [_num(v) for v in lo],
+                             "ci95_high": [_num(v) for v in hi]}
+        else:
+            out[_pkey(p)] = {"value": _num(val), "ci95_low": _num(lo), "ci95_high": _num(hi)}
+    return out
+
+
+def _month_block(results: Results, dist: MonthDistribution) -> dict:
+    quantiles = {}
+    for p, (m, lo, hi) in dist.quantiles.items():
+        quantiles[_pkey(p)] = {
+            "month": results.month_label(m),
+            "label": results.month_label(m) if m is not None else NOT_BY_HORIZON,
+            "ci95_low": results.month_label(lo),
+            "ci95_high": results.month_label(hi),
+        }
+    return {
+        "probability_not_by_horizon": dist.censored,
+        "probability_not_by_horizon_se": dist.censored_se,
+        "quantiles": quantiles,
+        "cdf": {"months": results.grid.labels,
+                "probability": [float(v) for v in dist.cdf],
+                "se": [float(v) for v in dist.cdf_se]},
+    }
+
+
+def provenance(results: Results) -> dict:
+    cfg, info = results.config, results.info
+    return {
+        "mcsim_version": __version__,
+        "jax_version": info.jax_version,
+        "device": info.device,
+        "num_devices": info.num_devices,
+        "dtype": info.dtype,
+        "paths": info.paths,
+        "seed": info.seed,
+        "chunk_size": info.chunk_size,
+        "run_seconds": round(info.seconds, 3),
+        "compile_seconds": round(info.compile_seconds, 3),
+        "config_path": cfg.source_path,
+        "config_sha256": hashlib.sha256(cfg.source_text.encode()).hexdigest(),
+        "config_text": cfg.source_text,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
+    """Everything MODEL.md's "What every run reports" asks, as JSON-ready data."""
+    grid = results.grid
+    cum_q = results.quantiles("cumulative_azure_spend", percentiles)
+    cum_m, cum_se = results.mean("cumulative_azure_spend")
+    annual = {"years": grid.year_labels(), "partial": grid.year_is_partial()}
+    for flow in ANNUAL_FLOWS:
+        q = results.quantiles(flow, percentiles)
+        m, se = results.mean(flow)
+        annual[flow] = {"mean": [_num(v) for v in m], "mean_se": [_num(v) for v in se],
+                        "quantiles": _quantile_block(q, slice(None))}
+    hq = results.quantiles("horizon", percentiles)
+    hm, hse = results.mean("horizon")
+    horizon = {name: {"mean": _num(hm[i]), "mean_se": _num(hse[i]),
+                      "quantiles": _quantile_block(hq, i)}
+               for i, name in enumerate(HORIZON_TOTALS)}
+    return {
+        "schema": SCHEMA,
+        "provenance": provenance(results),
+        "grid": {"start": grid.label(0), "horizon": grid.label(grid.num_months - 1),
+                 "months": grid.num_months},
+        "method": {
+            "percentiles": list(percentiles),
+            "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "
+                           "widened to the edges of the histogram bins holding them",
+            "bin_relative_width": results.bins.relative_width,
+            "mean_se": "sqrt(sample variance / paths)",
+            "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
+                              "the horizon",
+        },
+        "paths": results.num_paths,
+        "nonfinite_paths": results.accumulator.nonfinite_paths,
+        "investment": results.config.deal.investment,
+        "cumulative_azure_spend": {
+            "months": grid.labels,
+            "mean": [_num(v) for v in cum_m],
+            "mean_se": [_num(v) for v in cum_se],
+            "quantiles": _quantile_block(cum_q, slice(None)),
+        },
+        "annual": annual,
+        "repayment": _month_block(results, results.repayment),
+        "credit_exhaustion": _month_block(results, results.credit_exhaustion),
+        "horizon": horizon,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# tables
+
+
+def _quantile_columns(percentiles) -> list[str]:
+    cols = []
+    for p in percentiles:
+        k = _pkey(p)
+        cols += [k, f"{k}_ci95_low", f"{k}_ci95_high"]
+    return cols
+
+
+def _quantile_cells(q: QuantileTable, i: int) -> list:
+    cells = []
+    for j in range(len(q.percentiles)):
+        cells += [q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]]
+    return cells
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for row in rows:
+            w.writerow(["" if isinstance(v, float) and not math.isfinite(v) else
+                        (f"{v:.10g}" if isinstance(v, float | np.floating) else v)
+                        for v in row])
+
+
+def write_tables(results: Results, out: Path, percentiles=DEFAULT_PERCENTILES) -> None:
+    grid = results.grid
+    q = results.quantiles("cumulative_azure_spend", percentiles)
+    m, se = results.mean("cumulative_azure_spend")
+    _write_csv(out / "cumulative_azure_spend.csv",
+               ["month", "mean", "mean_se"] + _quantile_columns(percentiles),
+               [[grid.label(t), m[t], se[t]] + _quantile_cells(q, t)
+                for t in range(grid.num_months)])
+    rows = []
+    for flow in ANNUAL_FLOWS:
+        qf = results.quantiles(flow, percentiles)
+        mf, sef = results.mean(flow)
+        for y, label in enumerate(grid.year_labels()):
+            rows.append([flow, label, mf[y], sef[y]] + _quantile_cells(qf, y))
+    _write_csv(out / "annual.csv", ["flow", "year", "mean", "mean_se"]
+               + _quantile_columns(percentiles), rows)
+    rep, cred = results.repayment, results.credit_exhaustion
+    _write_csv(out / "repayment_cdf.csv",
+               ["month", "p_repaid_by", "p_repaid_by_se", "p_credits_exhausted_by",
+                "p_credits_exhausted_by_se"],
+               [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t]]
+                for t in range(grid.num_months)])
+    hq = results.quantiles("horizon", percentiles)
+    hm, hse = results.mean("horizon")
+    _write_csv(out / "horizon_totals.csv",
+               ["statistic", "mean", "mean_se"] + _quantile_columns(percentiles),
+               [[name, hm[i], hse[i]] + _quantile_cells(hq, i)
+                for i, name in enumerate(HORIZON_TOTALS)])
+
+
+# --------------------------------------------------------------------------------------
+# files, atomically
+
+
+def write_report(results: Results, out_dir: str | Path, *, plots: bool = True) -> Path:
+    """Write summary.json, the CSV tables and the plots under ``out_dir``; returns it.
+
+    The files are written into a temporary directory beside ``out_dir`` and moved into
+    place only when all are complete.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        summary = summarize(results)
+        with open(tmp / "summary.json", "w") as fh:
+            json.dump(summary, fh, indent=1, allow_nan=False)
+            fh.write("\n")
+        write_tables(results, tmp)
+        if plots:
+            from . import plots as plotting
+
+            plotting.write_plots(results, tmp)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"--out {target}: exists and is not a directory")
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# terminal
+
+
+def _money(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    a = abs(x)
+    if a >= 1e12:
+        return f"${x / 1e12:.2f}T"
+    if a >= 1e9:
+        return f"${x / 1e9:.1f}B"
+    if a >= 1e6:
+        return f"${x / 1e6:.0f}M"
+    return f"${x:,.0f}"
+
+
+def _quantile_month_text(grid, dist: MonthDistribution, pct: float) -> str:
+    m = dist.quantiles[float(pct)][0]
+    return grid.label(m) if m is not None else NOT_BY_HORIZON
+
+
+def format_summary(results: Results) -> str:
+    """A short text of the headline numbers with their 95% intervals."""
+    grid = results.grid
+    T = grid.num_months
+    q = results.quantiles("cumulative_azure_spend", (5, 50, 95))
+    lines = [f"mcsim: {results.num_paths:,} paths, {grid.label(0)} .. {grid.label(T - 1)}, "
+             f"seed {results.info.seed}, {results.info.seconds:.1f} s on {results.info.device}"]
+    med, lo, hi = q.value[T - 1, 1], q.ci_low[T - 1, 1], q.ci_high[T - 1, 1]
+    lines.append(f"  cumulative Azure spend by {grid.label(T - 1)}: median {_money(med)} "
+                 f"(95% CI {_money(lo)}..{_money(hi)}); 5-95%: {_money(q.value[T - 1, 0])}"
+                 f" .. {_money(q.value[T - 1, 2])}")
+    ai = results.quantiles("azure_inference_spend", (50,))
+    labels = grid.year_labels()
+    shown = ", ".join(f"{labels[y]}: {_money(ai.value[y, 0])}" for y in range(min(3,
+                                                                                len(labels))))
+    lines.append(f"  Azure inference spend, median by year: {shown}")
+    for title, dist in (("repaid", results.repayment),
+                        ("Azure credits exhausted", results.credit_exhaustion)):
+        lab = functools.partial(_quantile_month_text, grid, dist)
+        lines.append(f"  {title}: median {lab(50)} (5%: {lab(5)}, 95%: {lab(95)}); "
+                     f"P(not by horizon) = {dist.censored:.3f} +- {dist.censored_se:.3f}")
+    hm, hse = results.mean("horizon")
+    hq = results.quantiles("horizon", (50,))
+    for i, name in enumerate(HORIZON_TOTALS):
+        lines.append(f"  {name.replace('_', ' ')} at horizon: median {_money(hq.value[i, 0])}, "
+                     f"mean {_money(hm[i])} +- {_money(hse[i])}")
+    if results.accumulator.nonfinite_paths:
+        lines.append(f"  WARNING: {results.accumulator.nonfinite_paths} paths had non-finite "
+                     "values (excluded from quantiles and means)")
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Shared fixtures. Importable helpers are in ``helpers.py`` (``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
+
+from helpers import CONFIGS_DIR, minimal_config_text  # noqa: E402
+
+
+@pytest.fixture
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder."""
+    return CONFIGS_DIR
+
+
+@pytest.fixture
+def base_config_text() -> str:
+    """The text of ``configs/base.toml`` (a full valid config)."""
+    return (CONFIGS_DIR / "base.toml").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def make_config_text():
+    """``minimal_config_text`` as a fixture: ``make_config_text(deal={"revenue_share": "0.2"})``."""
+    return minimal_config_text

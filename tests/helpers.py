@@ -1,0 +1,109 @@
+"""Importable test helpers (pytest fixtures live in conftest.py).
+
+``minimal_config_text`` builds a small valid config as TOML text, so that a test can change
+one key and see what the parser does with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS_DIR = REPO_ROOT / "configs"
+
+#: Every one of the 33 required parameters as a valid fixed number (TOML literals).
+MINIMAL_PARAMETERS: dict[str, str] = {
+    "gpu_price_0": "2.0",
+    "gpu_price_drift": "-0.2",
+    "gpu_price_vol": "0.2",
+    "utilization_0": "0.6",
+    "utilization_mean": "0.65",
+    "utilization_speed": "1.0",
+    "utilization_vol": "0.3",
+    "tokens_0": "3e13",
+    "token_growth_0": "1.0",
+    "token_growth_inf": "0.25",
+    "token_growth_halflife": "3.0",
+    "token_vol": "0.2",
+    "tokens_per_gpu_hour_0": "4e5",
+    "efficiency_growth": "0.2",
+    "users_0": "1.2e8",
+    "users_cap": "3e9",
+    "users_growth": "1.0",
+    "users_vol": "0.15",
+    "conversion_0": "0.05",
+    "conversion_mean": "0.07",
+    "conversion_speed": "0.3",
+    "conversion_vol": "0.15",
+    "subscription_arpu": "18.0",
+    "api_revenue_per_mtok_0": "5.0",
+    "api_price_drift": "-0.15",
+    "api_token_share": "0.4",
+    "training_spend_0": "2e8",
+    "training_growth": "0.8",
+    "azure_share_0": "0.9",
+    "azure_share_inf": "0.3",
+    "azure_share_halflife": "2.5",
+    "other_opex_0": "2.5e8",
+    "other_opex_growth": "0.6",
+}
+
+MINIMAL_SECTIONS: dict[str, dict[str, str]] = {
+    "simulation": {"start": '"2024-01"', "horizon": '"2026-12"', "paths": "1000",
+                   "seed": "1"},
+    "parameters": MINIMAL_PARAMETERS,
+    "deal": {"investment": "13e9"},
+}
+
+#: Order in which tables are written; tables not named here follow, in the order given.
+SECTION_ORDER = ("simulation", "parameters", "parameter_correlation", "shocks", "deal")
+
+
+def _literal(value) -> str:
+    """A TOML literal: strings are inserted verbatim, Python scalars are converted."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"give TOML literal text, not {type(value).__name__}: {value!r}")
+
+
+def minimal_config_text(top: dict | None = None, **sections) -> str:
+    """TOML text of a small valid config, with entries replaced, added or removed.
+
+    Each keyword names a table (``simulation``, ``parameters``, ``parameter_correlation``,
+    ``shocks``, ``deal`` or any other name, which adds a new table) and maps keys to TOML
+    literal text inserted verbatim (``'"2024-01"'``, ``'{ dist = "normal", mean = 0, sd = 1 }'``,
+    ``"0.2"``); a value of ``None`` removes the key. A table given as ``None`` is left out.
+    ``top`` holds bare top-level keys written before any table (e.g. ``{"extends": '"a.toml"'}``).
+
+    Defaults: start 2024-01, horizon 2026-12, 1000 paths, seed 1, every one of the 33 required
+    parameters a fixed number, and ``[deal] investment = 13e9``.
+
+    Example:
+        >>> text = minimal_config_text(deal={"revenue_share": "0.2"})
+    """
+    tables: dict[str, dict[str, str] | None] = {k: dict(v) for k, v in MINIMAL_SECTIONS.items()}
+    for name, entries in sections.items():
+        if entries is None:
+            tables[name] = None
+            continue
+        table = tables.get(name) or {}
+        for key, value in entries.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = _literal(value)
+        tables[name] = table
+    names = [n for n in SECTION_ORDER if n in tables] + \
+        [n for n in tables if n not in SECTION_ORDER]
+    lines = [f"{k} = {_literal(v)}" for k, v in (top or {}).items()]
+    for name in names:
+        table = tables[name]
+        if table is None:
+            continue
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {v}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
