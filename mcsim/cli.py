@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .config import ConfigError, load_config
 
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = config.with_simulation(paths=args.paths, seed=args.seed,
                                         chunk_size=args.chunk_size)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
     except ConfigError as exc:
         print(f"mcsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

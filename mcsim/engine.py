@@ -196,7 +196,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     acc = Accumulator(layout.num_stats, bins.num_bins, grid.num_months)
 
     starts = list(range(0, num_paths, chunk))
-    bar = _progress_bar(len(starts) * chunk, progress)
+    bar = _progress_bar(num_paths, progress)
 
     def launch(start):
         theta = sampler.draw(start, chunk)
@@ -213,7 +213,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         nxt = launch(starts[i + 1]) if i + 1 < len(starts) else None  # overlap host draws
         acc.add_chunk(jax.device_get(pending), min(chunk, num_paths - start))
         if bar is not None:
-            bar.update(chunk)
+            bar.update(min(chunk, num_paths - start))
         pending = nxt
     if bar is not None:
         bar.close()
@@ -232,8 +232,8 @@ def _progress_bar(total: int, progress: bool | None):
 
     from tqdm import tqdm
 
-    # by default only on a terminal and for runs that take more than a few seconds
-    if progress is None and (not sys.stderr.isatty() or total < 200_000):
+    # by default only on a terminal; ``delay`` keeps it hidden for runs under 2 s
+    if progress is None and not sys.stderr.isatty():
         return None
     return tqdm(total=total, unit="path", unit_scale=True, desc="mcsim", mininterval=0.5,
-                delay=2.0)
+                delay=0.0 if progress else 2.0)

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import CONFIGS_DIR
 
 from mcsim.accumulators import BLOCK, Moments, MoneyBins
 from mcsim.config import load_config
@@ -22,7 +23,7 @@ N_SE = 4.0  # two-sided false alarm about 6e-5 per assertion
 @pytest.fixture(scope="module")
 def short_config():
     """base.toml cut to three years (fast to compile and run), 5000 paths."""
-    return load_config("configs/amendment_2026.toml").with_simulation(
+    return load_config(CONFIGS_DIR / "amendment_2026.toml").with_simulation(
         horizon="2026-12", paths=5000, seed=7)
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import CONFIGS_DIR
 
 from mcsim import model
 from mcsim.config import load_config
@@ -26,7 +27,7 @@ def _scale(ref):
 
 @pytest.fixture(scope="module", params=["base.toml", "amendment_2026.toml"])
 def case(request):
-    cfg = load_config(f"configs/{request.param}")
+    cfg = load_config(CONFIGS_DIR / request.param)
     grid = cfg.grid
     theta = ParameterSampler(cfg).draw(0, N_PATHS)
     normals = shock_normals_reference(cfg.simulation.seed, 0, N_PATHS, grid.num_months)
