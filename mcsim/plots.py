@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 from .results import Results  # noqa: E402
 
 B = 1e9
+FLOW_TITLES = {"azure_spend": "Azure spend", "azure_inference_spend": "Azure inference spend",
+               "revenue": "revenue", "revenue_share": "revenue share paid"}
 
 
 def _month_axis(results: Results) -> np.ndarray:
@@ -71,9 +73,11 @@ def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:ora
     ax.plot(x, q.value[:, 2] / B, "o", color="black", ms=4, label="median")
     ax.plot(x, mean / B, "x", color="tab:red", ms=5, label="mean")
     ax.set_xticks(x, [lab.replace(" (", "\n(") for lab in labels], fontsize=7, rotation=90)
-    ax.set_ylabel(f"{flow.replace('_', ' ')} ($B per year)")
+    title = FLOW_TITLES.get(flow, flow.replace("_", " "))
+    ax.set_ylabel(f"{title} ($B per year)")
     ax.set_yscale("log")
-    ax.set_title(f"Annual {flow.replace('_', ' ')} (partial years are partial sums)")
+    ax.set_title(f"{title[0].upper() + title[1:]} per calendar year "
+                 "(partial years are partial sums)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
 
