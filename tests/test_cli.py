@@ -27,7 +27,7 @@ def mcsim(*args, cwd=None):
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "report"
     proc = mcsim("run", CONFIGS_DIR / "amendment_2026.toml", "--out", out, "--paths", 3000,
-                 "--seed", 11, "--chunk-size", 2048)
+                 "--seed", 11, "--chunk-size", 2048, "--progress")
     assert proc.returncode == 0, proc.stderr
     return out, proc
 
@@ -36,6 +36,7 @@ def test_run_writes_every_file(report):
     out, proc = report
     assert {p.name for p in out.iterdir()} == REPORT_FILES
     assert "repaid: median" in proc.stdout
+    assert "3.00k/3.00k" in proc.stderr  # --progress: the bar reached all 3000 paths
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 10_000
