@@ -10,7 +10,8 @@
 Money bins are signed and logarithmic: for ``|x| >= 1`` dollar, the bin of x spans a factor
 ``10^(1/bins_per_decade)`` (0.46% at the default 500 per decade), so a quantile read off the
 bins is known to that relative width; ``|x| < 1`` falls in a zero bin; beyond
-``10^max_exponent`` in overflow bins; NaN in a bin of its own (never in a quantile).
+``10^max_exponent`` in overflow bins; NaN and inf in a bin of their own (never in a
+quantile).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class MoneyBins:
 
     Layout of the ``num_bins`` indices, in increasing value: 0 = x <= -10^max_exponent;
     1..K = negative magnitudes, largest first; K+1 = |x| < 10^min_exponent (the zero bin);
-    K+2..2K+1 = positive magnitudes; 2K+2 = x >= 10^max_exponent; 2K+3 = NaN.
+    K+2..2K+1 = positive magnitudes; 2K+2 = x >= 10^max_exponent (finite);
+    2K+3 = NaN or inf (``nan_bin``, never in a quantile).
     """
 
     bins_per_decade: int = 500
@@ -54,7 +56,7 @@ class MoneyBins:
         return 10.0 ** (1.0 / self.bins_per_decade) - 1.0
 
     def index(self, x, xp=np):
-        """Bin index (int32) of each value of x (float64 array; numpy or jax.numpy)."""
+        """Bin index (int32) of each value of x (float array; numpy or jax.numpy)."""
         k = self.per_sign
         mag = xp.abs(x)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -66,7 +68,7 @@ class MoneyBins:
         pos = xp.where(big, 2 * k + 2, k + 2 + j)
         neg = xp.where(big, 0, k - j)
         idx = xp.where(small, k + 1, xp.where(x > 0, pos, neg))
-        return xp.where(xp.isnan(x), self.nan_bin, idx).astype(xp.int32)
+        return xp.where(xp.isfinite(x), idx, self.nan_bin).astype(xp.int32)
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) edge of every bin but NaN's; overflow bins have an infinite edge."""

@@ -7,14 +7,30 @@ is constant (``NAME_inf = NAME``, ``NAME_halflife = 1``: then ``r(s) = r_0`` exa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import ndtr, ndtri
 
 from .distributions import Distribution, spearman_to_normal
-from .parameters import DECAYING_RATES, PARAMETER_INDEX, PARAMETER_NAMES
+from .parameters import DECAYING_RATES, DOMAINS, PARAMETER_INDEX, PARAMETER_NAMES
 from .rng import parameter_uniforms
 
 _ONE_MINUS = np.nextafter(1.0, 0.0)
+
+
+def lower_triangular_apply(factor: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``z @ factor.T`` for a lower-triangular factor, summed term by term in a fixed order.
+
+    Not a BLAS matmul: its summation order may change with the number of rows, and then a
+    path's parameters would depend on the chunk it is drawn in.
+    """
+    out = np.zeros_like(z)
+    for i in range(factor.shape[0]):
+        for j in range(i + 1):
+            if factor[i, j] != 0.0:
+                out[:, i] = out[:, i] + factor[i, j] * z[:, j]
+    return out
 
 
 def copula_matrix(pairs) -> tuple[list[str], np.ndarray]:
@@ -29,6 +45,37 @@ def copula_matrix(pairs) -> tuple[list[str], np.ndarray]:
         r = spearman_to_normal(rho)
         m[pos[a], pos[b]] = m[pos[b], pos[a]] = r
     return names, m
+
+
+def to_dtype(theta: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+    """theta in ``dtype``, each value rounded to the nearest representable number inside
+    its parameter's domain.
+
+    A draw from a distribution whose support touches an open end of the domain (a beta
+    with beta < 1 for a utilization in (0, 1), say) can round onto that end: 1 - 1e-9 is
+    1.0 in float32, and logit(1) is inf. The nearest float inside the domain is the correct
+    rounding there, not a repair: the exact value lies inside.
+    """
+    dtype = np.dtype(dtype)
+    out = {}
+    for name, values in theta.items():
+        with np.errstate(over="ignore"):  # beyond the dtype's range: inf, flagged later
+            x = np.asarray(values).astype(dtype)
+        dom = DOMAINS[name]
+        if math.isfinite(dom.low):
+            if not dom.low_open:
+                lo = dtype.type(dom.low)
+            elif dom.low == 0:  # the smallest normal number: devices flush subnormals
+                lo = np.finfo(dtype).tiny
+            else:
+                lo = np.nextafter(dtype.type(dom.low), dtype.type(np.inf))
+            x = np.maximum(x, lo)
+        if math.isfinite(dom.high):
+            hi = np.nextafter(dtype.type(dom.high), dtype.type(-np.inf)) if dom.high_open \
+                else dtype.type(dom.high)
+            x = np.minimum(x, hi)
+        out[name] = x
+    return out
 
 
 class ParameterSampler:
@@ -57,7 +104,7 @@ class ParameterSampler:
         u = parameter_uniforms(self.seed, path_start, num_paths, self.indices)
         if self.copula_cholesky is not None:
             cols = [self.uncertain.index(n) for n in self.copula_names]
-            z = ndtri(u[:, cols]) @ self.copula_cholesky.T
+            z = lower_triangular_apply(self.copula_cholesky, ndtri(u[:, cols]))
             u[:, cols] = np.clip(ndtr(z), np.finfo(np.float64).tiny, _ONE_MINUS)
         return u
 
@@ -75,7 +122,7 @@ class ParameterSampler:
             if f"{rate}_inf" not in theta:
                 theta[f"{rate}_inf"] = theta[rate].copy()
                 theta[f"{rate}_halflife"] = np.ones(n)
-        return theta
+        return to_dtype(theta, np.float64)
 
     def draw(self, path_start: int, num_paths: int) -> dict[str, np.ndarray]:
         """theta for paths ``path_start .. path_start+num_paths-1``: name -> float64 [n]."""

@@ -21,7 +21,7 @@ import numpy as np
 from . import model
 from .accumulators import BLOCK, Accumulator, MoneyBins
 from .config import Config
-from .draws import ParameterSampler
+from .draws import ParameterSampler, to_dtype
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
 from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
@@ -35,7 +35,7 @@ class ChunkSummary(NamedTuple):
     """What one chunk returns to the host (fixed size for a given chunk size)."""
 
     histogram: jax.Array         # (S, B) int32
-    block_count: jax.Array       # (S, nb) int32: finite values per block
+    block_count: jax.Array       # (S, nb) int32: finite paths per block
     block_mean: jax.Array        # (S, nb) float64
     block_m2: jax.Array          # (S, nb) float64
     repayment_counts: jax.Array  # (T+1,) int32
@@ -115,32 +115,37 @@ def chunk_kernel(grid: MonthGrid, dtype_name: str, cholesky: tuple, bins: MoneyB
         receipts = (final.cum_profit_share.astype(jnp.float64)
                     + final.cum_revenue_share.astype(jnp.float64))
         horizon = [final.cum_revenue, final.cum_profit, receipts,
-                   receipts - deal.investment.astype(jnp.float64),
+                   receipts - deal.investment,
                    -final.min_openai_cash]
         stats = jnp.concatenate([cum_azure, jnp.stack(annual), jnp.stack(horizon)])  # [S, n]
+        # A path with a NaN or inf anywhere is counted and kept out of every statistic,
+        # month counts included: never mixed into a quantile, never silently dropped.
         valid = jnp.arange(n) < num_valid
-        finite = jnp.isfinite(stats) & valid
+        path_finite = jnp.all(jnp.isfinite(stats), axis=0)
+        ok = valid & path_finite
+        nonfinite = jnp.sum(valid & ~path_finite, dtype=jnp.int32)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value
         idx = bins.index(stats.astype(jnp.float32), jnp) + (jnp.arange(layout.num_stats,
                                                                        dtype=jnp.int32)
-                                        * bins.num_bins)[:, None]
-        weights = jnp.broadcast_to(valid, stats.shape).astype(jnp.int32)
+                                                            * bins.num_bins)[:, None]
+        weights = jnp.broadcast_to(ok, stats.shape).astype(jnp.int32)
         hist = jnp.zeros(layout.num_stats * bins.num_bins, jnp.int32)
         hist = hist.at[idx.ravel()].add(weights.ravel()).reshape(layout.num_stats, -1)
 
-        x = jnp.where(finite, stats, 0.0).reshape(layout.num_stats, nb, BLOCK)
-        f = finite.reshape(layout.num_stats, nb, BLOCK)
+        f = jnp.broadcast_to(ok, stats.shape).reshape(layout.num_stats, nb, BLOCK)
+        x = jnp.where(f, stats.reshape(layout.num_stats, nb, BLOCK), 0.0)
         count = tree_sum(f.astype(jnp.int32))
-        mean = tree_sum(x) / jnp.maximum(count, 1)
+        # an explicit reciprocal: XLA rewrites x / c as x * (1/c) for some shapes and not
+        # others, which changed the last bit of a block mean with the chunk size
+        mean = tree_sum(x) * (1.0 / jnp.maximum(count, 1).astype(jnp.float64))
         dev = jnp.where(f, x - mean[..., None], 0.0)
         m2 = tree_sum(dev * dev)
 
-        v32 = valid.astype(jnp.int32)
-        repay = jnp.zeros(T + 1, jnp.int32).at[final.repayment_month].add(v32)
-        credit = jnp.zeros(T + 1, jnp.int32).at[final.credit_month].add(v32)
-        nonfinite = jnp.sum((~jnp.all(jnp.isfinite(stats), axis=0)) & valid, dtype=jnp.int32)
+        w = ok.astype(jnp.int32)
+        repay = jnp.zeros(T + 1, jnp.int32).at[final.repayment_month].add(w)
+        credit = jnp.zeros(T + 1, jnp.int32).at[final.credit_month].add(w)
         return ChunkSummary(hist, count, mean, m2, repay, credit, nonfinite)
 
     return jax.jit(run_chunk)
@@ -192,7 +197,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     cholesky = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
     kernel = chunk_kernel(grid, dtype, cholesky, bins, chunk)
     jdtype = DTYPES[dtype]
-    deal = model.deal_terms(config.deal, grid, jdtype)
+    deal = model.deal_terms(config.deal, grid)
     key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     sampler = ParameterSampler(config)
     layout = StatLayout(grid)
@@ -203,8 +208,9 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
 
     def launch(start):
         theta = sampler.draw(start, chunk)
-        theta = {k: jnp.asarray(v, jdtype) for k, v in theta.items()}
-        return kernel(theta, deal, key, jnp.uint32(start), jnp.int32(num_paths - start))
+        theta = {k: jnp.asarray(v, jdtype) for k, v in to_dtype(theta, jdtype).items()}
+        return kernel(theta, deal, key, jnp.uint32(start % 2**32),
+                      jnp.int32(min(chunk, num_paths - start)))
 
     t_begin = time.perf_counter()
     compile_seconds = 0.0

@@ -27,7 +27,9 @@ ACC = jnp.float64  # dtype of the reported sums
 
 
 class DealTerms(NamedTuple):
-    """The deal as device scalars (traced, so sweeping them never recompiles). $ unless said."""
+    """The deal as float64 device scalars (traced, so sweeping them never recompiles).
+
+    $ unless said."""
 
     investment: jax.Array
     revenue_share: jax.Array          # fraction of revenue
@@ -43,27 +45,34 @@ class DealTerms(NamedTuple):
     losses_before_start: jax.Array
 
 
-def deal_terms(deal: DealConfig, grid: MonthGrid, dtype=jnp.float32) -> DealTerms:
-    """Device form of a :class:`DealConfig` on ``grid``."""
+def deal_terms(deal: DealConfig, grid: MonthGrid) -> DealTerms:
+    """Device form of a :class:`DealConfig` on ``grid``.
+
+    Every amount and rate is float64 whatever the kernel dtype: in float32 $13B is
+    $12,999,999,488 and $38B is $38,000,001,024, which would move the recoup line and let
+    a cap be exceeded.
+    """
     inf = float("inf")
     end = grid.num_months if deal.revenue_share_end is None else grid.index(
         deal.revenue_share_end)
     end = max(min(end, grid.num_months), -1)
+
+    def amount(x):
+        return jnp.asarray(inf if x is None else x, ACC)
+
     return DealTerms(
-        investment=jnp.asarray(deal.investment, dtype),
-        revenue_share=jnp.asarray(deal.revenue_share, dtype),
+        investment=amount(deal.investment),
+        revenue_share=amount(deal.revenue_share),
         revenue_share_end=jnp.asarray(end, jnp.int32),
-        revenue_share_cap=jnp.asarray(inf if deal.revenue_share_cap is None
-                                      else deal.revenue_share_cap, dtype),
-        rate_until_recouped=jnp.asarray(deal.profit_share_until_recouped, dtype),
-        rate_after=jnp.asarray(deal.profit_share_after, dtype),
-        profit_cap=jnp.asarray(inf if deal.profit_cap is None else deal.profit_cap, dtype),
+        revenue_share_cap=amount(deal.revenue_share_cap),
+        rate_until_recouped=amount(deal.profit_share_until_recouped),
+        rate_after=amount(deal.profit_share_after),
+        profit_cap=amount(deal.profit_cap),
         loss_carryforward=jnp.asarray(deal.loss_carryforward),
         recoup_profit_share=jnp.asarray("profit_share" in deal.recoup_from),
         recoup_revenue_share=jnp.asarray("revenue_share" in deal.recoup_from),
-        azure_credits=jnp.asarray(inf if deal.azure_credits is None else deal.azure_credits,
-                                  ACC),
-        losses_before_start=jnp.asarray(deal.losses_before_start, dtype),
+        azure_credits=amount(deal.azure_credits),
+        losses_before_start=amount(deal.losses_before_start),
     )
 
 
@@ -125,7 +134,7 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
         cum_revenue_share=zero_acc, cum_profit_share=zero_acc,
-        loss_pool=zero_acc - deal.losses_before_start.astype(ACC),
+        loss_pool=zero_acc - deal.losses_before_start,
         repayment_month=never, credit_month=never,
         cum_azure_spend=zero_acc, cum_revenue=zero_acc, cum_profit=zero_acc,
         openai_cash=zero_acc, min_openai_cash=zero_acc,
@@ -158,12 +167,12 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
     profit_before_share = (revenue - compute - other).astype(ACC)
 
     # revenue share: paid through revenue_share_end; the month reaching the cap pays the rest
-    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share.astype(ACC) * revenue64,
+    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share * revenue64,
                      0.0)
-    room = deal.revenue_share_cap.astype(ACC) - state.cum_revenue_share
+    room = deal.revenue_share_cap - state.cum_revenue_share
     hits_cap = owed >= room
     rev_share = jnp.where(hits_cap, room, owed)
-    cum_m = jnp.where(hits_cap, deal.revenue_share_cap.astype(ACC),
+    cum_m = jnp.where(hits_cap, deal.revenue_share_cap,
                       state.cum_revenue_share + owed)
     profit = profit_before_share - rev_share
 
@@ -174,15 +183,15 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
     pool = jnp.where(deal.loss_carryforward, jnp.minimum(pool, 0.0), state.loss_pool)
 
     # profit share: rate_until_recouped up to the investment line, split exactly at it
-    investment = deal.investment.astype(ACC)
+    investment = deal.investment
     q_prev = state.cum_profit_share
     to_line = jnp.maximum(investment - q_prev, 0.0)
-    r1, r2 = deal.rate_until_recouped.astype(ACC), deal.rate_after.astype(ACC)
+    r1, r2 = deal.rate_until_recouped, deal.rate_after
     crosses = r1 * d > to_line  # implies r1 > 0
     d_at_r1 = jnp.where(crosses, to_line / jnp.where(crosses, r1, 1.0), d)
     q_new = jnp.where(crosses, jnp.maximum(q_prev, investment) + r2 * (d - d_at_r1),
                       q_prev + r1 * d)
-    q_new = jnp.minimum(q_new, deal.profit_cap.astype(ACC))  # split first, then cap
+    q_new = jnp.minimum(q_new, deal.profit_cap)  # split first, then cap
     profit_share = q_new - q_prev
 
     recouped = jnp.where(deal.recoup_profit_share, q_new, 0.0) \

@@ -119,8 +119,10 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         A = th["api_token_share"] * D * pi / 1e6
         V = S + A
         M = deal.revenue_share * V if t <= end_index else np.zeros(N)
-        M = np.minimum(M, rs_cap - cum_M)     # the month reaching the cap pays the remainder
-        cum_M = cum_M + M
+        # the month that reaches the cap pays only the remainder: cumulative M = cap exactly
+        reaches_cap = M >= rs_cap - cum_M
+        M = np.where(reaches_cap, rs_cap - cum_M, M)
+        cum_M = np.where(reaches_cap, rs_cap, cum_M + M)
         P = V - X - O - M
 
         # waterfall
@@ -132,14 +134,14 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
             d = np.maximum(P, 0.0)
         r1, r2 = deal.profit_share_until_recouped, deal.profit_share_after
         remaining = np.maximum(deal.investment - Q, 0.0)   # profit share left at rate r1
-        if r1 > 0:
-            d_at_r1 = np.minimum(d, remaining / r1)        # split d exactly at the line
-        else:
-            d_at_r1 = d                                    # r1 = 0 never reaches the line
-        q = r1 * d_at_r1 + r2 * (d - d_at_r1)
-        q = np.minimum(q, profit_cap - Q)                  # split first, then cap
-        Q = Q + q
-
+        crosses = r1 * d > remaining                       # this month reaches the line:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_at_r1 = np.where(crosses, remaining / r1, d)  # split d exactly at it
+        Q_new = np.where(crosses, np.maximum(Q, deal.investment) + r2 * (d - d_at_r1),
+                         Q + r1 * d)
+        Q_new = np.minimum(Q_new, profit_cap)              # split first, then cap
+        q = Q_new - Q
+        Q = Q_new
         recouped = np.zeros(N)
         if "profit_share" in deal.recoup_from:
             recouped = recouped + Q

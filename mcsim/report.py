@@ -9,7 +9,6 @@ leaves a half-written report, and an earlier report at the same place survives a
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import math
@@ -51,14 +50,20 @@ def _quantile_block(q: QuantileTable, i: int | slice) -> dict:
     return out
 
 
+def _month_text(results: Results, m: int | None) -> str:
+    return results.month_label(m) if m is not None else NOT_BY_HORIZON
+
+
 def _month_block(results: Results, dist: MonthDistribution) -> dict:
     quantiles = {}
     for p, (m, lo, hi) in dist.quantiles.items():
         quantiles[_pkey(p)] = {
             "month": results.month_label(m),
-            "label": results.month_label(m) if m is not None else NOT_BY_HORIZON,
+            "label": _month_text(results, m),
             "ci95_low": results.month_label(lo),
+            "ci95_low_label": _month_text(results, lo),
             "ci95_high": results.month_label(hi),
+            "ci95_high_label": _month_text(results, hi),
         }
     return {
         "probability_not_by_horizon": dist.censored,
@@ -245,47 +250,52 @@ def _money(x: float | None) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     a = abs(x)
-    if a >= 1e12:
-        return f"${x / 1e12:.2f}T"
-    if a >= 1e9:
-        return f"${x / 1e9:.1f}B"
-    if a >= 1e6:
-        return f"${x / 1e6:.0f}M"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if a >= scale:
+            return f"${x / scale:.3g}{suffix}"  # 3 significant digits: enough for a CI
     return f"${x:,.0f}"
 
 
-def _quantile_month_text(grid, dist: MonthDistribution, pct: float) -> str:
-    m = dist.quantiles[float(pct)][0]
-    return grid.label(m) if m is not None else NOT_BY_HORIZON
+def _money_ci(q, i: int, j: int) -> str:
+    """A quantile with its 95% interval: ``$1.2B [1.1-1.3]``."""
+    return f"{_money(q.value[i, j])} [{_money(q.ci_low[i, j])}..{_money(q.ci_high[i, j])}]"
+
+
+def _month_ci(results: Results, dist: MonthDistribution, pct: float) -> str:
+    m, lo, hi = dist.quantiles[float(pct)]
+    if lo == hi == m:  # exact to the month, or all beyond the horizon
+        return _month_text(results, m)
+    return f"{_month_text(results, m)} [{_month_text(results, lo)}..{_month_text(results, hi)}]"
 
 
 def format_summary(results: Results) -> str:
-    """A short text of the headline numbers with their 95% intervals."""
+    """A short text of the headline numbers, each quantile with its 95% interval in [..]."""
     grid = results.grid
     T = grid.num_months
+    end = grid.label(T - 1)
+    lines = [f"mcsim: {results.num_paths:,} paths, {grid.label(0)} .. {end}, "
+             f"seed {results.info.seed}, {results.info.seconds:.1f} s on {results.info.device}"
+             "  (quantiles with 95% intervals in [..])"]
     q = results.quantiles("cumulative_azure_spend", (5, 50, 95))
-    lines = [f"mcsim: {results.num_paths:,} paths, {grid.label(0)} .. {grid.label(T - 1)}, "
-             f"seed {results.info.seed}, {results.info.seconds:.1f} s on {results.info.device}"]
-    med, lo, hi = q.value[T - 1, 1], q.ci_low[T - 1, 1], q.ci_high[T - 1, 1]
-    lines.append(f"  cumulative Azure spend by {grid.label(T - 1)}: median {_money(med)} "
-                 f"(95% CI {_money(lo)}..{_money(hi)}); 5-95%: {_money(q.value[T - 1, 0])}"
-                 f" .. {_money(q.value[T - 1, 2])}")
+    lines.append(f"  cumulative Azure spend by {end}: median {_money_ci(q, T - 1, 1)}; "
+                 f"5%: {_money_ci(q, T - 1, 0)}; 95%: {_money_ci(q, T - 1, 2)}")
     ai = results.quantiles("azure_inference_spend", (50,))
     labels = grid.year_labels()
-    shown = ", ".join(f"{labels[y]}: {_money(ai.value[y, 0])}" for y in range(min(3,
-                                                                                len(labels))))
+    shown = ", ".join(f"{labels[y]}: {_money_ci(ai, y, 0)}" for y in range(min(3,
+                                                                              len(labels))))
     lines.append(f"  Azure inference spend, median by year: {shown}")
-    for title, dist in (("repaid", results.repayment),
+    for title, dist in (("Microsoft repaid", results.repayment),
                         ("Azure credits exhausted", results.credit_exhaustion)):
-        lab = functools.partial(_quantile_month_text, grid, dist)
-        lines.append(f"  {title}: median {lab(50)} (5%: {lab(5)}, 95%: {lab(95)}); "
-                     f"P(not by horizon) = {dist.censored:.3f} +- {dist.censored_se:.3f}")
+        lines.append(f"  {title}: median {_month_ci(results, dist, 50)}; "
+                     f"5%: {_month_ci(results, dist, 5)}; 95%: {_month_ci(results, dist, 95)}; "
+                     f"P(not by the horizon) = {dist.censored:.3f} +- "
+                     f"{1.96 * dist.censored_se:.3f}")
     hm, hse = results.mean("horizon")
     hq = results.quantiles("horizon", (50,))
     for i, name in enumerate(HORIZON_TOTALS):
-        lines.append(f"  {name.replace('_', ' ')} at horizon: median {_money(hq.value[i, 0])}, "
-                     f"mean {_money(hm[i])} +- {_money(hse[i])}")
+        lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
+                     f"mean {_money(hm[i])} +- {_money(1.96 * hse[i])}")
     if results.accumulator.nonfinite_paths:
-        lines.append(f"  WARNING: {results.accumulator.nonfinite_paths} paths had non-finite "
-                     "values (excluded from quantiles and means)")
+        lines.append(f"  WARNING: {results.accumulator.nonfinite_paths:,} paths had a NaN or "
+                     "inf and are left out of every statistic above")
     return "\n".join(lines)

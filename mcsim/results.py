@@ -88,8 +88,8 @@ def _interpolate(lo: float, hi: float, frac: float) -> float:
         return lo
     if lo >= 1.0:  # positive magnitudes: geometric
         return float(lo * (hi / lo) ** frac)
-    if hi <= -1.0:  # negative magnitudes: geometric in |x|
-        return float(-((-lo) * ((-hi) / (-lo)) ** (1.0 - frac)))
+    if hi <= -1.0:  # negative magnitudes: geometric in |x|, from lo (frac 0) to hi (frac 1)
+        return float(-((-lo) * ((-hi) / (-lo)) ** frac))
     return 0.0  # the zero bin: |x| < $1
 
 

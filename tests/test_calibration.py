@@ -31,7 +31,7 @@ def azure_inference():
     normals = shock_normals_reference(cfg.simulation.seed, 0, N_PATHS, months)
     chol = np.linalg.cholesky(np.array(cfg.shock_correlation)).tolist()
     th = {k: jnp.asarray(v, jnp.float32) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, cfg.grid, jnp.float32)
+    deal = model.deal_terms(cfg.deal, cfg.grid)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, months))
     _, flows = fn(th, deal, jnp.asarray(normals, jnp.float32))
     return np.asarray(flows.azure_inference_spend, np.float64)  # [21, N]

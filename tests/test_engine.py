@@ -13,7 +13,7 @@ from mcsim.draws import ParameterSampler
 from mcsim.engine import round_chunk, run, tree_sum
 from mcsim.layout import StatLayout
 from mcsim.reference import simulate_reference
-from mcsim.report import summarize
+from mcsim.report import format_summary, summarize
 from mcsim.results import histogram_quantiles, month_distribution
 from mcsim.rng import shock_normals_reference
 
@@ -34,7 +34,7 @@ def _strip(summary):
 
 
 def test_results_identical_whatever_the_chunk_size(short_config):
-    runs = [run(short_config, chunk_size=c, progress=False) for c in (1024, 3072, 8192)]
+    runs = [run(short_config, chunk_size=c, progress=False) for c in (1024, 3072, 5120, 8192)]
     first = runs[0].accumulator
     for other in runs[1:]:
         acc = other.accumulator
@@ -180,3 +180,59 @@ def test_month_distribution_beyond_horizon_is_none():
     assert d.quantiles[50.0][0] is None
     assert d.censored == pytest.approx(0.7)
     np.testing.assert_allclose(d.cdf, [0, 0.1, 0.3, 0.3])
+
+
+def test_negative_quantiles_mirror_positive_ones():
+    """Quantiles of -x are minus the mirrored quantiles of x (interpolation runs the same
+    way in negative bins)."""
+    bins = MoneyBins()
+    x = np.random.default_rng(3).uniform(1e9, 1.2e9, 50_000)
+    pos = histogram_quantiles(np.bincount(bins.index(x), minlength=bins.num_bins), bins,
+                              (5, 50, 95))
+    neg = histogram_quantiles(np.bincount(bins.index(-x), minlength=bins.num_bins), bins,
+                              (95, 50, 5))
+    np.testing.assert_allclose(neg[0], -pos[0], rtol=1e-12)
+    np.testing.assert_allclose(neg[1], -pos[2], rtol=1e-12)  # intervals mirror too
+    exact = np.quantile(-x, [0.05, 0.5, 0.95])
+    np.testing.assert_allclose(neg[0][::-1], exact, rtol=2e-4)
+
+
+def test_nonfinite_paths_are_counted_and_kept_out(tmp_path):
+    """tokens_0 near float32's limit overflows the inference bill to inf on some paths:
+    they are counted, and every statistic is over the other paths only."""
+    from helpers import minimal_config_text
+
+    from mcsim.config import parse_config_text
+
+    cfg = parse_config_text(minimal_config_text(
+        parameters={"tokens_0": '{ dist = "lognormal", median = 1e36, sigma = 3.0 }'},
+        simulation={"paths": "3000"}))
+    res = run(cfg, progress=False)
+    acc = res.accumulator
+    bad = acc.nonfinite_paths
+    assert 0 < bad < 3000
+    good = 3000 - bad
+    assert acc.repayment_counts.sum() == good
+    assert acc.credit_counts.sum() == good
+    assert np.all(acc.histogram[:, : res.bins.nan_bin].sum(axis=1) == good)
+    assert np.all(acc.histogram[:, res.bins.nan_bin] == 0)
+    assert np.all(acc.moments.count == good)
+    assert np.all(np.isfinite(res.mean("horizon")[0]))
+    assert "NaN or inf" in format_summary(res)
+
+
+def test_draws_touching_an_open_end_stay_inside_the_domain():
+    """beta(5, 0.3) piles mass against 1, where float32 rounds to 1.0 and logit(1) = inf;
+    draws are rounded to the nearest float inside (0, 1) instead, so no path breaks."""
+    from helpers import minimal_config_text
+
+    from mcsim.config import parse_config_text
+    from mcsim.draws import ParameterSampler, to_dtype
+
+    cfg = parse_config_text(minimal_config_text(
+        parameters={"utilization_0": '{ dist = "beta", alpha = 5, beta = 0.3 }'},
+        simulation={"paths": "4096"}))
+    u32 = to_dtype(ParameterSampler(cfg).draw(0, 4096), np.float32)["utilization_0"]
+    assert u32.dtype == np.float32 and np.all((u32 > 0) & (u32 < 1))
+    assert np.mean(u32 == np.nextafter(np.float32(1), np.float32(0))) > 0.005  # it bites
+    assert run(cfg, progress=False).accumulator.nonfinite_paths == 0

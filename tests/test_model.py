@@ -39,7 +39,7 @@ def _kernel(cfg, theta, normals, dtype):
     grid = cfg.grid
     chol = np.linalg.cholesky(np.array(cfg.shock_correlation)).tolist()
     th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, grid, dtype)
+    deal = model.deal_terms(cfg.deal, grid)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
     final, flows = fn(th, deal, jnp.asarray(normals, dtype))
     return jax.device_get(final), {k: np.asarray(getattr(flows, k)) for k in FLOWS}

@@ -60,7 +60,7 @@ def run_all(theta, d):
     kernels = []
     for dtype in (jnp.float64, jnp.float32):
         th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-        final, flows = _simulate(th, model.deal_terms(d, GRID, dtype),
+        final, flows = _simulate(th, model.deal_terms(d, GRID),
                                  jnp.zeros((T, 1, 5), dtype), IDENTITY_STATIC, T)
         kernels.append((dtype, final, flows))
     return ref, kernels
@@ -178,3 +178,22 @@ def test_zero_caps_pay_nothing(field, value):
     ref, _ = run_all(constant_theta(), d)
     series = "profit_share" if field == "profit_cap" else "revenue_share"
     assert np.all(ref[series] == 0.0)
+
+
+def test_crossing_lands_exactly_on_the_line_without_a_later_rate():
+    # profit_share_after = 0: Q must equal the investment exactly in the crossing month
+    # (r1 * (remaining / r1) may round one ulp below it), so repayment is month 2
+    check(constant_theta(), deal(profit_share_after=0.0), q=[67.5, 67.5, 65.0, 0, 0, 0],
+          tau=2)
+    # r1 = 0.1: q = 9, then 6.42 left: 9 + 0.1 * (6.42 / 0.1) rounds below 15.42
+    check(constant_theta(), deal(investment=15.42, profit_share_after=0.0,
+                                 profit_share_until_recouped=0.1), tau=1)
+
+
+def test_deal_amounts_keep_float64_in_a_float32_kernel():
+    # M = 20 a month; a revenue-share cap $1e-6 below the investment of 100: never repaid.
+    # In float32 the cap would round to 100.0 and the path would be repaid in month 4.
+    check(constant_theta(), deal(investment=100.0, revenue_share=0.2,
+                                 revenue_share_cap=99.999999,
+                                 profit_share_until_recouped=0.0, profit_share_after=0.0,
+                                 recoup_from=("revenue_share",)), tau=T)
