@@ -112,8 +112,7 @@ def chunk_kernel(grid: MonthGrid, dtype_name: str, cholesky: tuple, bins: MoneyB
                 for m in months[1:]:
                     acc = acc + monthly[m, k].astype(jnp.float64)
                 annual.append(acc)
-        receipts = (final.cum_profit_share.astype(jnp.float64)
-                    + final.cum_revenue_share.astype(jnp.float64))
+        receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
         horizon = [final.cum_revenue, final.cum_profit, receipts,
                    receipts - deal.investment,
                    -final.min_openai_cash]
