@@ -489,10 +489,14 @@ def _read_toml(path: Path) -> tuple[dict, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError("<file>", f"byte {exc.start}", "UTF-8 text", source=src) from None
+    return _loads(text, src), text
+
+
+def _loads(text: str, source: str) -> dict:
     try:
-        return tomllib.loads(text), text
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<toml>", str(exc), "valid TOML", source=src) from None
+        raise ConfigError("<toml>", str(exc), "valid TOML", source=source) from None
 
 
 def _resolve_extends(path: Path, depth: int = 0) -> tuple[dict, list[tuple[str, str]]]:
@@ -546,11 +550,7 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config_text(text: str, source_path: str = "<string>") -> Config:
     """Parse and validate TOML text (for tests and notebooks)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<toml>", str(exc), "valid TOML", source=source_path) from None
-    return parse_config(raw, source_text=text, source_path=source_path)
+    return parse_config(_loads(text, source_path), source_text=text, source_path=source_path)
 
 
 __all__ = ["Config", "ConfigError", "DealConfig", "SimulationConfig", "load_config",

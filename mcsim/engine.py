@@ -230,7 +230,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     info = RunInfo(num_paths, config.simulation.seed, chunk, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", len(devices),
                    jax.__version__, seconds, compile_seconds)
-    return Results.from_accumulator(config, layout, bins, acc, info)
+    return Results(config, layout, bins, acc, info)
 
 
 def _progress_bar(total: int, progress: bool | None):

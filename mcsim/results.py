@@ -130,10 +130,6 @@ class Results:
     accumulator: Accumulator
     info: object
 
-    @classmethod
-    def from_accumulator(cls, config, layout, bins, acc, info) -> Results:
-        return cls(config, layout, bins, acc, info)
-
     @property
     def grid(self):
         return self.layout.grid
