@@ -2,10 +2,9 @@
 
 * Histograms on fixed bins and first-passage month counts are integers: merging is addition,
   exact and order-free.
-* Moments (count, mean, sum of squared deviations) come per fixed block of path indices
-  (:data:`BLOCK` paths, reduced on the device by a fixed halving tree) and are merged here
-  strictly in block order with Chan's formula. The reduction tree is therefore fixed by the
-  path indices alone, so means are bit-identical for any chunk size.
+* Means and variances come from sums of x and x^2 over one pairwise tree fixed by the path
+  indices (:class:`SumTree`), so they are bit-identical for any chunk size, device count or
+  number of processes.
 
 Money bins are signed and logarithmic: for ``|x| >= 1`` dollar, the bin of x spans a factor
 ``10^(1/bins_per_decade)`` (0.46% at the default 500 per decade), so a quantile read off the
@@ -88,26 +87,11 @@ class MoneyBins:
 
 @dataclass
 class Moments:
-    """Running count, mean and sum of squared deviations of S statistics (float64)."""
+    """Count, mean and sum of squared deviations of S statistics (float64), final form."""
 
     count: np.ndarray  # (S,) int64
     mean: np.ndarray   # (S,)
     m2: np.ndarray     # (S,)
-
-    @classmethod
-    def zeros(cls, size: int) -> Moments:
-        return cls(np.zeros(size, np.int64), np.zeros(size), np.zeros(size))
-
-    def merge(self, count, mean, m2) -> None:
-        """Chan et al.'s pairwise update with another (count, mean, m2), in place."""
-        n_a = self.count.astype(np.float64)
-        n_b = np.asarray(count).astype(np.float64)
-        n = n_a + n_b
-        safe = np.where(n > 0, n, 1.0)
-        delta = mean - self.mean
-        self.mean = np.where(n_b > 0, self.mean + delta * (n_b / safe), self.mean)
-        self.m2 = np.where(n_b > 0, self.m2 + m2 + delta * delta * (n_a * n_b / safe), self.m2)
-        self.count = self.count + np.asarray(count, np.int64)
 
     def variance(self) -> np.ndarray:
         n = self.count.astype(np.float64)
@@ -119,38 +103,123 @@ class Moments:
         return np.sqrt(self.variance() / np.maximum(n, 1))
 
 
+class SumTree:
+    """Sums of x and x^2 over path indices by one fixed pairwise tree, whoever computes them.
+
+    The tree is the complete binary tree over blocks of :data:`BLOCK` consecutive paths
+    (leaf = block, missing leaves = zeros). The device sums whole aligned subtrees (a chunk
+    of 2^k blocks starting at a multiple of 2^k); here they are combined with their
+    siblings, left + right, as they arrive; :meth:`total` completes the tree with zeros. Each
+    node's value is therefore fixed by the path indices alone, so the sums are bit-identical
+    for any chunk size, device count or number of processes (which merge their node sets).
+    Only additions of float64 happen, which round identically on every IEEE machine.
+
+    Precision: pairwise summation errs by about eps * log2(paths) relative to the sum of
+    |x| (1e-14 at 10^9 paths); the variance ``(sum x^2 - (sum x)^2 / n)`` then loses
+    eps * log2(paths) * (mean^2 / variance) relative, 1e-8 even for a coefficient of variation
+    of 0.001, far below its own Monte Carlo error.
+    """
+
+    def __init__(self, num_stats: int) -> None:
+        self.num_stats = num_stats
+        self.nodes: dict[tuple[int, int], tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def insert(self, level: int, index: int, count: int, s1, s2) -> None:
+        """Add the node (level, index) = blocks ``index*2^level ..`` of 2^level blocks."""
+        node = (int(count), np.asarray(s1, np.float64), np.asarray(s2, np.float64))
+        key = (level, index)
+        while (level, index ^ 1) in self.nodes:
+            other = self.nodes.pop((level, index ^ 1))
+            left, right = (other, node) if index & 1 else (node, other)
+            node = (left[0] + right[0], left[1] + right[1], left[2] + right[2])
+            level, index = level + 1, index >> 1
+            key = (level, index)
+        if key in self.nodes:
+            raise ValueError(f"paths of tree node {key} were added twice")
+        self.nodes[key] = node
+
+    def merge(self, other: SumTree) -> None:
+        """Fold in the nodes of another tree (disjoint paths, e.g. another process's)."""
+        for (level, index), (c, s1, s2) in sorted(other.nodes.items()):
+            self.insert(level, index, c, s1, s2)
+
+    def total(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(count, sum x, sum x^2) at the root; the tree is left as it is."""
+        if not self.nodes:
+            zero = np.zeros(self.num_stats)
+            return 0, zero, zero.copy()
+        work = SumTree(self.num_stats)
+        work.nodes = dict(self.nodes)
+        while len(work.nodes) > 1 or next(iter(work.nodes))[1] != 0:
+            level, index = min(work.nodes)  # the lowest level first
+            c, s1, s2 = work.nodes.pop((level, index))
+            if index & 1:
+                raise ValueError(f"tree node {(level, index)} has no left sibling: "
+                                 "paths are missing")
+            z = np.zeros(self.num_stats)  # the missing right sibling: all-zero leaves
+            work.insert(level + 1, index >> 1, c, s1 + z, s2 + z)
+        c, s1, s2 = next(iter(work.nodes.values()))
+        return c, s1 + 0.0, s2 + 0.0  # +0.0: never a -0.0 that a longer tree would not give
+
+    def moments(self) -> Moments:
+        c, s1, s2 = self.total()
+        n = max(c, 1)
+        mean = s1 / n
+        m2 = np.maximum(s2 - s1 * mean, 0.0)  # cancellation guarded as the class says
+        return Moments(np.full(self.num_stats, c, np.int64), mean, m2)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The nodes as arrays (for checkpoints and for gathering across processes)."""
+        keys = sorted(self.nodes)
+        return {"keys": np.array(keys, np.int64).reshape(-1, 2),
+                "count": np.array([self.nodes[k][0] for k in keys], np.int64),
+                "s1": np.array([self.nodes[k][1] for k in keys]).reshape(-1, self.num_stats),
+                "s2": np.array([self.nodes[k][2] for k in keys]).reshape(-1, self.num_stats)}
+
+    @classmethod
+    def from_state(cls, num_stats: int, state: dict[str, np.ndarray]) -> SumTree:
+        tree = cls(num_stats)
+        for (level, index), c, s1, s2 in zip(state["keys"], state["count"], state["s1"],
+                                             state["s2"], strict=True):
+            tree.insert(int(level), int(index), int(c), s1, s2)
+        return tree
+
+
 @dataclass
 class Accumulator:
-    """Everything a run keeps: fixed-size whatever the number of paths."""
+    """Everything a run keeps: fixed-size whatever the number of paths (the sum tree holds
+    at most one node per level, about log2(paths / BLOCK))."""
 
     num_stats: int
     num_bins: int
     num_months: int
     histogram: np.ndarray = field(init=False)          # (S, B) int64
-    moments: Moments = field(init=False)
+    tree: SumTree = field(init=False)
     repayment_counts: np.ndarray = field(init=False)   # (T+1,) int64; [T] = censored
     credit_counts: np.ndarray = field(init=False)      # (T+1,) int64
     nonfinite_paths: int = 0
     paths: int = 0
-    blocks_merged: int = 0
 
     def __post_init__(self) -> None:
         self.histogram = np.zeros((self.num_stats, self.num_bins), np.int64)
-        self.moments = Moments.zeros(self.num_stats)
+        self.tree = SumTree(self.num_stats)
         self.repayment_counts = np.zeros(self.num_months + 1, np.int64)
         self.credit_counts = np.zeros(self.num_months + 1, np.int64)
 
-    def add_chunk(self, chunk, num_valid: int) -> None:
-        """Fold one chunk's device summary in (chunks must come in path order)."""
-        self.histogram += np.asarray(chunk.histogram, np.int64)
-        self.repayment_counts += np.asarray(chunk.repayment_counts, np.int64)
-        self.credit_counts += np.asarray(chunk.credit_counts, np.int64)
-        self.nonfinite_paths += int(chunk.nonfinite_paths)
-        self.paths += num_valid
-        counts = np.asarray(chunk.block_count)
-        means = np.asarray(chunk.block_mean)
-        m2s = np.asarray(chunk.block_m2)
-        for b in range(counts.shape[1]):  # strictly in block (path-index) order
-            if counts[:, b].any():
-                self.moments.merge(counts[:, b], means[:, b], m2s[:, b])
-                self.blocks_merged += 1
+    @property
+    def moments(self) -> Moments:
+        return self.tree.moments()
+
+    def add_counts(self, histogram, repayment_counts, credit_counts, nonfinite) -> None:
+        """Add integer counts (exact, in any order)."""
+        self.histogram += np.asarray(histogram, np.int64)
+        self.repayment_counts += np.asarray(repayment_counts, np.int64)
+        self.credit_counts += np.asarray(credit_counts, np.int64)
+        self.nonfinite_paths += int(nonfinite)
+
+    def merge(self, other: Accumulator) -> None:
+        """Fold in another accumulator over disjoint paths (another process's)."""
+        self.add_counts(other.histogram, other.repayment_counts, other.credit_counts,
+                        other.nonfinite_paths)
+        self.paths += other.paths
+        self.tree.merge(other.tree)

@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--paths", type=_positive_int, help="number of paths (overrides config)")
     r.add_argument("--seed", type=_seed, help="seed in [0, 2^63) (overrides config)")
     r.add_argument("--chunk-size", type=_positive_int,
-                   help="paths per device call (rounded up to a multiple of 1024); results "
-                        "do not depend on it")
+                   help="paths per device per call (rounded up to 1024 times a power of two; "
+                        "default from the device's memory); results do not depend on it")
     r.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="kernel precision (reported sums are float64 either way)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="always show the progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false",
                      help="never show the progress bar")
+
+    d = r.add_argument_group(
+        "several hosts", "run one process per host (or per GPU) through jax.distributed; "
+        "each takes a share of the paths, and process 0 writes the report")
+    d.add_argument("--distributed", action="store_true",
+                   help="join a jax.distributed run, its settings detected from the cluster "
+                        "launcher (SLURM, Open MPI, ...) unless given below")
+    d.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="address of process 0's coordination service")
+    d.add_argument("--num-processes", type=_positive_int, metavar="N")
+    d.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
 
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
@@ -76,10 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    import jax
+
+    if args.distributed or args.coordinator:
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes,
+                                   process_id=args.process_id)
+
     from .engine import run
     from .report import format_summary, write_report
 
     results = run(config, dtype=args.dtype, progress=args.progress)
+    if jax.process_index() != 0:  # every process holds the merged results; one writes
+        return 0
     out = write_report(results, args.out, plots=not args.no_plots)
     print(format_summary(results))
     print(f"report written to {out}/")

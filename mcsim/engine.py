@@ -17,11 +17,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from . import model
-from .accumulators import BLOCK, Accumulator, MoneyBins
+from .accumulators import BLOCK, Accumulator, MoneyBins, SumTree
 from .config import Config
-from .draws import ParameterSampler, to_dtype
+from .device_draws import DeviceSampler
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
 from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
@@ -31,40 +33,75 @@ DEFAULT_CHUNK_CPU = 32 * BLOCK
 DEFAULT_CHUNK_ACCELERATOR = 1024 * BLOCK
 
 
-class ChunkSummary(NamedTuple):
-    """What one chunk returns to the host (fixed size for a given chunk size)."""
+class ChunkCounts(NamedTuple):
+    """Integer counts kept on the devices between chunks, one row per local device."""
 
-    histogram: jax.Array         # (S, B) int32
-    block_count: jax.Array       # (S, nb) int32: finite paths per block
-    block_mean: jax.Array        # (S, nb) float64
-    block_m2: jax.Array          # (S, nb) float64
-    repayment_counts: jax.Array  # (T+1,) int32
-    credit_counts: jax.Array     # (T+1,) int32
-    nonfinite_paths: jax.Array   # () int32: paths with a NaN/inf in any statistic
+    histogram: jax.Array         # (D, S, B) int32
+    repayment_counts: jax.Array  # (D, T+1) int32
+    credit_counts: jax.Array     # (D, T+1) int32
+    nonfinite_paths: jax.Array   # (D,) int32: paths with a NaN/inf in any statistic
 
 
-def default_chunk_size() -> int:
-    """Paths per device call: small on the CPU (cache), large on accelerators."""
-    platform = jax.devices()[0].platform
-    return DEFAULT_CHUNK_CPU if platform == "cpu" else DEFAULT_CHUNK_ACCELERATOR
+class ChunkNode(NamedTuple):
+    """Each device's node of the sum tree for its paths of one call (see SumTree)."""
+
+    count: jax.Array  # (D,) int32: finite paths
+    s1: jax.Array     # (D, S) float64: sum of x
+    s2: jax.Array     # (D, S) float64: sum of x^2
 
 
-def round_chunk(chunk_size: int, num_paths: int) -> int:
-    """Chunk size used: a multiple of BLOCK, no larger than the run needs."""
-    needed = -(-num_paths // BLOCK) * BLOCK
-    chunk = -(-chunk_size // BLOCK) * BLOCK
-    return max(BLOCK, min(chunk, needed))
+#: Per-device counts are int32; they go to the host's int64 before this many paths.
+INT32_PATHS = 2**31 - 1
 
 
-def tree_sum(x):
-    """Sum over the last axis (length a power of two) by a fixed halving tree.
+def default_chunk_size(grid: MonthGrid | None = None, device=None) -> int:
+    """Paths per device per call.
 
-    Elementwise adds only, so the result does not depend on the batch shape or the backend's
-    reduction strategy: part of the bit-for-bit reproducibility contract.
+    CPU: 32768 (the working set stays near the caches). Accelerators: a quarter of the
+    device's memory over :func:`bytes_per_path`, so that the kernel's buffers and XLA's
+    scratch fit with room to spare; never above 2^22.
+    """
+    device = device or jax.local_devices()[0]
+    if device.platform == "cpu":
+        return DEFAULT_CHUNK_CPU
+    stats = device.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    if not limit or grid is None:
+        return DEFAULT_CHUNK_ACCELERATOR
+    fit = int(limit // 4 // bytes_per_path(grid))
+    return max(BLOCK, min(2**22, 1 << (fit.bit_length() - 1)))
+
+
+def bytes_per_path(grid: MonthGrid) -> int:
+    """Upper estimate of the kernel's device memory per path of a chunk, bytes.
+
+    The scan's per-month outputs (cumulative Azure spend in float64 and four flows in at
+    most float64), then each statistic's float64 value, float32 copy, bin index, weight and
+    square, plus the parameters and state. ``tests/test_engine.py`` checks it against XLA's
+    own memory analysis of the compiled kernel.
+    """
+    T = grid.num_months
+    S = StatLayout(grid).num_stats
+    return 8 * T * (1 + len(ANNUAL_FLOWS)) + 40 * S + 2048
+
+
+def round_chunk(chunk_size: int, num_paths: int, num_devices: int = 1) -> int:
+    """Paths per device per call: BLOCK times a power of two (a whole subtree of the sum
+    tree), at least ``chunk_size`` unless the run needs fewer."""
+    per_device = -(-num_paths // num_devices)
+    needed = max(1, -(-per_device // BLOCK))
+    blocks = min(max(1, -(-chunk_size // BLOCK)), needed)
+    return BLOCK << (blocks - 1).bit_length()
+
+
+def pairwise_sum(x):
+    """Sum over the last axis (a power of two) by the complete binary tree of adjacent pairs.
+
+    Elementwise adds only, in an order fixed by position: the same bits for any batch shape
+    or backend reduction strategy, and a chunk's tree is a subtree of the run's.
     """
     while x.shape[-1] > 1:
-        h = x.shape[-1] // 2
-        x = x[..., :h] + x[..., h:]
+        x = x[..., 0::2] + x[..., 1::2]
     return x[..., 0]
 
 
@@ -77,77 +114,108 @@ def standard_normals(words, dtype):
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=32)
-def chunk_kernel(grid: MonthGrid, dtype_name: str, cholesky: tuple, bins: MoneyBins,
-                 chunk_size: int) -> Callable:
-    """The jit-compiled function that runs and reduces one chunk (cached per static shape)."""
-    dtype = DTYPES[dtype_name]
+def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: tuple,
+                     args, deal, shock_key, paths):
+    """Every per-path statistic of :class:`StatLayout` for the path indices ``paths``.
+
+    Returns (stats [S, n] float64, final State). Pure: the engine's kernel and the
+    benchmarks' bare scan share it.
+    """
     T = grid.num_months
-    layout = StatLayout(grid)
+    num_years = len(grid.years)
     year_of = grid.year_of_month()
-    num_years = layout.num_years
-    nb = chunk_size // BLOCK
+    theta = sampler.draw(args, paths, dtype)
+    state = model.initial_state(theta, deal, T)
 
-    def run_chunk(theta, deal, key, path_start, num_valid) -> ChunkSummary:
-        n = chunk_size
-        paths = path_start + jnp.arange(n, dtype=jnp.uint32)
-        state = model.initial_state(theta, deal, T)
+    def body(state, t):
+        state, flows = model.month_flows(theta, deal, state, t)
+        monthly = jnp.stack([getattr(flows, f) for f in ANNUAL_FLOWS])
+        cum_azure = state.cum_azure_spend
+        z = standard_normals(shock_words(shock_key, paths, t + 1, jnp), dtype)
+        state = model.advance(theta, state, model.correlate(z, cholesky), t)
+        return state, (cum_azure, monthly)
 
-        def body(state, t):
-            state, flows = model.month_flows(theta, deal, state, t)
-            monthly = jnp.stack([getattr(flows, f) for f in ANNUAL_FLOWS])
-            cum_azure = state.cum_azure_spend
-            z = standard_normals(shock_words(key, paths, t + 1, jnp), dtype)
-            state = model.advance(theta, state, model.correlate(z, cholesky), t)
-            return state, (cum_azure, monthly)
+    final, (cum_azure, monthly) = jax.lax.scan(body, state, jnp.arange(T, dtype=jnp.int32))
+    # annual sums in float64, month by month in calendar order (deterministic)
+    annual = []
+    for k in range(len(ANNUAL_FLOWS)):
+        for y in range(num_years):
+            months = np.flatnonzero(year_of == y)
+            acc = monthly[months[0], k].astype(jnp.float64)
+            for m in months[1:]:
+                acc = acc + monthly[m, k].astype(jnp.float64)
+            annual.append(acc)
+    receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
+    horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
+               -final.min_openai_cash]
+    return jnp.concatenate([cum_azure, jnp.stack(annual), jnp.stack(horizon)]), final
 
-        final, (cum_azure, monthly) = jax.lax.scan(body, state,
-                                                   jnp.arange(T, dtype=jnp.int32))
-        # annual sums in float64, month by month in calendar order (deterministic)
-        annual = []
-        for k in range(len(ANNUAL_FLOWS)):
-            for y in range(num_years):
-                months = np.flatnonzero(year_of == y)
-                acc = monthly[months[0], k].astype(jnp.float64)
-                for m in months[1:]:
-                    acc = acc + monthly[m, k].astype(jnp.float64)
-                annual.append(acc)
-        receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
-        horizon = [final.cum_revenue, final.cum_profit, receipts,
-                   receipts - deal.investment,
-                   -final.min_openai_cash]
-        stats = jnp.concatenate([cum_azure, jnp.stack(annual), jnp.stack(horizon)])  # [S, n]
+
+@functools.lru_cache(maxsize=32)
+def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
+                 bins: MoneyBins, shard: int, devices: tuple) -> Callable:
+    """The jit-compiled call that runs ``shard`` paths on each of ``devices`` and folds
+    them into the device-resident counts (cached per static shape)."""
+    dtype = DTYPES[dtype_name]
+    layout = StatLayout(grid)
+    S = layout.num_stats
+    sampler = DeviceSampler.from_structure(structure)
+
+    def run_shard(args, deal, shock_key, counts: ChunkCounts, chunk_start, num_valid):
+        d = jax.lax.axis_index("paths")
+        offset = d.astype(jnp.uint32) * jnp.uint32(shard)
+        local = jnp.arange(shard, dtype=jnp.uint32)
+        paths = chunk_start + offset + local
+        stats, final = shard_statistics(sampler, grid, dtype, cholesky, args, deal,
+                                        shock_key, paths)
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
-        valid = jnp.arange(n) < num_valid
+        valid = (offset + local).astype(jnp.int64) < num_valid
         path_finite = jnp.all(jnp.isfinite(stats), axis=0)
         ok = valid & path_finite
         nonfinite = jnp.sum(valid & ~path_finite, dtype=jnp.int32)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value
-        idx = bins.index(stats.astype(jnp.float32), jnp) + (jnp.arange(layout.num_stats,
-                                                                       dtype=jnp.int32)
-                                                            * bins.num_bins)[:, None]
+        idx = bins.index(stats.astype(jnp.float32), jnp) \
+            + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None]
         weights = jnp.broadcast_to(ok, stats.shape).astype(jnp.int32)
-        hist = jnp.zeros(layout.num_stats * bins.num_bins, jnp.int32)
-        hist = hist.at[idx.ravel()].add(weights.ravel()).reshape(layout.num_stats, -1)
+        hist = counts.histogram[0].reshape(-1).at[idx.ravel()].add(weights.ravel())
 
-        f = jnp.broadcast_to(ok, stats.shape).reshape(layout.num_stats, nb, BLOCK)
-        x = jnp.where(f, stats.reshape(layout.num_stats, nb, BLOCK), 0.0)
-        count = tree_sum(f.astype(jnp.int32))
-        # an explicit reciprocal: XLA rewrites x / c as x * (1/c) for some shapes and not
-        # others, which changed the last bit of a block mean with the chunk size
-        mean = tree_sum(x) * (1.0 / jnp.maximum(count, 1).astype(jnp.float64))
-        dev = jnp.where(f, x - mean[..., None], 0.0)
-        m2 = tree_sum(dev * dev)
-
+        x = jnp.where(ok, stats, 0.0)
+        # max(., 0) keeps each square a rounded product of its own: next to the tree's
+        # first add, LLVM contracts x*x + y*y into a fused multiply-add for some chunk
+        # shapes only (measured), which changed the last bit of a variance
+        x2 = jnp.maximum(x * x, 0.0)
+        node = ChunkNode(jnp.sum(ok, dtype=jnp.int32)[None], pairwise_sum(x)[None],
+                         pairwise_sum(x2)[None])
         w = ok.astype(jnp.int32)
-        repay = jnp.zeros(T + 1, jnp.int32).at[final.repayment_month].add(w)
-        credit = jnp.zeros(T + 1, jnp.int32).at[final.credit_month].add(w)
-        return ChunkSummary(hist, count, mean, m2, repay, credit, nonfinite)
+        new = ChunkCounts(
+            hist.reshape(1, S, bins.num_bins),
+            counts.repayment_counts.at[0, final.repayment_month].add(w),
+            counts.credit_counts.at[0, final.credit_month].add(w),
+            counts.nonfinite_paths + nonfinite)
+        return new, node
 
-    return jax.jit(run_chunk)
+    mesh = Mesh(np.array(devices), ("paths",))
+    rep, split = P(), P("paths")
+    counts_spec = ChunkCounts(split, split, split, split)
+    sharded = jax.shard_map(run_shard, mesh=mesh,
+                            in_specs=(rep, rep, rep, counts_spec, rep, rep),
+                            out_specs=(counts_spec, ChunkNode(split, split, split)),
+                            check_vma=False)
+    return jax.jit(sharded, donate_argnums=(3,))
+
+
+def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple) -> ChunkCounts:
+    """Fresh device counts, one row per device, laid out as the kernel expects."""
+    D, T = len(devices), grid.num_months
+    S = StatLayout(grid).num_stats
+    sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
+    return jax.device_put(ChunkCounts(np.zeros((D, S, bins.num_bins), np.int32),
+                                      np.zeros((D, T + 1), np.int32),
+                                      np.zeros((D, T + 1), np.int32),
+                                      np.zeros(D, np.int32)), sharding)
 
 
 class RunInfo(NamedTuple):
@@ -155,27 +223,42 @@ class RunInfo(NamedTuple):
 
     paths: int
     seed: int
-    chunk_size: int
+    chunk_size: int          # paths per device per call
     dtype: str
     device: str
-    num_devices: int
+    num_devices: int         # over all processes
     jax_version: str
     seconds: float
     compile_seconds: float
+    num_processes: int = 1
+
+
+def process_units(num_units: int, process_index: int, process_count: int) -> range:
+    """The contiguous share of ``num_units`` chunk-sized units that one process runs."""
+    base, extra = divmod(num_units, process_count)
+    start = process_index * base + min(process_index, extra)
+    return range(start, start + base + (process_index < extra))
 
 
 def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32",
-        bins: MoneyBins | None = None, progress: bool | None = None):
+        bins: MoneyBins | None = None, progress: bool | None = None,
+        devices: list | None = None):
     """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
+
+    Paths are sharded over every local device; under ``jax.distributed`` (several
+    processes) each process runs a contiguous share of the paths and the accumulators are
+    merged, so every process returns the whole run's results. The numbers depend only on
+    the config and its seed: not on the chunk size, the devices or the processes.
 
     Args:
         config: a validated config (its paths and seed are used).
-        chunk_size: paths per device call (rounded up to a multiple of 1024); default
-            from the device. The numbers do not depend on it.
-        dtype: ``"float32"`` (default) or ``"float64"`` for the kernel's drivers and waterfall;
-            reported sums are float64 either way.
+        chunk_size: paths per device per call (rounded up to 1024 times a power of two);
+            default from the device (:func:`default_chunk_size`).
+        dtype: ``"float32"`` (default) or ``"float64"`` for the kernel's drivers and flows;
+            running sums and reported statistics are float64 either way.
         bins: money histogram bins (default 500 per decade, $1 to $10^16).
-        progress: show a progress bar (default: when the run is long enough to need one).
+        progress: show a progress bar (default: on a terminal, for runs over 2 s).
+        devices: the local devices to shard over (default: all of them).
 
     Returns:
         :class:`mcsim.results.Results`.
@@ -190,47 +273,108 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         raise ValueError(f"dtype = {dtype!r}: expected one of {', '.join(DTYPES)}")
     grid = config.grid
     bins = bins or MoneyBins()
+    devices = tuple(devices or jax.local_devices())
     num_paths = config.simulation.paths
-    chunk = round_chunk(chunk_size or config.simulation.chunk_size or default_chunk_size(),
-                        num_paths)
+    nproc, pid = jax.process_count(), jax.process_index()
+    D = len(devices)
+    requested = chunk_size or config.simulation.chunk_size \
+        or default_chunk_size(grid, devices[0])
+    shard = round_chunk(requested, num_paths, D * nproc)
+    level = (shard // BLOCK).bit_length() - 1  # the sum tree's level of one shard
     cholesky = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
-    kernel = chunk_kernel(grid, dtype, cholesky, bins, chunk)
-    jdtype = DTYPES[dtype]
+    sampler = DeviceSampler(config)
+    kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices)
     deal = model.deal_terms(config.deal, grid)
-    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
-    sampler = ParameterSampler(config)
+    shock_key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    args = jax.tree.map(jnp.asarray, sampler.arguments())
     layout = StatLayout(grid)
     acc = Accumulator(layout.num_stats, bins.num_bins, grid.num_months)
 
-    starts = list(range(0, num_paths, chunk))
-    bar = _progress_bar(num_paths, progress)
+    units = process_units(-(-num_paths // shard), pid, nproc)
+    limit = min(units.stop * shard, num_paths)  # this process's paths end here
+    starts = list(range(units.start * shard, limit, D * shard))
+    bar = _progress_bar(limit - units.start * shard, progress)
+    counts = zero_counts(grid, bins, devices)
+    since_flush = 0
 
-    def launch(start):
-        theta = sampler.draw(start, chunk)
-        theta = {k: jnp.asarray(v, jdtype) for k, v in to_dtype(theta, jdtype).items()}
-        return kernel(theta, deal, key, jnp.uint32(start % 2**32),
-                      jnp.int32(min(chunk, num_paths - start)))
+    def flush(counts):
+        host = jax.device_get(counts)
+        acc.add_counts(host.histogram.sum(0), host.repayment_counts.sum(0),
+                       host.credit_counts.sum(0), host.nonfinite_paths.sum())
+        return zero_counts(grid, bins, devices)
+
+    def collect(start, node):
+        node = jax.device_get(node)
+        for d in range(D):
+            if start + d * shard < limit:
+                acc.tree.insert(level, (start + d * shard) // shard, int(node.count[d]),
+                                node.s1[d], node.s2[d])
 
     t_begin = time.perf_counter()
     compile_seconds = 0.0
-    pending = launch(starts[0])
-    if starts:
-        jax.block_until_ready(pending)
-        compile_seconds = time.perf_counter() - t_begin  # first call: compile + one chunk
+    pending = None
     for i, start in enumerate(starts):
-        nxt = launch(starts[i + 1]) if i + 1 < len(starts) else None  # overlap host draws
-        acc.add_chunk(jax.device_get(pending), min(chunk, num_paths - start))
+        if since_flush + shard > INT32_PATHS:  # a device's int32 counts could overflow
+            counts = flush(counts)
+            since_flush = 0
+        valid = min(D * shard, limit - start)
+        counts, node = kernel(args, deal, shock_key, counts, jnp.uint32(start % 2**32),
+                              jnp.int64(valid))
+        since_flush += shard
+        if i == 0:
+            jax.block_until_ready(node)
+            compile_seconds = time.perf_counter() - t_begin  # first call: compile + 1 chunk
+        if pending is not None:  # read the previous call's node while this one runs
+            collect(*pending)
+        pending = (start, node)
+        acc.paths += valid
         if bar is not None:
-            bar.update(min(chunk, num_paths - start))
-        pending = nxt
+            bar.update(valid)
+    if pending is not None:
+        collect(*pending)
+    flush(counts)
     if bar is not None:
         bar.close()
+    if nproc > 1:
+        acc = _merge_across_processes(acc)
     seconds = time.perf_counter() - t_begin
-    devices = jax.devices()
-    info = RunInfo(num_paths, config.simulation.seed, chunk, dtype,
-                   f"{devices[0].platform}:{devices[0].device_kind}", len(devices),
-                   jax.__version__, seconds, compile_seconds)
+    info = RunInfo(num_paths, config.simulation.seed, shard, dtype,
+                   f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
+                   jax.__version__, seconds, compile_seconds, nproc)
     return Results(config, layout, bins, acc, info)
+
+
+def _merge_across_processes(acc: Accumulator) -> Accumulator:
+    """Every process's accumulator, gathered and merged in process order."""
+    from jax.experimental import multihost_utils
+
+    state = acc.tree.state()
+    max_nodes = 2 * 64  # one node per level per process, with room to spare
+    n = len(state["count"])
+    pad = np.zeros((max_nodes, 2 + 1 + 2 * acc.num_stats))
+    pad[:n, :2] = state["keys"]
+    pad[:n, 2] = state["count"]
+    pad[:n, 3:3 + acc.num_stats] = state["s1"]
+    pad[:n, 3 + acc.num_stats:] = state["s2"]
+    local = {"histogram": acc.histogram, "repay": acc.repayment_counts,
+             "credit": acc.credit_counts,
+             "scalars": np.array([acc.nonfinite_paths, acc.paths, n], np.int64),
+             "nodes": pad}
+    every = multihost_utils.process_allgather(local)
+    merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
+    for p in range(every["scalars"].shape[0]):
+        nonfinite, paths, n = (int(v) for v in every["scalars"][p])
+        other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
+        other.add_counts(every["histogram"][p], every["repay"][p], every["credit"][p],
+                         nonfinite)
+        other.paths = paths
+        rows = every["nodes"][p][:n]
+        S = acc.num_stats
+        other.tree = SumTree.from_state(S, {"keys": rows[:, :2].astype(np.int64),
+                                            "count": rows[:, 2].astype(np.int64),
+                                            "s1": rows[:, 3:3 + S], "s2": rows[:, 3 + S:]})
+        merged.merge(other)
+    return merged
 
 
 def _progress_bar(total: int, progress: bool | None):
@@ -244,4 +388,4 @@ def _progress_bar(total: int, progress: bool | None):
     if progress is None and not sys.stderr.isatty():
         return None
     return tqdm(total=total, unit="path", unit_scale=True, desc="mcsim", mininterval=0.5,
-                delay=0.0 if progress else 2.0)
+                delay=0.0 if progress else 2.0, smoothing=0.1)

@@ -82,6 +82,7 @@ def provenance(results: Results) -> dict:
         "jax_version": info.jax_version,
         "device": info.device,
         "num_devices": info.num_devices,
+        "num_processes": info.num_processes,
         "dtype": info.dtype,
         "paths": info.paths,
         "seed": info.seed,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from helpers import CONFIGS_DIR
 
-from mcsim.accumulators import BLOCK, Moments, MoneyBins
+from mcsim.accumulators import BLOCK, MoneyBins, SumTree
 from mcsim.config import load_config
 from mcsim.draws import ParameterSampler
-from mcsim.engine import round_chunk, run, tree_sum
+from mcsim.engine import pairwise_sum, process_units, round_chunk, run
 from mcsim.layout import StatLayout
 from mcsim.reference import simulate_reference
 from mcsim.report import format_summary, summarize
@@ -45,7 +45,7 @@ def test_results_identical_whatever_the_chunk_size(short_config):
         np.testing.assert_array_equal(acc.credit_counts, first.credit_counts)
         assert _strip(summarize(other)) == _strip(summarize(runs[0]))
     assert first.paths == 5000
-    assert first.blocks_merged == -(-5000 // BLOCK)
+    assert [r.info.chunk_size for r in runs] == [1024, 4096, 8192, 8192]
 
 
 def test_seed_changes_the_numbers(short_config):
@@ -111,29 +111,76 @@ def test_memory_is_fixed_size(short_config):
 # --- accumulators -------------------------------------------------------------------
 
 
-def test_moments_merge_any_split_equals_whole():
+def test_sum_tree_is_the_same_whatever_the_split():
+    """Nodes of any aligned decomposition (chunks of 2^k blocks, processes holding
+    contiguous ranges) combine to the same bits; the sums are the sums."""
     rng = np.random.default_rng(0)
-    x = rng.lognormal(20, 1, size=(3, 5000))
-    whole = Moments.zeros(3)
-    whole.merge(np.full(3, 5000), x.mean(1), ((x - x.mean(1, keepdims=True)) ** 2).sum(1))
-    for cuts in ([1000], [17, 2500, 4999], list(range(250, 5000, 250))):
-        m = Moments.zeros(3)
-        for part in np.split(x, cuts, axis=1):
-            n = part.shape[1]
-            m.merge(np.full(3, n), part.mean(1), ((part - part.mean(1, keepdims=True)) ** 2
-                                                   ).sum(1))
-        np.testing.assert_allclose(m.mean, whole.mean, rtol=1e-13)
-        np.testing.assert_allclose(m.m2, whole.m2, rtol=1e-10)
-        np.testing.assert_allclose(m.variance(), x.var(1, ddof=1), rtol=1e-10)
+    blocks = 13
+    x = rng.lognormal(20, 1, size=(3, blocks * BLOCK))
+
+    def subtree(first_block, level):
+        part = x[:, first_block * BLOCK:(first_block + (1 << level)) * BLOCK]
+        part = np.pad(part, ((0, 0), (0, ((1 << level) * BLOCK) - part.shape[1])))
+        return part.shape[1], np.asarray(pairwise_sum(part)), np.asarray(pairwise_sum(
+            part * part))
+
+    def tree(level, order=None):
+        t = SumTree(3)
+        starts = list(range(0, blocks, 1 << level))
+        for b0 in order(starts) if order else starts:
+            n, s1, s2 = subtree(b0, level)
+            t.insert(level, b0 >> level, min(n, (blocks - b0) * BLOCK), s1, s2)
+        return t
+
+    reference = tree(0).total()
+    for level in (1, 2, 3, 4):
+        for order in (None, lambda s: s[::-1], lambda s: s[1::2] + s[0::2]):
+            total = tree(level, order).total()
+            assert total[0] == reference[0] == blocks * BLOCK
+            np.testing.assert_array_equal(total[1], reference[1])
+            np.testing.assert_array_equal(total[2], reference[2])
+    # two "processes" with ranges [0, 5) and [5, 13) blocks
+    a, b = SumTree(3), SumTree(3)
+    for b0 in range(blocks):
+        n, s1, s2 = subtree(b0, 0)
+        (a if b0 < 5 else b).insert(0, b0, BLOCK, s1, s2)
+    a.merge(b)
+    np.testing.assert_array_equal(a.total()[1], reference[1])
+    np.testing.assert_allclose(reference[1], x.sum(1), rtol=1e-14)
+    np.testing.assert_allclose(reference[2], (x * x).sum(1), rtol=1e-14)
+    m = a.moments()
+    np.testing.assert_allclose(m.mean, x.mean(1), rtol=1e-14)
+    np.testing.assert_allclose(m.variance(), x.var(1, ddof=1), rtol=1e-9)
 
 
-def test_tree_sum_is_a_sum():
+def test_sum_tree_refuses_overlaps_and_gaps():
+    t = SumTree(1)
+    t.insert(0, 0, 1, [1.0], [1.0])
+    with pytest.raises(ValueError, match="twice"):
+        t.insert(0, 0, 1, [1.0], [1.0])
+    gap = SumTree(1)
+    gap.insert(0, 1, 1, [1.0], [1.0])
+    with pytest.raises(ValueError, match="missing"):
+        gap.total()
+
+
+def test_pairwise_sum_is_a_sum():
     x = np.arange(2 * BLOCK, dtype=np.float64).reshape(2, BLOCK)
-    np.testing.assert_allclose(np.asarray(tree_sum(x)), x.sum(1))
+    np.testing.assert_allclose(np.asarray(pairwise_sum(x)), x.sum(1))
+
+
+def test_process_units_partition_the_run():
+    for units, procs in ((10, 3), (2, 4), (7, 1), (1000, 7)):
+        parts = [process_units(units, p, procs) for p in range(procs)]
+        assert [u for r in parts for u in r] == list(range(units))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
 def test_round_chunk():
-    assert round_chunk(5000, 10**6) == 5 * BLOCK
+    assert round_chunk(3000, 10**6) == 4096  # 1024 times a power of two
+    assert round_chunk(10**6, 10**6, num_devices=4) == 262144
+    assert round_chunk(5000, 5000, num_devices=8) == 1024
+    assert round_chunk(5000, 10**6) == 8 * BLOCK
     assert round_chunk(10**6, 1000) == BLOCK
     assert round_chunk(1, 10**6) == BLOCK
 
