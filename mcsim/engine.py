@@ -124,31 +124,36 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
     T = grid.num_months
     num_years = len(grid.years)
     year_of = grid.year_of_month()
-    theta = sampler.draw(args, paths, dtype)
+    theta = model.prepare(sampler.draw(args, paths, dtype))
     state = model.initial_state(theta, deal, T)
 
-    def body(state, t):
+    year_index = jnp.asarray(year_of, jnp.int32)
+    n = paths.shape[0]
+
+    def body(carry, t):
+        state, annual = carry
         state, flows = model.month_flows(theta, deal, state, t)
-        monthly = jnp.stack([getattr(flows, f) for f in ANNUAL_FLOWS])
+        # calendar-year sums carried in float64 and added month by month in calendar
+        # order (deterministic); carrying them costs far less than stacking every
+        # month's flows and summing afterwards
+        y = year_index[t]
+        monthly = jnp.stack([getattr(flows, f).astype(jnp.float64) for f in ANNUAL_FLOWS])
+        zero = jnp.int32(0)
+        year = jax.lax.dynamic_slice(annual, (zero, y, zero), (len(ANNUAL_FLOWS), 1, n))
+        annual = jax.lax.dynamic_update_slice(annual, year + monthly[:, None, :],
+                                              (zero, y, zero))
         cum_azure = state.cum_azure_spend
         z = standard_normals(shock_words(shock_key, paths, t + 1, jnp), dtype)
         state = model.advance(theta, state, model.correlate(z, cholesky), t)
-        return state, (cum_azure, monthly)
+        return (state, annual), cum_azure
 
-    final, (cum_azure, monthly) = jax.lax.scan(body, state, jnp.arange(T, dtype=jnp.int32))
-    # annual sums in float64, month by month in calendar order (deterministic)
-    annual = []
-    for k in range(len(ANNUAL_FLOWS)):
-        for y in range(num_years):
-            months = np.flatnonzero(year_of == y)
-            acc = monthly[months[0], k].astype(jnp.float64)
-            for m in months[1:]:
-                acc = acc + monthly[m, k].astype(jnp.float64)
-            annual.append(acc)
+    annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
+    (final, annual), cum_azure = jax.lax.scan(body, (state, annual0),
+                                              jnp.arange(T, dtype=jnp.int32))
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
                -final.min_openai_cash]
-    return jnp.concatenate([cum_azure, jnp.stack(annual), jnp.stack(horizon)]), final
+    return jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)]), final
 
 
 @functools.lru_cache(maxsize=32)
