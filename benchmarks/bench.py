@@ -190,7 +190,7 @@ def bench_one(cfg, args) -> dict:
     print(f"  (c) bare scan {bare['median_s']:.3f} s on {bare_paths:,} paths "
           f"(-> {bare_scaled:.3f} s at {n:,})", flush=True)
     ref_paths = min(n, args.reference_paths)
-    ref = time_numpy_reference(cfg, ref_paths, max(1, min(args.repeats, 3)))
+    ref = time_numpy_reference(cfg, ref_paths, max(1, min(args.repeats, 2)))
     ref_scaled = ref["median_s"] * n / ref_paths
     print(f"  (a) NumPy reference {ref['median_s']:.2f} s on {ref_paths:,} paths "
           f"(model alone {ref['model_only_median_s']:.2f} s) -> {ref_scaled:.1f} s at {n:,}",
@@ -244,6 +244,11 @@ def parse_args(argv=None):
     p.add_argument("--bare-paths", type=int, default=2**20,
                    help="paths of the one-call bare scan (scaled to the run's paths)")
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--baselines-at", type=float,
+                   help="in a sweep, time the baselines at this size only (default: the "
+                        "first size)")
+    p.add_argument("--budget-s", type=float, default=float("inf"),
+                   help="skip sizes whose predicted time would pass this many seconds")
     p.add_argument("--out", help="result JSON (default benchmarks/results/<device>.json)")
     return p.parse_args(argv)
 
@@ -258,9 +263,18 @@ def main(argv=None) -> int:
     sizes = [int(float(s)) for s in args.sweep.split(",")] if args.sweep \
         else [int(args.paths)]
     runs = []
+    start = time.perf_counter()
+    baselines_at = int(args.baselines_at or sizes[0])
     for n in sizes:
+        if runs:  # predicted from the last size: linear in paths, first call + repeats
+            last = runs[-1]
+            predicted = last["engine"]["median_s"] * n / last["paths"] * (1 + args.repeats)
+            if time.perf_counter() - start + predicted > args.budget_s:
+                print(f"skipping {n:,} paths: predicted {predicted:.0f} s passes the budget")
+                continue
         cfg = base.with_simulation(paths=n)
-        result = bench_one(cfg, args)
+        skip = args.skip_baselines or (args.sweep is not None and n != baselines_at)
+        result = bench_one(cfg, argparse.Namespace(**{**vars(args), "skip_baselines": skip}))
         result["targets"] = check_targets(result, dev.platform)
         result["memory"] = peak_memory()
         print(f"  peak memory: {result['memory']}", flush=True)
