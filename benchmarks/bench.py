@@ -37,7 +37,15 @@ from mcsim import __version__, model
 from mcsim.config import load_config
 from mcsim.device_draws import DeviceSampler
 from mcsim.draws import ParameterSampler
-from mcsim.engine import DTYPES, default_chunk_size, round_chunk, run, standard_normals
+from mcsim.engine import (
+    DTYPES,
+    KernelOptions,
+    default_chunk_size,
+    default_kernel_options,
+    round_chunk,
+    run,
+    standard_normals,
+)
 from mcsim.reference import simulate_reference
 from mcsim.rng import STREAM_SHOCKS, shock_normals_reference, shock_words, stream_key
 
@@ -67,20 +75,22 @@ def summarize_times(times: list[float]) -> dict:
             "repeats": len(times), "all_s": times}
 
 
-def time_engine(cfg, repeats: int, dtype: str, chunk_size: int | None) -> dict:
+def time_engine(cfg, repeats: int, dtype: str, chunk_size: int | None,
+                options: KernelOptions | None = None) -> dict:
     t0 = time.perf_counter()
-    first = run(cfg, dtype=dtype, chunk_size=chunk_size, progress=False)
+    first = run(cfg, dtype=dtype, chunk_size=chunk_size, progress=False, options=options)
     first_s = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        res = run(cfg, dtype=dtype, chunk_size=chunk_size, progress=False)
+        res = run(cfg, dtype=dtype, chunk_size=chunk_size, progress=False, options=options)
         times.append(time.perf_counter() - t0)
     steady = summarize_times(times)
     return {"first_call_s": first_s,
             "compile_s": max(first_s - steady["median_s"], 0.0),
             "first_chunk_s": first.info.compile_seconds, "chunk_size": res.info.chunk_size,
-            "num_devices": res.info.num_devices, **steady}
+            "num_devices": res.info.num_devices, "options": res.info.options._asdict(),
+            **steady}
 
 
 def time_rng_floor(cfg, repeats: int, dtype: str, chunk: int) -> dict:
@@ -173,7 +183,11 @@ def bench_one(cfg, args) -> dict:
                         jax.local_device_count())
     print(f"engine: {n:,} paths x {T} months, {args.dtype}, chunk {chunk:,} per device",
           flush=True)
-    engine = time_engine(cfg, args.repeats, args.dtype, args.chunk_size)
+    options = default_kernel_options()
+    options = options._replace(**{k: v for k, v in (("unroll", args.unroll),
+                                                    ("hist_copies", args.hist_copies)) if v})
+    print(f"  kernel options: {options}", flush=True)
+    engine = time_engine(cfg, args.repeats, args.dtype, args.chunk_size, options)
     rate = n * T / engine["median_s"]
     print(f"  first call {engine['first_call_s']:.2f} s (compile ~{engine['compile_s']:.2f} s)"
           f"; steady {engine['median_s']:.3f} s [{engine['min_s']:.3f} .. "
@@ -240,6 +254,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--chunk-size", type=int)
+    p.add_argument("--unroll", type=int, help="months per loop step (default: the device's)")
+    p.add_argument("--hist-copies", type=int, help="histogram copies (default: the device's)")
     p.add_argument("--reference-paths", type=int, default=65536)
     p.add_argument("--bare-paths", type=int, default=2**20,
                    help="paths of the one-call bare scan (scaled to the run's paths)")

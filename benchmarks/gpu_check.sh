@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One prepared call on a lent GPU machine: the GPU sweep (10^6 .. 10^9 paths), then the test
-# suite on the GPU. Uses the machine's own Python (JAX with CUDA, no network there).
+# One prepared call on a lent GPU machine: kernel layouts at one chunk, the GPU sweep
+# (10^6 .. 10^9 paths) with the fastest layout, then the engine and scale tests on the GPU.
+# Uses the machine's own Python (JAX with CUDA; no network there).
 #   bash benchmarks/gpu_check.sh [OUTDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +12,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
   || echo "pip install -e . failed; using PYTHONPATH"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
-timeout "${SWEEP_TIMEOUT:-260}" python3 benchmarks/bench.py --sweep 1e6,1e7,1e8,1e9 \
-  --repeats "${REPEATS:-2}" --budget-s 200 --out "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/bench.log"
+timeout "${VARIANTS_TIMEOUT:-150}" python3 benchmarks/kernel_variants.py --chunk 524288 \
+  --variants "${VARIANTS:-1x1,1x32,4x32,8x32}" --repeats 5 --best "$OUTDIR/layouts.json" \
+  2>&1 | tee "$OUTDIR/layouts.log"
+LAYOUT=$(python3 -c "import json,sys; b=json.load(open(sys.argv[1]))['best']; \
+print(f\"--unroll {b['unroll']} --hist-copies {b['hist_copies']}\")" "$OUTDIR/layouts.json" \
+  2>/dev/null || echo "")
+echo "layout: ${LAYOUT:-device default}"
+timeout "${SWEEP_TIMEOUT:-220}" python3 benchmarks/bench.py --sweep 1e6,1e7,1e8,1e9 $LAYOUT \
+  --repeats "${REPEATS:-1}" --budget-s 180 --out "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/bench.log"
 echo "sweep exit ${PIPESTATUS[0]}"
-# the suite on the GPU (subprocess tests force the CPU themselves)
-timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -q -n 4 -p no:cacheprovider 2>&1 \
-  | tee "$OUTDIR/tests.log" | tail -n 25
+timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -n 4 -p no:cacheprovider \
+  ${TESTS:-tests/test_engine.py tests/test_scale.py} 2>&1 | tee "$OUTDIR/tests.log" | tail -n 8
 echo "tests exit ${PIPESTATUS[0]}"

@@ -33,10 +33,38 @@ DEFAULT_CHUNK_CPU = 32 * BLOCK
 DEFAULT_CHUNK_ACCELERATOR = 1024 * BLOCK
 
 
+class KernelOptions(NamedTuple):
+    """How the kernel is laid out for a device; never what it computes.
+
+    ``unroll``: months per step of the compiled loop. On a GPU one step is a few kernels
+    that read and write every path's state from device memory, so unrolling lets XLA keep
+    the state in registers across several months; on the CPU it only lengthens compilation.
+    ``hist_copies``: histogram copies that paths are spread over (path index mod copies),
+    summed at the end: on a GPU, contended atomic adds to the few busiest bins otherwise
+    serialize. ``hist_copies`` never changes a result. ``unroll`` changes the fused code,
+    and so, like another device type, the last bits of float32 arithmetic (fused
+    multiply-adds across months): for a given device type and options the results are
+    bit-identical whatever the chunking, devices or processes, and the options are
+    recorded in the provenance.
+    """
+
+    unroll: int = 1
+    hist_copies: int = 1
+
+
+CPU_OPTIONS = KernelOptions()
+GPU_OPTIONS = KernelOptions(unroll=6, hist_copies=32)
+
+
+def default_kernel_options(device=None) -> KernelOptions:
+    device = device or jax.local_devices()[0]
+    return CPU_OPTIONS if device.platform == "cpu" else GPU_OPTIONS
+
+
 class ChunkCounts(NamedTuple):
     """Integer counts kept on the devices between chunks, one row per local device."""
 
-    histogram: jax.Array         # (D, S, B) int32
+    histogram: jax.Array         # (D, copies, S, B) int32
     repayment_counts: jax.Array  # (D, T+1) int32
     credit_counts: jax.Array     # (D, T+1) int32
     nonfinite_paths: jax.Array   # (D,) int32: paths with a NaN/inf in any statistic
@@ -115,7 +143,7 @@ def standard_normals(words, dtype):
 
 
 def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: tuple,
-                     args, deal, shock_key, paths):
+                     args, deal, shock_key, paths, unroll: int = 1):
     """Every per-path statistic of :class:`StatLayout` for the path indices ``paths``.
 
     Returns (stats [S, n] float64, final State). Pure: the engine's kernel and the
@@ -149,7 +177,7 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
 
     annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
     (final, annual), cum_azure = jax.lax.scan(body, (state, annual0),
-                                              jnp.arange(T, dtype=jnp.int32))
+                                              jnp.arange(T, dtype=jnp.int32), unroll=unroll)
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
                -final.min_openai_cash]
@@ -158,7 +186,8 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
 
 @functools.lru_cache(maxsize=32)
 def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
-                 bins: MoneyBins, shard: int, devices: tuple) -> Callable:
+                 bins: MoneyBins, shard: int, devices: tuple,
+                 options: KernelOptions = CPU_OPTIONS) -> Callable:
     """The jit-compiled call that runs ``shard`` paths on each of ``devices`` and folds
     them into the device-resident counts (cached per static shape)."""
     dtype = DTYPES[dtype_name]
@@ -172,7 +201,7 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
         local = jnp.arange(shard, dtype=jnp.uint32)
         paths = chunk_start + offset + local
         stats, final = shard_statistics(sampler, grid, dtype, cholesky, args, deal,
-                                        shock_key, paths)
+                                        shock_key, paths, options.unroll)
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
         valid = (offset + local).astype(jnp.int64) < num_valid
@@ -182,8 +211,10 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value
+        copy = (local % jnp.uint32(options.hist_copies)).astype(jnp.int32)
         idx = bins.index(stats.astype(jnp.float32), jnp) \
-            + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None]
+            + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None] \
+            + (copy * (S * bins.num_bins))[None, :]
         weights = jnp.broadcast_to(ok, stats.shape).astype(jnp.int32)
         hist = counts.histogram[0].reshape(-1).at[idx.ravel()].add(weights.ravel())
 
@@ -196,7 +227,7 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
                          pairwise_sum(x2)[None])
         w = ok.astype(jnp.int32)
         new = ChunkCounts(
-            hist.reshape(1, S, bins.num_bins),
+            hist.reshape(1, options.hist_copies, S, bins.num_bins),
             counts.repayment_counts.at[0, final.repayment_month].add(w),
             counts.credit_counts.at[0, final.credit_month].add(w),
             counts.nonfinite_paths + nonfinite)
@@ -212,12 +243,14 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
     return jax.jit(sharded, donate_argnums=(3,))
 
 
-def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple) -> ChunkCounts:
+def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
+                options: KernelOptions = CPU_OPTIONS) -> ChunkCounts:
     """Fresh device counts, one row per device, laid out as the kernel expects."""
     D, T = len(devices), grid.num_months
     S = StatLayout(grid).num_stats
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
-    return jax.device_put(ChunkCounts(np.zeros((D, S, bins.num_bins), np.int32),
+    return jax.device_put(ChunkCounts(np.zeros((D, options.hist_copies, S, bins.num_bins),
+                                               np.int32),
                                       np.zeros((D, T + 1), np.int32),
                                       np.zeros((D, T + 1), np.int32),
                                       np.zeros(D, np.int32)), sharding)
@@ -236,6 +269,7 @@ class RunInfo(NamedTuple):
     seconds: float
     compile_seconds: float
     num_processes: int = 1
+    options: KernelOptions = KernelOptions()
 
 
 def process_units(num_units: int, process_index: int, process_count: int) -> range:
@@ -247,7 +281,7 @@ def process_units(num_units: int, process_index: int, process_count: int) -> ran
 
 def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32",
         bins: MoneyBins | None = None, progress: bool | None = None,
-        devices: list | None = None):
+        devices: list | None = None, options: KernelOptions | None = None):
     """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
 
     Paths are sharded over every local device; under ``jax.distributed`` (several
@@ -264,6 +298,8 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         bins: money histogram bins (default 500 per decade, $1 to $10^16).
         progress: show a progress bar (default: on a terminal, for runs over 2 s).
         devices: the local devices to shard over (default: all of them).
+        options: the kernel's layout for the device (default
+            :func:`default_kernel_options`); the results do not depend on it.
 
     Returns:
         :class:`mcsim.results.Results`.
@@ -288,7 +324,9 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     level = (shard // BLOCK).bit_length() - 1  # the sum tree's level of one shard
     cholesky = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
     sampler = DeviceSampler(config)
-    kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices)
+    options = options or default_kernel_options(devices[0])
+    kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices,
+                          options)
     deal = model.deal_terms(config.deal, grid)
     shock_key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     args = jax.tree.map(jnp.asarray, sampler.arguments())
@@ -299,14 +337,14 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     limit = min(units.stop * shard, num_paths)  # this process's paths end here
     starts = list(range(units.start * shard, limit, D * shard))
     bar = _progress_bar(limit - units.start * shard, progress)
-    counts = zero_counts(grid, bins, devices)
+    counts = zero_counts(grid, bins, devices, options)
     since_flush = 0
 
     def flush(counts):
         host = jax.device_get(counts)
-        acc.add_counts(host.histogram.sum(0), host.repayment_counts.sum(0),
+        acc.add_counts(host.histogram.sum(axis=(0, 1)), host.repayment_counts.sum(0),
                        host.credit_counts.sum(0), host.nonfinite_paths.sum())
-        return zero_counts(grid, bins, devices)
+        return zero_counts(grid, bins, devices, options)
 
     def collect(start, node):
         node = jax.device_get(node)
@@ -345,7 +383,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     seconds = time.perf_counter() - t_begin
     info = RunInfo(num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
-                   jax.__version__, seconds, compile_seconds, nproc)
+                   jax.__version__, seconds, compile_seconds, nproc, options)
     return Results(config, layout, bins, acc, info)
 
 

@@ -83,6 +83,7 @@ def provenance(results: Results) -> dict:
         "device": info.device,
         "num_devices": info.num_devices,
         "num_processes": info.num_processes,
+        "kernel_options": info.options._asdict(),
         "dtype": info.dtype,
         "paths": info.paths,
         "seed": info.seed,

@@ -22,7 +22,7 @@ from mcsim.config import load_config
 from mcsim.device_draws import draw_on_device
 from mcsim.distributions import Distribution
 from mcsim.draws import ParameterSampler, to_dtype
-from mcsim.engine import bytes_per_path, chunk_kernel, run, zero_counts
+from mcsim.engine import KernelOptions, bytes_per_path, chunk_kernel, run, zero_counts
 
 MCSIM = str(Path(sys.executable).parent / "mcsim")
 
@@ -158,3 +158,22 @@ def test_device_draws_equal_host_draws(name):
         a, b = dev32[k], host32[k]
         assert a.dtype == np.float32
         assert np.all(np.abs(a - b) <= np.spacing(np.maximum(np.abs(a), np.abs(b)))), k
+
+
+def test_kernel_layouts_keep_chunk_invariance(short_config_file):
+    """Histogram copies never change a count; an unrolled loop keeps every result
+    bit-identical across chunk sizes (it may move float32 last bits, like another device,
+    so it is compared with itself)."""
+    cfg = load_config(short_config_file).with_simulation(paths=3000)
+    plain = run(cfg, chunk_size=1024, progress=False).accumulator
+    copies = run(cfg, chunk_size=2048, progress=False,
+                 options=KernelOptions(hist_copies=5)).accumulator
+    np.testing.assert_array_equal(copies.histogram, plain.histogram)
+    np.testing.assert_array_equal(copies.moments.mean, plain.moments.mean)
+    unrolled = [run(cfg, chunk_size=c, progress=False,
+                    options=KernelOptions(unroll=3, hist_copies=2)).accumulator
+                for c in (1024, 4096)]
+    np.testing.assert_array_equal(unrolled[0].histogram, unrolled[1].histogram)
+    np.testing.assert_array_equal(unrolled[0].moments.mean, unrolled[1].moments.mean)
+    np.testing.assert_array_equal(unrolled[0].moments.m2, unrolled[1].moments.m2)
+    np.testing.assert_allclose(unrolled[0].moments.mean, plain.moments.mean, rtol=1e-5)
