@@ -125,9 +125,9 @@ def time_rng_floor(cfg, repeats: int, dtype: str, chunk: int) -> dict:
     return summarize_times(times)
 
 
-def time_bare_scan(cfg, repeats: int, dtype: str, paths: int) -> dict:
+def time_bare_scan(cfg, repeats: int, dtype: str, paths: int, unroll: int = 1) -> dict:
     """The model and its generator over ``paths`` paths in one call: no outputs per month,
-    no reductions, no chunking."""
+    no reductions, no chunking (the engine's loop unrolling, for a like comparison)."""
     jd = DTYPES[dtype]
     grid = cfg.grid
     sampler = DeviceSampler(cfg)
@@ -147,7 +147,8 @@ def time_bare_scan(cfg, repeats: int, dtype: str, paths: int) -> dict:
             z = standard_normals(shock_words(key, p, t + 1, jnp), jd)
             return model.advance(theta, state, model.correlate(z, chol), t), None
 
-        final, _ = jax.lax.scan(body, state, jnp.arange(grid.num_months, dtype=jnp.int32))
+        final, _ = jax.lax.scan(body, state, jnp.arange(grid.num_months, dtype=jnp.int32),
+                                unroll=unroll)
         # every field, so that XLA cannot drop any part of the model
         return sum(jnp.sum(x.astype(jnp.float64)) for x in jax.tree.leaves(final))
 
@@ -199,7 +200,7 @@ def bench_one(cfg, args) -> dict:
     print(f"  (b) RNG floor {rng['median_s']:.3f} s [{rng['min_s']:.3f} .. {rng['max_s']:.3f}]",
           flush=True)
     bare_paths = min(n, args.bare_paths)
-    bare = time_bare_scan(cfg, args.repeats, args.dtype, bare_paths)
+    bare = time_bare_scan(cfg, args.repeats, args.dtype, bare_paths, options.unroll)
     bare_scaled = bare["median_s"] * n / bare_paths
     print(f"  (c) bare scan {bare['median_s']:.3f} s on {bare_paths:,} paths "
           f"(-> {bare_scaled:.3f} s at {n:,})", flush=True)

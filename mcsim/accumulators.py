@@ -197,7 +197,8 @@ class Accumulator:
     tree: SumTree = field(init=False)
     repayment_counts: np.ndarray = field(init=False)   # (T+1,) int64; [T] = censored
     credit_counts: np.ndarray = field(init=False)      # (T+1,) int64
-    nonfinite_paths: int = 0
+    #: paths with a NaN or inf, by the first month one appeared ([T]: not located)
+    nonfinite_months: np.ndarray = field(init=False)   # (T+1,) int64
     paths: int = 0
 
     def __post_init__(self) -> None:
@@ -205,21 +206,27 @@ class Accumulator:
         self.tree = SumTree(self.num_stats)
         self.repayment_counts = np.zeros(self.num_months + 1, np.int64)
         self.credit_counts = np.zeros(self.num_months + 1, np.int64)
+        self.nonfinite_months = np.zeros(self.num_months + 1, np.int64)
+
+    @property
+    def nonfinite_paths(self) -> int:
+        return int(self.nonfinite_months.sum())
 
     @property
     def moments(self) -> Moments:
         return self.tree.moments()
 
-    def add_counts(self, histogram, repayment_counts, credit_counts, nonfinite) -> None:
+    def add_counts(self, histogram, repayment_counts, credit_counts,
+                   nonfinite_months) -> None:
         """Add integer counts (exact, in any order)."""
         self.histogram += np.asarray(histogram, np.int64)
         self.repayment_counts += np.asarray(repayment_counts, np.int64)
         self.credit_counts += np.asarray(credit_counts, np.int64)
-        self.nonfinite_paths += int(nonfinite)
+        self.nonfinite_months += np.asarray(nonfinite_months, np.int64)
 
     def merge(self, other: Accumulator) -> None:
         """Fold in another accumulator over disjoint paths (another process's)."""
         self.add_counts(other.histogram, other.repayment_counts, other.credit_counts,
-                        other.nonfinite_paths)
+                        other.nonfinite_months)
         self.paths += other.paths
         self.tree.merge(other.tree)

@@ -1,8 +1,10 @@
-"""Command line: ``mcsim run``, ``mcsim validate``. Only wires the pieces together."""
+"""Command line: ``mcsim run``, ``mcsim reproduce``, ``mcsim validate``. Only wires the
+pieces together."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false",
                      help="never show the progress bar")
 
+    c = r.add_argument_group(
+        "checkpoints", "the accumulators are saved every so often; a killed run continues "
+        "with --resume and gives the same numbers as if never stopped")
+    c.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint of this same run, if there is one")
+    c.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="where checkpoints go (default: OUT.checkpoint beside the report; "
+                        "removed once the report is written)")
+    c.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoints (default 60; 0: after every call)")
     d = r.add_argument_group(
         "several hosts", "run one process per host (or per GPU) through jax.distributed; "
         "each takes a share of the paths, and process 0 writes the report")
@@ -64,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-processes", type=_positive_int, metavar="N")
     d.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
 
+    rp = sub.add_parser("reproduce", help="run again the run that wrote a summary.json")
+    rp.add_argument("summary", help="a summary.json written by mcsim run")
+    rp.add_argument("--out", required=True, help="report directory (replaced atomically)")
+    rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
     return p
@@ -71,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
     try:
         config = load_config(args.config)
         if args.command == "validate":
@@ -97,9 +116,60 @@ def main(argv: list[str] | None = None) -> int:
     from .engine import run
     from .report import format_summary, write_report
 
-    results = run(config, dtype=args.dtype, progress=args.progress)
+    ckpt_dir = Path(args.checkpoint_dir or f"{Path(args.out).resolve()}.checkpoint")
+    if args.resume and not ckpt_dir.exists():
+        print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
+              file=sys.stderr)
+    try:
+        results = run(config, dtype=args.dtype, progress=args.progress, checkpoint=ckpt_dir,
+                      checkpoint_interval=args.checkpoint_interval, resume=args.resume)
+    except ConfigError as exc:
+        print(f"mcsim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
+    out = write_report(results, args.out, plots=not args.no_plots)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the report is safe: no need to resume
+    print(format_summary(results))
+    print(f"report written to {out}/")
+    return 0
+
+
+def _reproduce(args) -> int:
+    """Rebuild a run from its summary.json alone and run it again."""
+    import hashlib
+    import json
+
+    from . import __version__
+    from .config import parse_config
+
+    try:
+        try:
+            prov = json.loads(Path(args.summary).read_text(encoding="utf-8"))["provenance"]
+            raw, text = prov["config_resolved"], prov["config_text"]
+            paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError("summary", args.summary,
+                              f"a summary.json written by mcsim run ({exc!r})") from None
+        if hashlib.sha256(text.encode()).hexdigest() != prov.get("config_sha256"):
+            raise ConfigError("provenance.config_text", args.summary,
+                              "text whose sha256 is provenance.config_sha256")
+        config = parse_config(raw, source_text=text, source_path=prov.get("config_path", ""))
+        config = config.with_simulation(paths=paths, seed=seed)
+    except ConfigError as exc:
+        print(f"mcsim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    import jax
+
+    from .engine import run
+    from .report import format_summary, write_report
+
+    then = (prov.get("mcsim_version"), prov.get("jax_version"))
+    if then != (__version__, jax.__version__):
+        print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
+              f"{__version__} with JAX {jax.__version__}: last bits may differ",
+              file=sys.stderr)
+    results = run(config, dtype=dtype, progress=None)
     out = write_report(results, args.out, plots=not args.no_plots)
     print(format_summary(results))
     print(f"report written to {out}/")

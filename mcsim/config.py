@@ -8,10 +8,11 @@ the nearest valid name. Nothing here touches JAX, devices or files other than th
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ DEFAULT_PATHS = 100_000
 DEFAULT_SEED = 0
 MAX_PATHS = 2**32  # path index is one 32-bit Threefry counter word
 MAX_MONTHS = 12 * 200
+DEFAULT_MAX_NONFINITE = 1e-3
 RECOUP_SOURCES = ("profit_share", "revenue_share")
 
 
@@ -73,6 +75,8 @@ class SimulationConfig:
 
     start, horizon: ``"YYYY-MM"``, both inclusive. paths: number of sampled futures.
     seed: integer in [0, 2^63). chunk_size: paths per device call (None: engine default).
+    max_nonfinite_fraction: above this fraction of paths with a NaN or inf, the run fails
+    (naming the likely parameter) instead of reporting on the rest.
     """
 
     start: str
@@ -80,6 +84,7 @@ class SimulationConfig:
     paths: int = DEFAULT_PATHS
     seed: int = DEFAULT_SEED
     chunk_size: int | None = None
+    max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE
 
     @property
     def grid(self) -> MonthGrid:
@@ -117,6 +122,8 @@ class Config:
         tuple(1.0 if i == j else 0.0 for j in range(5)) for i in range(5))
     source_text: str = ""
     source_path: str = ""
+    #: the TOML document after ``extends`` was resolved (JSON-ready), for provenance
+    resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def grid(self) -> MonthGrid:
@@ -129,8 +136,7 @@ class Config:
 
     def with_simulation(self, **changes: Any) -> Config:
         """A copy with [simulation] fields replaced (validated)."""
-        raw = {k: getattr(self.simulation, k) for k in
-               ("start", "horizon", "paths", "seed", "chunk_size")}
+        raw = {k: getattr(self.simulation, k) for k in SIMULATION_KEYS}
         for k, v in changes.items():
             if v is not None:
                 raw[k] = v
@@ -216,7 +222,8 @@ def _table(raw: dict, key: str, required: bool = True) -> dict:
 # --------------------------------------------------------------------------------------
 # sections
 
-SIMULATION_KEYS = ("start", "horizon", "paths", "seed", "chunk_size")
+SIMULATION_KEYS = ("start", "horizon", "paths", "seed", "chunk_size",
+                   "max_nonfinite_fraction")
 
 
 def _parse_simulation(raw: dict) -> SimulationConfig:
@@ -238,7 +245,9 @@ def _parse_simulation(raw: dict) -> SimulationConfig:
     chunk = raw.get("chunk_size")
     if chunk is not None:
         chunk = _integer(chunk, "simulation.chunk_size", 1, 2**26)
-    return SimulationConfig(start, horizon, paths, seed, chunk)
+    max_bad = _in_range(raw.get("max_nonfinite_fraction", DEFAULT_MAX_NONFINITE),
+                        "simulation.max_nonfinite_fraction", 0.0, 1.0)
+    return SimulationConfig(start, horizon, paths, seed, chunk, max_bad)
 
 
 def _parse_distribution(name: str, spec: dict) -> Distribution:
@@ -247,7 +256,7 @@ def _parse_distribution(name: str, spec: dict) -> Distribution:
         raise ConfigError(f"{key}.dist", _MISSING,
                           f"one of {', '.join(FIELD_SETS)} (or give a bare number)")
     kind = spec["dist"]
-    if kind not in FIELD_SETS:
+    if not isinstance(kind, str) or kind not in FIELD_SETS:
         close = difflib.get_close_matches(str(kind), list(FIELD_SETS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{key}.dist", kind, f"one of {', '.join(FIELD_SETS)}{hint}")
@@ -475,7 +484,7 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     shocks = _parse_shocks(_table(raw, "shocks", False))
     deal = _parse_deal(_table(raw, "deal"))
     return Config(simulation, parameters, deal, correlation, shocks, source_text,
-                  source_path)
+                  source_path, copy.deepcopy(raw))
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:

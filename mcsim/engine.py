@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -20,9 +21,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from . import checkpoint as ckpt
 from . import model
 from .accumulators import BLOCK, Accumulator, MoneyBins, SumTree
-from .config import Config
+from .config import Config, ConfigError
 from .device_draws import DeviceSampler
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
@@ -53,7 +55,8 @@ class KernelOptions(NamedTuple):
 
 
 CPU_OPTIONS = KernelOptions()
-GPU_OPTIONS = KernelOptions(unroll=6, hist_copies=32)
+#: measured fastest on an H100 (benchmarks/results/gpu-nvidia_h100_80gb_hbm3-layouts.json)
+GPU_OPTIONS = KernelOptions(unroll=8, hist_copies=32)
 
 
 def default_kernel_options(device=None) -> KernelOptions:
@@ -67,7 +70,7 @@ class ChunkCounts(NamedTuple):
     histogram: jax.Array         # (D, copies, S, B) int32
     repayment_counts: jax.Array  # (D, T+1) int32
     credit_counts: jax.Array     # (D, T+1) int32
-    nonfinite_paths: jax.Array   # (D,) int32: paths with a NaN/inf in any statistic
+    nonfinite_months: jax.Array  # (D, T+1) int32: paths with a NaN/inf, by first month
 
 
 class ChunkNode(NamedTuple):
@@ -146,8 +149,9 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
                      args, deal, shock_key, paths, unroll: int = 1):
     """Every per-path statistic of :class:`StatLayout` for the path indices ``paths``.
 
-    Returns (stats [S, n] float64, final State). Pure: the engine's kernel and the
-    benchmarks' bare scan share it.
+    Returns (stats [S, n] float64, final State, first month index with a non-finite
+    running sum [n] int32, T when none). Pure: the engine's kernel and the non-finite
+    diagnosis share it.
     """
     T = grid.num_months
     num_years = len(grid.years)
@@ -159,8 +163,13 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
     n = paths.shape[0]
 
     def body(carry, t):
-        state, annual = carry
+        state, annual, first_bad = carry
         state, flows = model.month_flows(theta, deal, state, t)
+        # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
+        # the first month a path's sum is not finite is the first month of a bad flow
+        sums = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
+            + state.openai_cash + state.cum_profit_share
+        first_bad = jnp.where(~jnp.isfinite(sums) & (first_bad == T), t, first_bad)
         # calendar-year sums carried in float64 and added month by month in calendar
         # order (deterministic); carrying them costs far less than stacking every
         # month's flows and summing afterwards
@@ -173,15 +182,17 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
         cum_azure = state.cum_azure_spend
         z = standard_normals(shock_words(shock_key, paths, t + 1, jnp), dtype)
         state = model.advance(theta, state, model.correlate(z, cholesky), t)
-        return (state, annual), cum_azure
+        return (state, annual, first_bad), cum_azure
 
     annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
-    (final, annual), cum_azure = jax.lax.scan(body, (state, annual0),
-                                              jnp.arange(T, dtype=jnp.int32), unroll=unroll)
+    never = jnp.full((n,), T, jnp.int32)
+    (final, annual, first_bad), cum_azure = jax.lax.scan(
+        body, (state, annual0, never), jnp.arange(T, dtype=jnp.int32), unroll=unroll)
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
                -final.min_openai_cash]
-    return jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)]), final
+    stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)])
+    return stats, final, first_bad
 
 
 @functools.lru_cache(maxsize=32)
@@ -200,14 +211,14 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
         offset = d.astype(jnp.uint32) * jnp.uint32(shard)
         local = jnp.arange(shard, dtype=jnp.uint32)
         paths = chunk_start + offset + local
-        stats, final = shard_statistics(sampler, grid, dtype, cholesky, args, deal,
-                                        shock_key, paths, options.unroll)
+        stats, final, first_bad = shard_statistics(sampler, grid, dtype, cholesky, args,
+                                                   deal, shock_key, paths, options.unroll)
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
         valid = (offset + local).astype(jnp.int64) < num_valid
         path_finite = jnp.all(jnp.isfinite(stats), axis=0)
         ok = valid & path_finite
-        nonfinite = jnp.sum(valid & ~path_finite, dtype=jnp.int32)
+        bad = (valid & ~path_finite).astype(jnp.int32)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value
@@ -230,7 +241,7 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
             hist.reshape(1, options.hist_copies, S, bins.num_bins),
             counts.repayment_counts.at[0, final.repayment_month].add(w),
             counts.credit_counts.at[0, final.credit_month].add(w),
-            counts.nonfinite_paths + nonfinite)
+            counts.nonfinite_months.at[0, first_bad].add(bad))
         return new, node
 
     mesh = Mesh(np.array(devices), ("paths",))
@@ -245,15 +256,30 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
 
 def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
                 options: KernelOptions = CPU_OPTIONS) -> ChunkCounts:
-    """Fresh device counts, one row per device, laid out as the kernel expects."""
+    """Fresh device counts, one row per device, laid out as the kernel expects (made on
+    the devices: with histogram copies they are hundreds of MB)."""
+    return _count_functions(grid, bins, devices, options)[0]()
+
+
+def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
+                        devices: tuple, options: KernelOptions = CPU_OPTIONS):
+    """The counts summed over histogram copies on the devices, then copied to the host."""
+    return jax.device_get(_count_functions(grid, bins, devices, options)[1](counts))
+
+
+@functools.lru_cache(maxsize=32)
+def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
+                     options: KernelOptions):
     D, T = len(devices), grid.num_months
     S = StatLayout(grid).num_stats
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
-    return jax.device_put(ChunkCounts(np.zeros((D, options.hist_copies, S, bins.num_bins),
-                                               np.int32),
-                                      np.zeros((D, T + 1), np.int32),
-                                      np.zeros((D, T + 1), np.int32),
-                                      np.zeros(D, np.int32)), sharding)
+    shape = ChunkCounts((D, options.hist_copies, S, bins.num_bins), (D, T + 1), (D, T + 1),
+                        (D, T + 1))
+    zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, jnp.int32) for s in shape)),
+                    out_shardings=ChunkCounts(*(sharding,) * 4))
+    # int32 is enough: the engine flushes before any device passes 2^31 - 1 paths
+    total = jax.jit(lambda c: c._replace(histogram=c.histogram.sum(axis=1)))
+    return zeros, total
 
 
 class RunInfo(NamedTuple):
@@ -281,7 +307,9 @@ def process_units(num_units: int, process_index: int, process_count: int) -> ran
 
 def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32",
         bins: MoneyBins | None = None, progress: bool | None = None,
-        devices: list | None = None, options: KernelOptions | None = None):
+        devices: list | None = None, options: KernelOptions | None = None,
+        checkpoint: str | Path | None = None, checkpoint_interval: float = 60.0,
+        resume: bool = False):
     """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
 
     Paths are sharded over every local device; under ``jax.distributed`` (several
@@ -300,6 +328,10 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         devices: the local devices to shard over (default: all of them).
         options: the kernel's layout for the device (default
             :func:`default_kernel_options`); the results do not depend on it.
+        checkpoint: a directory to save the accumulators in every ``checkpoint_interval``
+            seconds and at the end (one file per process; :mod:`mcsim.checkpoint`).
+        resume: continue from the checkpoint there, if any (refused, with a ConfigError
+            naming what differs, when it was written by a different run).
 
     Returns:
         :class:`mcsim.results.Results`.
@@ -341,9 +373,9 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     since_flush = 0
 
     def flush(counts):
-        host = jax.device_get(counts)
-        acc.add_counts(host.histogram.sum(axis=(0, 1)), host.repayment_counts.sum(0),
-                       host.credit_counts.sum(0), host.nonfinite_paths.sum())
+        host = device_counts_total(counts, grid, bins, devices, options)
+        acc.add_counts(host.histogram.sum(axis=0), host.repayment_counts.sum(0),
+                       host.credit_counts.sum(0), host.nonfinite_months.sum(0))
         return zero_counts(grid, bins, devices, options)
 
     def collect(start, node):
@@ -353,7 +385,20 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
                 acc.tree.insert(level, (start + d * shard) // shard, int(node.count[d]),
                                 node.s1[d], node.s2[d])
 
+    ckpt_file = identity = None
+    if checkpoint is not None:
+        ckpt_file = ckpt.checkpoint_file(checkpoint, pid, nproc)
+        identity = ckpt.run_identity(config, dtype=dtype, shard=shard, devices=devices,
+                                     num_processes=nproc, process_index=pid,
+                                     options=options, bins=bins)
+        if resume and ckpt_file.exists():
+            next_start = ckpt.load(ckpt_file, identity, acc)
+            starts = [s for s in starts if s >= next_start]
+            if bar is not None:
+                bar.update(acc.paths)
+
     t_begin = time.perf_counter()
+    last_save = t_begin
     compile_seconds = 0.0
     pending = None
     for i, start in enumerate(starts):
@@ -373,18 +418,94 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         acc.paths += valid
         if bar is not None:
             bar.update(valid)
+        if ckpt_file is not None and time.perf_counter() - last_save >= checkpoint_interval \
+                and i + 1 < len(starts):
+            collect(*pending)
+            pending = None
+            counts = flush(counts)
+            since_flush = 0
+            ckpt.save(ckpt_file, identity, acc, starts[i + 1])
+            last_save = time.perf_counter()
     if pending is not None:
         collect(*pending)
     flush(counts)
+    if ckpt_file is not None:  # complete: a resume just reads the results back
+        ckpt.save(ckpt_file, identity, acc, limit)
     if bar is not None:
         bar.close()
     if nproc > 1:
         acc = _merge_across_processes(acc)
     seconds = time.perf_counter() - t_begin
+    check_nonfinite(config, acc, dtype)
     info = RunInfo(num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
                    jax.__version__, seconds, compile_seconds, nproc, options)
     return Results(config, layout, bins, acc, info)
+
+
+def check_nonfinite(config: Config, acc: Accumulator, dtype: str) -> None:
+    """Fail when more paths than ``simulation.max_nonfinite_fraction`` had a NaN or inf.
+
+    Raises ConfigError naming how many paths, the first month and the likely parameter.
+    """
+    bad, limit = acc.nonfinite_paths, config.simulation.max_nonfinite_fraction
+    if bad <= limit * max(acc.paths, 1):
+        return
+    months = np.flatnonzero(acc.nonfinite_months[:-1])
+    first = config.grid.label(int(months[0])) if len(months) else "an unlocated month"
+    likely = diagnose_nonfinite(config, dtype)
+    raise ConfigError(
+        "simulation.max_nonfinite_fraction", limit,
+        f"at most that fraction of paths with a NaN or inf, but {bad:,} of {acc.paths:,} "
+        f"({bad / max(acc.paths, 1):.3%}) had one, first in {first}"
+        + (f"; likely parameter: {likely}" if likely else "")
+        + " (narrow that parameter's range, or raise the limit to report on the others)")
+
+
+def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
+                       max_chunks: int = 8) -> str | None:
+    """The uncertain parameter whose values best tell the paths with a NaN or inf apart.
+
+    Runs the first chunks again, keeping each path's parameters and finiteness; for every
+    parameter, the mean percentile (rank among the chunk's paths) of the bad paths; the one
+    farthest from the 50th is named. None when nothing is uncertain or no bad path is found.
+    """
+    sampler = DeviceSampler(config)
+    names = sampler.structure.uncertain
+    if not names:
+        return None
+    grid, jd = config.grid, DTYPES[dtype]
+    chol = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
+
+    @jax.jit
+    def per_path(args, deal, key, paths):
+        stats, _, _ = shard_statistics(sampler, grid, jd, chol, args, deal, key, paths)
+        theta = sampler.draw(args, paths, jnp.float64)
+        return jnp.all(jnp.isfinite(stats), axis=0), jnp.stack([theta[n] for n in names], 1)
+
+    args = jax.tree.map(jnp.asarray, sampler.arguments())
+    deal = model.deal_terms(config.deal, grid)
+    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    finite, values = [], []
+    for c in range(max_chunks):
+        if c * chunk >= config.simulation.paths:
+            break
+        ok, theta = jax.device_get(per_path(args, deal, key, jnp.uint32(c * chunk)
+                                            + jnp.arange(chunk, dtype=jnp.uint32)))
+        finite.append(ok)
+        values.append(theta)
+        if sum(int((~f).sum()) for f in finite) >= 50:
+            break
+    finite, values = np.concatenate(finite), np.concatenate(values)
+    if finite.all():
+        return None
+    from scipy.stats import rankdata
+
+    pct = 100.0 * (rankdata(values, axis=0) - 0.5) / len(finite)
+    mean_bad = pct[~finite].mean(axis=0)
+    k = int(np.argmax(np.abs(mean_bad - 50.0)))
+    return (f"{names[k]} (the paths with a NaN or inf sit at its "
+            f"{mean_bad[k]:.0f}th percentile on average)")
 
 
 def _merge_across_processes(acc: Accumulator) -> Accumulator:
@@ -400,16 +521,16 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
     pad[:n, 3:3 + acc.num_stats] = state["s1"]
     pad[:n, 3 + acc.num_stats:] = state["s2"]
     local = {"histogram": acc.histogram, "repay": acc.repayment_counts,
-             "credit": acc.credit_counts,
-             "scalars": np.array([acc.nonfinite_paths, acc.paths, n], np.int64),
+             "credit": acc.credit_counts, "nonfinite": acc.nonfinite_months,
+             "scalars": np.array([acc.paths, n], np.int64),
              "nodes": pad}
     every = multihost_utils.process_allgather(local)
     merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
     for p in range(every["scalars"].shape[0]):
-        nonfinite, paths, n = (int(v) for v in every["scalars"][p])
+        paths, n = (int(v) for v in every["scalars"][p])
         other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
         other.add_counts(every["histogram"][p], every["repay"][p], every["credit"][p],
-                         nonfinite)
+                         every["nonfinite"][p])
         other.paths = paths
         rows = every["nodes"][p][:n]
         S = acc.num_stats

@@ -93,7 +93,28 @@ def provenance(results: Results) -> dict:
         "config_path": cfg.source_path,
         "config_sha256": hashlib.sha256(cfg.source_text.encode()).hexdigest(),
         "config_text": cfg.source_text,
+        "config_resolved": cfg.resolved,
+        "reproduce": "mcsim reproduce THIS_FILE --out DIR (config_resolved with the paths, "
+                     "seed and dtype above)",
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _nonfinite_block(results: Results) -> dict:
+    """Paths with a NaN or inf: how many, which month first, how many by first month."""
+    acc, grid = results.accumulator, results.grid
+    counts = acc.nonfinite_months
+    months = [int(m) for m in np.flatnonzero(counts)]
+    def label(m):
+        return (grid.label(m) if m < grid.num_months else "unlocated")
+    return {
+        "paths": acc.nonfinite_paths,
+        "fraction": acc.nonfinite_paths / max(acc.paths, 1),
+        "max_fraction": results.config.simulation.max_nonfinite_fraction,
+        "first_month": label(months[0]) if months else None,
+        "by_first_month": {label(m): int(counts[m]) for m in months},
+        "rule": "a path with a NaN or inf in any flow is counted here and left out of "
+                "every statistic; above max_fraction the run fails instead",
     }
 
 
@@ -129,6 +150,7 @@ def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
         },
         "paths": results.num_paths,
         "nonfinite_paths": results.accumulator.nonfinite_paths,
+        "nonfinite": _nonfinite_block(results),
         "investment": results.config.deal.investment,
         "cumulative_azure_spend": {
             "months": grid.labels,
@@ -298,6 +320,7 @@ def format_summary(results: Results) -> str:
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
                      f"mean {_money(hm[i])} +- {_money(1.96 * hse[i])}")
     if results.accumulator.nonfinite_paths:
-        lines.append(f"  WARNING: {results.accumulator.nonfinite_paths:,} paths had a NaN or "
-                     "inf and are left out of every statistic above")
+        block = _nonfinite_block(results)
+        lines.append(f"  WARNING: {block['paths']:,} paths had a NaN or inf (first in "
+                     f"{block['first_month']}) and are left out of every statistic above")
     return "\n".join(lines)

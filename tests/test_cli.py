@@ -37,6 +37,7 @@ def test_run_writes_every_file(report):
     assert {p.name for p in out.iterdir()} == REPORT_FILES
     assert "repaid: median" in proc.stdout
     assert "3.00k/3.00k" in proc.stderr  # --progress: the bar reached all 3000 paths
+    assert "path/s" in proc.stderr  # with the rate (and time left)
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 10_000

@@ -253,11 +253,16 @@ def test_nonfinite_paths_are_counted_and_kept_out(tmp_path):
 
     cfg = parse_config_text(minimal_config_text(
         parameters={"tokens_0": '{ dist = "lognormal", median = 1e36, sigma = 3.0 }'},
-        simulation={"paths": "3000"}))
+        simulation={"paths": "3000", "max_nonfinite_fraction": "1.0"}))
     res = run(cfg, progress=False)
     acc = res.accumulator
     bad = acc.nonfinite_paths
     assert 0 < bad < 3000
+    # located: the first month with a NaN or inf, for every bad path
+    block = summarize(res)["nonfinite"]
+    assert block["paths"] == bad and sum(block["by_first_month"].values()) == bad
+    assert block["first_month"] == cfg.grid.label(0)  # the bill is inf from month 0
+    assert "unlocated" not in block["by_first_month"]
     good = 3000 - bad
     assert acc.repayment_counts.sum() == good
     assert acc.credit_counts.sum() == good
@@ -266,6 +271,47 @@ def test_nonfinite_paths_are_counted_and_kept_out(tmp_path):
     assert np.all(acc.moments.count == good)
     assert np.all(np.isfinite(res.mean("horizon")[0]))
     assert "NaN or inf" in format_summary(res)
+
+
+def test_too_many_nonfinite_paths_fail_naming_the_parameter(tmp_path):
+    """Above simulation.max_nonfinite_fraction the run fails, naming the count, the first
+    month and the parameter that tells the bad paths apart; the CLI writes nothing."""
+    from helpers import minimal_config_text
+
+    from mcsim.cli import main
+    from mcsim.config import ConfigError, parse_config_text
+
+    text = minimal_config_text(
+        parameters={"tokens_0": '{ dist = "lognormal", median = 1e36, sigma = 3.0 }',
+                    "users_0": '{ dist = "uniform", low = 1e8, high = 2e8 }'},
+        simulation={"paths": "3000", "horizon": '"2024-12"'})
+    with pytest.raises(ConfigError) as err:
+        run(parse_config_text(text), progress=False)
+    message = str(err.value)
+    assert message.startswith("simulation.max_nonfinite_fraction = 0.001: expected")
+    assert "likely parameter: tokens_0" in message and "of 3,000" in message
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_nonfinite_first_month_is_located_later_in_the_run():
+    """A bill that grows past float32's range in a later month is located there."""
+    from helpers import minimal_config_text
+
+    from mcsim.config import parse_config_text
+
+    cfg = parse_config_text(minimal_config_text(
+        parameters={"tokens_0": "1e30", "token_growth_0": "40.0",
+                    "token_growth_inf": "40.0"},
+        simulation={"paths": "1024", "horizon": '"2026-12"', "max_nonfinite_fraction": "1"}))
+    res = run(cfg, progress=False)
+    block = summarize(res)["nonfinite"]
+    assert block["paths"] == 1024
+    first = cfg.grid.index(block["first_month"])
+    # exp(40 t / 12) passes float32's 3.4e38 / 1e30 ~ e^19.6 after about 6 months
+    assert 3 <= first <= 9, block
 
 
 def test_draws_touching_an_open_end_stay_inside_the_domain():

@@ -1,0 +1,69 @@
+"""The benchmark scripts run end to end at small sizes (their speed is not tested: it
+lives in their output). Here they must produce their JSON, plot and verdicts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import CONFIGS_DIR, REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import bench  # noqa: E402
+import kernel_variants  # noqa: E402
+import scaling  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def short_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "short.toml"
+    path.write_text(f'extends = "{CONFIGS_DIR / "base.toml"}"\n'
+                    '[simulation]\nhorizon = "2024-12"\n')
+    return path
+
+
+def test_bench_sweep_writes_every_figure(short_config, tmp_path, capsys):
+    out = tmp_path / "cpu.json"
+    assert bench.main(["--config", str(short_config), "--sweep", "2048,4096",
+                       "--repeats", "2", "--reference-paths", "1024", "--bare-paths", "2048",
+                       "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for text in ("device:", "first call", "RNG floor", "bare scan", "NumPy reference",
+                 "ratios:", "target numpy_ratio >= 6", "peak memory"):
+        assert text in printed
+    record = json.loads(out.read_text())
+    first, second = record["runs"]
+    assert first["paths"] == 2048 and first["months"] == 12
+    assert first["engine"]["repeats"] == 2
+    assert first["engine"]["min_s"] <= first["engine"]["median_s"] <= first["engine"]["max_s"]
+    for ratio in first["ratios"].values():
+        assert ratio > 0
+    assert set(first["targets"]) == {"numpy_ratio >= 6", "rng_floor_ratio <= 2.5",
+                                     "compile_s < 10"}
+    assert "ratios" not in second  # baselines at the first size of a sweep only
+    assert record["device"].startswith("cpu")
+
+
+def test_kernel_variants_picks_the_fastest(short_config, tmp_path):
+    best = tmp_path / "best.json"
+    assert kernel_variants.main(["--config", str(short_config), "--chunk", "1024",
+                                 "--variants", "1x1,2x3", "--repeats", "2",
+                                 "--best", str(best)]) == 0
+    record = json.loads(best.read_text())
+    times = [v["median_s"] for v in record["variants"]]
+    assert record["best"]["median_s"] == min(times)
+    assert {(v["unroll"], v["hist_copies"]) for v in record["variants"]} == {(1, 1), (2, 3)}
+
+
+def test_scaling_writes_json_and_plot(short_config, tmp_path):
+    stem = tmp_path / "scaling"
+    assert scaling.main(["--config", str(short_config), "--paths", "1024,2048",
+                         "--horizons", "2024-06,2024-12", "--out", str(stem)]) == 0
+    points = json.loads(stem.with_suffix(".json").read_text())["points"]
+    assert {(p["paths"], p["months"]) for p in points} == {(1024, 6), (2048, 6), (1024, 12),
+                                                          (2048, 12)}
+    png = stem.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
