@@ -12,16 +12,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
   || echo "pip install -e . failed; using PYTHONPATH"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-timeout "${VARIANTS_TIMEOUT:-150}" python3 benchmarks/kernel_variants.py --chunk 524288 \
-  --variants "${VARIANTS:-1x1,1x32,4x32,8x32}" --repeats 5 --best "$OUTDIR/layouts.json" \
-  2>&1 | tee "$OUTDIR/layouts.log"
+if [ "${VARIANTS:-}" != "none" ]; then
+  timeout "${VARIANTS_TIMEOUT:-150}" python3 benchmarks/kernel_variants.py --chunk 524288 \
+    --variants "${VARIANTS:-1x1,1x32,4x32,8x32}" --repeats 5 --best "$OUTDIR/layouts.json" \
+    2>&1 | tee "$OUTDIR/layouts.log"
+fi
 LAYOUT=$(python3 -c "import json,sys; b=json.load(open(sys.argv[1]))['best']; \
 print(f\"--unroll {b['unroll']} --hist-copies {b['hist_copies']}\")" "$OUTDIR/layouts.json" \
   2>/dev/null || echo "")
 echo "layout: ${LAYOUT:-device default}"
-timeout "${SWEEP_TIMEOUT:-220}" python3 benchmarks/bench.py --sweep 1e6,1e7,1e8,1e9 $LAYOUT \
+timeout "${SWEEP_TIMEOUT:-220}" python3 benchmarks/bench.py --sweep "${SWEEP:-1e6,1e7,1e8,1e9}" $LAYOUT \
   --repeats "${REPEATS:-1}" --budget-s 180 --out "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/bench.log"
 echo "sweep exit ${PIPESTATUS[0]}"
-timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -n 4 -p no:cacheprovider \
+timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -n 8 -p no:cacheprovider \
   ${TESTS:-tests/test_engine.py tests/test_scale.py} 2>&1 | tee "$OUTDIR/tests.log" | tail -n 8
 echo "tests exit ${PIPESTATUS[0]}"
