@@ -165,7 +165,7 @@ def test_kernel_layouts_keep_chunk_invariance(short_config_file):
     bit-identical across chunk sizes (it may move float32 last bits, like another device,
     so it is compared with itself)."""
     cfg = load_config(short_config_file).with_simulation(paths=3000)
-    plain = run(cfg, chunk_size=1024, progress=False).accumulator
+    plain = run(cfg, chunk_size=1024, progress=False, options=KernelOptions()).accumulator
     copies = run(cfg, chunk_size=2048, progress=False,
                  options=KernelOptions(hist_copies=5)).accumulator
     np.testing.assert_array_equal(copies.histogram, plain.histogram)
