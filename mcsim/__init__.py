@@ -9,8 +9,10 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from .config import Config, ConfigError, load_config, parse_config_text  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "__version__"]
+from .api import simulate, with_overrides  # noqa: E402
+from .config import Config, ConfigError, load_config, parse_config_text  # noqa: E402
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "simulate",
+           "with_overrides", "__version__"]

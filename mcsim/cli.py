@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="kernel precision (reported sums are float64 either way)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument("--save-paths", type=_positive_int, metavar="K",
+                   help="also write the parameters and monthly flows of the first K paths "
+                        "(sample_parameters.csv, sample_paths.csv)")
     bar = r.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="always show the progress bar")
@@ -81,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report directory (replaced atomically)")
     rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
+    cp = sub.add_parser("compare", help="headline differences (with their errors) and "
+                                         "overlaid charts of finished runs")
+    cp.add_argument("runs", nargs="+", metavar="OUT", help="report directories")
+    cp.add_argument("--names", help="comma-separated labels (default: directory names)")
+    cp.add_argument("--out", help="write compare.txt and compare.png into this directory")
+
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
     return p
@@ -90,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command == "compare":
+        return _compare(args)
     try:
         config = load_config(args.config)
         if args.command == "validate":
@@ -128,10 +139,36 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
-    out = write_report(results, args.out, plots=not args.no_plots)
+    out = write_report(results, args.out, plots=not args.no_plots,
+                       sample_paths=args.save_paths or 0)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the report is safe: no need to resume
     print(format_summary(results))
     print(f"report written to {out}/")
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare_text, load_summary, plot_compare
+
+    try:
+        summaries = [load_summary(r) for r in args.runs]
+        names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
+        if len(names) != len(summaries):
+            raise ConfigError("--names", args.names, f"{len(summaries)} comma-separated labels")
+    except ConfigError as exc:
+        print(f"mcsim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = compare_text(summaries, names)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / ".compare.txt.tmp"
+        tmp.write_text(text + "\n")
+        tmp.replace(out / "compare.txt")
+        png = plot_compare(summaries, names, out / ".compare.tmp.png")
+        png.replace(out / "compare.png")
+        print(f"written {out / 'compare.txt'} and {out / 'compare.png'}")
     return 0
 
 
@@ -142,11 +179,12 @@ def _reproduce(args) -> int:
 
     from . import __version__
     from .config import parse_config
+    from .report import json_restore
 
     try:
         try:
             prov = json.loads(Path(args.summary).read_text(encoding="utf-8"))["provenance"]
-            raw, text = prov["config_resolved"], prov["config_text"]
+            raw, text = json_restore(prov["config_resolved"]), prov["config_text"]
             paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError("summary", args.summary,

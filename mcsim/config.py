@@ -142,7 +142,11 @@ class Config:
                 raw[k] = v
         raw = {k: v for k, v in raw.items() if v is not None}
         sim = _parse_simulation(raw)
-        return replace(self, simulation=sim)
+        resolved = copy.deepcopy(self.resolved)
+        if resolved:  # keep the document in step, for provenance and overrides
+            resolved["simulation"] = {**resolved.get("simulation", {}), **{
+                k: v for k, v in changes.items() if v is not None}}
+        return replace(self, simulation=sim, resolved=resolved)
 
 
 # --------------------------------------------------------------------------------------

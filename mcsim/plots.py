@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .results import Results  # noqa: E402
+from .results import Results
 
 B = 1e9
 FLOW_TITLES = {"azure_spend": "Azure spend", "azure_inference_spend": "Azure inference spend",
@@ -105,6 +102,36 @@ def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green")
     ax.legend(loc="upper left", fontsize=8)
 
 
+def survival_curve(results: Results, ax, which: str = "repayment", color="tab:purple",
+                   label: str | None = None) -> None:
+    """P(event not yet by month): 1 - CDF, with its 95% band (repayment by default)."""
+    dist = results.repayment if which == "repayment" else results.credit_exhaustion
+    x = _month_axis(results)
+    survival = 1.0 - dist.cdf
+    ax.step(x, survival, where="post", color=color, lw=2,
+            label=label or f"P(not {'repaid' if which == 'repayment' else 'exhausted'} yet)")
+    ax.fill_between(x, np.clip(survival - 1.96 * dist.cdf_se, 0, 1),
+                    np.clip(survival + 1.96 * dist.cdf_se, 0, 1), step="post", color=color,
+                    alpha=0.2, lw=0, label="95% band")
+    ax.set_ylim(0, 1.02)
+    _year_ticks(ax)
+    ax.set_xlabel("year")
+    ax.set_ylabel("probability")
+    title = "Microsoft not yet repaid" if which == "repayment" else "Credits not yet exhausted"
+    ax.set_title(f"{title}, {results.num_paths:,} paths")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def new_axes(figsize=(8, 4.5)):
+    """A fresh Axes for the Results.plot_* methods when none is given (pyplot's current
+    backend: inline in a notebook)."""
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
 def write_plots(results: Results, out: Path) -> list[Path]:
     """The report's PNGs: fan chart, annual Azure spend, repayment and credit CDFs."""
     files = []
@@ -113,11 +140,23 @@ def write_plots(results: Results, out: Path) -> list[Path]:
                        ("repayment_cdf.png", lambda ax: event_cdf(results, ax)),
                        ("credit_exhaustion_cdf.png",
                         lambda ax: event_cdf(results, ax, "credit", "tab:purple"))):
-        fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-        try:
-            draw(ax)
-            fig.savefig(out / name, dpi=110)
-        finally:
-            plt.close(fig)
+        # a bare Figure (no pyplot): the report's files never touch the user's backend
+        fig = Figure(figsize=(8, 4.5), layout="constrained")
+        draw(fig.add_subplot())
+        fig.savefig(out / name, dpi=110, metadata=png_metadata(results))
         files.append(out / name)
     return files
+
+
+def png_metadata(results: Results) -> dict[str, str]:
+    """Provenance in every PNG's text chunks: enough to find the run that drew it."""
+    import hashlib
+
+    from . import __version__
+
+    info = results.info
+    return {"Software": f"mcsim {__version__} (JAX {info.jax_version})",
+            "Description": f"{results.config.source_path} sha256 "
+                           f"{hashlib.sha256(results.config.source_text.encode()).hexdigest()}"
+                           f" seed {info.seed} paths {info.paths} dtype {info.dtype} "
+                           f"device {info.device}"}

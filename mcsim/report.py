@@ -75,6 +75,29 @@ def _month_block(results: Results, dist: MonthDistribution) -> dict:
     }
 
 
+def json_safe(value):
+    """A TOML document as strict JSON: inf and nan become {"__float__": "inf"} (see
+    :func:`json_restore`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_restore(value):
+    """Inverse of :func:`json_safe`."""
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_restore(v) for v in value]
+    return value
+
+
 def provenance(results: Results) -> dict:
     cfg, info = results.config, results.info
     return {
@@ -93,7 +116,7 @@ def provenance(results: Results) -> dict:
         "config_path": cfg.source_path,
         "config_sha256": hashlib.sha256(cfg.source_text.encode()).hexdigest(),
         "config_text": cfg.source_text,
-        "config_resolved": cfg.resolved,
+        "config_resolved": json_safe(cfg.resolved),
         "reproduce": "mcsim reproduce THIS_FILE --out DIR (config_resolved with the paths, "
                      "seed and dtype above)",
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -228,8 +251,12 @@ def write_tables(results: Results, out: Path, percentiles=DEFAULT_PERCENTILES) -
 # files, atomically
 
 
-def write_report(results: Results, out_dir: str | Path, *, plots: bool = True) -> Path:
+def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
+                 sample_paths: int = 0) -> Path:
     """Write summary.json, the CSV tables and the plots under ``out_dir``; returns it.
+
+    ``sample_paths``: also the parameters and monthly flows of the first K paths
+    (:mod:`mcsim.sample_paths`).
 
     The files are written into a temporary directory beside ``out_dir`` and moved into
     place only when all are complete.
@@ -247,6 +274,11 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True) -
             from . import plots as plotting
 
             plotting.write_plots(results, tmp)
+        if sample_paths:
+            from .sample_paths import write_sample_paths
+
+            write_sample_paths(results.config, min(sample_paths, results.num_paths), tmp,
+                               results.info.dtype)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

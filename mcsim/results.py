@@ -163,6 +163,74 @@ class Results:
     def month_label(self, t: int | None) -> str | None:
         return None if t is None else self.grid.label(t)
 
+    # --- tables as pandas DataFrames --------------------------------------------------
+    def quantile_frame(self, group: str, percentiles=DEFAULT_PERCENTILES):
+        """Quantiles of a group with their 95% intervals, one row per statistic.
+
+        Columns ``p5``, ``p5_low``, ``p5_high``, ... and ``mean``, ``mean_se``; the index
+        is the month label, the year label or the horizon total's name ($).
+        """
+        import pandas as pd
+
+        q = self.quantiles(group, percentiles)
+        mean, se = self.mean(group)
+        data = {}
+        for j, p in enumerate(q.percentiles):
+            name = f"p{p:g}"
+            data[name], data[f"{name}_low"], data[f"{name}_high"] = (
+                q.value[:, j], q.ci_low[:, j], q.ci_high[:, j])
+        data["mean"], data["mean_se"] = mean, se
+        return pd.DataFrame(data, index=pd.Index(self._row_labels(group), name=group))
+
+    def annual_frame(self, percentiles=DEFAULT_PERCENTILES):
+        """Every annual flow by calendar year: a long table (flow, year) -> quantiles."""
+        import pandas as pd
+
+        frames = {flow: self.quantile_frame(flow, percentiles).rename_axis("year")
+                  for flow in ANNUAL_FLOWS}
+        return pd.concat(frames, names=["flow"])
+
+    def event_frame(self, which: str = "repayment"):
+        """P(event by month) with its standard error and the survival 1 - P, by month."""
+        import pandas as pd
+
+        dist = self.repayment if which == "repayment" else self.credit_exhaustion
+        return pd.DataFrame({"probability": dist.cdf, "se": dist.cdf_se,
+                             "survival": 1.0 - dist.cdf},
+                            index=pd.Index(self.grid.labels, name="month"))
+
+    def _row_labels(self, group: str) -> list[str]:
+        if group == "cumulative_azure_spend":
+            return list(self.grid.labels)
+        if group == "horizon":
+            return list(HORIZON_TOTALS)
+        return list(self.grid.year_labels())
+
+    # --- plots on a matplotlib Axes -----------------------------------------------------
+    def plot_fan(self, ax=None, bands=((5, 95), (25, 75)), **style):
+        """Fan chart of cumulative Azure spend with the given percentile bands."""
+        from . import plots
+
+        ax = ax if ax is not None else plots.new_axes()
+        plots.fan_chart(self, ax, bands=tuple(map(tuple, bands)), **style)
+        return ax
+
+    def plot_annual(self, ax=None, flow: str = "azure_spend", **style):
+        """Box-style chart of one annual flow by calendar year."""
+        from . import plots
+
+        ax = ax if ax is not None else plots.new_axes()
+        plots.annual_chart(self, ax, flow=flow, **style)
+        return ax
+
+    def plot_repayment_survival(self, ax=None, **style):
+        """P(Microsoft not yet repaid by month), with a 95% band."""
+        from . import plots
+
+        ax = ax if ax is not None else plots.new_axes()
+        plots.survival_curve(self, ax, **style)
+        return ax
+
 
 __all__ = ["Results", "QuantileTable", "MonthDistribution", "ANNUAL_FLOWS", "HORIZON_TOTALS",
            "histogram_quantiles", "month_distribution"]
