@@ -11,8 +11,8 @@ jax.config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
 
-from .api import simulate, with_overrides  # noqa: E402
+from .api import reproduce, simulate, with_overrides  # noqa: E402
 from .config import Config, ConfigError, load_config, parse_config_text  # noqa: E402
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "simulate",
-           "with_overrides", "__version__"]
+__all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "reproduce",
+           "simulate", "with_overrides", "__version__"]

@@ -47,6 +47,49 @@ def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
                         source_path=config.source_path)
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"TABLE.KEY=VALUE"`` (VALUE a TOML literal: ``0.1``, ``"2030-12"``, ``{ dist =
+    "normal", mean = 0, sd = 1 }``) as a (key, value) pair for :func:`with_overrides`."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", text, "TABLE.KEY=VALUE")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"--set {key.strip()}", value,
+                          "a TOML value (a number, a \"quoted string\", [a, list] or "
+                          "{ an = inline, table = 1 })") from None
+    return key.strip(), parsed
+
+
+def reproduce(summary_path: str | Path, **run_options):
+    """Run again the run whose ``summary.json`` is given, from its provenance alone.
+
+    Raises ConfigError when the file is not a summary or its config text does not match
+    its recorded sha256.
+    """
+    import hashlib
+
+    from .engine import run
+    from .report import json_restore
+
+    try:
+        prov = json.loads(Path(summary_path).read_text(encoding="utf-8"))["provenance"]
+        raw, text = json_restore(prov["config_resolved"]), prov["config_text"]
+        paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("summary", str(summary_path),
+                          f"a summary.json written by mcsim run ({exc!r})") from None
+    if hashlib.sha256(text.encode()).hexdigest() != prov.get("config_sha256"):
+        raise ConfigError("provenance.config_text", str(summary_path),
+                          "text whose sha256 is provenance.config_sha256")
+    config = parse_config(raw, source_text=text, source_path=prov.get("config_path", ""))
+    config = config.with_simulation(paths=paths, seed=seed)
+    return run(config, dtype=dtype, **run_options), prov
+
+
 def simulate(config: Config | str | Path, *, paths: int | None = None,
              seed: int | None = None, overrides: Mapping[str, Any] | None = None,
              dtype: str = "float32", progress: bool | None = None, **run_options):

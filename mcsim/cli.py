@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="TOML config file")
     r.add_argument("--out", required=True, help="report directory (replaced atomically)")
     r.add_argument("--paths", type=_positive_int, help="number of paths (overrides config)")
+    r.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="override any config key with a TOML value, e.g. "
+                        "--set deal.revenue_share=0.1 (repeatable)")
     r.add_argument("--seed", type=_seed, help="seed in [0, 2^63) (overrides config)")
     r.add_argument("--chunk-size", type=_positive_int,
                    help="paths per device per call (rounded up to 1024 times a power of two; "
@@ -108,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: valid ({config.grid.num_months} months, "
                   f"{n} uncertain parameters, {config.simulation.paths:,} paths)")
             return 0
+        from .api import parse_override, with_overrides
+
+        config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(paths=args.paths, seed=args.seed,
                                         chunk_size=args.chunk_size)
         out = Path(args.out)
@@ -174,40 +180,22 @@ def _compare(args) -> int:
 
 def _reproduce(args) -> int:
     """Rebuild a run from its summary.json alone and run it again."""
-    import hashlib
-    import json
+    import jax
 
     from . import __version__
-    from .config import parse_config
-    from .report import json_restore
+    from .api import reproduce
+    from .report import format_summary, write_report
 
     try:
-        try:
-            prov = json.loads(Path(args.summary).read_text(encoding="utf-8"))["provenance"]
-            raw, text = json_restore(prov["config_resolved"]), prov["config_text"]
-            paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError("summary", args.summary,
-                              f"a summary.json written by mcsim run ({exc!r})") from None
-        if hashlib.sha256(text.encode()).hexdigest() != prov.get("config_sha256"):
-            raise ConfigError("provenance.config_text", args.summary,
-                              "text whose sha256 is provenance.config_sha256")
-        config = parse_config(raw, source_text=text, source_path=prov.get("config_path", ""))
-        config = config.with_simulation(paths=paths, seed=seed)
+        results, prov = reproduce(args.summary)
     except ConfigError as exc:
         print(f"mcsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    import jax
-
-    from .engine import run
-    from .report import format_summary, write_report
-
     then = (prov.get("mcsim_version"), prov.get("jax_version"))
     if then != (__version__, jax.__version__):
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
               f"{__version__} with JAX {jax.__version__}: last bits may differ",
               file=sys.stderr)
-    results = run(config, dtype=dtype, progress=None)
     out = write_report(results, args.out, plots=not args.no_plots)
     print(format_summary(results))
     print(f"report written to {out}/")

@@ -253,7 +253,8 @@ def write_tables(results: Results, out: Path, percentiles=DEFAULT_PERCENTILES) -
 
 def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
                  sample_paths: int = 0) -> Path:
-    """Write summary.json, the CSV tables and the plots under ``out_dir``; returns it.
+    """Write summary.json, the CSV tables, the plots and report.html under ``out_dir``;
+    returns it.
 
     ``sample_paths``: also the parameters and monthly flows of the first K paths
     (:mod:`mcsim.sample_paths`).
@@ -274,6 +275,9 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
             from . import plots as plotting
 
             plotting.write_plots(results, tmp)
+        from .html_report import write_html
+
+        write_html(summary, tmp)
         if sample_paths:
             from .sample_paths import write_sample_paths
 

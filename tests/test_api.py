@@ -141,3 +141,29 @@ def test_save_paths_writes_the_runs_own_paths(tmp_path):
     mean_last = run5.mean("cumulative_azure_spend")[0][-1]
     last = flows[flows["month"] == "2040-12"]["cumulative_azure_spend"].mean()
     assert last == pytest.approx(mean_last, rel=1e-5)
+
+
+def test_cli_set_equals_api_overrides(config, tmp_path):
+    out = tmp_path / "set"
+    proc = subprocess.run([MCSIM, "run", CONFIGS_DIR / "amendment_2026.toml", "--out", out,
+                           "--paths", "2048", "--seed", "3", "--no-plots",
+                           "--set", "simulation.horizon=\"2028-12\"",
+                           "--set", "deal.revenue_share=0.1"],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    api = mcsim.simulate(config, paths=2048, seed=3,
+                         overrides={**SHORT, "deal.revenue_share": 0.1})
+    cli = json.loads((out / "summary.json").read_text())
+    mine = json.loads(json.dumps(summarize(api)))
+    assert cli["provenance"]["config_resolved"]["deal"]["revenue_share"] == 0.1
+    for s in (cli, mine):
+        s.pop("provenance")
+    assert cli == mine
+    for bad, named in (("deal.revenue_share=1.5", "deal.revenue_share = 1.5"),
+                       ("deal.revenue_share=abc", "--set deal.revenue_share"),
+                       ("nonsense", "--set = 'nonsense'")):
+        proc = subprocess.run([MCSIM, "run", CONFIGS_DIR / "base.toml", "--out",
+                               tmp_path / "bad", "--set", bad], env=ENV, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 2 and named in proc.stderr, (bad, proc.stderr)
+        assert not (tmp_path / "bad").exists()

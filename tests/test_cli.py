@@ -14,7 +14,7 @@ from helpers import CONFIGS_DIR, minimal_config_text
 
 MCSIM = shutil.which("mcsim", path=str(Path(sys.executable).parent)) or "mcsim"
 REPORT_FILES = {"summary.json", "cumulative_azure_spend.csv", "annual.csv",
-                "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png",
+                "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png", "report.html",
                 "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png"}
 
 

@@ -1,0 +1,152 @@
+"""``report.html``: one self-contained file with a run's headline numbers and their error
+bars, its plots (PNG, inline as data URIs), its tables and its provenance.
+
+No network: no external script, style, font or image; it opens in any browser, offline,
+and can be mailed as it is. A few lines of inline script check, on load, that every plot
+decoded and record any script error in the page (``tests/test_html_report.py`` reads them
+back from headless Chromium).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1100px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}
+.headline td:nth-child(2){font-weight:600}.ci{color:#666;font-size:.9em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:30em}
+.note{color:#555;font-size:.85em}
+"""
+
+SCRIPT = """
+window.mcsimErrors = [];
+window.addEventListener('error', function (e) {
+  window.mcsimErrors.push(String(e.message || e.type));
+}, true);
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+  document.body.setAttribute('data-errors', JSON.stringify(window.mcsimErrors));
+});
+"""
+
+PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
+         ("annual_azure_spend.png", "Azure spend by calendar year"),
+         ("repayment_cdf.png", "When Microsoft is repaid"),
+         ("credit_exhaustion_cdf.png", "When the Azure credits run out"))
+
+
+def _money(v) -> str:
+    if v is None:
+        return "n/a"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(v) >= scale:
+            return f"{'-' if v < 0 else ''}${abs(v) / scale:.3g}{suffix}"
+    return f"${v:,.0f}"
+
+
+def _q(block, p, i=None) -> str:
+    q = block["quantiles"][p]
+    pick = (lambda k: q[k][i]) if i is not None else (lambda k: q[k])
+    return (f"{_money(pick('value'))} <span class=ci>[{_money(pick('ci95_low'))} .. "
+            f"{_money(pick('ci95_high'))}]</span>")
+
+
+def _month(block, p) -> str:
+    q = block["quantiles"][p]
+    return (f"{html.escape(q['label'])} <span class=ci>[{html.escape(q['ci95_low_label'])} "
+            f".. {html.escape(q['ci95_high_label'])}]</span>")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render(summary: dict, images: dict[str, bytes]) -> str:
+    """The page as one string (summary: :func:`mcsim.report.summarize`)."""
+    prov, grid = summary["provenance"], summary["grid"]
+    cum, rep, cred = (summary["cumulative_azure_spend"], summary["repayment"],
+                      summary["credit_exhaustion"])
+    end = grid["horizon"]
+    pcts = [f"p{p:g}" for p in summary["method"]["percentiles"]]
+    headline = [
+        [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
+        ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],
+        ["... mean", f"{_money(cum['mean'][-1])} <span class=ci>&plusmn; "
+                      f"{_money(1.96 * cum['mean_se'][-1])}</span>"],
+        ["Microsoft repaid ($" + f"{summary['investment'] / 1e9:g}B), median month",
+         _month(rep, "p50")],
+        [f"P(not repaid by {end})", f"{rep['probability_not_by_horizon']:.3f} <span class=ci>"
+                                    f"&plusmn; {1.96 * rep['probability_not_by_horizon_se']:.3f}"
+                                    "</span>"],
+        ["Azure credits exhausted, median month", _month(cred, "p50")],
+        ["Paths (with a NaN or inf, left out)",
+         f"{summary['paths']:,} ({summary['nonfinite']['paths']:,})"],
+    ]
+    annual = summary["annual"]
+    annual_rows = []
+    for y, year in enumerate(annual["years"]):
+        annual_rows.append([html.escape(year)] + [_q(annual[f], "p50", y) for f in ANNUAL_FLOWS])
+    horizon_rows = [[name.replace("_", " ")] + [_q(summary["horizon"][name], p) for p in pcts]
+                    + [f"{_money(summary['horizon'][name]['mean'])} <span class=ci>&plusmn; "
+                       f"{_money(1.96 * summary['horizon'][name]['mean_se'])}</span>"]
+                    for name in HORIZON_TOTALS]
+    month_rows = [[f"{p}% of paths repaid by", _month(rep, f"p{p}"), _month(cred, f"p{p}")]
+                  for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]
+    plots = "".join(
+        f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" "
+        f"src=\"data:image/png;base64,{base64.b64encode(images[name]).decode()}\">"
+        for name, title in PLOTS if name in images) or \
+        "<p class=note>Plots were skipped (--no-plots).</p>"
+    prov_rows = [[html.escape(k), html.escape(str(prov[k]))] for k in
+                 ("mcsim_version", "jax_version", "device", "num_devices", "num_processes",
+                  "dtype", "paths", "seed", "chunk_size", "kernel_options", "run_seconds",
+                  "config_path", "config_sha256", "created_utc") if k in prov]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mcsim report: {html.escape(prov.get('config_path') or 'run')}</title>
+<style>{STYLE}</style><script>{SCRIPT}</script></head>
+<body>
+<h1>mcsim: OpenAI's Azure spend and Microsoft's repayment</h1>
+<p class=note>{summary['paths']:,} sampled futures, {html.escape(grid['start'])} to
+{html.escape(end)}, seed {prov['seed']}. Brackets are 95% intervals (order statistics
+widened to the histogram bins); &plusmn; is 1.96 standard errors.</p>
+<h2>Headline</h2>{_table(['', 'value'], headline)}
+<h2>Plots</h2>{plots}
+<h2>Annual flows (medians)</h2>
+{_table(['year'] + [f.replace('_', ' ') for f in ANNUAL_FLOWS], annual_rows)}
+<h2>Totals at {html.escape(end)}</h2>
+{_table([''] + [p[1:] + '%' for p in pcts] + ['mean'], horizon_rows)}
+<h2>Repayment and credit exhaustion months</h2>
+{_table(['', 'Microsoft repaid', 'credits exhausted'], month_rows)}
+<h2>Provenance</h2>{_table(['', ''], prov_rows)}
+<p class=note>Run it again from summary.json alone: <code>mcsim reproduce summary.json --out
+DIR</code>.</p>
+<h3>Config</h3><pre>{html.escape(prov.get('config_text', ''))}</pre>
+<script type="application/json" id="summary-method">{html.escape(json.dumps(
+        summary['method']))}</script>
+</body></html>
+"""
+
+
+def write_html(summary: dict, out: Path) -> Path:
+    """report.html in ``out``, embedding the PNGs written there."""
+    images = {name: (out / name).read_bytes() for name, _ in PLOTS if (out / name).exists()}
+    path = out / "report.html"
+    path.write_text(render(summary, images), encoding="utf-8")
+    return path
