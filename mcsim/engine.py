@@ -1,10 +1,14 @@
 """Engine: runs the model over chunks of path indices and reduces them on the fly.
 
-For each chunk ``[i0, i0+n)`` one jit-compiled call: draws each month's shocks from the
-counter-based generator keyed by (seed, path, month, shock), scans the months with
-:mod:`mcsim.model`, and reduces the per-path statistics of :mod:`mcsim.layout` to fixed-size
-summaries (histograms, block moments, first-passage counts). Nothing of size [paths, months]
-ever exists beyond one chunk, so memory does not grow with the number of paths.
+For each call, on every local device (``shard_map`` over the path axis), one jit-compiled
+kernel draws the paths' parameters and each month's shocks from counter-based generators
+keyed by (seed, path, ...), scans the months with :mod:`mcsim.model`, and reduces the
+per-path statistics of :mod:`mcsim.layout` to fixed-size summaries: integer histograms and
+month counts kept on the device between calls, and one node of the pairwise sum tree per
+device (:class:`mcsim.accumulators.SumTree`). Under ``jax.distributed`` each process runs a
+contiguous share of the paths and the accumulators are merged. Nothing of size [paths,
+months] ever exists beyond one call, so memory does not grow with the number of paths, and
+every number is fixed by the config and its seed alone.
 """
 
 from __future__ import annotations
