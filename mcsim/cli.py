@@ -1,5 +1,5 @@
-"""Command line: ``mcsim run``, ``mcsim reproduce``, ``mcsim validate``. Only wires the
-pieces together."""
+"""Command line: ``mcsim run``, ``reproduce``, ``compare``, ``sweep``, ``validate``. Only
+wires the pieces together."""
 
 from __future__ import annotations
 
@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report directory (replaced atomically)")
     rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
+    sw = sub.add_parser("sweep", help="run a grid of overrides and compare the runs")
+    sw.add_argument("config", help="TOML config file")
+    sw.add_argument("--set", action="append", required=True, metavar="TABLE.KEY=V1,V2,...",
+                    help="values to sweep for one key (TOML literals; repeat for a grid)")
+    sw.add_argument("--out", required=True, help="directory for sweep.csv, sweep.png and "
+                                                 "each point's report (replaced atomically)")
+    sw.add_argument("--paths", type=_positive_int, help="paths per point")
+    sw.add_argument("--seed", type=_seed, help="seed (the same for every point)")
+    sw.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    sw.add_argument("--no-plots", action="store_true")
+
     cp = sub.add_parser("compare", help="headline differences (with their errors) and "
                                          "overlaid charts of finished runs")
     cp.add_argument("runs", nargs="+", metavar="OUT", help="report directories")
@@ -104,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reproduce(args)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "sweep":
+        return _sweep(args)
     try:
         config = load_config(args.config)
         if args.command == "validate":
@@ -150,6 +163,32 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the report is safe: no need to resume
     print(format_summary(results))
     print(f"report written to {out}/")
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweep import grid_points, parse_sweep, run_sweep, sweep_table, write_sweep
+
+    try:
+        config = load_config(args.config).with_simulation(paths=args.paths, seed=args.seed)
+        grid = parse_sweep(args.set)
+        print(f"sweep: {len(grid_points(grid))} points over {', '.join(grid)}",
+              file=sys.stderr)
+        runs = run_sweep(config, grid, dtype=args.dtype, progress=False)
+    except ConfigError as exc:
+        print(f"mcsim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = write_sweep(runs, args.out, plots=not args.no_plots)
+    rows = sweep_table(runs)
+    keys = list(grid)
+    for row in rows:
+        point = ", ".join(f"{k}={row[k]}" for k in keys)
+        money = [k for k in row if k.startswith("median_cumulative")][0]
+        p_key = [k for k in row if k.startswith("p_not_repaid_by")][0]
+        print(f"{point}: median cumulative Azure spend ${row[money] / 1e9:,.0f}B; repaid "
+              f"median {row['median_repayment_month']}; P(not repaid) {row[p_key]:.3f} "
+              f"+- {1.96 * row['p_not_repaid_se']:.3f}")
+    print(f"written {out}/sweep.csv" + ("" if args.no_plots else " and sweep.png"))
     return 0
 
 
