@@ -92,7 +92,9 @@ def reproduce(summary_path: str | Path, **run_options):
 
 def simulate(config: Config | str | Path, *, paths: int | None = None,
              seed: int | None = None, overrides: Mapping[str, Any] | None = None,
-             dtype: str = "float32", progress: bool | None = None, **run_options):
+             dtype: str = "float32", progress: bool | None = None,
+             target_se: Mapping[str, float | str] | None = None,
+             first_check: int | None = None, **run_options):
     """Simulate a config and reduce it to :class:`mcsim.results.Results`.
 
     Args:
@@ -101,6 +103,10 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
         overrides: dotted keys to replace first (see :func:`with_overrides`).
         dtype: ``"float32"`` (default) or ``"float64"`` for the kernel.
         progress: show a progress bar (default: on a terminal, for long runs).
+        target_se: {STAT: standard error} to reach (``"1%"``: of the estimate); the run
+            stops at the first look where all are met, or at ``paths`` (the budget). See
+            :mod:`mcsim.precision` for the statistics and the stopping rule.
+        first_check: paths at the first look (default 65,536; a multiple of 1024).
         **run_options: passed to :func:`mcsim.engine.run` (``chunk_size``, ``devices``,
             ``checkpoint``, ``resume``, ...).
 
@@ -114,4 +120,20 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
         config = load_config(config)
     config = with_overrides(config, overrides or {})
     config = config.with_simulation(paths=paths, seed=seed)
-    return run(config, dtype=dtype, progress=progress, **run_options)
+    if not target_se:
+        return run(config, dtype=dtype, progress=progress, **run_options)
+    from dataclasses import replace
+
+    from . import precision
+    from .layout import StatLayout
+
+    targets = {}
+    for stat, value in target_se.items():
+        name, number, relative = precision.parse_target(f"{stat}={value}")
+        targets[name] = (number, relative)
+    layout = StatLayout(config.grid)
+    results = run(config, dtype=dtype, progress=progress,
+                  stages=precision.stages(config.simulation.paths,
+                                          first_check or precision.FIRST_CHECK),
+                  should_stop=precision.stopping_rule(targets, layout), **run_options)
+    return replace(results, precision=precision.report(results.accumulator, layout, targets))

@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config key with a TOML value, e.g. "
                         "--set deal.revenue_share=0.1 (repeatable)")
     r.add_argument("--seed", type=_seed, help="seed in [0, 2^63) (overrides config)")
+    r.add_argument("--target-se", action="append", default=[], metavar="STAT=VALUE",
+                   help="run until STAT's standard error is at most VALUE (or N%% of the "
+                        "estimate), looking after 65,536 x 2^k paths; --paths is then the "
+                        "budget. STAT: cumulative_azure_spend, p_not_repaid, "
+                        "p_credits_left or a horizon total (repeatable)")
     r.add_argument("--chunk-size", type=_positive_int,
                    help="paths per device per call (rounded up to 1024 times a power of two; "
                         "default from the device's memory); results do not depend on it")
@@ -146,13 +151,31 @@ def main(argv: list[str] | None = None) -> int:
     from .engine import run
     from .report import format_summary, write_report
 
+    targets = {}
+    if args.target_se:
+        from .precision import parse_target
+
+        try:
+            for text in args.target_se:
+                stat, value, relative = parse_target(text)
+                targets[stat] = f"{value * 100}%" if relative else value
+        except ConfigError as exc:
+            print(f"mcsim: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     ckpt_dir = Path(args.checkpoint_dir or f"{Path(args.out).resolve()}.checkpoint")
     if args.resume and not ckpt_dir.exists():
         print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
     try:
-        results = run(config, dtype=args.dtype, progress=args.progress, checkpoint=ckpt_dir,
-                      checkpoint_interval=args.checkpoint_interval, resume=args.resume)
+        if targets:
+            from .api import simulate
+
+            results = simulate(config, dtype=args.dtype, progress=args.progress,
+                               target_se=targets)
+        else:
+            results = run(config, dtype=args.dtype, progress=args.progress,
+                          checkpoint=ckpt_dir, checkpoint_interval=args.checkpoint_interval,
+                          resume=args.resume)
     except ConfigError as exc:
         print(f"mcsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -313,7 +313,8 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         bins: MoneyBins | None = None, progress: bool | None = None,
         devices: list | None = None, options: KernelOptions | None = None,
         checkpoint: str | Path | None = None, checkpoint_interval: float = 60.0,
-        resume: bool = False):
+        resume: bool = False, stages: list[int] | None = None,
+        should_stop: Callable[[Accumulator], bool] | None = None):
     """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
 
     Paths are sharded over every local device; under ``jax.distributed`` (several
@@ -336,6 +337,10 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
             seconds and at the end (one file per process; :mod:`mcsim.checkpoint`).
         resume: continue from the checkpoint there, if any (refused, with a ConfigError
             naming what differs, when it was written by a different run).
+        stages, should_stop: stop early. After the first ``stages[k]`` paths (multiples of
+            1024), ``should_stop(accumulator)`` is asked; on True the run ends there, and
+            its results are exactly those of a run of that many paths (see
+            :mod:`mcsim.precision`). One process only.
 
     Returns:
         :class:`mcsim.results.Results`.
@@ -357,6 +362,14 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     requested = chunk_size or config.simulation.chunk_size \
         or default_chunk_size(grid, devices[0])
     shard = round_chunk(requested, num_paths, D * nproc)
+    if stages:
+        if nproc > 1:
+            raise ValueError("stopping early (stages) runs in one process only")
+        step = np.gcd.reduce(np.array(stages, np.int64))
+        while shard > BLOCK and step % shard:  # calls must end on every stage boundary
+            shard //= 2
+        if step % shard:
+            raise ValueError(f"stages must be multiples of {BLOCK} paths")
     level = (shard // BLOCK).bit_length() - 1  # the sum tree's level of one shard
     cholesky = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
     sampler = DeviceSampler(config)
@@ -371,7 +384,11 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
 
     units = process_units(-(-num_paths // shard), pid, nproc)
     limit = min(units.stop * shard, num_paths)  # this process's paths end here
-    starts = list(range(units.start * shard, limit, D * shard))
+    bounds = sorted({b for b in (stages or []) if units.start * shard < b < limit} | {limit})
+    starts, seg_start = [], units.start * shard
+    for seg_end in bounds:  # calls never cross a stage boundary
+        starts += [(s, seg_end) for s in range(seg_start, seg_end, D * shard)]
+        seg_start = seg_end
     bar = _progress_bar(limit - units.start * shard, progress)
     counts = zero_counts(grid, bins, devices, options)
     since_flush = 0
@@ -382,10 +399,10 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
                        host.credit_counts.sum(0), host.nonfinite_months.sum(0))
         return zero_counts(grid, bins, devices, options)
 
-    def collect(start, node):
+    def collect(start, node, end):
         node = jax.device_get(node)
         for d in range(D):
-            if start + d * shard < limit:
+            if start + d * shard < end:
                 acc.tree.insert(level, (start + d * shard) // shard, int(node.count[d]),
                                 node.s1[d], node.s2[d])
 
@@ -397,7 +414,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
                                      options=options, bins=bins)
         if resume and ckpt_file.exists():
             next_start = ckpt.load(ckpt_file, identity, acc)
-            starts = [s for s in starts if s >= next_start]
+            starts = [(s, e) for s, e in starts if s >= next_start]
             if bar is not None:
                 bar.update(acc.paths)
 
@@ -405,11 +422,11 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     last_save = t_begin
     compile_seconds = 0.0
     pending = None
-    for i, start in enumerate(starts):
+    for i, (start, seg_end) in enumerate(starts):
         if since_flush + shard > INT32_PATHS:  # a device's int32 counts could overflow
             counts = flush(counts)
             since_flush = 0
-        valid = min(D * shard, limit - start)
+        valid = min(D * shard, seg_end - start)
         counts, node = kernel(args, deal, shock_key, counts, jnp.uint32(start % 2**32),
                               jnp.int64(valid))
         since_flush += shard
@@ -418,17 +435,25 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
             compile_seconds = time.perf_counter() - t_begin  # first call: compile + 1 chunk
         if pending is not None:  # read the previous call's node while this one runs
             collect(*pending)
-        pending = (start, node)
+        pending = (start, node, seg_end)
         acc.paths += valid
         if bar is not None:
             bar.update(valid)
-        if ckpt_file is not None and time.perf_counter() - last_save >= checkpoint_interval \
-                and i + 1 < len(starts):
-            collect(*pending)
+        if should_stop is not None and start + D * shard >= seg_end and seg_end < limit:
+            collect(*pending)  # a stage is complete: ask whether it is enough
             pending = None
             counts = flush(counts)
             since_flush = 0
-            ckpt.save(ckpt_file, identity, acc, starts[i + 1])
+            if should_stop(acc):
+                break
+        if ckpt_file is not None and time.perf_counter() - last_save >= checkpoint_interval \
+                and i + 1 < len(starts):
+            if pending is not None:
+                collect(*pending)
+                pending = None
+            counts = flush(counts)
+            since_flush = 0
+            ckpt.save(ckpt_file, identity, acc, starts[i + 1][0])
             last_save = time.perf_counter()
     if pending is not None:
         collect(*pending)
@@ -441,7 +466,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         acc = _merge_across_processes(acc)
     seconds = time.perf_counter() - t_begin
     check_nonfinite(config, acc, dtype)
-    info = RunInfo(num_paths, config.simulation.seed, shard, dtype,
+    info = RunInfo(acc.paths if stages else num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
                    jax.__version__, seconds, compile_seconds, nproc, options)
     return Results(config, layout, bins, acc, info)

@@ -174,6 +174,7 @@ def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
         "paths": results.num_paths,
         "nonfinite_paths": results.accumulator.nonfinite_paths,
         "nonfinite": _nonfinite_block(results),
+        **({"precision": results.precision} if results.precision else {}),
         "investment": results.config.deal.investment,
         "cumulative_azure_spend": {
             "months": grid.labels,

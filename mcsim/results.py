@@ -129,6 +129,8 @@ class Results:
     bins: MoneyBins
     accumulator: Accumulator
     info: object
+    #: with a precision target: what was asked and reached (mcsim.precision.report)
+    precision: dict | None = None
 
     @property
     def grid(self):
