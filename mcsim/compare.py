@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 
 from .config import ConfigError
+from .months import parse_month
+from .report import money_text
 
 Z_95 = 1.959964
 
@@ -67,11 +69,7 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
     if unit == "$":
-        sign = "-" if value < 0 else ""
-        for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-            if abs(value) >= scale:
-                return f"{sign}${abs(value) / scale:.3g}{suffix}"
-        return f"{sign}${abs(value):.3g}"
+        return money_text(value)
     return f"{value:.4f}"
 
 
@@ -115,7 +113,7 @@ def plot_compare(summaries: list[dict], names: list[str], path: Path) -> Path:
         c = colors[k % len(colors)]
         cum = s["cumulative_azure_spend"]
         labels = cum["months"]
-        x = np.array([int(m[:4]) + (int(m[5:]) - 1) / 12 for m in labels])
+        x = np.array([parse_month(m) / 12 for m in labels])  # years, as plots.py
         q = cum["quantiles"]
 
         def series(p, q=q):
@@ -124,7 +122,7 @@ def plot_compare(summaries: list[dict], names: list[str], path: Path) -> Path:
         ax_fan.fill_between(x, series("p5"), series("p95"), color=c, alpha=0.15)
         ax_fan.plot(x, series("p50"), color=c, lw=2, label=f"{name}: median, 5-95%")
         rep = s["repayment"]["cdf"]
-        xr = np.array([int(m[:4]) + (int(m[5:]) - 1) / 12 for m in rep["months"]])
+        xr = np.array([parse_month(m) / 12 for m in rep["months"]])
         ax_cdf.step(xr, rep["probability"], where="post", color=c, lw=2, label=name)
         lo = np.clip(np.array(rep["probability"]) - Z_95 * np.array(rep["se"]), 0, 1)
         hi = np.clip(np.array(rep["probability"]) + Z_95 * np.array(rep["se"]), 0, 1)

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from .report import money_text
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -48,20 +49,11 @@ PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
          ("credit_exhaustion_cdf.png", "When the Azure credits run out"))
 
 
-def _money(v) -> str:
-    if v is None:
-        return "n/a"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if abs(v) >= scale:
-            return f"{'-' if v < 0 else ''}${abs(v) / scale:.3g}{suffix}"
-    return f"${v:,.0f}"
-
-
 def _q(block, p, i=None) -> str:
     q = block["quantiles"][p]
     pick = (lambda k: q[k][i]) if i is not None else (lambda k: q[k])
-    return (f"{_money(pick('value'))} <span class=ci>[{_money(pick('ci95_low'))} .. "
-            f"{_money(pick('ci95_high'))}]</span>")
+    return (f"{money_text(pick('value'))} <span class=ci>[{money_text(pick('ci95_low'))} .. "
+            f"{money_text(pick('ci95_high'))}]</span>")
 
 
 def _month(block, p) -> str:
@@ -86,8 +78,8 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
     headline = [
         [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
         ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],
-        ["... mean", f"{_money(cum['mean'][-1])} <span class=ci>&plusmn; "
-                      f"{_money(1.96 * cum['mean_se'][-1])}</span>"],
+        ["... mean", f"{money_text(cum['mean'][-1])} <span class=ci>&plusmn; "
+                      f"{money_text(1.96 * cum['mean_se'][-1])}</span>"],
         ["Microsoft repaid ($" + f"{summary['investment'] / 1e9:g}B), median month",
          _month(rep, "p50")],
         [f"P(not repaid by {end})", f"{rep['probability_not_by_horizon']:.3f} <span class=ci>"
@@ -102,8 +94,8 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
     for y, year in enumerate(annual["years"]):
         annual_rows.append([html.escape(year)] + [_q(annual[f], "p50", y) for f in ANNUAL_FLOWS])
     horizon_rows = [[name.replace("_", " ")] + [_q(summary["horizon"][name], p) for p in pcts]
-                    + [f"{_money(summary['horizon'][name]['mean'])} <span class=ci>&plusmn; "
-                       f"{_money(1.96 * summary['horizon'][name]['mean_se'])}</span>"]
+                    + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>&plusmn; "
+                       f"{money_text(1.96 * summary['horizon'][name]['mean_se'])}</span>"]
                     for name in HORIZON_TOTALS]
     month_rows = [[f"{p}% of paths repaid by", _month(rep, f"p{p}"), _month(cred, f"p{p}")]
                   for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]

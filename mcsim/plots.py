@@ -83,44 +83,45 @@ def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green")
     """P(event by month) with its 95% band, and the mass not reached by the horizon."""
     dist = results.repayment if which == "repayment" else results.credit_exhaustion
     x = _month_axis(results)
-    ax.step(x, dist.cdf, where="post", color=color, lw=2,
-            label="repaid by month" if which == "repayment" else "credits exhausted by month")
-    ax.fill_between(x, np.clip(dist.cdf - 1.96 * dist.cdf_se, 0, 1),
-                    np.clip(dist.cdf + 1.96 * dist.cdf_se, 0, 1), step="post", color=color,
-                    alpha=0.25, lw=0)
+    _probability_step(ax, x, dist.cdf, dist.cdf_se, color, alpha=0.25,
+                      label="repaid by month" if which == "repayment"
+                      else "credits exhausted by month")
     top = dist.cdf[-1] if len(dist.cdf) else 0.0
     end = x[-1] + 1 / 12
     ax.bar(end + 0.4, dist.censored, bottom=top, width=0.6, color="tab:gray",
            label=f"not by the horizon: {dist.censored:.1%}")
-    ax.set_ylim(0, 1.02)
-    _year_ticks(ax)
-    ax.set_xlabel("year")
-    ax.set_ylabel("probability")
     title = "Microsoft repaid" if which == "repayment" else "Azure credits exhausted"
-    ax.set_title(f"{title}: P(by month), {results.num_paths:,} paths")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    _probability_axes(ax, f"{title}: P(by month), {results.num_paths:,} paths", "upper left")
 
 
 def survival_curve(results: Results, ax, which: str = "repayment", color="tab:purple",
                    label: str | None = None) -> None:
     """P(event not yet by month): 1 - CDF, with its 95% band (repayment by default)."""
     dist = results.repayment if which == "repayment" else results.credit_exhaustion
-    x = _month_axis(results)
-    survival = 1.0 - dist.cdf
-    ax.step(x, survival, where="post", color=color, lw=2,
-            label=label or f"P(not {'repaid' if which == 'repayment' else 'exhausted'} yet)")
-    ax.fill_between(x, np.clip(survival - 1.96 * dist.cdf_se, 0, 1),
-                    np.clip(survival + 1.96 * dist.cdf_se, 0, 1), step="post", color=color,
-                    alpha=0.2, lw=0, label="95% band")
+    _probability_step(ax, _month_axis(results), 1.0 - dist.cdf, dist.cdf_se, color, alpha=0.2,
+                      label=label or
+                      f"P(not {'repaid' if which == 'repayment' else 'exhausted'} yet)",
+                      band_label="95% band")
+    title = "Microsoft not yet repaid" if which == "repayment" else "Credits not yet exhausted"
+    _probability_axes(ax, f"{title}, {results.num_paths:,} paths", "upper right")
+
+
+def _probability_step(ax, x, p, se, color, *, alpha: float, label: str,
+                      band_label: str | None = None) -> None:
+    """A probability by month as a step line with its 95% band, clipped to [0, 1]."""
+    ax.step(x, p, where="post", color=color, lw=2, label=label)
+    ax.fill_between(x, np.clip(p - 1.96 * se, 0, 1), np.clip(p + 1.96 * se, 0, 1),
+                    step="post", color=color, alpha=alpha, lw=0, label=band_label)
+
+
+def _probability_axes(ax, title: str, legend_loc: str) -> None:
     ax.set_ylim(0, 1.02)
     _year_ticks(ax)
     ax.set_xlabel("year")
     ax.set_ylabel("probability")
-    title = "Microsoft not yet repaid" if which == "repayment" else "Credits not yet exhausted"
-    ax.set_title(f"{title}, {results.num_paths:,} paths")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc=legend_loc, fontsize=8)
 
 
 def new_axes(figsize=(8, 4.5)):

@@ -307,19 +307,23 @@ def _replace_dir(new: Path, target: Path) -> None:
 # terminal
 
 
-def _money(x: float | None) -> str:
+def money_text(x: float | None) -> str:
+    """Dollars for people: ``$1.23B``, ``-$45.6M``, ``$12,345``; ``n/a`` when undefined."""
     if x is None or not math.isfinite(x):
         return "n/a"
-    a = abs(x)
+    sign, a = ("-" if x < 0 else ""), abs(x)
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if a >= scale:
-            return f"${x / scale:.3g}{suffix}"  # 3 significant digits: enough for a CI
-    return f"${x:,.0f}"
+            return f"{sign}${a / scale:.3g}{suffix}"  # 3 significant digits: enough for a CI
+    return f"{sign}${a:,.0f}"
+
+
 
 
 def _money_ci(q, i: int, j: int) -> str:
     """A quantile with its 95% interval: ``$1.2B [1.1-1.3]``."""
-    return f"{_money(q.value[i, j])} [{_money(q.ci_low[i, j])}..{_money(q.ci_high[i, j])}]"
+    low, high = money_text(q.ci_low[i, j]), money_text(q.ci_high[i, j])
+    return f"{money_text(q.value[i, j])} [{low}..{high}]"
 
 
 def _month_ci(results: Results, dist: MonthDistribution, pct: float) -> str:
@@ -355,7 +359,7 @@ def format_summary(results: Results) -> str:
     hq = results.quantiles("horizon", (50,))
     for i, name in enumerate(HORIZON_TOTALS):
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
-                     f"mean {_money(hm[i])} +- {_money(1.96 * hse[i])}")
+                     f"mean {money_text(hm[i])} +- {money_text(1.96 * hse[i])}")
     if results.accumulator.nonfinite_paths:
         block = _nonfinite_block(results)
         lines.append(f"  WARNING: {block['paths']:,} paths had a NaN or inf (first in "
