@@ -31,7 +31,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mcsim import __version__, model
 from mcsim.config import load_config
@@ -44,6 +43,7 @@ from mcsim.engine import (
     default_kernel_options,
     round_chunk,
     run,
+    shock_cholesky,
     standard_normals,
 )
 from mcsim.reference import simulate_reference
@@ -134,7 +134,7 @@ def time_bare_scan(cfg, repeats: int, dtype: str, paths: int, unroll: int = 1) -
     args = jax.tree.map(jnp.asarray, sampler.arguments())
     deal = model.deal_terms(cfg.deal, grid)
     key = jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32)
-    chol = tuple(map(tuple, np.linalg.cholesky(np.array(cfg.shock_correlation))))
+    chol = shock_cholesky(cfg)
 
     @jax.jit
     def bare(args, deal, key):

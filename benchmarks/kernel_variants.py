@@ -19,12 +19,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mcsim.accumulators import MoneyBins
 from mcsim.config import load_config
 from mcsim.device_draws import DeviceSampler
-from mcsim.engine import KernelOptions, chunk_kernel, zero_counts
+from mcsim.engine import KernelOptions, chunk_kernel, shock_cholesky, zero_counts
 from mcsim.model import deal_terms
 from mcsim.rng import STREAM_SHOCKS, stream_key
 
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     grid, bins, devices = cfg.grid, MoneyBins(), tuple(jax.local_devices())
     sampler = DeviceSampler(cfg)
-    chol = tuple(map(tuple, np.linalg.cholesky(np.array(cfg.shock_correlation))))
+    chol = shock_cholesky(cfg)
     kernel = chunk_kernel(sampler.structure, grid, "float32", chol, bins, chunk, devices,
                           options)
     args = jax.tree.map(jnp.asarray, sampler.arguments())

@@ -13,6 +13,12 @@ from .config import ConfigError, load_config
 EXIT_BAD_INPUT = 2
 
 
+def _bad_input(exc: ConfigError) -> int:
+    """Bad input: one line on stderr, exit status 2 (nothing has been written)."""
+    print(f"mcsim: error: {exc}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
@@ -138,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not out.is_dir():
             raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
     except ConfigError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
 
     import jax
 
@@ -160,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 stat, value, relative = parse_target(text)
                 targets[stat] = f"{value * 100}%" if relative else value
         except ConfigError as exc:
-            print(f"mcsim: error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return _bad_input(exc)
     ckpt_dir = Path(args.checkpoint_dir or f"{Path(args.out).resolve()}.checkpoint")
     if args.resume and not ckpt_dir.exists():
         print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
@@ -177,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                           checkpoint=ckpt_dir, checkpoint_interval=args.checkpoint_interval,
                           resume=args.resume)
     except ConfigError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
     out = write_report(results, args.out, plots=not args.no_plots,
@@ -199,8 +202,7 @@ def _sweep(args) -> int:
               file=sys.stderr)
         runs = run_sweep(config, grid, dtype=args.dtype, progress=False)
     except ConfigError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
     out = write_sweep(runs, args.out, plots=not args.no_plots)
     rows = sweep_table(runs)
     keys = list(grid)
@@ -224,8 +226,7 @@ def _compare(args) -> int:
         if len(names) != len(summaries):
             raise ConfigError("--names", args.names, f"{len(summaries)} comma-separated labels")
     except ConfigError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
     text = compare_text(summaries, names)
     print(text)
     if args.out:
@@ -251,8 +252,7 @@ def _reproduce(args) -> int:
     try:
         results, prov = reproduce(args.summary)
     except ConfigError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
     then = (prov.get("mcsim_version"), prov.get("jax_version"))
     if then != (__version__, jax.__version__):
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "

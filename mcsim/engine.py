@@ -129,6 +129,11 @@ def round_chunk(chunk_size: int, num_paths: int, num_devices: int = 1) -> int:
     return BLOCK << (blocks - 1).bit_length()
 
 
+def shock_cholesky(config: Config) -> tuple[tuple[float, ...], ...]:
+    """Lower Cholesky factor of the monthly shocks' correlation, as a hashable static."""
+    return tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
+
+
 def pairwise_sum(x):
     """Sum over the last axis (a power of two) by the complete binary tree of adjacent pairs.
 
@@ -371,7 +376,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         if step % shard:
             raise ValueError(f"stages must be multiples of {BLOCK} paths")
     level = (shard // BLOCK).bit_length() - 1  # the sum tree's level of one shard
-    cholesky = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
+    cholesky = shock_cholesky(config)
     sampler = DeviceSampler(config)
     options = options or default_kernel_options(devices[0])
     kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices,
@@ -422,10 +427,18 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     last_save = t_begin
     compile_seconds = 0.0
     pending = None
+    def settle():
+        """Bring every call so far into ``acc`` (tree nodes and counts); devices restart."""
+        nonlocal pending, counts, since_flush
+        if pending is not None:
+            collect(*pending)
+            pending = None
+        counts = flush(counts)
+        since_flush = 0
+
     for i, (start, seg_end) in enumerate(starts):
         if since_flush + shard > INT32_PATHS:  # a device's int32 counts could overflow
-            counts = flush(counts)
-            since_flush = 0
+            settle()
         valid = min(D * shard, seg_end - start)
         counts, node = kernel(args, deal, shock_key, counts, jnp.uint32(start % 2**32),
                               jnp.int64(valid))
@@ -440,24 +453,15 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         if bar is not None:
             bar.update(valid)
         if should_stop is not None and start + D * shard >= seg_end and seg_end < limit:
-            collect(*pending)  # a stage is complete: ask whether it is enough
-            pending = None
-            counts = flush(counts)
-            since_flush = 0
+            settle()  # a stage is complete: ask whether it is enough
             if should_stop(acc):
                 break
         if ckpt_file is not None and time.perf_counter() - last_save >= checkpoint_interval \
                 and i + 1 < len(starts):
-            if pending is not None:
-                collect(*pending)
-                pending = None
-            counts = flush(counts)
-            since_flush = 0
+            settle()
             ckpt.save(ckpt_file, identity, acc, starts[i + 1][0])
             last_save = time.perf_counter()
-    if pending is not None:
-        collect(*pending)
-    flush(counts)
+    settle()
     if ckpt_file is not None:  # complete: a resume just reads the results back
         ckpt.save(ckpt_file, identity, acc, limit)
     if bar is not None:
@@ -504,7 +508,7 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
     if not names:
         return None
     grid, jd = config.grid, DTYPES[dtype]
-    chol = tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
+    chol = shock_cholesky(config)
 
     @jax.jit
     def per_path(args, deal, key, paths):

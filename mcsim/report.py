@@ -8,6 +8,7 @@ leaves a half-written report, and an earlier report at the same place survives a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -264,9 +265,7 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
     place only when all are complete.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         summary = summarize(results)
         with open(tmp / "summary.json", "w") as fh:
             json.dump(summary, fh, indent=1, allow_nan=False)
@@ -284,11 +283,21 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
 
             write_sample_paths(results.config, min(sample_paths, results.num_paths), tmp,
                                results.info.dtype)
+    return out_dir
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: Path):
+    """Yield a temporary sibling of ``out_dir`` to write into; on success it replaces
+    ``out_dir`` (an earlier one is removed only then), on any failure it is deleted."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from . import model
 from .config import Config
 from .device_draws import draw_on_device
-from .engine import DTYPES, standard_normals
+from .engine import DTYPES, shock_cholesky, standard_normals
 from .rng import STREAM_SHOCKS, shock_words, stream_key
 
 
@@ -35,7 +35,7 @@ def sample_paths(config: Config, k: int, dtype: str = "float32"):
     normals = jnp.stack([jnp.zeros((k, 5), jd)] + [
         jnp.stack(standard_normals(shock_words(key, paths, jnp.uint32(t), jnp), jd), axis=1)
         for t in range(1, T)])  # row t drives the step into month t, as in the kernel
-    chol = np.linalg.cholesky(np.array(config.shock_correlation)).tolist()
+    chol = shock_cholesky(config)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, T))
     final, flows = fn({n: jnp.asarray(v) for n, v in theta.items()},
                       model.deal_terms(config.deal, grid), normals)

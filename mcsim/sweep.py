@@ -98,15 +98,11 @@ def _text(v: Any) -> str:
 def write_sweep(runs, out: Path, plots: bool = True) -> Path:
     """sweep.csv, sweep.png and every point's report (point-NN/) under ``out``, atomically."""
     import csv
-    import shutil
-    import tempfile
 
-    from .report import _replace_dir, write_report
+    from .report import atomic_directory, write_report
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         rows = sweep_table(runs)
         with open(tmp / "sweep.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -116,10 +112,6 @@ def write_sweep(runs, out: Path, plots: bool = True) -> Path:
             write_report(res, tmp / f"point-{i:02d}", plots=plots)
         if plots:
             plot_sweep(runs, tmp / "sweep.png")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -107,3 +107,14 @@ def minimal_config_text(top: dict | None = None, **sections) -> str:
         lines.append(f"\n[{name}]")
         lines.extend(f"{k} = {v}" for k, v in table.items())
     return "\n".join(lines) + "\n"
+
+
+def short_config_file(directory: Path, horizon: str, base: str = "amendment_2026.toml",
+                      **simulation: int) -> Path:
+    """``directory/short.toml``: a repository config cut at ``horizon`` (quick to compile),
+    with other ``[simulation]`` integers (``paths=5000``) if given."""
+    lines = [f'horizon = "{horizon}"'] + [f"{k} = {v}" for k, v in simulation.items()]
+    path = Path(directory) / "short.toml"
+    path.write_text(f'extends = "{CONFIGS_DIR / base}"\n[simulation]\n' + "\n".join(lines)
+                    + "\n")
+    return path

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from helpers import CONFIGS_DIR  # noqa: E402
+from helpers import CONFIGS_DIR, short_config_file  # noqa: E402
 
 import mcsim  # noqa: E402
 from mcsim.report import summarize  # noqa: E402
@@ -52,9 +52,7 @@ def test_overrides_change_the_run_and_are_validated(config, results):
 
 
 def test_the_cli_is_a_thin_layer_over_the_api(config, results, tmp_path):
-    cfg = tmp_path / "short.toml"
-    cfg.write_text(f'extends = "{CONFIGS_DIR / "amendment_2026.toml"}"\n'
-                   '[simulation]\nhorizon = "2028-12"\n')
+    cfg = short_config_file(tmp_path, "2028-12")
     proc = subprocess.run([MCSIM, "run", cfg, "--out", tmp_path / "out", "--paths", "4096",
                            "--seed", "3", "--no-plots"], env=ENV, capture_output=True,
                           text=True, timeout=600)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CONFIGS_DIR, REPO_ROOT
+from helpers import REPO_ROOT, short_config_file
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
@@ -19,10 +19,7 @@ import scaling  # noqa: E402
 
 @pytest.fixture(scope="module")
 def short_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "short.toml"
-    path.write_text(f'extends = "{CONFIGS_DIR / "base.toml"}"\n'
-                    '[simulation]\nhorizon = "2024-12"\n')
-    return path
+    return short_config_file(tmp_path_factory.mktemp("cfg"), "2024-12", "base.toml")
 
 
 def test_bench_sweep_writes_every_figure(short_config, tmp_path, capsys):

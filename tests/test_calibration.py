@@ -15,6 +15,7 @@ from helpers import CONFIGS_DIR
 from mcsim import model
 from mcsim.config import load_config
 from mcsim.draws import ParameterSampler
+from mcsim.engine import shock_cholesky
 from mcsim.rng import shock_normals_reference
 
 N_PATHS = 20_000
@@ -29,7 +30,7 @@ def azure_inference():
     months = 21  # 2024-01 .. 2025-09
     theta = ParameterSampler(cfg).draw(0, N_PATHS)
     normals = shock_normals_reference(cfg.simulation.seed, 0, N_PATHS, months)
-    chol = np.linalg.cholesky(np.array(cfg.shock_correlation)).tolist()
+    chol = shock_cholesky(cfg)
     th = {k: jnp.asarray(v, jnp.float32) for k, v in theta.items()}
     deal = model.deal_terms(cfg.deal, cfg.grid)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, months))

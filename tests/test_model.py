@@ -10,6 +10,7 @@ from helpers import CONFIGS_DIR
 from mcsim import model
 from mcsim.config import load_config
 from mcsim.draws import ParameterSampler
+from mcsim.engine import shock_cholesky
 from mcsim.reference import simulate_reference
 from mcsim.rng import shock_normals_reference
 
@@ -37,7 +38,7 @@ def case(request):
 
 def _kernel(cfg, theta, normals, dtype):
     grid = cfg.grid
-    chol = np.linalg.cholesky(np.array(cfg.shock_correlation)).tolist()
+    chol = shock_cholesky(cfg)
     th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
     deal = model.deal_terms(cfg.deal, grid)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR
+from helpers import CONFIGS_DIR, short_config_file
 
 import mcsim
 from mcsim.cli import main
@@ -78,9 +78,7 @@ def test_stopping_rule_coverage(config):
 
 
 def test_cli_target_se(tmp_path):
-    cfg = tmp_path / "short.toml"
-    cfg.write_text(f'extends = "{CONFIGS_DIR / "amendment_2026.toml"}"\n'
-                   '[simulation]\nhorizon = "2028-12"\n')
+    cfg = short_config_file(tmp_path, "2028-12")
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--paths", "300000", "--no-plots",
                  "--no-progress", "--target-se", "cumulative_azure_spend=1%",

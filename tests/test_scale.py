@@ -16,13 +16,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import CONFIGS_DIR
+from helpers import short_config_file as write_short_config
 
 from mcsim.accumulators import MoneyBins
 from mcsim.config import load_config
 from mcsim.device_draws import draw_on_device
 from mcsim.distributions import Distribution
 from mcsim.draws import ParameterSampler, to_dtype
-from mcsim.engine import KernelOptions, bytes_per_path, chunk_kernel, run, zero_counts
+from mcsim.engine import (
+    KernelOptions,
+    bytes_per_path,
+    chunk_kernel,
+    run,
+    shock_cholesky,
+    zero_counts,
+)
 
 MCSIM = str(Path(sys.executable).parent / "mcsim")
 
@@ -30,10 +38,7 @@ MCSIM = str(Path(sys.executable).parent / "mcsim")
 @pytest.fixture(scope="module")
 def short_config_file(tmp_path_factory) -> Path:
     """The amendment's config cut to three years (quick to compile)."""
-    path = tmp_path_factory.mktemp("cfg") / "short.toml"
-    path.write_text(f'extends = "{CONFIGS_DIR / "amendment_2026.toml"}"\n'
-                    '[simulation]\nhorizon = "2026-12"\npaths = 5000\nseed = 3\n')
-    return path
+    return write_short_config(tmp_path_factory.mktemp("cfg"), "2026-12", paths=5000, seed=3)
 
 
 def _run_cli(config: Path, out: Path, *extra, devices: int = 1, **popen):
@@ -127,7 +132,7 @@ def test_device_memory_is_one_chunk(short_config_file):
 
     grid, bins, devices = cfg.grid, MoneyBins(), tuple(jax.local_devices())
     sampler = DeviceSampler(cfg)
-    chol = tuple(map(tuple, np.linalg.cholesky(np.array(cfg.shock_correlation))))
+    chol = shock_cholesky(cfg)
     for chunk in (1024, 8192):
         kernel = chunk_kernel(sampler.structure, grid, "float32", chol, bins, chunk, devices)
         compiled = kernel.lower(jax.tree.map(jnp.asarray, sampler.arguments()),

@@ -7,7 +7,7 @@ import csv
 
 import jax
 import pytest
-from helpers import CONFIGS_DIR
+from helpers import short_config_file
 
 from mcsim.cli import main
 from mcsim.config import ConfigError
@@ -28,10 +28,7 @@ def test_values_split_at_top_level_commas():
 
 @pytest.fixture()
 def short_config(tmp_path):
-    path = tmp_path / "short.toml"
-    path.write_text(f'extends = "{CONFIGS_DIR / "amendment_2026.toml"}"\n'
-                    '[simulation]\nhorizon = "2028-12"\n')
-    return path
+    return short_config_file(tmp_path, "2028-12")
 
 
 def _rows(out):
