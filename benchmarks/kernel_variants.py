@@ -23,7 +23,13 @@ import jax.numpy as jnp
 from mcsim.accumulators import MoneyBins
 from mcsim.config import load_config
 from mcsim.device_draws import DeviceSampler
-from mcsim.engine import KernelOptions, chunk_kernel, shock_cholesky, zero_counts
+from mcsim.engine import (
+    KernelOptions,
+    chunk_kernel,
+    plain_inputs,
+    shock_cholesky,
+    zero_counts,
+)
 from mcsim.model import deal_terms
 from mcsim.rng import STREAM_SHOCKS, stream_key
 
@@ -41,14 +47,15 @@ def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     key = jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     counts = zero_counts(grid, bins, devices, options)
     t0 = time.perf_counter()
-    counts, node = kernel(args, deal, key, counts, jnp.uint32(0), jnp.int64(chunk))
+    extra = plain_inputs(devices)
+    counts, node = kernel(args, deal, key, counts, jnp.uint32(0), jnp.int64(chunk), *extra)
     jax.block_until_ready(node)
     first = time.perf_counter() - t0
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
         counts, node = kernel(args, deal, key, counts, jnp.uint32((i + 1) * chunk),
-                              jnp.int64(chunk))
+                              jnp.int64(chunk), *extra)
         jax.block_until_ready(node)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)

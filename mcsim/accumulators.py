@@ -193,6 +193,8 @@ class Accumulator:
     num_stats: int
     num_bins: int
     num_months: int
+    #: rows of the sum tree (default num_stats; a weighted run keeps 3 S + 1)
+    tree_stats: int | None = None
     histogram: np.ndarray = field(init=False)          # (S, B) int64
     tree: SumTree = field(init=False)
     repayment_counts: np.ndarray = field(init=False)   # (T+1,) int64; [T] = censored
@@ -203,7 +205,8 @@ class Accumulator:
 
     def __post_init__(self) -> None:
         self.histogram = np.zeros((self.num_stats, self.num_bins), np.int64)
-        self.tree = SumTree(self.num_stats)
+        self.tree_stats = self.tree_stats or self.num_stats
+        self.tree = SumTree(self.tree_stats)
         self.repayment_counts = np.zeros(self.num_months + 1, np.int64)
         self.credit_counts = np.zeros(self.num_months + 1, np.int64)
         self.nonfinite_months = np.zeros(self.num_months + 1, np.int64)

@@ -94,7 +94,8 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
              seed: int | None = None, overrides: Mapping[str, Any] | None = None,
              dtype: str = "float32", progress: bool | None = None,
              target_se: Mapping[str, float | str] | None = None,
-             first_check: int | None = None, **run_options):
+             first_check: int | None = None, condition: bool | None = None,
+             **run_options):
     """Simulate a config and reduce it to :class:`mcsim.results.Results`.
 
     Args:
@@ -107,6 +108,10 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
             stops at the first look where all are met, or at ``paths`` (the budget). See
             :mod:`mcsim.precision` for the statistics and the stopping rule.
         first_check: paths at the first look (default 65,536; a multiple of 1024).
+        condition: also run the same paths weighted by their likelihood of the config's
+            ``[observations]`` (default: when it has any), as ``results.conditioned``
+            (:mod:`mcsim.conditioning`); a second pass, so about twice the time. A small
+            effective sample size raises a ``UserWarning``.
         **run_options: passed to :func:`mcsim.engine.run` (``chunk_size``, ``devices``,
             ``checkpoint``, ``resume``, ...).
 
@@ -120,12 +125,21 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
         config = load_config(config)
     config = with_overrides(config, overrides or {})
     config = config.with_simulation(paths=paths, seed=seed)
+    if condition is None:
+        condition = bool(config.observations)
     if not target_se:
-        return run(config, dtype=dtype, progress=progress, **run_options)
+        results = run(config, dtype=dtype, progress=progress, **run_options)
+        return condition_results(results, dtype, progress, run_options) if condition else results
     from dataclasses import replace
 
     from . import precision
     from .layout import StatLayout
+
+    if config.simulation.variance_reduction == "sobol":
+        raise ConfigError("simulation.variance_reduction", "sobol",
+                          '"none" or "antithetic" with a precision target (Sobol points\' '
+                          "errors are not the i.i.d. formula's, so a target could not be "
+                          "checked)")
 
     targets = {}
     for stat, value in target_se.items():
@@ -136,4 +150,23 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
                   stages=precision.stages(config.simulation.paths,
                                           first_check or precision.FIRST_CHECK),
                   should_stop=precision.stopping_rule(targets, layout), **run_options)
-    return replace(results, precision=precision.report(results.accumulator, layout, targets))
+    results = replace(results,
+                      precision=precision.report(results.accumulator, layout, targets))
+    return condition_results(results, dtype, progress, run_options) if condition else results
+
+
+def condition_results(results, dtype: str = "float32", progress=None,
+                      run_options: dict | None = None):
+    """``results`` with the same paths' conditioned results attached."""
+    import warnings
+    from dataclasses import replace
+
+    from .engine import run
+
+    options = {k: v for k, v in (run_options or {}).items()
+               if k not in ("checkpoint", "checkpoint_interval", "resume")}
+    config = results.config.with_simulation(paths=results.num_paths)
+    conditioned = run(config, dtype=dtype, progress=progress, weighted=True, **options)
+    if conditioned.warning:
+        warnings.warn(conditioned.warning, UserWarning, stacklevel=3)
+    return replace(results, conditioned=conditioned)

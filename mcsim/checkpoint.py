@@ -87,7 +87,7 @@ def load(path: Path, identity: dict, acc: Accumulator) -> int:
     acc.add_counts(data["histogram"], data["repayment_counts"], data["credit_counts"],
                    data["nonfinite_months"])
     acc.paths = int(data["scalars"][0])
-    acc.tree = SumTree.from_state(acc.num_stats, {
+    acc.tree = SumTree.from_state(acc.tree_stats, {
         "keys": data["tree_keys"], "count": data["tree_count"], "s1": data["tree_s1"],
         "s2": data["tree_s2"]})
     return int(data["scalars"][1])

@@ -1,5 +1,5 @@
-"""Command line: ``mcsim run``, ``reproduce``, ``compare``, ``sweep``, ``validate``. Only
-wires the pieces together."""
+"""Command line: ``mcsim run``, ``sensitivity``, ``sweep``, ``compare``, ``reproduce``,
+``validate``. Only wires the pieces together."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default from the device's memory); results do not depend on it")
     r.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="kernel precision (reported sums are float64 either way)")
+    r.add_argument("--variance-reduction", choices=("none", "antithetic", "sobol"),
+                   help="antithetic pairs or scrambled Sobol parameters (overrides "
+                        "simulation.variance_reduction; see README)")
+    r.add_argument("--no-condition", action="store_true",
+                   help="skip the conditioned pass of a config with [observations]")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument("--save-paths", type=_positive_int, metavar="K",
                    help="also write the parameters and monthly flows of the first K paths "
@@ -98,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report directory (replaced atomically)")
     rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
+    se = sub.add_parser("sensitivity", help="Sobol indices of every uncertain parameter "
+                                             "for the repayment month, cumulative Azure "
+                                             "spend and repaid-by-a-month; tornado chart")
+    se.add_argument("config", help="TOML config file")
+    se.add_argument("--out", required=True, help="directory for sensitivity.csv, "
+                                                 "sensitivity.json and tornado.png")
+    se.add_argument("--base-rows", type=_positive_int, default=4096, metavar="N",
+                    help="rows of each base matrix, a power of two (default 4096); the "
+                         "model runs N x (parameters + 3) times")
+    se.add_argument("--by", metavar="YYYY-MM",
+                    help="month of the event 'repaid by' (default 2030-12, or the horizon)")
+    se.add_argument("--bootstrap", type=_positive_int, default=1000,
+                    help="bootstrap resamples for the intervals (default 1000)")
+    se.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                    help="override a config key first (repeatable)")
+    se.add_argument("--seed", type=_seed, help="seed of the design, shocks and bootstrap")
+    se.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+
     sw = sub.add_parser("sweep", help="run a grid of overrides and compare the runs")
     sw.add_argument("config", help="TOML config file")
     sw.add_argument("--set", action="append", required=True, metavar="TABLE.KEY=V1,V2,...",
@@ -128,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "sensitivity":
+        return _sensitivity(args)
     try:
         config = load_config(args.config)
         if args.command == "validate":
@@ -139,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(paths=args.paths, seed=args.seed,
-                                        chunk_size=args.chunk_size)
+                                        chunk_size=args.chunk_size,
+                                        variance_reduction=args.variance_reduction)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
@@ -175,11 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             from .api import simulate
 
             results = simulate(config, dtype=args.dtype, progress=args.progress,
-                               target_se=targets)
+                               target_se=targets, condition=False)
         else:
             results = run(config, dtype=args.dtype, progress=args.progress,
                           checkpoint=ckpt_dir, checkpoint_interval=args.checkpoint_interval,
                           resume=args.resume)
+        if config.observations and not args.no_condition:
+            import warnings
+
+            from .api import condition_results
+
+            with warnings.catch_warnings():  # the summary below prints the ESS warning
+                warnings.simplefilter("ignore", UserWarning)
+                results = condition_results(results, args.dtype, args.progress)
     except ConfigError as exc:
         return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes
@@ -189,6 +223,38 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the report is safe: no need to resume
     print(format_summary(results))
     print(f"report written to {out}/")
+    return 0
+
+
+def _sensitivity(args) -> int:
+    from .api import parse_override, with_overrides
+    from .sensitivity import sensitivity, write_sensitivity
+
+    try:
+        config = load_config(args.config)
+        config = with_overrides(config, dict(parse_override(t) for t in args.set))
+        config = config.with_simulation(seed=args.seed)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
+        result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
+                             num_bootstrap=args.bootstrap, dtype=args.dtype)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    write_sensitivity(result, config, out)
+    print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
+          f"{result.seconds:.1f} s; Sobol indices with "
+          f"{result.indices['repayment_month'].confidence:.0%} bootstrap intervals")
+    for name, idx in result.indices.items():
+        label = f"repaid by {result.by_month}" if name == "repaid_by" else \
+            name.replace("_", " ")
+        print(f"  {label}: largest total indices")
+        frame = idx.to_frame().head(5)
+        for factor, row in frame.iterrows():
+            print(f"    {factor:<26} total {row['total']:.3f} [{row['total_low']:.3f}, "
+                  f"{row['total_high']:.3f}]  first {row['first']:.3f} "
+                  f"[{row['first_low']:.3f}, {row['first_high']:.3f}]")
+    print(f"written {out}/sensitivity.csv, sensitivity.json and tornado.png")
     return 0
 
 

@@ -37,6 +37,11 @@ MAX_PATHS = 2**32  # path index is one 32-bit Threefry counter word
 MAX_MONTHS = 12 * 200
 DEFAULT_MAX_NONFINITE = 1e-3
 RECOUP_SOURCES = ("profit_share", "revenue_share")
+#: simulation.variance_reduction: plain Monte Carlo, antithetic pairs, scrambled Sobol points
+VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
+#: Monthly flows an observation may sum over a window (the annual flows of the report).
+OBSERVABLE_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share")
+OBSERVATION_KEYS = ("flow", "start", "end", "value", "sd", "rel_sd")
 
 
 class ConfigError(ValueError):
@@ -85,10 +90,29 @@ class SimulationConfig:
     seed: int = DEFAULT_SEED
     chunk_size: int | None = None
     max_nonfinite_fraction: float = DEFAULT_MAX_NONFINITE
+    #: "none", "antithetic" (path 2k+1 mirrors path 2k: uniforms 1-u, shocks -z) or
+    #: "sobol" (parameters from a scrambled Sobol sequence indexed by path)
+    variance_reduction: str = "none"
 
     @property
     def grid(self) -> MonthGrid:
         return MonthGrid.from_labels(self.start, self.horizon)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One ``[observations.NAME]`` entry: a flow summed over months ``start``..``end``
+    (inclusive) was observed to be ``value`` $, with a Gaussian error of ``sd`` $.
+
+    Each path is weighted by the likelihood ``exp(-((sum - value) / sd)^2 / 2)`` of all
+    observations together (independent errors)."""
+
+    name: str
+    flow: str
+    start: str
+    end: str
+    value: float
+    sd: float
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,8 @@ class Config:
         tuple(1.0 if i == j else 0.0 for j in range(5)) for i in range(5))
     source_text: str = ""
     source_path: str = ""
+    #: ``[observations]``: what the paths are conditioned on (empty: prior only)
+    observations: tuple[Observation, ...] = ()
     #: the TOML document after ``extends`` was resolved (JSON-ready), for provenance
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -146,7 +172,11 @@ class Config:
         if resolved:  # keep the document in step, for provenance and overrides
             resolved["simulation"] = {**resolved.get("simulation", {}), **{
                 k: v for k, v in changes.items() if v is not None}}
-        return replace(self, simulation=sim, resolved=resolved)
+        observations = self.observations
+        if observations and sim.grid != self.grid:  # windows must stay inside the grid
+            observations = _parse_observations(self.resolved.get("observations", {}),
+                                               sim.grid)
+        return replace(self, simulation=sim, resolved=resolved, observations=observations)
 
 
 # --------------------------------------------------------------------------------------
@@ -227,7 +257,7 @@ def _table(raw: dict, key: str, required: bool = True) -> dict:
 # sections
 
 SIMULATION_KEYS = ("start", "horizon", "paths", "seed", "chunk_size",
-                   "max_nonfinite_fraction")
+                   "max_nonfinite_fraction", "variance_reduction")
 
 
 def _parse_simulation(raw: dict) -> SimulationConfig:
@@ -251,7 +281,51 @@ def _parse_simulation(raw: dict) -> SimulationConfig:
         chunk = _integer(chunk, "simulation.chunk_size", 1, 2**26)
     max_bad = _in_range(raw.get("max_nonfinite_fraction", DEFAULT_MAX_NONFINITE),
                         "simulation.max_nonfinite_fraction", 0.0, 1.0)
-    return SimulationConfig(start, horizon, paths, seed, chunk, max_bad)
+    reduction = raw.get("variance_reduction", "none")
+    if reduction not in VARIANCE_REDUCTION:
+        raise ConfigError("simulation.variance_reduction", reduction,
+                          "one of " + ", ".join(f'"{v}"' for v in VARIANCE_REDUCTION))
+    if reduction == "antithetic" and paths % 2:
+        raise ConfigError("simulation.paths", paths,
+                          "an even number with variance_reduction = \"antithetic\" (pairs)")
+    return SimulationConfig(start, horizon, paths, seed, chunk, max_bad, reduction)
+
+
+def _parse_observations(raw: dict, grid: MonthGrid) -> tuple[Observation, ...]:
+    out = []
+    for name, spec in raw.items():
+        key = f"observations.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(key, spec, "a table with flow, start, end, value and sd "
+                              "(or rel_sd)")
+        _check_keys(spec, OBSERVATION_KEYS, key + ".")
+        for k in ("flow", "start", "end", "value"):
+            if k not in spec:
+                raise ConfigError(f"{key}.{k}", _MISSING, {
+                    "flow": "one of " + ", ".join(OBSERVABLE_FLOWS),
+                    "start": 'a month "YYYY-MM"', "end": 'a month "YYYY-MM"',
+                    "value": "the observed sum, $"}[k])
+        flow = spec["flow"]
+        if flow not in OBSERVABLE_FLOWS:
+            raise ConfigError(f"{key}.flow", flow, "one of " + ", ".join(OBSERVABLE_FLOWS))
+        start, end = _month(spec["start"], f"{key}.start"), _month(spec["end"], f"{key}.end")
+        first, last = grid.labels[0], grid.labels[-1]
+        for k, m in (("start", start), ("end", end)):
+            if not parse_month(first) <= parse_month(m) <= parse_month(last):
+                raise ConfigError(f"{key}.{k}", m, f"a month within the simulation, "
+                                  f"{first} to {last}")
+        if parse_month(end) < parse_month(start):
+            raise ConfigError(f"{key}.end", end, f"a month not before {key}.start ({start})")
+        value = _in_range(spec["value"], f"{key}.value", 0.0, None, lo_open=True)
+        if ("sd" in spec) == ("rel_sd" in spec):
+            raise ConfigError(f"{key}.sd", spec.get("sd", _MISSING),
+                              "exactly one of sd ($) or rel_sd (a fraction of value)")
+        if "sd" in spec:
+            sd = _in_range(spec["sd"], f"{key}.sd", 0.0, None, lo_open=True)
+        else:
+            sd = value * _in_range(spec["rel_sd"], f"{key}.rel_sd", 0.0, None, lo_open=True)
+        out.append(Observation(name, flow, start, end, value, sd))
+    return tuple(out)
 
 
 def _parse_distribution(name: str, spec: dict) -> Distribution:
@@ -467,7 +541,8 @@ def _parse_deal(raw: dict) -> DealConfig:
     return DealConfig(**kw)
 
 
-TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal")
+TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal",
+            "observations")
 #: Tables of a parent config that a child's same-named table updates key by key; any other
 #: table given in the child replaces the parent's whole (a new [deal] is a new deal).
 MERGED_TABLES = ("simulation", "parameters")
@@ -487,8 +562,9 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     correlation = _parse_correlation(_table(raw, "parameter_correlation", False), parameters)
     shocks = _parse_shocks(_table(raw, "shocks", False))
     deal = _parse_deal(_table(raw, "deal"))
+    observations = _parse_observations(_table(raw, "observations", False), simulation.grid)
     return Config(simulation, parameters, deal, correlation, shocks, source_text,
-                  source_path, copy.deepcopy(raw))
+                  source_path, observations, copy.deepcopy(raw))
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:
@@ -566,5 +642,5 @@ def parse_config_text(text: str, source_path: str = "<string>") -> Config:
     return parse_config(_loads(text, source_path), source_text=text, source_path=source_path)
 
 
-__all__ = ["Config", "ConfigError", "DealConfig", "SimulationConfig", "load_config",
+__all__ = ["Config", "ConfigError", "DealConfig", "Observation", "SimulationConfig", "load_config",
            "parse_config", "parse_config_text"]

@@ -125,23 +125,38 @@ class DeviceSampler:
             out["coef"] = np.stack([np.asarray(t.c) for t in tables])  # (m, 4, K-1)
         return out
 
-    def draw(self, args: dict, paths, dtype) -> dict:
+    def uniforms(self, args: dict, paths, antithetic: bool = False):
+        """Independent uniforms [n, m] of the uncertain parameters for ``paths`` (uint32).
+
+        Keyed by (seed, path, parameter). With ``antithetic``, path 2k+1 takes ``1 - u`` of
+        path 2k (exact in float64: u is an odd multiple of 2^-53).
+        """
+        st = self.structure
+        cols = jnp.asarray(np.array(st.columns, np.uint32))
+        base = paths & jnp.uint32(0xFFFFFFFE) if antithetic else paths
+        w0, w1 = threefry2x32(args["key"][0], args["key"][1], base[:, None],
+                              cols[None, :], jnp)
+        hi = (w0 >> jnp.uint32(6)).astype(_F64)
+        lo = (w1 >> jnp.uint32(6)).astype(_F64)
+        u = (hi * 2.0**26 + lo + 0.5) * 2.0**-52  # [n, m]
+        if antithetic:
+            u = jnp.where((paths & jnp.uint32(1))[:, None] == 1, 1.0 - u, u)
+        return u
+
+    def draw(self, args: dict, paths, dtype, uniforms=None, antithetic: bool = False) -> dict:
         """theta for the path indices ``paths`` (uint32 [n]): name -> ``dtype`` [n].
 
-        Runs under jit; ``args`` is :meth:`arguments` (as device arrays). Each operation
-        acts on all parameters of a kind at once ([n, m] arrays): one ``ndtri`` in the
-        compiled program instead of thirty keeps compilation short.
+        Runs under jit; ``args`` is :meth:`arguments` (as device arrays). ``uniforms``
+        [n, m] replaces the independent uniforms of :meth:`uniforms` (Sobol points, or a
+        sensitivity design's rows); they go through the same copula and inverse CDFs. Each
+        operation acts on all parameters of a kind at once ([n, m] arrays): one ``ndtri``
+        in the compiled program instead of thirty keeps compilation short.
         """
         st = self.structure
         n = paths.shape[0]
         theta = {}
         if st.uncertain:
-            cols = jnp.asarray(np.array(st.columns, np.uint32))
-            w0, w1 = threefry2x32(args["key"][0], args["key"][1], paths[:, None],
-                                  cols[None, :], jnp)
-            hi = (w0 >> jnp.uint32(6)).astype(_F64)
-            lo = (w1 >> jnp.uint32(6)).astype(_F64)
-            u = (hi * 2.0**26 + lo + 0.5) * 2.0**-52  # [n, m]
+            u = uniforms if uniforms is not None else self.uniforms(args, paths, antithetic)
             if st.copula_columns:
                 cc = np.array(st.copula_columns)
                 z = ndtri(u[:, cc])

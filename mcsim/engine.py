@@ -32,6 +32,7 @@ from .config import Config, ConfigError
 from .device_draws import DeviceSampler
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
+from .qmc import SobolPoints
 from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -154,25 +155,49 @@ def standard_normals(words, dtype):
     return tuple(out)
 
 
+class PathStatistics(NamedTuple):
+    """What :func:`shard_statistics` computes for n paths."""
+
+    stats: jax.Array          # [S, n] float64: StatLayout's rows
+    final: model.State        # the state after the last month
+    first_bad: jax.Array      # [n] int32: first month with a non-finite running sum (T: none)
+    observed_sums: jax.Array  # [O, n] float64: each observation's flow summed over its window
+
+
+#: Likelihood weights are counted in units of 2^-20 (integers): integer adds are exact in
+#: any order, so weighted histograms are as reproducible as plain counts; the rounding
+#: (at most 2^-21 per path) is far below the Monte Carlo error of any weighted statistic.
+WEIGHT_ONE = 2**20
+
+
 def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: tuple,
-                     args, deal, shock_key, paths, unroll: int = 1):
+                     args, deal, shock_key, paths, unroll: int = 1, *, uniforms=None,
+                     shock_paths=None, antithetic: bool = False,
+                     observed: tuple[str, ...] = (), windows=None) -> PathStatistics:
     """Every per-path statistic of :class:`StatLayout` for the path indices ``paths``.
 
-    Returns (stats [S, n] float64, final State, first month index with a non-finite
-    running sum [n] int32, T when none). Pure: the engine's kernel and the non-finite
-    diagnosis share it.
+    ``uniforms`` [n, m] replaces the paths' parameter uniforms (Sobol points, sensitivity
+    designs); ``shock_paths`` [n] (uint32) names whose monthly shocks each row uses
+    (default: its own path's). ``antithetic``: path 2k+1 mirrors path 2k (uniforms 1 - u,
+    shocks -z). ``observed``: flow names whose sums over ``windows`` (``start``/``end``
+    month indices [O], inclusive) are returned, for likelihood weights. Pure: the engine's
+    kernel, the sensitivity designs and the non-finite diagnosis share it.
     """
     T = grid.num_months
     num_years = len(grid.years)
     year_of = grid.year_of_month()
-    theta = model.prepare(sampler.draw(args, paths, dtype))
+    theta = model.prepare(sampler.draw(args, paths, dtype, uniforms=uniforms,
+                                       antithetic=antithetic))
     state = model.initial_state(theta, deal, T)
+    if shock_paths is None:
+        shock_paths = paths & jnp.uint32(0xFFFFFFFE) if antithetic else paths
+    mirrored = (paths & jnp.uint32(1)) == 1 if antithetic else None
 
     year_index = jnp.asarray(year_of, jnp.int32)
     n = paths.shape[0]
 
     def body(carry, t):
-        state, annual, first_bad = carry
+        state, annual, first_bad, obs = carry
         state, flows = model.month_flows(theta, deal, state, t)
         # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
         # the first month a path's sum is not finite is the first month of a bad flow
@@ -188,46 +213,91 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
         year = jax.lax.dynamic_slice(annual, (zero, y, zero), (len(ANNUAL_FLOWS), 1, n))
         annual = jax.lax.dynamic_update_slice(annual, year + monthly[:, None, :],
                                               (zero, y, zero))
+        if observed:
+            inside = (windows["start"] <= t) & (t <= windows["end"])
+            flow = jnp.stack([monthly[ANNUAL_FLOWS.index(f)] for f in observed])
+            obs = obs + jnp.where(inside[:, None], flow, 0.0)
         cum_azure = state.cum_azure_spend
-        z = standard_normals(shock_words(shock_key, paths, t + 1, jnp), dtype)
+        z = standard_normals(shock_words(shock_key, shock_paths, t + 1, jnp), dtype)
+        if antithetic:
+            z = tuple(jnp.where(mirrored, -zk, zk) for zk in z)
         state = model.advance(theta, state, model.correlate(z, cholesky), t)
-        return (state, annual, first_bad), cum_azure
+        return (state, annual, first_bad, obs), cum_azure
 
     annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
     never = jnp.full((n,), T, jnp.int32)
-    (final, annual, first_bad), cum_azure = jax.lax.scan(
-        body, (state, annual0, never), jnp.arange(T, dtype=jnp.int32), unroll=unroll)
+    obs0 = jnp.zeros((len(observed), n), jnp.float64)
+    (final, annual, first_bad, obs), cum_azure = jax.lax.scan(
+        body, (state, annual0, never, obs0), jnp.arange(T, dtype=jnp.int32), unroll=unroll)
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
                -final.min_openai_cash]
     stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)])
-    return stats, final, first_bad
+    return PathStatistics(stats, final, first_bad, obs)
+
+
+def likelihood_weights(observed_sums, windows):
+    """Each path's likelihood of the observations, in units of 2^-20 (int64 [n]).
+
+    ``exp(-sum_o ((sum_o - value_o) / sd_o)^2 / 2)``: at most 1 (the Gaussian's peak), so
+    the integer weight is in [0, 2^20]. A path with a NaN or inf sum gets 0.
+    """
+    r = (observed_sums - windows["value"][:, None]) / windows["sd"][:, None]
+    loglik = -0.5 * jnp.sum(r * r, axis=0)
+    w = jnp.round(jnp.exp(loglik) * WEIGHT_ONE)
+    return jnp.where(jnp.isfinite(w), w, 0.0).astype(jnp.int64)
+
+
+def _unit_sums(v, pairs: bool):
+    """Sum adjacent paths into antithetic pairs (the units whose spread is the error)."""
+    return v[..., 0::2] + v[..., 1::2] if pairs else v
 
 
 @functools.lru_cache(maxsize=32)
 def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
                  bins: MoneyBins, shard: int, devices: tuple,
-                 options: KernelOptions = CPU_OPTIONS) -> Callable:
+                 options: KernelOptions = CPU_OPTIONS, reduction: str = "none",
+                 observed: tuple[str, ...] = ()) -> Callable:
     """The jit-compiled call that runs ``shard`` paths on each of ``devices`` and folds
-    them into the device-resident counts (cached per static shape)."""
+    them into the device-resident counts (cached per static shape).
+
+    ``reduction``: "none", "antithetic" (the sum tree then holds antithetic pairs' means, so
+    that standard errors are those of the pairs) or "sobol" (the call takes the paths'
+    parameter uniforms, sharded like the paths). ``observed`` non-empty: a weighted
+    (conditioned) run; counts are sums of integer likelihood weights
+    (:data:`WEIGHT_ONE` = weight 1) and the tree's rows are :func:`weighted_rows`.
+    """
     dtype = DTYPES[dtype_name]
     layout = StatLayout(grid)
     S = layout.num_stats
     sampler = DeviceSampler.from_structure(structure)
+    pairs = reduction == "antithetic"
+    weighted = bool(observed)
+    count_type = jnp.int64 if weighted else jnp.int32
 
-    def run_shard(args, deal, shock_key, counts: ChunkCounts, chunk_start, num_valid):
+    def run_shard(args, deal, shock_key, counts: ChunkCounts, chunk_start, num_valid,
+                  uniforms, windows):
         d = jax.lax.axis_index("paths")
         offset = d.astype(jnp.uint32) * jnp.uint32(shard)
         local = jnp.arange(shard, dtype=jnp.uint32)
         paths = chunk_start + offset + local
-        stats, final, first_bad = shard_statistics(sampler, grid, dtype, cholesky, args,
-                                                   deal, shock_key, paths, options.unroll)
+        out = shard_statistics(sampler, grid, dtype, cholesky, args, deal, shock_key, paths,
+                               options.unroll,
+                               uniforms=uniforms if reduction == "sobol" else None,
+                               antithetic=pairs, observed=observed, windows=windows)
+        stats, final, first_bad = out.stats, out.final, out.first_bad
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
+        # (Antithetic pairs go together: a pair is the unit of the error.)
         valid = (offset + local).astype(jnp.int64) < num_valid
         path_finite = jnp.all(jnp.isfinite(stats), axis=0)
         ok = valid & path_finite
-        bad = (valid & ~path_finite).astype(jnp.int32)
+        bad = (valid & ~path_finite).astype(count_type)
+        if pairs:
+            ok = jnp.repeat(ok[0::2] & ok[1::2], 2)
+        w = ok.astype(count_type)
+        if weighted:
+            w = jnp.where(ok, likelihood_weights(out.observed_sums, windows), 0)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value
@@ -235,17 +305,23 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
         idx = bins.index(stats.astype(jnp.float32), jnp) \
             + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None] \
             + (copy * (S * bins.num_bins))[None, :]
-        weights = jnp.broadcast_to(ok, stats.shape).astype(jnp.int32)
+        weights = jnp.broadcast_to(w, stats.shape)
         hist = counts.histogram[0].reshape(-1).at[idx.ravel()].add(weights.ravel())
 
         x = jnp.where(ok, stats, 0.0)
+        if weighted:
+            rows = weighted_rows(x, w.astype(jnp.float64), pairs)
+        elif pairs:
+            rows = 0.5 * _unit_sums(x, True)  # the pairs' means
+        else:
+            rows = x
         # max(., 0) keeps each square a rounded product of its own: next to the tree's
         # first add, LLVM contracts x*x + y*y into a fused multiply-add for some chunk
         # shapes only (measured), which changed the last bit of a variance
-        x2 = jnp.maximum(x * x, 0.0)
-        node = ChunkNode(jnp.sum(ok, dtype=jnp.int32)[None], pairwise_sum(x)[None],
-                         pairwise_sum(x2)[None])
-        w = ok.astype(jnp.int32)
+        rows2 = jnp.maximum(rows * rows, 0.0)
+        units = ok[0::2] if pairs else ok
+        node = ChunkNode(jnp.sum(units, dtype=jnp.int32)[None], pairwise_sum(rows)[None],
+                         pairwise_sum(rows2)[None])
         new = ChunkCounts(
             hist.reshape(1, options.hist_copies, S, bins.num_bins),
             counts.repayment_counts.at[0, final.repayment_month].add(w),
@@ -257,34 +333,50 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
     rep, split = P(), P("paths")
     counts_spec = ChunkCounts(split, split, split, split)
     sharded = jax.shard_map(run_shard, mesh=mesh,
-                            in_specs=(rep, rep, rep, counts_spec, rep, rep),
+                            in_specs=(rep, rep, rep, counts_spec, rep, rep, split, rep),
                             out_specs=(counts_spec, ChunkNode(split, split, split)),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(3,))
 
 
+def weighted_rows(x, q, pairs: bool = False):
+    """The sum tree's rows for a weighted run, per unit k (a path, or an antithetic pair):
+    ``[a_k (S), b_k, b_k a_k (S), c_k (S)]`` with ``a = sum q x``, ``b = sum q``,
+    ``c = sum q x^2`` over the unit. Their sums and sums of squares give the weighted mean
+    ``sum a / sum b``, its delta-method error ``sum (a - mean b)^2 / (sum b)^2``, the
+    weighted variance and the effective sample size ``(sum b)^2 / sum b^2``
+    (:func:`mcsim.conditioning.weighted_moments`)."""
+    a = _unit_sums(q * x, pairs)
+    b = _unit_sums(q, pairs)
+    c = _unit_sums(q * x * x, pairs)
+    return jnp.concatenate([a, b[None, :], b * a, c])
+
+
 def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                options: KernelOptions = CPU_OPTIONS) -> ChunkCounts:
+                options: KernelOptions = CPU_OPTIONS, weighted: bool = False) -> ChunkCounts:
     """Fresh device counts, one row per device, laid out as the kernel expects (made on
-    the devices: with histogram copies they are hundreds of MB)."""
-    return _count_functions(grid, bins, devices, options)[0]()
+    the devices: with histogram copies they are hundreds of MB). int32 counts of paths, or
+    int64 sums of integer weights in a weighted run."""
+    return _count_functions(grid, bins, devices, options, weighted)[0]()
 
 
 def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
-                        devices: tuple, options: KernelOptions = CPU_OPTIONS):
+                        devices: tuple, options: KernelOptions = CPU_OPTIONS,
+                        weighted: bool = False):
     """The counts summed over histogram copies on the devices, then copied to the host."""
-    return jax.device_get(_count_functions(grid, bins, devices, options)[1](counts))
+    return jax.device_get(_count_functions(grid, bins, devices, options, weighted)[1](counts))
 
 
 @functools.lru_cache(maxsize=32)
 def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                     options: KernelOptions):
+                     options: KernelOptions, weighted: bool = False):
     D, T = len(devices), grid.num_months
     S = StatLayout(grid).num_stats
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
     shape = ChunkCounts((D, options.hist_copies, S, bins.num_bins), (D, T + 1), (D, T + 1),
                         (D, T + 1))
-    zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, jnp.int32) for s in shape)),
+    kind = jnp.int64 if weighted else jnp.int32
+    zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, kind) for s in shape)),
                     out_shardings=ChunkCounts(*(sharding,) * 4))
     # int32 is enough: the engine flushes before any device passes 2^31 - 1 paths
     total = jax.jit(lambda c: c._replace(histogram=c.histogram.sum(axis=1)))
@@ -319,7 +411,8 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         devices: list | None = None, options: KernelOptions | None = None,
         checkpoint: str | Path | None = None, checkpoint_interval: float = 60.0,
         resume: bool = False, stages: list[int] | None = None,
-        should_stop: Callable[[Accumulator], bool] | None = None):
+        should_stop: Callable[[Accumulator], bool] | None = None,
+        weighted: bool = False):
     """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
 
     Paths are sharded over every local device; under ``jax.distributed`` (several
@@ -346,6 +439,9 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
             1024), ``should_stop(accumulator)`` is asked; on True the run ends there, and
             its results are exactly those of a run of that many paths (see
             :mod:`mcsim.precision`). One process only.
+        weighted: run the same paths weighted by their likelihood of the config's
+            ``[observations]`` and return the conditioned results
+            (:class:`mcsim.conditioning.ConditionedResults`).
 
     Returns:
         :class:`mcsim.results.Results`.
@@ -358,7 +454,10 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype = {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if weighted and not config.observations:
+        raise ConfigError("observations", {}, "at least one observation to condition on")
     grid = config.grid
+    reduction = config.simulation.variance_reduction
     bins = bins or MoneyBins()
     devices = tuple(devices or jax.local_devices())
     num_paths = config.simulation.paths
@@ -379,13 +478,21 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     cholesky = shock_cholesky(config)
     sampler = DeviceSampler(config)
     options = options or default_kernel_options(devices[0])
+    observed = tuple(o.flow for o in config.observations) if weighted else ()
     kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices,
-                          options)
+                          options, reduction, observed)
+    no_uniforms, windows = plain_inputs(devices)
+    if weighted:
+        windows = observation_windows(config)
+    uniform_sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
+    sobol = SobolPoints(config.simulation.seed, len(sampler.structure.uncertain)) \
+        if reduction == "sobol" else None
     deal = model.deal_terms(config.deal, grid)
     shock_key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     args = jax.tree.map(jnp.asarray, sampler.arguments())
     layout = StatLayout(grid)
-    acc = Accumulator(layout.num_stats, bins.num_bins, grid.num_months)
+    acc = Accumulator(layout.num_stats, bins.num_bins, grid.num_months,
+                      tree_stats=3 * layout.num_stats + 1 if weighted else None)
 
     units = process_units(-(-num_paths // shard), pid, nproc)
     limit = min(units.stop * shard, num_paths)  # this process's paths end here
@@ -395,14 +502,14 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         starts += [(s, seg_end) for s in range(seg_start, seg_end, D * shard)]
         seg_start = seg_end
     bar = _progress_bar(limit - units.start * shard, progress)
-    counts = zero_counts(grid, bins, devices, options)
+    counts = zero_counts(grid, bins, devices, options, weighted)
     since_flush = 0
 
     def flush(counts):
-        host = device_counts_total(counts, grid, bins, devices, options)
+        host = device_counts_total(counts, grid, bins, devices, options, weighted)
         acc.add_counts(host.histogram.sum(axis=0), host.repayment_counts.sum(0),
                        host.credit_counts.sum(0), host.nonfinite_months.sum(0))
-        return zero_counts(grid, bins, devices, options)
+        return zero_counts(grid, bins, devices, options, weighted)
 
     def collect(start, node, end):
         node = jax.device_get(node)
@@ -417,6 +524,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         identity = ckpt.run_identity(config, dtype=dtype, shard=shard, devices=devices,
                                      num_processes=nproc, process_index=pid,
                                      options=options, bins=bins)
+        identity.update(variance_reduction=reduction, weighted=weighted)
         if resume and ckpt_file.exists():
             next_start = ckpt.load(ckpt_file, identity, acc)
             starts = [(s, e) for s, e in starts if s >= next_start]
@@ -440,8 +548,10 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         if since_flush + shard > INT32_PATHS:  # a device's int32 counts could overflow
             settle()
         valid = min(D * shard, seg_end - start)
+        uniforms = no_uniforms if sobol is None else jax.device_put(
+            sobol.points(start, D * shard), uniform_sharding)
         counts, node = kernel(args, deal, shock_key, counts, jnp.uint32(start % 2**32),
-                              jnp.int64(valid))
+                              jnp.int64(valid), uniforms, windows)
         since_flush += shard
         if i == 0:
             jax.block_until_ready(node)
@@ -473,7 +583,31 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     info = RunInfo(acc.paths if stages else num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
                    jax.__version__, seconds, compile_seconds, nproc, options)
+    if weighted:
+        from .conditioning import ConditionedResults
+
+        return ConditionedResults(config, layout, bins, acc, info)
     return Results(config, layout, bins, acc, info)
+
+
+def plain_inputs(devices: tuple) -> tuple:
+    """The kernel's last two arguments for an unweighted run without Sobol points: no
+    uniforms (an empty array sharded like the paths) and no observation windows."""
+    sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
+    no_uniforms = jax.device_put(np.zeros((len(devices), 0)), sharding)
+    return no_uniforms, {k: jnp.zeros((0,), t) for k, t in (
+        ("start", jnp.int32), ("end", jnp.int32), ("value", jnp.float64),
+        ("sd", jnp.float64))}
+
+
+def observation_windows(config: Config) -> dict:
+    """The observations' month windows (indices, inclusive), values and errors, as the
+    kernel's traced arguments (a new value or window reuses the compiled kernel)."""
+    grid, obs = config.grid, config.observations
+    return {"start": jnp.array([grid.index(o.start) for o in obs], jnp.int32),
+            "end": jnp.array([grid.index(o.end) for o in obs], jnp.int32),
+            "value": jnp.array([o.value for o in obs], jnp.float64),
+            "sd": jnp.array([o.sd for o in obs], jnp.float64)}
 
 
 def check_nonfinite(config: Config, acc: Accumulator, dtype: str) -> None:
@@ -512,7 +646,7 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
 
     @jax.jit
     def per_path(args, deal, key, paths):
-        stats, _, _ = shard_statistics(sampler, grid, jd, chol, args, deal, key, paths)
+        stats = shard_statistics(sampler, grid, jd, chol, args, deal, key, paths).stats
         theta = sampler.draw(args, paths, jnp.float64)
         return jnp.all(jnp.isfinite(stats), axis=0), jnp.stack([theta[n] for n in names], 1)
 
@@ -548,25 +682,25 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
     state = acc.tree.state()
     max_nodes = 2 * 64  # one node per level per process, with room to spare
     n = len(state["count"])
-    pad = np.zeros((max_nodes, 2 + 1 + 2 * acc.num_stats))
+    pad = np.zeros((max_nodes, 2 + 1 + 2 * acc.tree_stats))
     pad[:n, :2] = state["keys"]
     pad[:n, 2] = state["count"]
-    pad[:n, 3:3 + acc.num_stats] = state["s1"]
-    pad[:n, 3 + acc.num_stats:] = state["s2"]
+    pad[:n, 3:3 + acc.tree_stats] = state["s1"]
+    pad[:n, 3 + acc.tree_stats:] = state["s2"]
     local = {"histogram": acc.histogram, "repay": acc.repayment_counts,
              "credit": acc.credit_counts, "nonfinite": acc.nonfinite_months,
              "scalars": np.array([acc.paths, n], np.int64),
              "nodes": pad}
     every = multihost_utils.process_allgather(local)
-    merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
+    merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats)
     for p in range(every["scalars"].shape[0]):
         paths, n = (int(v) for v in every["scalars"][p])
-        other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months)
+        other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats)
         other.add_counts(every["histogram"][p], every["repay"][p], every["credit"][p],
                          every["nonfinite"][p])
         other.paths = paths
         rows = every["nodes"][p][:n]
-        S = acc.num_stats
+        S = acc.tree_stats
         other.tree = SumTree.from_state(S, {"keys": rows[:, :2].astype(np.int64),
                                             "count": rows[:, 2].astype(np.int64),
                                             "s1": rows[:, 3:3 + S], "s2": rows[:, 3 + S:]})

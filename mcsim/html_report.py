@@ -46,7 +46,9 @@ window.addEventListener('load', function () {
 PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
          ("annual_azure_spend.png", "Azure spend by calendar year"),
          ("repayment_cdf.png", "When Microsoft is repaid"),
-         ("credit_exhaustion_cdf.png", "When the Azure credits run out"))
+         ("credit_exhaustion_cdf.png", "When the Azure credits run out"),
+         ("fan_chart_conditioned.png", "Cumulative Azure spend: prior vs conditioned"),
+         ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"))
 
 
 def _q(block, p, i=None) -> str:
@@ -104,6 +106,7 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
         f"src=\"data:image/png;base64,{base64.b64encode(images[name]).decode()}\">"
         for name, title in PLOTS if name in images) or \
         "<p class=note>Plots were skipped (--no-plots).</p>"
+    conditioned = _conditioned_section(summary, pcts)
     prov_rows = [[html.escape(k), html.escape(str(prov[k]))] for k in
                  ("mcsim_version", "jax_version", "device", "num_devices", "num_processes",
                   "dtype", "paths", "seed", "chunk_size", "kernel_options", "run_seconds",
@@ -119,7 +122,7 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
 {html.escape(end)}, seed {prov['seed']}. Brackets are 95% intervals (order statistics
 widened to the histogram bins); &plusmn; is 1.96 standard errors.</p>
 <h2>Headline</h2>{_table(['', 'value'], headline)}
-<h2>Plots</h2>{plots}
+{conditioned}<h2>Plots</h2>{plots}
 <h2>Annual flows (medians)</h2>
 {_table(['year'] + [f.replace('_', ' ') for f in ANNUAL_FLOWS], annual_rows)}
 <h2>Totals at {html.escape(end)}</h2>
@@ -134,6 +137,37 @@ DIR</code>.</p>
         summary['method']))}</script>
 </body></html>
 """
+
+
+def _conditioned_section(summary: dict, pcts: list[str]) -> str:
+    """Prior vs conditioned headline numbers, with the observations and the ESS."""
+    cond = summary.get("conditioned")
+    if cond is None:
+        return ""
+    end = summary["grid"]["horizon"]
+    obs_rows = [[html.escape(o["name"]), html.escape(o["flow"].replace("_", " ")),
+                 f"{html.escape(o['start'])} .. {html.escape(o['end'])}",
+                 f"{money_text(o['value'])} &plusmn; {money_text(o['sd'])}"]
+                for o in cond["observations"]]
+    rows = []
+    for title, key in ((f"Cumulative Azure spend by {end}, median", None),
+                       ("Microsoft repaid, median month", "repayment")):
+        cells = []
+        for block in (summary, cond):
+            cells.append(_q(block["cumulative_azure_spend"], "p50", -1) if key is None
+                         else _month(block[key], "p50"))
+        rows.append([title] + cells)
+    p_prior, p_cond = (b["repayment"] for b in (summary, cond))
+    rows.append([f"P(not repaid by {end})"] + [
+        f"{b['probability_not_by_horizon']:.3f} <span class=ci>&plusmn; "
+        f"{1.96 * b['probability_not_by_horizon_se']:.3f}</span>" for b in (p_prior, p_cond)])
+    warning = (f"<p class=note><b>Warning:</b> {html.escape(cond['warning'])}</p>"
+               if cond.get("warning") else "")
+    return (f"<h2>Conditioned on the observations</h2>"
+            f"{_table(['observation', 'flow', 'months', 'value'], obs_rows)}"
+            f"<p class=note>Effective sample size {cond['effective_sample_size']:,.0f} of "
+            f"{cond['paths']:,} paths ({cond['ess_fraction']:.1%}).</p>{warning}"
+            f"{_table(['', 'prior', 'conditioned'], rows)}")
 
 
 def write_html(summary: dict, out: Path) -> Path:

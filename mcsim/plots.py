@@ -18,6 +18,13 @@ FLOW_TITLES = {"azure_spend": "Azure spend", "azure_inference_spend": "Azure inf
                "revenue": "revenue", "revenue_share": "revenue share paid"}
 
 
+def paths_text(results: Results) -> str:
+    """"200,000 paths", or for conditioned results "200,000 paths, ESS 41,000"."""
+    ess = getattr(results, "ess", None)
+    text = f"{results.num_paths:,} paths"
+    return text if ess is None else f"{text}, ESS {ess:,.0f}"
+
+
 def _month_axis(results: Results) -> np.ndarray:
     g = results.grid
     return (g.start + np.arange(g.num_months)) / 12.0
@@ -52,7 +59,7 @@ def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue")
     ax.set_xlabel("year")
     ax.set_ylabel("cumulative Azure spend ($B)")
     ax.set_title(f"Cumulative Azure spend since {results.grid.label(0)} "
-                 f"({results.num_paths:,} paths)")
+                 f"({paths_text(results)})")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
 
@@ -103,7 +110,72 @@ def survival_curve(results: Results, ax, which: str = "repayment", color="tab:pu
                       f"P(not {'repaid' if which == 'repayment' else 'exhausted'} yet)",
                       band_label="95% band")
     title = "Microsoft not yet repaid" if which == "repayment" else "Credits not yet exhausted"
-    _probability_axes(ax, f"{title}, {results.num_paths:,} paths", "upper right")
+    _probability_axes(ax, f"{title}, {paths_text(results)}", "upper right")
+
+
+def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
+                              band=(5, 95)) -> None:
+    """Cumulative Azure spend: the prior's and the conditioned band and median, overlaid."""
+    x = _month_axis(prior)
+    lo, hi = band
+    top = 0.0
+    for res, color, name in ((prior, "tab:blue", "prior"),
+                             (conditioned, "tab:red", "conditioned")):
+        q = res.quantiles("cumulative_azure_spend", (lo, 50, hi))
+        ax.fill_between(x, q.value[:, 0] / B, q.value[:, 2] / B, color=color, alpha=0.18,
+                        lw=0, label=f"{name}: {lo:g}-{hi:g}% band")
+        ax.plot(x, q.value[:, 1] / B, color=color, lw=2, label=f"{name}: median")
+        top = max(top, float(np.nanmax(q.value[:, 2] / B)))
+    if np.isfinite(top) and top > 0:
+        ax.set_ylim(0, 1.08 * top)
+    _year_ticks(ax)
+    ax.set_xlabel("year")
+    ax.set_ylabel("cumulative Azure spend ($B)")
+    ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def prior_vs_conditioned_survival(prior: Results, conditioned: Results, ax) -> None:
+    """P(Microsoft not yet repaid by month), prior and conditioned, with 95% bands."""
+    survival_curve(prior, ax, color="tab:blue", label="prior")
+    survival_curve(conditioned, ax, color="tab:red", label="conditioned")
+    ax.set_title(f"Microsoft not yet repaid: prior vs conditioned ({paths_text(conditioned)})")
+
+
+def tornado(result, ax, output: str = "repayment_month", top: int = 12) -> None:
+    """Sobol indices of one output as horizontal bars, largest total index on top: total
+    (pale) and first order (dark), each with its bootstrap interval."""
+    idx = result.indices[output]
+    order = np.argsort(-np.nan_to_num(idx.total, nan=-np.inf))[:top][::-1]
+    y = np.arange(len(order))
+    ax.barh(y, idx.total[order], height=0.8, color="tab:blue", alpha=0.35,
+            label="total order")
+    ax.barh(y, idx.first[order], height=0.45, color="tab:blue", label="first order")
+    for lo, hi, val, dy in ((idx.total_low, idx.total_high, idx.total, 0.0),
+                            (idx.first_low, idx.first_high, idx.first, 0.0)):
+        ax.errorbar(val[order], y + dy, xerr=np.abs(np.stack([val[order] - lo[order],
+                                                              hi[order] - val[order]])),
+                    fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    ax.set_yticks(y, [idx.names[i] for i in order], fontsize=8)
+    ax.axvline(0.0, color="black", lw=0.6)
+    ax.set_xlabel(f"Sobol index ({idx.confidence:.0%} bootstrap intervals)")
+    title = {"repayment_month": "repayment month",
+             "cumulative_azure_spend": "cumulative Azure spend at the horizon",
+             "repaid_by": f"event \"repaid by {result.by_month}\""}.get(output, output)
+    ax.set_title(f"What drives the {title} (N = {result.num_base:,})")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def write_tornado(result, path: Path) -> Path:
+    """Three tornado panels, one per sensitivity output, in one PNG."""
+    outputs = list(result.indices)
+    fig = Figure(figsize=(8, 4.2 * len(outputs)), layout="constrained")
+    for k, output in enumerate(outputs):
+        tornado(result, fig.add_subplot(len(outputs), 1, k + 1), output)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _probability_step(ax, x, p, se, color, *, alpha: float, label: str,
@@ -146,6 +218,16 @@ def write_plots(results: Results, out: Path) -> list[Path]:
         draw(fig.add_subplot())
         fig.savefig(out / name, dpi=110, metadata=png_metadata(results))
         files.append(out / name)
+    if results.conditioned is not None:
+        cond = results.conditioned
+        for name, draw in (("fan_chart_conditioned.png",
+                            lambda ax: prior_vs_conditioned_fan(results, cond, ax)),
+                           ("repayment_survival_conditioned.png",
+                            lambda ax: prior_vs_conditioned_survival(results, cond, ax))):
+            fig = Figure(figsize=(8, 4.5), layout="constrained")
+            draw(fig.add_subplot())
+            fig.savefig(out / name, dpi=110, metadata=png_metadata(results))
+            files.append(out / name)
     return files
 
 

@@ -142,8 +142,9 @@ def _nonfinite_block(results: Results) -> dict:
     }
 
 
-def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
-    """Everything MODEL.md's "What every run reports" asks, as JSON-ready data."""
+def _statistics(results: Results, percentiles) -> dict:
+    """The distributions a run reports: cumulative spend by month, annual flows, horizon
+    totals and the two first-passage months (prior or conditioned alike)."""
     grid = results.grid
     cum_q = results.quantiles("cumulative_azure_spend", percentiles)
     cum_m, cum_se = results.mean("cumulative_azure_spend")
@@ -159,24 +160,6 @@ def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
                       "quantiles": _quantile_block(hq, i)}
                for i, name in enumerate(HORIZON_TOTALS)}
     return {
-        "schema": SCHEMA,
-        "provenance": provenance(results),
-        "grid": {"start": grid.label(0), "horizon": grid.label(grid.num_months - 1),
-                 "months": grid.num_months},
-        "method": {
-            "percentiles": list(percentiles),
-            "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "
-                           "widened to the edges of the histogram bins holding them",
-            "bin_relative_width": results.bins.relative_width,
-            "mean_se": "sqrt(sample variance / paths)",
-            "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
-                              "the horizon",
-        },
-        "paths": results.num_paths,
-        "nonfinite_paths": results.accumulator.nonfinite_paths,
-        "nonfinite": _nonfinite_block(results),
-        **({"precision": results.precision} if results.precision else {}),
-        "investment": results.config.deal.investment,
         "cumulative_azure_spend": {
             "months": grid.labels,
             "mean": [_num(v) for v in cum_m],
@@ -187,6 +170,64 @@ def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
         "repayment": _month_block(results, results.repayment),
         "credit_exhaustion": _month_block(results, results.credit_exhaustion),
         "horizon": horizon,
+    }
+
+
+MEAN_SE_METHOD = {
+    "none": "sqrt(sample variance / paths)",
+    "antithetic": "sqrt(sample variance of the antithetic pairs' means / pairs)",
+    "sobol": "sqrt(sample variance / paths), the i.i.d. formula: with scrambled Sobol "
+             "parameters the true error is usually smaller (benchmarks/variance_reduction.py "
+             "measures it over independent scramblings)",
+}
+
+
+def _conditioned_block(results: Results, percentiles) -> dict:
+    cond = results.conditioned
+    obs = [{"name": o.name, "flow": o.flow, "start": o.start, "end": o.end,
+            "value": o.value, "sd": o.sd} for o in results.config.observations]
+    return {
+        "observations": obs,
+        "paths": cond.num_paths,
+        "effective_sample_size": cond.ess,
+        "ess_fraction": cond.ess_fraction,
+        "warning": cond.warning,
+        "method": "paths weighted by their likelihood of the observations (independent "
+                  "Gaussian errors), self-normalized; the effective sample size (Kish) "
+                  "replaces the number of paths in every interval; means carry the "
+                  "delta-method error",
+        **_statistics(cond, percentiles),
+    }
+
+
+def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
+    """Everything MODEL.md's "What every run reports" asks, as JSON-ready data; with
+    observations, the same again conditioned on them (``"conditioned"``)."""
+    grid = results.grid
+    reduction = results.config.simulation.variance_reduction
+    return {
+        "schema": SCHEMA,
+        "provenance": provenance(results),
+        "grid": {"start": grid.label(0), "horizon": grid.label(grid.num_months - 1),
+                 "months": grid.num_months},
+        "method": {
+            "percentiles": list(percentiles),
+            "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "
+                           "widened to the edges of the histogram bins holding them",
+            "bin_relative_width": results.bins.relative_width,
+            "variance_reduction": reduction,
+            "mean_se": MEAN_SE_METHOD[reduction],
+            "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
+                              "the horizon",
+        },
+        "paths": results.num_paths,
+        "nonfinite_paths": results.accumulator.nonfinite_paths,
+        "nonfinite": _nonfinite_block(results),
+        **({"precision": results.precision} if results.precision else {}),
+        "investment": results.config.deal.investment,
+        **_statistics(results, percentiles),
+        **({"conditioned": _conditioned_block(results, percentiles)}
+           if results.conditioned is not None else {}),
     }
 
 
@@ -369,6 +410,16 @@ def format_summary(results: Results) -> str:
     for i, name in enumerate(HORIZON_TOTALS):
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
                      f"mean {money_text(hm[i])} +- {money_text(1.96 * hse[i])}")
+    if results.conditioned is not None:
+        cond = results.conditioned
+        cq = cond.quantiles("cumulative_azure_spend", (50,))
+        lines.append(f"  conditioned on {len(results.config.observations)} observations "
+                     f"(effective sample size {cond.ess:,.0f}): cumulative Azure spend by "
+                     f"{end}: median {_money_ci(cq, T - 1, 0)}; Microsoft repaid: median "
+                     f"{_month_ci(cond, cond.repayment, 50)}; P(not by the horizon) = "
+                     f"{cond.repayment.censored:.3f} +- {1.96 * cond.repayment.censored_se:.3f}")
+        if cond.warning:
+            lines.append(f"  WARNING: {cond.warning}")
     if results.accumulator.nonfinite_paths:
         block = _nonfinite_block(results)
         lines.append(f"  WARNING: {block['paths']:,} paths had a NaN or inf (first in "

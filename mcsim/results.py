@@ -49,7 +49,7 @@ class MonthDistribution:
     quantiles: dict[float, tuple[int | None, int | None, int | None]]
 
 
-def _rank_bounds(n: int, p: float) -> tuple[float, float]:
+def _rank_bounds(n: float, p: float) -> tuple[float, float]:
     half = Z_95 * np.sqrt(n * p * (1.0 - p))
     return max(n * p - half, 0.0), min(n * p + half, float(n))
 
@@ -75,7 +75,7 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
         prev = cum[k - 1] if k > 0 else 0.0
         frac = (target - prev) / c[k] if c[k] > 0 else 0.5
         out[0, i] = _interpolate(lo[k], hi[k], frac)
-        r_lo, r_hi = _rank_bounds(int(n), p)
+        r_lo, r_hi = _rank_bounds(n, p)
         out[1, i] = lo[bin_at(r_lo)]
         out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)]
     return out[0], out[1], out[2]
@@ -94,9 +94,10 @@ def _interpolate(lo: float, hi: float, frac: float) -> float:
 
 
 def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
-    """From counts per month index (last entry: not by the horizon)."""
-    counts = np.asarray(counts, np.int64)
-    n = int(counts.sum())
+    """From counts per month index (last entry: not by the horizon); counts may be
+    fractional (effective paths of a weighted run)."""
+    counts = np.asarray(counts)
+    n = counts.sum().item()
     T = len(counts) - 1
     cum = np.cumsum(counts[:T]).astype(np.float64)
     cdf = cum / max(n, 1)
@@ -131,6 +132,9 @@ class Results:
     info: object
     #: with a precision target: what was asked and reached (mcsim.precision.report)
     precision: dict | None = None
+    #: with [observations]: the same paths weighted by their likelihood
+    #: (:class:`mcsim.conditioning.ConditionedResults`)
+    conditioned: Results | None = None
 
     @property
     def grid(self):

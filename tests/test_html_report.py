@@ -39,9 +39,13 @@ def browser() -> str:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("html") / "report"
-    assert main(["run", str(CONFIGS_DIR / "amendment_2026.toml"), "--out", str(out),
-                 "--paths", "4096", "--no-progress"]) == 0
+    # the conditioned config: its page has every section and all six plots
+    tmp = tmp_path_factory.mktemp("html")
+    config = tmp / "observed.toml"
+    config.write_text(f'extends = "{CONFIGS_DIR / "observed.toml"}"\n')
+    out = tmp / "report"
+    assert main(["run", str(config), "--out", str(out), "--paths", "4096",
+                 "--no-progress"]) == 0
     return out / "report.html"
 
 

@@ -27,6 +27,7 @@ from mcsim.engine import (
     KernelOptions,
     bytes_per_path,
     chunk_kernel,
+    plain_inputs,
     run,
     shock_cholesky,
     zero_counts,
@@ -138,7 +139,7 @@ def test_device_memory_is_one_chunk(short_config_file):
         compiled = kernel.lower(jax.tree.map(jnp.asarray, sampler.arguments()),
                                 deal_terms(cfg.deal, grid), jnp.zeros(2, jnp.uint32),
                                 zero_counts(grid, bins, devices), jnp.uint32(0),
-                                jnp.int64(chunk)).compile()
+                                jnp.int64(chunk), *plain_inputs(devices)).compile()
         mem = compiled.memory_analysis()
         assert mem.temp_size_in_bytes <= bytes_per_path(grid) * chunk
     run(cfg.with_simulation(paths=20000), chunk_size=4096, progress=False)

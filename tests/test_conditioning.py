@@ -1,0 +1,171 @@
+"""Conditioning on observations: config checks, the kernel's weighted sums against the same
+paths weighted in NumPy, what conditioning must do to the observed quantity, the effective
+sample size and its warning, and the report.
+
+The exact checks compare with NumPy on the same paths (the only difference is the weights'
+rounding to 2^-20, far below 1e-6 relative). The statistical ones use 4 standard errors.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mcsim
+from mcsim import engine, model
+from mcsim.cli import main
+from mcsim.config import ConfigError
+from mcsim.device_draws import DeviceSampler
+from mcsim.rng import STREAM_SHOCKS, stream_key
+from tests.helpers import CONFIGS_DIR, minimal_config_text
+
+OBSERVED = CONFIGS_DIR / "observed.toml"
+
+
+def _observed(horizon="2026-12", paths=4096, **changes):
+    cfg = mcsim.load_config(OBSERVED).with_simulation(horizon=horizon, paths=paths)
+    return cfg.with_simulation(**changes) if changes else cfg
+
+
+def _obs_text(**fields):
+    spec = {"flow": '"azure_inference_spend"', "start": '"2024-01"', "end": '"2024-12"',
+            "value": "3.77e9", "sd": "2e8"}
+    spec.update(fields)
+    return minimal_config_text(**{"observations.a": {k: v for k, v in spec.items()
+                                                     if v is not None}})
+
+
+def test_observed_config_parses():
+    cfg = mcsim.load_config(OBSERVED)
+    assert [o.name for o in cfg.observations] == ["azure_inference_2024",
+                                                  "azure_inference_2025_q1_q3"]
+    assert cfg.observations[0].sd == pytest.approx(0.05 * 3.77e9)
+
+
+@pytest.mark.parametrize("fields, key", [
+    ({"flow": '"tokens"'}, "observations.a.flow"),
+    ({"start": '"2023-12"'}, "observations.a.start"),
+    ({"end": '"2027-01"'}, "observations.a.end"),
+    ({"start": '"2024-06"', "end": '"2024-05"'}, "observations.a.end"),
+    ({"value": "-1.0"}, "observations.a.value"),
+    ({"sd": None}, "observations.a.sd"),
+    ({"rel_sd": "0.1"}, "observations.a.sd"),
+    ({"sd": "0.0"}, "observations.a.sd"),
+    ({"value": None}, "observations.a.value"),
+    ({"tolerance": "1"}, "observations.a.tolerance"),
+])
+def test_bad_observations_name_the_key(fields, key):
+    with pytest.raises(ConfigError) as err:
+        mcsim.parse_config_text(_obs_text(**fields))
+    assert str(err.value).startswith(key) and "expected" in str(err.value)
+
+
+def test_a_shorter_horizon_must_still_hold_the_windows():
+    with pytest.raises(ConfigError, match="observations.azure_inference_2025_q1_q3.end"):
+        mcsim.load_config(OBSERVED).with_simulation(horizon="2025-06")
+
+
+def _per_path(cfg):
+    """The paths' statistics, repayment months and observed sums, computed outside the
+    engine's reductions."""
+    sampler = DeviceSampler(cfg)
+    grid = cfg.grid
+    windows = engine.observation_windows(cfg)
+    flows = tuple(o.flow for o in cfg.observations)
+
+    @jax.jit
+    def f(args, deal, key, paths):
+        out = engine.shard_statistics(sampler, grid, jnp.float32, engine.shock_cholesky(cfg),
+                                      args, deal, key, paths, observed=flows,
+                                      windows=windows)
+        return out.stats, out.final.repayment_month, out.observed_sums
+
+    return jax.device_get(f(jax.tree.map(jnp.asarray, sampler.arguments()),
+                            model.deal_terms(cfg.deal, grid),
+                            jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS),
+                                        jnp.uint32),
+                            jnp.arange(cfg.simulation.paths, dtype=jnp.uint32)))
+
+
+def test_weighted_kernel_equals_numpy_weights_on_the_same_paths():
+    cfg = _observed()
+    stats, month, obs = _per_path(cfg)
+    value = np.array([o.value for o in cfg.observations])
+    sd = np.array([o.sd for o in cfg.observations])
+    w = np.exp(-0.5 * np.sum(((obs - value[:, None]) / sd[:, None]) ** 2, axis=0))
+    cond = engine.run(cfg, progress=False, weighted=True)
+    assert cond.ess == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-5)
+    mean, se = cond.mean("horizon")
+    rows = stats[cond.layout.rows("horizon")]
+    expect = rows @ w / w.sum()
+    np.testing.assert_allclose(mean, expect, rtol=1e-5)
+    resid = (rows - expect[:, None]) * w
+    np.testing.assert_allclose(se, np.sqrt((resid**2).sum(axis=1)) / w.sum(), rtol=1e-4)
+    q = np.round(w * engine.WEIGHT_ONE).astype(np.int64)
+    counts = np.bincount(month, weights=q, minlength=cfg.grid.num_months + 1)
+    np.testing.assert_array_equal(cond.accumulator.repayment_counts, counts.astype(np.int64))
+    prior = engine.run(cfg, progress=False)
+    np.testing.assert_array_equal(prior.accumulator.repayment_counts,
+                                  np.bincount(month, minlength=cfg.grid.num_months + 1))
+
+
+def test_conditioning_pulls_the_observed_flow_to_the_observation():
+    """The conditioned 2024 Azure inference spend sits near $3.77B with about the stated
+    5% error (the prior's median is already close, its spread far wider)."""
+    results = mcsim.simulate(_observed(paths=16384), progress=False)
+    cond = results.conditioned
+    year = results.grid.year_labels().index("2024")
+    prior_q = results.quantiles("azure_inference_spend", (5, 50, 95)).value[year]
+    cond_q = cond.quantiles("azure_inference_spend", (5, 50, 95)).value[year]
+    mean, se = cond.mean("azure_inference_spend")
+    # the posterior mean lies between prior mean and observation, within 4 SE + 5% sd
+    assert abs(mean[year] - 3.77e9) < 2 * 0.05 * 3.77e9 + 4 * se[year]
+    assert (cond_q[2] - cond_q[0]) < 0.5 * (prior_q[2] - prior_q[0])
+    assert 0.1 * 3.77e9 < cond_q[2] - cond_q[0] < 0.3 * 3.77e9  # ~ 2 x 1.645 x 5%
+    assert 100 < cond.ess < results.num_paths
+
+
+def test_antithetic_pairs_are_the_units_of_a_conditioned_run():
+    cfg = _observed(variance_reduction="antithetic")
+    with pytest.warns(UserWarning, match="effective sample size"):  # 4,096 paths: ESS ~150
+        results = mcsim.simulate(cfg, progress=False)
+    assert results.conditioned.ess > 100
+    assert np.isfinite(results.conditioned.mean("horizon")[1]).all()
+
+
+def test_tiny_tolerances_warn_that_the_ess_is_small(tmp_path):
+    text = OBSERVED.read_text().replace("rel_sd = 0.05", "rel_sd = 0.0005").replace(
+        'extends = "base.toml"', f'extends = "{CONFIGS_DIR / "base.toml"}"')
+    path = tmp_path / "tight.toml"
+    path.write_text(text)
+    cfg = mcsim.load_config(path).with_simulation(horizon="2026-12", paths=4096)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = mcsim.simulate(cfg, progress=False)
+    assert results.conditioned.ess < 1000
+    assert any("effective sample size" in str(w.message) for w in caught)
+    assert "unreliable" in results.conditioned.warning
+
+
+def test_run_cli_reports_prior_and_conditioned(tmp_path, capsys):
+    cfg = tmp_path / "obs.toml"
+    cfg.write_text(f'extends = "{OBSERVED}"\n[simulation]\nhorizon = "2027-12"\n'
+                   "paths = 8192\n")
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "conditioned on 2 observations" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    cond = summary["conditioned"]
+    assert cond["effective_sample_size"] > 0 and len(cond["observations"]) == 2
+    assert set(cond) >= {"cumulative_azure_spend", "annual", "repayment", "horizon"}
+    for name in ("fan_chart_conditioned.png", "repayment_survival_conditioned.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "Conditioned on the observations" in (out / "report.html").read_text()
+    # --no-condition: the prior alone
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--no-condition"]) == 0
+    assert "conditioned" not in json.loads((out / "summary.json").read_text())
