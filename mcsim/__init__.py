@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from .api import reproduce, simulate, with_overrides  # noqa: E402
 from .config import Config, ConfigError, load_config, parse_config_text  # noqa: E402
+from .sensitivity import sensitivity  # noqa: E402
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "reproduce",
-           "simulate", "with_overrides", "__version__"]
+           "sensitivity", "simulate", "with_overrides", "__version__"]

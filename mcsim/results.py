@@ -229,6 +229,29 @@ class Results:
         plots.annual_chart(self, ax, flow=flow, **style)
         return ax
 
+    def plot_conditioned_fan(self, ax=None, band=(5, 95)):
+        """Prior and conditioned fan charts overlaid (needs ``conditioned``)."""
+        from . import plots
+
+        self._need_conditioned()
+        ax = ax if ax is not None else plots.new_axes()
+        plots.prior_vs_conditioned_fan(self, self.conditioned, ax, band)
+        return ax
+
+    def plot_conditioned_survival(self, ax=None):
+        """Prior and conditioned P(not yet repaid) overlaid (needs ``conditioned``)."""
+        from . import plots
+
+        self._need_conditioned()
+        ax = ax if ax is not None else plots.new_axes()
+        plots.prior_vs_conditioned_survival(self, self.conditioned, ax)
+        return ax
+
+    def _need_conditioned(self) -> None:
+        if self.conditioned is None:
+            raise ValueError("no conditioned results: the config has no [observations] "
+                             "(or condition=False was given)")
+
     def plot_repayment_survival(self, ax=None, **style):
         """P(Microsoft not yet repaid by month), with a 95% band."""
         from . import plots

@@ -2,7 +2,8 @@
 
 The paths are the run's own: parameters from the device recipe and shocks from the same
 counters and transform as the kernel, advanced by the same model functions
-(:func:`mcsim.model.simulate_flows`), in the run's dtype. Written as two CSV files that
+(:func:`mcsim.model.simulate_flows`), in the run's dtype, with the run's variance
+reduction (antithetic mirrors, Sobol points). Written as two CSV files that
 pandas reads: ``sample_parameters.csv`` (one row per path: index, every parameter, the
 repayment and credit-exhaustion months) and ``sample_paths.csv`` (one row per path and
 month: every flow, $ per month, and cumulative Azure spend).
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import model
 from .config import Config
-from .device_draws import draw_on_device
+from .device_draws import DeviceSampler
 from .engine import DTYPES, shock_cholesky, standard_normals
 from .rng import STREAM_SHOCKS, shock_words, stream_key
 
@@ -29,11 +30,25 @@ def sample_paths(config: Config, k: int, dtype: str = "float32"):
 
     grid, jd = config.grid, DTYPES[dtype]
     T = grid.num_months
-    theta = draw_on_device(config, 0, k, jd)
-    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    reduction = config.simulation.variance_reduction
+    antithetic = reduction == "antithetic"
+    sampler = DeviceSampler(config)
     paths = jnp.arange(k, dtype=jnp.uint32)
+    uniforms = None
+    if reduction == "sobol" and sampler.structure.uncertain:
+        from .qmc import SobolPoints
+
+        uniforms = jnp.asarray(SobolPoints(config.simulation.seed,
+                                           len(sampler.structure.uncertain)).points(0, k))
+    theta = jax.device_get(jax.jit(
+        lambda a, p, u: sampler.draw(a, p, jd, uniforms=u, antithetic=antithetic))(
+        jax.tree.map(jnp.asarray, sampler.arguments()), paths, uniforms))
+    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    shock_paths = paths & jnp.uint32(0xFFFFFFFE) if antithetic else paths
+    sign = jnp.where((paths & 1) == 1, -1.0, 1.0).astype(jd)[:, None] if antithetic else 1.0
     normals = jnp.stack([jnp.zeros((k, 5), jd)] + [
-        jnp.stack(standard_normals(shock_words(key, paths, jnp.uint32(t), jnp), jd), axis=1)
+        sign * jnp.stack(standard_normals(shock_words(key, shock_paths, jnp.uint32(t), jnp),
+                                          jd), axis=1)
         for t in range(1, T)])  # row t drives the step into month t, as in the kernel
     chol = shock_cholesky(config)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, T))

@@ -64,6 +64,14 @@ class SensitivityResult:
         return pd.concat({k: v.to_frame() for k, v in self.indices.items()},
                          names=["output", "factor"])
 
+    def plot_tornado(self, ax=None, output: str = "repayment_month", top: int = 12):
+        """Tornado chart of one output's indices on ``ax`` (or a new one); returns it."""
+        from . import plots
+
+        ax = ax if ax is not None else plots.new_axes((8, 5))
+        plots.tornado(self, ax, output, top)
+        return ax
+
     def top(self, output: str = "repayment_month", k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` factors with the largest total index for ``output``."""
         idx = self.indices[output]

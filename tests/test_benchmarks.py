@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench  # noqa: E402
 import kernel_variants  # noqa: E402
 import scaling  # noqa: E402
+import variance_reduction  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,22 @@ def test_scaling_writes_json_and_plot(short_config, tmp_path):
                                                           (2048, 12)}
     png = stem.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_variance_reduction_reports_factors_with_intervals(short_config, tmp_path, capsys):
+    out = tmp_path / "vr.json"
+    assert variance_reduction.main(["--config", str(short_config), "--paths", "2048",
+                                    "--replicates", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for text in ("device:", "baseline", "factor", "efficiency", "per run (median"):
+        assert text in printed
+    record = json.loads(out.read_text(), parse_constant=pytest.fail)  # strict: no NaN
+    assert set(record["factors"]) == {"none", "antithetic", "sobol"}
+    # a statistic constant over the replicates (nothing repaid in 12 months) has no factor
+    finite = {k: f for k, f in record["factors"]["antithetic"].items()
+              if f["factor"] is not None and f["low"] is not None}
+    assert finite
+    for name, f in finite.items():
+        assert 0 < f["low"] <= f["factor"] <= f["high"], name
+    assert all(f["factor"] == 1.0 for k, f in record["factors"]["none"].items()
+               if k in finite)

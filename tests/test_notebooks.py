@@ -15,7 +15,8 @@ NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_are_there():
-    assert [p.name for p in NOTEBOOKS] == ["01_risk_bands.ipynb", "02_deal_regimes.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_risk_bands.ipynb", "02_deal_regimes.ipynb",
+                                           "03_what_drives_repayment.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -29,6 +30,7 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_top_to_bottom(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MCSIM_NOTEBOOK_PATHS", "4096")
+    monkeypatch.setenv("MCSIM_NOTEBOOK_BASE_ROWS", "256")
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",

@@ -142,3 +142,16 @@ def test_a_precision_target_refuses_sobol_points():
     with pytest.raises(ConfigError, match="simulation.variance_reduction"):
         mcsim.simulate(_short(paths=4096, variance_reduction="sobol"),
                        target_se={"p_not_repaid": 0.01}, progress=False)
+
+
+@pytest.mark.parametrize("reduction", ["antithetic", "sobol"])
+def test_saved_paths_are_the_runs_own_paths(reduction):
+    from mcsim.sample_paths import sample_paths
+
+    cfg = _short(paths=1024, variance_reduction=reduction)
+    _, flows = sample_paths(cfg, 1024)
+    last = flows[flows["month"] == cfg.grid.labels[-1]]["cumulative_azure_spend"].mean()
+    run = engine.run(cfg, progress=False)
+    assert last == pytest.approx(run.mean("cumulative_azure_spend")[0][-1], rel=1e-5)
+    plain = sample_paths(_short(paths=1024), 1024)[1]
+    assert not np.allclose(plain["cumulative_azure_spend"], flows["cumulative_azure_spend"])
