@@ -100,7 +100,8 @@ def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
     n = counts.sum().item()
     T = len(counts) - 1
     cum = np.cumsum(counts[:T]).astype(np.float64)
-    cdf = cum / max(n, 1)
+    # clipped: with fractional (effective) counts, rounding can put cum / n a hair above 1
+    cdf = np.minimum(cum / max(n, 1), 1.0)
     cdf_se = np.sqrt(cdf * (1.0 - cdf) / max(n, 1))
     censored = counts[T] / max(n, 1)
 

@@ -169,3 +169,16 @@ def test_run_cli_reports_prior_and_conditioned(tmp_path, capsys):
     # --no-condition: the prior alone
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--no-condition"]) == 0
     assert "conditioned" not in json.loads((out / "summary.json").read_text())
+
+
+def test_fractional_month_counts_keep_probabilities_in_range():
+    """Effective (fractional) counts: the running sum can round a hair above the total;
+    the CDF stays in [0, 1] and every error finite (it once gave sqrt of -1e-16)."""
+    from mcsim.results import month_distribution
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        counts = np.append(rng.random(40) * rng.choice([1e-3, 1.0, 7e3]), 0.0)
+        dist = month_distribution(counts, (5, 50, 95))
+        assert np.all((dist.cdf >= 0) & (dist.cdf <= 1))
+        assert np.all(np.isfinite(dist.cdf_se)) and np.isfinite(dist.censored_se)
