@@ -24,6 +24,11 @@ echo "layout: ${LAYOUT:-device default}"
 timeout "${SWEEP_TIMEOUT:-220}" python3 benchmarks/bench.py --sweep "${SWEEP:-1e6,1e7,1e8,1e9}" $LAYOUT \
   --repeats "${REPEATS:-1}" --budget-s 180 --out "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/bench.log"
 echo "sweep exit ${PIPESTATUS[0]}"
+if [ "${BATCH:-}" != "none" ]; then
+  timeout "${BATCH_TIMEOUT:-120}" python3 benchmarks/sweep_batch.py --points 8 \
+    --paths "${BATCH_PATHS:-1048576}" --out "$OUTDIR/sweep_batch.json" 2>&1 \
+    | tee "$OUTDIR/sweep_batch.log"
+fi
 timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -n 8 -p no:cacheprovider \
   ${TESTS:-tests/test_engine.py tests/test_scale.py} 2>&1 | tee "$OUTDIR/tests.log" | tail -n 8
 echo "tests exit ${PIPESTATUS[0]}"

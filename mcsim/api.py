@@ -156,17 +156,19 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
 
 
 def condition_results(results, dtype: str = "float32", progress=None,
-                      run_options: dict | None = None):
-    """``results`` with the same paths' conditioned results attached."""
+                      run_options: dict | None = None, conditioned=None):
+    """``results`` with the same paths' conditioned results attached (run here, unless
+    ``conditioned`` is given)."""
     import warnings
     from dataclasses import replace
 
     from .engine import run
 
-    options = {k: v for k, v in (run_options or {}).items()
-               if k not in ("checkpoint", "checkpoint_interval", "resume")}
-    config = results.config.with_simulation(paths=results.num_paths)
-    conditioned = run(config, dtype=dtype, progress=progress, weighted=True, **options)
+    if conditioned is None:
+        options = {k: v for k, v in (run_options or {}).items()
+                   if k not in ("checkpoint", "checkpoint_interval", "resume")}
+        config = results.config.with_simulation(paths=results.num_paths)
+        conditioned = run(config, dtype=dtype, progress=progress, weighted=True, **options)
     if conditioned.warning:
         warnings.warn(conditioned.warning, UserWarning, stacklevel=3)
     return replace(results, conditioned=conditioned)

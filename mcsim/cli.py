@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=_seed, help="seed (the same for every point)")
     sw.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     sw.add_argument("--no-plots", action="store_true")
+    sw.add_argument("--no-batch", action="store_true",
+                    help="run the points one after the other (each then bit-identical to "
+                         "its own mcsim run) instead of batched in one kernel")
 
     cp = sub.add_parser("compare", help="headline differences (with their errors) and "
                                          "overlaid charts of finished runs")
@@ -266,7 +269,8 @@ def _sweep(args) -> int:
         grid = parse_sweep(args.set)
         print(f"sweep: {len(grid_points(grid))} points over {', '.join(grid)}",
               file=sys.stderr)
-        runs = run_sweep(config, grid, dtype=args.dtype, progress=False)
+        runs = run_sweep(config, grid, dtype=args.dtype, progress=False,
+                         batch=not args.no_batch)
     except ConfigError as exc:
         return _bad_input(exc)
     out = write_sweep(runs, args.out, plots=not args.no_plots)

@@ -257,7 +257,7 @@ def _unit_sums(v, pairs: bool):
 def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
                  bins: MoneyBins, shard: int, devices: tuple,
                  options: KernelOptions = CPU_OPTIONS, reduction: str = "none",
-                 observed: tuple[str, ...] = ()) -> Callable:
+                 observed: tuple[str, ...] = (), batch: int = 0) -> Callable:
     """The jit-compiled call that runs ``shard`` paths on each of ``devices`` and folds
     them into the device-resident counts (cached per static shape).
 
@@ -266,6 +266,9 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
     parameter uniforms, sharded like the paths). ``observed`` non-empty: a weighted
     (conditioned) run; counts are sums of integer likelihood weights
     (:data:`WEIGHT_ONE` = weight 1) and the tree's rows are :func:`weighted_rows`.
+    ``batch`` G > 0: G points (configs that differ only in traced numbers: deal terms,
+    distribution fields, constants, observation values) in one call, vmapped over a
+    leading axis of the arguments, deal terms and counts; the same paths and shocks.
     """
     dtype = DTYPES[dtype_name]
     layout = StatLayout(grid)
@@ -330,10 +333,14 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
         return new, node
 
     mesh = Mesh(np.array(devices), ("paths",))
-    rep, split = P(), P("paths")
+    rep, split = P(), P(None, "paths") if batch else P("paths")
     counts_spec = ChunkCounts(split, split, split, split)
-    sharded = jax.shard_map(run_shard, mesh=mesh,
-                            in_specs=(rep, rep, rep, counts_spec, rep, rep, split, rep),
+    body = run_shard
+    if batch:
+        body = jax.vmap(run_shard, in_axes=(0, 0, None, 0, None, None, None,
+                                            0 if observed else None))
+    sharded = jax.shard_map(body, mesh=mesh,
+                            in_specs=(rep, rep, rep, counts_spec, rep, rep, P("paths"), rep),
                             out_specs=(counts_spec, ChunkNode(split, split, split)),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(3,))
@@ -353,33 +360,37 @@ def weighted_rows(x, q, pairs: bool = False):
 
 
 def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                options: KernelOptions = CPU_OPTIONS, weighted: bool = False) -> ChunkCounts:
+                options: KernelOptions = CPU_OPTIONS, weighted: bool = False,
+                batch: int = 0) -> ChunkCounts:
     """Fresh device counts, one row per device, laid out as the kernel expects (made on
     the devices: with histogram copies they are hundreds of MB). int32 counts of paths, or
-    int64 sums of integer weights in a weighted run."""
-    return _count_functions(grid, bins, devices, options, weighted)[0]()
+    int64 sums of integer weights in a weighted run; a leading axis of ``batch`` points."""
+    return _count_functions(grid, bins, devices, options, weighted, batch)[0]()
 
 
 def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
                         devices: tuple, options: KernelOptions = CPU_OPTIONS,
-                        weighted: bool = False):
+                        weighted: bool = False, batch: int = 0):
     """The counts summed over histogram copies on the devices, then copied to the host."""
-    return jax.device_get(_count_functions(grid, bins, devices, options, weighted)[1](counts))
+    return jax.device_get(_count_functions(grid, bins, devices, options, weighted,
+                                           batch)[1](counts))
 
 
 @functools.lru_cache(maxsize=32)
 def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                     options: KernelOptions, weighted: bool = False):
+                     options: KernelOptions, weighted: bool = False, batch: int = 0):
     D, T = len(devices), grid.num_months
     S = StatLayout(grid).num_stats
-    sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
-    shape = ChunkCounts((D, options.hist_copies, S, bins.num_bins), (D, T + 1), (D, T + 1),
-                        (D, T + 1))
+    lead = (batch,) if batch else ()
+    sharding = NamedSharding(Mesh(np.array(devices), ("paths",)),
+                             P(None, "paths") if batch else P("paths"))
+    shape = ChunkCounts(lead + (D, options.hist_copies, S, bins.num_bins), lead + (D, T + 1),
+                        lead + (D, T + 1), lead + (D, T + 1))
     kind = jnp.int64 if weighted else jnp.int32
     zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, kind) for s in shape)),
                     out_shardings=ChunkCounts(*(sharding,) * 4))
     # int32 is enough: the engine flushes before any device passes 2^31 - 1 paths
-    total = jax.jit(lambda c: c._replace(histogram=c.histogram.sum(axis=1)))
+    total = jax.jit(lambda c: c._replace(histogram=c.histogram.sum(axis=-3)))
     return zeros, total
 
 
@@ -397,6 +408,9 @@ class RunInfo(NamedTuple):
     compile_seconds: float
     num_processes: int = 1
     options: KernelOptions = KernelOptions()
+    #: points run together in one batched kernel (1: alone). Batching changes the fused
+    #: code, so a batched point agrees with its own run to float32 rounding, not bit for bit
+    batch: int = 1
 
 
 def process_units(num_units: int, process_index: int, process_count: int) -> range:
@@ -406,14 +420,37 @@ def process_units(num_units: int, process_index: int, process_count: int) -> ran
     return range(start, start + base + (process_index < extra))
 
 
-def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32",
+def run(config: Config, **options):
+    """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
+
+    Options as :func:`run_batch` (which this is, for one config).
+
+    Example:
+        >>> results = run(load_config("configs/base.toml").with_simulation(paths=10_000))
+        ... # doctest: +SKIP
+    """
+    return run_batch([config], **options)[0]
+
+
+def batch_key(config: Config) -> tuple:
+    """What configs must share to run in one batched call: every static shape of the
+    kernel, the paths and the seed (points then differ only in traced numbers)."""
+    sim = config.simulation
+    return (config.grid, sim.paths, sim.seed, sim.variance_reduction, sim.chunk_size,
+            DeviceSampler(config).structure, shock_cholesky(config),
+            tuple(o.flow for o in config.observations))
+
+
+def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: str = "float32",
         bins: MoneyBins | None = None, progress: bool | None = None,
         devices: list | None = None, options: KernelOptions | None = None,
         checkpoint: str | Path | None = None, checkpoint_interval: float = 60.0,
         resume: bool = False, stages: list[int] | None = None,
         should_stop: Callable[[Accumulator], bool] | None = None,
         weighted: bool = False):
-    """Simulate ``config.simulation.paths`` futures and reduce them to a :class:`Results`.
+    """Simulate configs that share a :func:`batch_key` in one batched kernel (one config:
+    an ordinary run); returns one :class:`Results` per config, each exactly what its own
+    run would give.
 
     Paths are sharded over every local device; under ``jax.distributed`` (several
     processes) each process runs a contiguous share of the paths and the accumulators are
@@ -447,11 +484,23 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         :class:`mcsim.results.Results`.
 
     Example:
-        >>> results = run(load_config("configs/base.toml").with_simulation(paths=10_000))
+        >>> low, high = run_batch([config, with_overrides(config, {"deal.investment": 2e10})])
         ... # doctest: +SKIP
     """
     from .results import Results
 
+    config = configs[0]
+    G = len(configs)
+    batch = G if G > 1 else 0
+    if batch:
+        key = batch_key(config)
+        for other in configs[1:]:
+            if batch_key(other) != key:
+                raise ValueError("configs of a batch must share their grid, paths, seed, "
+                                 "variance reduction, distribution kinds, correlations "
+                                 "and observed flows (mcsim.engine.batch_key)")
+        if stages or checkpoint is not None:
+            raise ValueError("a batch of configs runs without stages or checkpoints")
     if dtype not in DTYPES:
         raise ValueError(f"dtype = {dtype!r}: expected one of {', '.join(DTYPES)}")
     if weighted and not config.observations:
@@ -464,7 +513,7 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     nproc, pid = jax.process_count(), jax.process_index()
     D = len(devices)
     requested = chunk_size or config.simulation.chunk_size \
-        or default_chunk_size(grid, devices[0])
+        or max(BLOCK, default_chunk_size(grid, devices[0]) // max(G, 1))  # memory per call
     shard = round_chunk(requested, num_paths, D * nproc)
     if stages:
         if nproc > 1:
@@ -480,19 +529,21 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     options = options or default_kernel_options(devices[0])
     observed = tuple(o.flow for o in config.observations) if weighted else ()
     kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices,
-                          options, reduction, observed)
+                          options, reduction, observed, batch)
     no_uniforms, windows = plain_inputs(devices)
     if weighted:
-        windows = observation_windows(config)
+        windows = _stacked([observation_windows(c) for c in configs], batch)
     uniform_sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
     sobol = SobolPoints(config.simulation.seed, len(sampler.structure.uncertain)) \
         if reduction == "sobol" else None
-    deal = model.deal_terms(config.deal, grid)
+    deal = _stacked([model.deal_terms(c.deal, grid) for c in configs], batch)
     shock_key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
-    args = jax.tree.map(jnp.asarray, sampler.arguments())
+    args = _stacked([DeviceSampler(c).arguments() for c in configs], batch)
     layout = StatLayout(grid)
-    acc = Accumulator(layout.num_stats, bins.num_bins, grid.num_months,
-                      tree_stats=3 * layout.num_stats + 1 if weighted else None)
+    accs = [Accumulator(layout.num_stats, bins.num_bins, grid.num_months,
+                        tree_stats=3 * layout.num_stats + 1 if weighted else None)
+            for _ in configs]
+    acc = accs[0]
 
     units = process_units(-(-num_paths // shard), pid, nproc)
     limit = min(units.stop * shard, num_paths)  # this process's paths end here
@@ -502,21 +553,27 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         starts += [(s, seg_end) for s in range(seg_start, seg_end, D * shard)]
         seg_start = seg_end
     bar = _progress_bar(limit - units.start * shard, progress)
-    counts = zero_counts(grid, bins, devices, options, weighted)
+    counts = zero_counts(grid, bins, devices, options, weighted, batch)
     since_flush = 0
 
+    def per_point(tree):
+        """The host copy of a call's output, one per config."""
+        return [jax.tree.map(lambda a, g=g: a[g], tree) for g in range(G)] if batch \
+            else [tree]
+
     def flush(counts):
-        host = device_counts_total(counts, grid, bins, devices, options, weighted)
-        acc.add_counts(host.histogram.sum(axis=0), host.repayment_counts.sum(0),
-                       host.credit_counts.sum(0), host.nonfinite_months.sum(0))
-        return zero_counts(grid, bins, devices, options, weighted)
+        host = device_counts_total(counts, grid, bins, devices, options, weighted, batch)
+        for a, h in zip(accs, per_point(host), strict=True):
+            a.add_counts(h.histogram.sum(axis=0), h.repayment_counts.sum(0),
+                         h.credit_counts.sum(0), h.nonfinite_months.sum(0))
+        return zero_counts(grid, bins, devices, options, weighted, batch)
 
     def collect(start, node, end):
-        node = jax.device_get(node)
-        for d in range(D):
-            if start + d * shard < end:
-                acc.tree.insert(level, (start + d * shard) // shard, int(node.count[d]),
-                                node.s1[d], node.s2[d])
+        for a, n in zip(accs, per_point(jax.device_get(node)), strict=True):
+            for d in range(D):
+                if start + d * shard < end:
+                    a.tree.insert(level, (start + d * shard) // shard, int(n.count[d]),
+                                  n.s1[d], n.s2[d])
 
     ckpt_file = identity = None
     if checkpoint is not None:
@@ -559,7 +616,8 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
         if pending is not None:  # read the previous call's node while this one runs
             collect(*pending)
         pending = (start, node, seg_end)
-        acc.paths += valid
+        for a in accs:
+            a.paths += valid
         if bar is not None:
             bar.update(valid)
         if should_stop is not None and start + D * shard >= seg_end and seg_end < limit:
@@ -577,17 +635,24 @@ def run(config: Config, *, chunk_size: int | None = None, dtype: str = "float32"
     if bar is not None:
         bar.close()
     if nproc > 1:
-        acc = _merge_across_processes(acc)
+        accs = [_merge_across_processes(a) for a in accs]
     seconds = time.perf_counter() - t_begin
-    check_nonfinite(config, acc, dtype)
+    for c, a in zip(configs, accs, strict=True):
+        check_nonfinite(c, a, dtype)
     info = RunInfo(acc.paths if stages else num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
-                   jax.__version__, seconds, compile_seconds, nproc, options)
+                   jax.__version__, seconds, compile_seconds, nproc, options, max(G, 1))
+    kind = Results
     if weighted:
-        from .conditioning import ConditionedResults
+        from .conditioning import ConditionedResults as kind
+    return [kind(c, layout, bins, a, info) for c, a in zip(configs, accs, strict=True)]
 
-        return ConditionedResults(config, layout, bins, acc, info)
-    return Results(config, layout, bins, acc, info)
+
+def _stacked(trees: list, batch: int):
+    """One point's tree as device arrays, or G points' stacked on a leading axis."""
+    if not batch:
+        return jax.tree.map(jnp.asarray, trees[0])
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
 def plain_inputs(devices: tuple) -> tuple:

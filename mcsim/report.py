@@ -108,6 +108,7 @@ def provenance(results: Results) -> dict:
         "num_devices": info.num_devices,
         "num_processes": info.num_processes,
         "kernel_options": info.options._asdict(),
+        "batch": info.batch,
         "dtype": info.dtype,
         "paths": info.paths,
         "seed": info.seed,

@@ -1,9 +1,12 @@
 """Sweeps: a grid of overrides, one run per point, one comparison table and plot.
 
-Every point changes only traced numbers (deal terms, distribution fields, constants, the
-seed), so all runs share one compiled kernel: the first compiles, the others only run.
-Points that change a shape (the horizon, a distribution's kind) compile once each. Runs go
-one after the other; batching several points into one device call is left for later.
+Points that change only traced numbers (deal terms, distribution fields, constants,
+observation values) run together: one batched kernel call per chunk of paths computes all
+of them (:func:`mcsim.engine.run_batch`), with the same paths and shocks. Points that change
+a shape (the horizon, a distribution's kind, the seed or the number of paths) run in
+separate groups, one compiled kernel each. ``batch=False`` runs the points one after the
+other instead (each then bit-identical to its own ``mcsim run``; batched, a point agrees
+with it to float32 rounding, about 1e-9 relative in means: the fused code differs).
 """
 
 from __future__ import annotations
@@ -57,15 +60,36 @@ def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-def run_sweep(config: Config, grid: Mapping[str, list[Any]], **simulate_options):
-    """Validate every point first (a bad value fails before any run), then run each.
+def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = True,
+              dtype: str = "float32", progress: bool | None = None, **simulate_options):
+    """Validate every point first (a bad value fails before any run), then run them:
+    batched where shapes allow (see the module docstring), else one by one.
 
-    Returns [(point, Results)].
+    Returns [(point, Results)] in grid order.
     """
+    from .api import condition_results
+    from .engine import batch_key, run_batch
+
     points = grid_points(grid)
-    for point in points:
-        with_overrides(config, point)
-    return [(point, simulate(config, overrides=point, **simulate_options)) for point in points]
+    configs = [with_overrides(config, point) for point in points]
+    if not batch or simulate_options.get("target_se"):
+        return [(p, simulate(c, dtype=dtype, progress=progress, **simulate_options))
+                for p, c in zip(points, configs, strict=True)]
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(batch_key(c), []).append(i)
+    results: list = [None] * len(points)
+    for members in groups.values():
+        group = [configs[i] for i in members]
+        runs = run_batch(group, dtype=dtype, progress=progress, **simulate_options)
+        if group[0].observations:
+            conditioned = run_batch(group, dtype=dtype, progress=progress, weighted=True,
+                                    **simulate_options)
+            runs = [condition_results(r, conditioned=c) for r, c in
+                    zip(runs, conditioned, strict=True)]
+        for i, r in zip(members, runs, strict=True):
+            results[i] = r
+    return list(zip(points, results, strict=True))
 
 
 def sweep_table(runs) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench  # noqa: E402
 import kernel_variants  # noqa: E402
 import scaling  # noqa: E402
+import sweep_batch  # noqa: E402
 import variance_reduction  # noqa: E402
 
 
@@ -87,3 +88,14 @@ def test_variance_reduction_reports_factors_with_intervals(short_config, tmp_pat
         assert 0 < f["low"] <= f["factor"] <= f["high"], name
     assert all(f["factor"] == 1.0 for k, f in record["factors"]["none"].items()
                if k in finite)
+
+
+def test_sweep_batch_times_both_ways(short_config, tmp_path, capsys):
+    out = tmp_path / "sb.json"
+    assert sweep_batch.main(["--config", str(short_config), "--points", "2", "--paths",
+                             "2048", "--repeats", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for text in ("device:", "sizes:", "one by one (baseline)", "batched", "speed-up"):
+        assert text in printed
+    record = json.loads(out.read_text())
+    assert record["speedup"] > 0 and len(record["batched"]["all_s"]) == 2
