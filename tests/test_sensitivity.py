@@ -122,3 +122,20 @@ def test_sensitivity_needs_an_uncertain_parameter():
     cfg = mcsim.parse_config_text(minimal_config_text())
     with pytest.raises(ConfigError, match="parameters"):
         sensitivity(cfg, num_base=8)
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    """``mcsim sensitivity ... | head -1``: the reader leaves early; the files are written
+    and mcsim exits 0 without a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "mcsim.cli", "sensitivity",
+                             str(CONFIGS_DIR / "base.toml"), "--out", str(tmp_path / "s"),
+                             "--base-rows", "64", "--bootstrap", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: every print hits a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == 0, err
+    assert "Traceback" not in err
+    assert (tmp_path / "s" / "tornado.png").exists()
