@@ -193,7 +193,7 @@ class Accumulator:
     num_stats: int
     num_bins: int
     num_months: int
-    #: rows of the sum tree (default num_stats; a weighted run keeps 3 S + 1)
+    #: rows of the sum tree (default num_stats; a weighted run keeps 3 S + 2)
     tree_stats: int | None = None
     histogram: np.ndarray = field(init=False)          # (S, B) int64
     tree: SumTree = field(init=False)

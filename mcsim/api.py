@@ -18,7 +18,8 @@ from typing import Any
 
 from .config import Config, ConfigError, load_config, parse_config
 
-TABLES = ("simulation", "parameters", "parameter_correlation", "shocks", "deal")
+TABLES = ("simulation", "parameters", "parameter_correlation", "shocks", "deal",
+          "observations")
 
 
 def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
@@ -87,7 +88,10 @@ def reproduce(summary_path: str | Path, **run_options):
                           "text whose sha256 is provenance.config_sha256")
     config = parse_config(raw, source_text=text, source_path=prov.get("config_path", ""))
     config = config.with_simulation(paths=paths, seed=seed)
-    return run(config, dtype=dtype, **run_options), prov
+    results = run(config, dtype=dtype, **run_options)
+    if prov.get("conditioned"):  # the run had its conditioned pass: so does the rerun
+        results = condition_results(results, dtype, run_options=run_options)
+    return results, prov
 
 
 def simulate(config: Config | str | Path, *, paths: int | None = None,
@@ -146,12 +150,13 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
         name, number, relative = precision.parse_target(f"{stat}={value}")
         targets[name] = (number, relative)
     layout = StatLayout(config.grid)
+    pairs = config.simulation.variance_reduction == "antithetic"
     results = run(config, dtype=dtype, progress=progress,
                   stages=precision.stages(config.simulation.paths,
                                           first_check or precision.FIRST_CHECK),
-                  should_stop=precision.stopping_rule(targets, layout), **run_options)
+                  should_stop=precision.stopping_rule(targets, layout, pairs), **run_options)
     results = replace(results,
-                      precision=precision.report(results.accumulator, layout, targets))
+                      precision=precision.report(results.accumulator, layout, targets, pairs))
     return condition_results(results, dtype, progress, run_options) if condition else results
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulators import Moments
 from .results import (
     DEFAULT_PERCENTILES,
     MonthDistribution,
@@ -44,15 +43,16 @@ class WeightedMoments:
     mean: np.ndarray     # (S,)
     stderr: np.ndarray   # (S,)
     variance: np.ndarray # (S,): weighted variance of the statistic itself
-    weight_sum: float    # sum of weights (units of 2^-20)
-    ess: float           # (sum w)^2 / sum w^2
+    weight_sum: float    # sum of weights (units of 2^-20 of the pilot's best path)
+    ess: float           # (sum w)^2 / sum w^2 over paths
 
 
 def weighted_moments(s1: np.ndarray, s2: np.ndarray, num_stats: int) -> WeightedMoments:
     """From the sum tree's totals of :func:`mcsim.engine.weighted_rows`."""
     S = num_stats
-    sum_a, sum_b, sum_ab, sum_c = s1[:S], s1[S], s1[S + 1:2 * S + 1], s1[2 * S + 1:]
-    sum_a2, sum_b2 = s2[:S], s2[S]
+    sum_a, sum_b, sum_ab = s1[:S], s1[S], s1[S + 1:2 * S + 1]
+    sum_c, sum_d = s1[2 * S + 1:3 * S + 1], s1[3 * S + 1]
+    sum_a2, sum_b2 = s2[:S], s2[S]  # over units (paths, or antithetic pairs)
     if sum_b <= 0:
         nan = np.full(S, np.nan)
         return WeightedMoments(nan, nan, nan, 0.0, 0.0)
@@ -60,7 +60,7 @@ def weighted_moments(s1: np.ndarray, s2: np.ndarray, num_stats: int) -> Weighted
     resid = np.maximum(sum_a2 - 2.0 * mean * sum_ab + mean * mean * sum_b2, 0.0)
     var = np.maximum(sum_c / sum_b - mean * mean, 0.0)
     return WeightedMoments(mean, np.sqrt(resid) / sum_b, var, float(sum_b),
-                           float(sum_b * sum_b / sum_b2))
+                           float(sum_b * sum_b / sum_d))
 
 
 def ess_warning(ess: float, paths: int) -> str | None:
@@ -74,13 +74,16 @@ def ess_warning(ess: float, paths: int) -> str | None:
             "not far tighter than the prior allows")
 
 
+@dataclass
 class ConditionedResults(Results):
     """Results of the same paths, weighted by their likelihood of the observations.
 
     The same interface as :class:`Results` (quantiles, means, month distributions, frames
     and plots), with the effective sample size in place of the number of paths in every
-    interval.
+    interval. ``reference_loglik``: the pilot's best log-likelihood, the weights' unit.
     """
+
+    reference_loglik: float = 0.0
 
     @property
     def weighted(self) -> WeightedMoments:
@@ -100,10 +103,11 @@ class ConditionedResults(Results):
         return ess_warning(self.ess, self.num_paths)
 
     def _effective(self, counts: np.ndarray) -> np.ndarray:
-        """Weight sums rescaled to effective paths (they sum to the ESS)."""
+        """Weight sums rescaled to effective paths (they sum to the ESS; for antithetic
+        pairs, to half of it, see :attr:`Results.pair_factor`)."""
         c = np.asarray(counts, np.float64)
         total = c.sum()
-        return c * (self.ess / total) if total > 0 else c
+        return c * (self.pair_factor * self.ess / total) if total > 0 else c
 
     def quantiles(self, group: str, percentiles=DEFAULT_PERCENTILES) -> QuantileTable:
         rows = range(self.layout.num_stats)[self.layout.rows(group)]
@@ -116,12 +120,6 @@ class ConditionedResults(Results):
         sl = self.layout.rows(group)
         m = self.weighted
         return m.mean[sl].copy(), m.stderr[sl].copy()
-
-    @property
-    def moments(self) -> Moments:
-        m = self.weighted
-        n = np.full(self.layout.num_stats, int(round(m.ess)), np.int64)
-        return Moments(n, m.mean, m.variance * np.maximum(n - 1, 0))
 
     @property
     def repayment(self) -> MonthDistribution:

@@ -236,16 +236,66 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
     return PathStatistics(stats, final, first_bad, obs)
 
 
-def likelihood_weights(observed_sums, windows):
-    """Each path's likelihood of the observations, in units of 2^-20 (int64 [n]).
+#: A path's weight relative to the pilot's best is capped at e^12 (int64 headroom: 2^20 e^12
+#: < 2^38 per path); the pilot's best path is near the likelihood's peak, so no path of a
+#: run comes close in practice.
+MAX_RELATIVE_LOGLIK = 12.0
 
-    ``exp(-sum_o ((sum_o - value_o) / sd_o)^2 / 2)``: at most 1 (the Gaussian's peak), so
-    the integer weight is in [0, 2^20]. A path with a NaN or inf sum gets 0.
-    """
+
+def log_likelihood(observed_sums, windows):
+    """Each path's log-likelihood of the observations (independent Gaussian errors), [n]."""
     r = (observed_sums - windows["value"][:, None]) / windows["sd"][:, None]
-    loglik = -0.5 * jnp.sum(r * r, axis=0)
-    w = jnp.round(jnp.exp(loglik) * WEIGHT_ONE)
+    return -0.5 * jnp.sum(r * r, axis=0)
+
+
+def likelihood_weights(observed_sums, windows):
+    """Each path's likelihood of the observations relative to the pilot's best path
+    (``windows["reference"]``, see :func:`reference_log_likelihood`), in units of 2^-20
+    (int64 [n]). Relative, so that tight observations, which leave every path far below
+    the Gaussian's peak, still give integer weights of full resolution (the constant
+    cancels in every self-normalized statistic). A path with a NaN or inf sum gets 0.
+    """
+    rel = jnp.minimum(log_likelihood(observed_sums, windows) - windows["reference"],
+                      MAX_RELATIVE_LOGLIK)
+    w = jnp.round(jnp.exp(rel) * WEIGHT_ONE)
     return jnp.where(jnp.isfinite(w), w, 0.0).astype(jnp.int64)
+
+
+#: Paths of the pilot that fixes the weights' reference (the first ones of the run).
+PILOT_PATHS = 8192
+
+
+def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
+    """The best log-likelihood among the run's first :data:`PILOT_PATHS` paths (the same
+    draws, shocks and variance reduction): a function of the config alone, so the weights
+    do not depend on the chunking. 0 (the Gaussian's peak) when no pilot path is finite."""
+    sampler = DeviceSampler(config)
+    grid, n = config.grid, min(config.simulation.paths, PILOT_PATHS)
+    n -= n % 2  # whole antithetic pairs
+    n = max(n, 2)
+    reduction = config.simulation.variance_reduction
+    windows = observation_windows(config)
+    observed = tuple(o.flow for o in config.observations)
+    uniforms = None
+    if reduction == "sobol" and sampler.structure.uncertain:
+        uniforms = jnp.asarray(SobolPoints(config.simulation.seed,
+                                           len(sampler.structure.uncertain)).points(0, n))
+
+    @jax.jit
+    def pilot(args, deal, key, u):
+        out = shard_statistics(sampler, grid, DTYPES[dtype], shock_cholesky(config), args,
+                               deal, key, jnp.arange(n, dtype=jnp.uint32), uniforms=u,
+                               antithetic=reduction == "antithetic", observed=observed,
+                               windows=windows)
+        ll = log_likelihood(out.observed_sums, windows)
+        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
+        return jnp.max(jnp.where(ok, ll, -jnp.inf))
+
+    best = float(pilot(jax.tree.map(jnp.asarray, sampler.arguments()),
+                       model.deal_terms(config.deal, grid),
+                       jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
+                                   jnp.uint32), uniforms))
+    return best if np.isfinite(best) else 0.0
 
 
 def _unit_sums(v, pairs: bool):
@@ -348,15 +398,17 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
 
 def weighted_rows(x, q, pairs: bool = False):
     """The sum tree's rows for a weighted run, per unit k (a path, or an antithetic pair):
-    ``[a_k (S), b_k, b_k a_k (S), c_k (S)]`` with ``a = sum q x``, ``b = sum q``,
-    ``c = sum q x^2`` over the unit. Their sums and sums of squares give the weighted mean
-    ``sum a / sum b``, its delta-method error ``sum (a - mean b)^2 / (sum b)^2``, the
-    weighted variance and the effective sample size ``(sum b)^2 / sum b^2``
+    ``[a_k (S), b_k, b_k a_k (S), c_k (S), d_k]`` with ``a = sum q x``, ``b = sum q``,
+    ``c = sum q x^2`` and ``d = sum q^2`` over the unit. Their sums and sums of squares give
+    the weighted mean ``sum a / sum b``, its delta-method error
+    ``sum (a - mean b)^2 / (sum b)^2`` (over units), the weighted variance and the
+    effective number of paths ``(sum q)^2 / sum q^2``
     (:func:`mcsim.conditioning.weighted_moments`)."""
     a = _unit_sums(q * x, pairs)
     b = _unit_sums(q, pairs)
     c = _unit_sums(q * x * x, pairs)
-    return jnp.concatenate([a, b[None, :], b * a, c])
+    d = _unit_sums(q * q, pairs)
+    return jnp.concatenate([a, b[None, :], b * a, c, d[None, :]])
 
 
 def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
@@ -430,6 +482,22 @@ def run(config: Config, **options):
         ... # doctest: +SKIP
     """
     return run_batch([config], **options)[0]
+
+
+def max_batch(grid: MonthGrid, *, weighted: bool = False, bins: MoneyBins | None = None,
+              device=None) -> int:
+    """Most points one batched call may hold: their device counts (histogram copies x
+    statistics x bins each, int32 or int64 when weighted) within a quarter of the device's
+    memory; 64 on a CPU (host memory, one histogram copy: ~20 MB a point)."""
+    device = device or jax.local_devices()[0]
+    if device.platform == "cpu":
+        return 64
+    bins = bins or MoneyBins()
+    options = default_kernel_options(device)
+    per_point = options.hist_copies * StatLayout(grid).num_stats * bins.num_bins \
+        * (8 if weighted else 4)
+    limit = (device.memory_stats() or {}).get("bytes_limit", 16 * 2**30)
+    return max(1, int(limit // 4 // per_point))
 
 
 def batch_key(config: Config) -> tuple:
@@ -531,8 +599,10 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     kernel = chunk_kernel(sampler.structure, grid, dtype, cholesky, bins, shard, devices,
                           options, reduction, observed, batch)
     no_uniforms, windows = plain_inputs(devices)
+    references = [reference_log_likelihood(c, dtype) for c in configs] if weighted else []
     if weighted:
-        windows = _stacked([observation_windows(c) for c in configs], batch)
+        windows = _stacked([{**observation_windows(c), "reference": jnp.float64(r)}
+                            for c, r in zip(configs, references, strict=True)], batch)
     uniform_sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
     sobol = SobolPoints(config.simulation.seed, len(sampler.structure.uncertain)) \
         if reduction == "sobol" else None
@@ -541,7 +611,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     args = _stacked([DeviceSampler(c).arguments() for c in configs], batch)
     layout = StatLayout(grid)
     accs = [Accumulator(layout.num_stats, bins.num_bins, grid.num_months,
-                        tree_stats=3 * layout.num_stats + 1 if weighted else None)
+                        tree_stats=3 * layout.num_stats + 2 if weighted else None)
             for _ in configs]
     acc = accs[0]
 
@@ -642,10 +712,12 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     info = RunInfo(acc.paths if stages else num_paths, config.simulation.seed, shard, dtype,
                    f"{devices[0].platform}:{devices[0].device_kind}", D * nproc,
                    jax.__version__, seconds, compile_seconds, nproc, options, max(G, 1))
-    kind = Results
     if weighted:
-        from .conditioning import ConditionedResults as kind
-    return [kind(c, layout, bins, a, info) for c, a in zip(configs, accs, strict=True)]
+        from .conditioning import ConditionedResults
+
+        return [ConditionedResults(c, layout, bins, a, info, reference_loglik=r)
+                for c, a, r in zip(configs, accs, references, strict=True)]
+    return [Results(c, layout, bins, a, info) for c, a in zip(configs, accs, strict=True)]
 
 
 def _stacked(trees: list, batch: int):
@@ -660,9 +732,9 @@ def plain_inputs(devices: tuple) -> tuple:
     uniforms (an empty array sharded like the paths) and no observation windows."""
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
     no_uniforms = jax.device_put(np.zeros((len(devices), 0)), sharding)
-    return no_uniforms, {k: jnp.zeros((0,), t) for k, t in (
+    return no_uniforms, {**{k: jnp.zeros((0,), t) for k, t in (
         ("start", jnp.int32), ("end", jnp.int32), ("value", jnp.float64),
-        ("sd", jnp.float64))}
+        ("sd", jnp.float64))}, "reference": jnp.float64(0.0)}
 
 
 def observation_windows(config: Config) -> dict:
@@ -708,11 +780,16 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
         return None
     grid, jd = config.grid, DTYPES[dtype]
     chol = shock_cholesky(config)
+    reduction = config.simulation.variance_reduction
+    anti = reduction == "antithetic"
+    sobol = SobolPoints(config.simulation.seed, len(names)) if reduction == "sobol" else None
 
     @jax.jit
-    def per_path(args, deal, key, paths):
-        stats = shard_statistics(sampler, grid, jd, chol, args, deal, key, paths).stats
-        theta = sampler.draw(args, paths, jnp.float64)
+    def per_path(args, deal, key, paths, u):
+        # the run's own paths: its mirrors or Sobol points
+        stats = shard_statistics(sampler, grid, jd, chol, args, deal, key, paths,
+                                 uniforms=u, antithetic=anti).stats
+        theta = sampler.draw(args, paths, jnp.float64, uniforms=u, antithetic=anti)
         return jnp.all(jnp.isfinite(stats), axis=0), jnp.stack([theta[n] for n in names], 1)
 
     args = jax.tree.map(jnp.asarray, sampler.arguments())
@@ -722,8 +799,9 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
     for c in range(max_chunks):
         if c * chunk >= config.simulation.paths:
             break
+        u = None if sobol is None else jnp.asarray(sobol.points(c * chunk, chunk))
         ok, theta = jax.device_get(per_path(args, deal, key, jnp.uint32(c * chunk)
-                                            + jnp.arange(chunk, dtype=jnp.uint32)))
+                                            + jnp.arange(chunk, dtype=jnp.uint32), u))
         finite.append(ok)
         values.append(theta)
         if sum(int((~f).sum()) for f in finite) >= 50:

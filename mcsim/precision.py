@@ -50,24 +50,28 @@ def parse_target(text: str) -> tuple[str, float, bool]:
     return stat, number / 100.0 if relative else number, relative
 
 
-def estimate(acc: Accumulator, layout: StatLayout, stat: str) -> tuple[float, float]:
-    """(estimate, standard error) of one statistic from the accumulators so far."""
-    n = max(acc.paths - acc.nonfinite_paths, 1)
+def estimate(acc: Accumulator, layout: StatLayout, stat: str,
+             pairs: bool = False) -> tuple[float, float]:
+    """(estimate, standard error) of one statistic from the accumulators so far. With
+    antithetic ``pairs``, a probability's error counts pairs (an upper bound, see
+    :attr:`mcsim.results.Results.pair_factor`); a mean's comes from the pairs' means."""
     if stat in ("p_not_repaid", "p_credits_left"):
         counts = acc.repayment_counts if stat == "p_not_repaid" else acc.credit_counts
+        n = max(int(counts.sum()), 1)  # the paths counted (a non-finite path's pair is not)
         p = counts[-1] / n
-        return float(p), float(math.sqrt(max(p * (1 - p), 0.0) / n))
+        units = n / 2 if pairs else n
+        return float(p), float(math.sqrt(max(p * (1 - p), 0.0) / units))
     row = layout.grid.num_months - 1 if stat == "cumulative_azure_spend" else layout.row(stat)
     m = acc.moments
     return float(m.mean[row]), float(m.stderr()[row])
 
 
-def stopping_rule(targets: Mapping[str, tuple[float, bool]],
-                  layout: StatLayout) -> Callable[[Accumulator], bool]:
+def stopping_rule(targets: Mapping[str, tuple[float, bool]], layout: StatLayout,
+                  pairs: bool = False) -> Callable[[Accumulator], bool]:
     """``should_stop(acc)``: every named SE at or below its target."""
     def should_stop(acc: Accumulator) -> bool:
         for stat, (value, relative) in targets.items():
-            est, se = estimate(acc, layout, stat)
+            est, se = estimate(acc, layout, stat, pairs)
             limit = value * abs(est) if relative else value
             if not se <= limit:
                 return False
@@ -84,11 +88,11 @@ def stages(budget: int, first_check: int = FIRST_CHECK) -> list[int]:
     return out
 
 
-def report(acc: Accumulator, layout: StatLayout, targets) -> dict:
+def report(acc: Accumulator, layout: StatLayout, targets, pairs: bool = False) -> dict:
     """What was asked and reached, for summary.json."""
     out = {}
     for stat, (value, relative) in targets.items():
-        est, se = estimate(acc, layout, stat)
+        est, se = estimate(acc, layout, stat, pairs)
         out[stat] = {"target_se": value * abs(est) if relative else value,
                      "target": f"{value * 100:g}% of the estimate" if relative
                      else f"{value:.6g}",

@@ -109,6 +109,7 @@ def provenance(results: Results) -> dict:
         "num_processes": info.num_processes,
         "kernel_options": info.options._asdict(),
         "batch": info.batch,
+        "conditioned": results.conditioned is not None,
         "dtype": info.dtype,
         "paths": info.paths,
         "seed": info.seed,
@@ -190,13 +191,15 @@ def _conditioned_block(results: Results, percentiles) -> dict:
     return {
         "observations": obs,
         "paths": cond.num_paths,
+        "reference_log_likelihood": cond.reference_loglik,
         "effective_sample_size": cond.ess,
         "ess_fraction": cond.ess_fraction,
         "warning": cond.warning,
         "method": "paths weighted by their likelihood of the observations (independent "
-                  "Gaussian errors), self-normalized; the effective sample size (Kish) "
-                  "replaces the number of paths in every interval; means carry the "
-                  "delta-method error",
+                  "Gaussian errors) relative to the best of the first 8,192 paths "
+                  "(reference_log_likelihood), self-normalized; the effective sample size "
+                  "(Kish, over paths) replaces the number of paths in every interval; "
+                  "means carry the delta-method error",
         **_statistics(cond, percentiles),
     }
 

@@ -68,7 +68,7 @@ def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = Tr
     Returns [(point, Results)] in grid order.
     """
     from .api import condition_results
-    from .engine import batch_key, run_batch
+    from .engine import batch_key, max_batch, run_batch
 
     points = grid_points(grid)
     configs = [with_overrides(config, point) for point in points]
@@ -79,7 +79,10 @@ def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = Tr
     for i, c in enumerate(configs):
         groups.setdefault(batch_key(c), []).append(i)
     results: list = [None] * len(points)
-    for members in groups.values():
+    # groups too big for the device's memory run as several batches
+    size = max_batch(config.grid, weighted=bool(config.observations))
+    batches = [m[k:k + size] for m in groups.values() for k in range(0, len(m), size)]
+    for members in batches:
         group = [configs[i] for i in members]
         runs = run_batch(group, dtype=dtype, progress=progress, **simulate_options)
         if group[0].observations:

@@ -97,7 +97,10 @@ def test_weighted_kernel_equals_numpy_weights_on_the_same_paths():
     stats, month, obs = _per_path(cfg)
     value = np.array([o.value for o in cfg.observations])
     sd = np.array([o.sd for o in cfg.observations])
-    w = np.exp(-0.5 * np.sum(((obs - value[:, None]) / sd[:, None]) ** 2, axis=0))
+    loglik = -0.5 * np.sum(((obs - value[:, None]) / sd[:, None]) ** 2, axis=0)
+    reference = engine.reference_log_likelihood(cfg)
+    assert reference == pytest.approx(loglik.max(), abs=1e-9)  # 4,096 paths: all in the pilot
+    w = np.exp(loglik - reference)
     cond = engine.run(cfg, progress=False, weighted=True)
     assert cond.ess == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-5)
     mean, se = cond.mean("horizon")
@@ -130,6 +133,40 @@ def test_conditioning_pulls_the_observed_flow_to_the_observation():
     assert 100 < cond.ess < results.num_paths
 
 
+def test_flat_likelihood_gives_the_prior_back_with_a_path_level_ess():
+    """Observations with an enormous error weigh every path alike: the conditioned results
+    are the prior's, and the ESS counts paths (not antithetic pairs)."""
+    text = OBSERVED.read_text().replace("rel_sd = 0.05", "rel_sd = 1e6").replace(
+        'extends = "base.toml"', f'extends = "{CONFIGS_DIR / "base.toml"}"')
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "flat.toml").write_text(text)
+        cfg = mcsim.load_config(Path(d) / "flat.toml").with_simulation(
+            horizon="2026-12", paths=4096, variance_reduction="antithetic")
+    results = mcsim.simulate(cfg, progress=False)
+    cond = results.conditioned
+    assert cond.ess == pytest.approx(4096, rel=1e-9)
+    assert cond.repayment.censored == pytest.approx(results.repayment.censored, rel=1e-12)
+    assert cond.repayment.censored_se == pytest.approx(results.repayment.censored_se,
+                                                       rel=1e-9)
+    np.testing.assert_allclose(cond.mean("horizon")[0], results.mean("horizon")[0],
+                               rtol=1e-12)
+    # the delta-method error is the plug-in (ddof 0) one, over 2,048 pairs
+    m = 2048
+    np.testing.assert_allclose(cond.mean("horizon")[1],
+                               results.mean("horizon")[1] * np.sqrt((m - 1) / m), rtol=1e-9)
+
+
+def test_observation_values_can_be_overridden():
+    from mcsim.api import with_overrides
+
+    cfg = with_overrides(mcsim.load_config(OBSERVED),
+                         {"observations.azure_inference_2024.value": 4.0e9})
+    assert cfg.observations[0].value == 4.0e9
+
+
 def test_antithetic_pairs_are_the_units_of_a_conditioned_run():
     cfg = _observed(variance_reduction="antithetic")
     with pytest.warns(UserWarning, match="effective sample size"):  # 4,096 paths: ESS ~150
@@ -147,9 +184,18 @@ def test_tiny_tolerances_warn_that_the_ess_is_small(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = mcsim.simulate(cfg, progress=False)
-    assert results.conditioned.ess < 1000
+    cond = results.conditioned
+    assert cond.ess < 1000
     assert any("effective sample size" in str(w.message) for w in caught)
-    assert "unreliable" in results.conditioned.warning
+    assert "unreliable" in cond.warning
+    # weights are relative to the pilot's best path: even observations far tighter than
+    # the prior leave finite statistics (absolute weights all rounded to 0 here once)
+    assert cond.ess >= 1 and cond.reference_loglik < -14
+    assert np.isfinite(cond.mean("horizon")[0]).all()
+    assert 0.0 <= cond.repayment.censored <= 1.0
+    from mcsim.report import summarize
+
+    json.dumps(summarize(results), allow_nan=False)
 
 
 def test_run_cli_reports_prior_and_conditioned(tmp_path, capsys):
@@ -166,6 +212,11 @@ def test_run_cli_reports_prior_and_conditioned(tmp_path, capsys):
     for name in ("fan_chart_conditioned.png", "repayment_survival_conditioned.png"):
         assert (out / name).stat().st_size > 1000
     assert "Conditioned on the observations" in (out / "report.html").read_text()
+    # reproduce from the summary alone: the conditioned pass comes back too
+    again = tmp_path / "again"
+    assert main(["reproduce", str(out / "summary.json"), "--out", str(again)]) == 0
+    redo = json.loads((again / "summary.json").read_text())
+    assert redo["conditioned"]["repayment"] == cond["repayment"]
     # --no-condition: the prior alone
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--no-condition"]) == 0
     assert "conditioned" not in json.loads((out / "summary.json").read_text())

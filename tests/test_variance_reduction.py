@@ -131,6 +131,21 @@ def test_antithetic_standard_error_matches_the_replicates_spread():
     assert np.all((stat > lo) & (stat < hi)), (stat, lo, hi)
 
 
+def test_antithetic_probability_errors_count_pairs():
+    """P(event) errors use n/2 units under antithetic pairs: the bound
+    p(1-p)(1+rho)/n <= p(1-p)/(n/2) (rho <= 1), never the i.i.d. formula that rho > 0
+    would break."""
+    res = engine.run(_short(paths=4096, variance_reduction="antithetic"), progress=False)
+    p = res.repayment.censored
+    n = res.accumulator.repayment_counts.sum()
+    assert 0 < p < 1
+    assert res.repayment.censored_se == pytest.approx(np.sqrt(p * (1 - p) / (n / 2)))
+    from mcsim import precision
+
+    est, se = precision.estimate(res.accumulator, res.layout, "p_not_repaid", pairs=True)
+    assert est == pytest.approx(p) and se == pytest.approx(res.repayment.censored_se)
+
+
 def test_antithetic_needs_an_even_number_of_paths():
     with pytest.raises(ConfigError, match="simulation.paths"):
         _short(paths=1001, variance_reduction="antithetic")
