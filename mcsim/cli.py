@@ -324,6 +324,8 @@ def _compare(args) -> int:
 
 def _reproduce(args) -> int:
     """Rebuild a run from its summary.json alone and run it again."""
+    import warnings
+
     import jax
 
     from . import __version__
@@ -331,7 +333,9 @@ def _reproduce(args) -> int:
     from .report import format_summary, write_report
 
     try:
-        results, prov = reproduce(args.summary)
+        with warnings.catch_warnings():  # the summary below prints the ESS warning
+            warnings.simplefilter("ignore", UserWarning)
+            results, prov = reproduce(args.summary)
     except ConfigError as exc:
         return _bad_input(exc)
     then = (prov.get("mcsim_version"), prov.get("jax_version"))
