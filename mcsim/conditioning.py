@@ -21,12 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .results import (
-    DEFAULT_PERCENTILES,
-    MonthDistribution,
-    QuantileTable,
     Results,
-    histogram_quantiles,
-    month_distribution,
 )
 
 #: Below either, the conditioned statistics are flagged: fewer than this many effective
@@ -79,8 +74,10 @@ class ConditionedResults(Results):
     """Results of the same paths, weighted by their likelihood of the observations.
 
     The same interface as :class:`Results` (quantiles, means, month distributions, frames
-    and plots), with the effective sample size in place of the number of paths in every
-    interval. ``reference_loglik``: the pilot's best log-likelihood, the weights' unit.
+    and plots): the histograms and month counts hold weight sums, which
+    :meth:`_effective` rescales to the effective sample size for every interval; means
+    are the weighted ones with their delta-method errors. ``reference_loglik``: the
+    pilot's best log-likelihood, the weights' unit.
     """
 
     reference_loglik: float = 0.0
@@ -109,24 +106,7 @@ class ConditionedResults(Results):
         total = c.sum()
         return c * (self.pair_factor * self.ess / total) if total > 0 else c
 
-    def quantiles(self, group: str, percentiles=DEFAULT_PERCENTILES) -> QuantileTable:
-        rows = range(self.layout.num_stats)[self.layout.rows(group)]
-        hist = self.accumulator.histogram
-        vals = np.array([histogram_quantiles(self._effective(hist[r]), self.bins,
-                                             percentiles) for r in rows])
-        return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
-
     def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
         m = self.weighted
         return m.mean[sl].copy(), m.stderr[sl].copy()
-
-    @property
-    def repayment(self) -> MonthDistribution:
-        return month_distribution(self._effective(self.accumulator.repayment_counts),
-                                  DEFAULT_PERCENTILES)
-
-    @property
-    def credit_exhaustion(self) -> MonthDistribution:
-        return month_distribution(self._effective(self.accumulator.credit_counts),
-                                  DEFAULT_PERCENTILES)
