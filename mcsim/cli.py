@@ -193,7 +193,9 @@ def _main(argv: list[str] | None) -> int:
                                    num_processes=args.num_processes,
                                    process_id=args.process_id)
 
-    from .engine import run
+    import warnings
+
+    from .api import simulate
     from .report import format_summary, write_report
 
     targets = {}
@@ -210,24 +212,16 @@ def _main(argv: list[str] | None) -> int:
     if args.resume and not ckpt_dir.exists():
         print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
+    # a precision target stops early at looks, which checkpoints do not cover
+    checkpoints = {} if targets else {"checkpoint": ckpt_dir, "resume": args.resume,
+                                      "checkpoint_interval": args.checkpoint_interval}
     try:
-        if targets:
-            from .api import simulate
-
+        with warnings.catch_warnings():  # the summary below prints the ESS warning
+            warnings.simplefilter("ignore", UserWarning)
             results = simulate(config, dtype=args.dtype, progress=args.progress,
-                               target_se=targets, condition=False)
-        else:
-            results = run(config, dtype=args.dtype, progress=args.progress,
-                          checkpoint=ckpt_dir, checkpoint_interval=args.checkpoint_interval,
-                          resume=args.resume)
-        if config.observations and not args.no_condition:
-            import warnings
-
-            from .api import condition_results
-
-            with warnings.catch_warnings():  # the summary below prints the ESS warning
-                warnings.simplefilter("ignore", UserWarning)
-                results = condition_results(results, args.dtype, args.progress)
+                               target_se=targets,
+                               condition=bool(config.observations) and not args.no_condition,
+                               **checkpoints)
     except ConfigError as exc:
         return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes

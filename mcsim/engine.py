@@ -32,7 +32,7 @@ from .config import Config, ConfigError
 from .device_draws import DeviceSampler
 from .layout import ANNUAL_FLOWS, StatLayout
 from .months import MonthGrid
-from .qmc import SobolPoints
+from .qmc import sobol_points_for
 from .rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -170,6 +170,21 @@ class PathStatistics(NamedTuple):
 WEIGHT_ONE = 2**20
 
 
+def pair_streams(paths, antithetic: bool):
+    """(shock stream of each path, which paths mirror it): under antithetic pairs path
+    2k+1 takes path 2k's stream, negated; otherwise each its own, none mirrored."""
+    if not antithetic:
+        return paths, None
+    return paths & jnp.uint32(0xFFFFFFFE), (paths & jnp.uint32(1)) == 1
+
+
+def month_shocks(shock_key, shock_paths, month, dtype, mirrored=None) -> tuple:
+    """The five standard normal shocks of ``month`` from each path's stream, negated where
+    ``mirrored`` (see :func:`pair_streams`); not yet correlated."""
+    z = standard_normals(shock_words(shock_key, shock_paths, month, jnp), dtype)
+    return z if mirrored is None else tuple(jnp.where(mirrored, -zk, zk) for zk in z)
+
+
 def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: tuple,
                      args, deal, shock_key, paths, unroll: int = 1, *, uniforms=None,
                      shock_paths=None, antithetic: bool = False,
@@ -189,9 +204,8 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
     theta = model.prepare(sampler.draw(args, paths, dtype, uniforms=uniforms,
                                        antithetic=antithetic))
     state = model.initial_state(theta, deal, T)
-    if shock_paths is None:
-        shock_paths = paths & jnp.uint32(0xFFFFFFFE) if antithetic else paths
-    mirrored = (paths & jnp.uint32(1)) == 1 if antithetic else None
+    own_streams, mirrored = pair_streams(paths, antithetic)
+    shock_paths = own_streams if shock_paths is None else shock_paths
 
     year_index = jnp.asarray(year_of, jnp.int32)
     n = paths.shape[0]
@@ -218,9 +232,7 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
             flow = jnp.stack([monthly[ANNUAL_FLOWS.index(f)] for f in observed])
             obs = obs + jnp.where(inside[:, None], flow, 0.0)
         cum_azure = state.cum_azure_spend
-        z = standard_normals(shock_words(shock_key, shock_paths, t + 1, jnp), dtype)
-        if antithetic:
-            z = tuple(jnp.where(mirrored, -zk, zk) for zk in z)
+        z = month_shocks(shock_key, shock_paths, t + 1, dtype, mirrored)
         state = model.advance(theta, state, model.correlate(z, cholesky), t)
         return (state, annual, first_bad, obs), cum_azure
 
@@ -271,31 +283,37 @@ def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
     do not depend on the chunking. 0 (the Gaussian's peak) when no pilot path is finite."""
     sampler = DeviceSampler(config)
     grid, n = config.grid, min(config.simulation.paths, PILOT_PATHS)
-    n -= n % 2  # whole antithetic pairs
-    n = max(n, 2)
-    reduction = config.simulation.variance_reduction
-    windows = observation_windows(config)
-    observed = tuple(o.flow for o in config.observations)
-    uniforms = None
-    if reduction == "sobol" and sampler.structure.uncertain:
-        uniforms = jnp.asarray(SobolPoints(config.simulation.seed,
-                                           len(sampler.structure.uncertain)).points(0, n))
+    n = max(n - n % 2, 2)  # whole antithetic pairs
+    source = sobol_points_for(config)
+    pilot = _pilot_kernel(sampler.structure, grid, dtype, shock_cholesky(config),
+                          tuple(o.flow for o in config.observations),
+                          config.simulation.variance_reduction == "antithetic", n)
+    best = float(pilot(jax.tree.map(jnp.asarray, sampler.arguments()),
+                       model.deal_terms(config.deal, grid),
+                       jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
+                                   jnp.uint32),
+                       None if source is None else jnp.asarray(source.points(0, n)),
+                       observation_windows(config)))
+    return best if np.isfinite(best) else 0.0
+
+
+@functools.lru_cache(maxsize=16)
+def _pilot_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
+                  observed: tuple[str, ...], antithetic: bool, n: int) -> Callable:
+    """The pilot's best log-likelihood, compiled once per shape (a sweep's conditioned
+    points, or a second run, reuse it)."""
+    sampler = DeviceSampler.from_structure(structure)
 
     @jax.jit
-    def pilot(args, deal, key, u):
-        out = shard_statistics(sampler, grid, DTYPES[dtype], shock_cholesky(config), args,
-                               deal, key, jnp.arange(n, dtype=jnp.uint32), uniforms=u,
-                               antithetic=reduction == "antithetic", observed=observed,
-                               windows=windows)
+    def pilot(args, deal, key, uniforms, windows):
+        out = shard_statistics(sampler, grid, DTYPES[dtype_name], cholesky, args, deal, key,
+                               jnp.arange(n, dtype=jnp.uint32), uniforms=uniforms,
+                               antithetic=antithetic, observed=observed, windows=windows)
         ll = log_likelihood(out.observed_sums, windows)
         ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
         return jnp.max(jnp.where(ok, ll, -jnp.inf))
 
-    best = float(pilot(jax.tree.map(jnp.asarray, sampler.arguments()),
-                       model.deal_terms(config.deal, grid),
-                       jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
-                                   jnp.uint32), uniforms))
-    return best if np.isfinite(best) else 0.0
+    return pilot
 
 
 def _unit_sums(v, pairs: bool):
@@ -604,8 +622,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
         windows = _stacked([{**observation_windows(c), "reference": jnp.float64(r)}
                             for c, r in zip(configs, references, strict=True)], batch)
     uniform_sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
-    sobol = SobolPoints(config.simulation.seed, len(sampler.structure.uncertain)) \
-        if reduction == "sobol" else None
+    sobol = sobol_points_for(config)
     deal = _stacked([model.deal_terms(c.deal, grid) for c in configs], batch)
     shock_key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     args = _stacked([DeviceSampler(c).arguments() for c in configs], batch)
@@ -780,9 +797,8 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
         return None
     grid, jd = config.grid, DTYPES[dtype]
     chol = shock_cholesky(config)
-    reduction = config.simulation.variance_reduction
-    anti = reduction == "antithetic"
-    sobol = SobolPoints(config.simulation.seed, len(names)) if reduction == "sobol" else None
+    anti = config.simulation.variance_reduction == "antithetic"
+    sobol = sobol_points_for(config)
 
     @jax.jit
     def per_path(args, deal, key, paths, u):

@@ -20,6 +20,16 @@ _STREAM_SOBOL = 0x736F626C  # "sobl": the scramble's own seed stream
 _LOW, _HIGH = 2.0**-53, 1.0 - 2.0**-53
 
 
+def sobol_points_for(config) -> SobolPoints | None:
+    """The run's source of parameter uniforms: its Sobol points when
+    ``simulation.variance_reduction = "sobol"`` and something is uncertain, else None
+    (the counter-based uniforms)."""
+    dim = len(config.uncertain_parameters())
+    if config.simulation.variance_reduction != "sobol" or not dim:
+        return None
+    return SobolPoints(config.simulation.seed, dim)
+
+
 class SobolPoints:
     """Points ``start .. start + n`` of the seed's scrambled Sobol sequence, [n, dim].
 

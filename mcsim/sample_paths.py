@@ -20,8 +20,9 @@ import numpy as np
 from . import model
 from .config import Config
 from .device_draws import DeviceSampler
-from .engine import DTYPES, shock_cholesky, standard_normals
-from .rng import STREAM_SHOCKS, shock_words, stream_key
+from .engine import DTYPES, month_shocks, pair_streams, shock_cholesky
+from .qmc import sobol_points_for
+from .rng import STREAM_SHOCKS, stream_key
 
 
 def sample_paths(config: Config, k: int, dtype: str = "float32"):
@@ -30,25 +31,18 @@ def sample_paths(config: Config, k: int, dtype: str = "float32"):
 
     grid, jd = config.grid, DTYPES[dtype]
     T = grid.num_months
-    reduction = config.simulation.variance_reduction
-    antithetic = reduction == "antithetic"
+    antithetic = config.simulation.variance_reduction == "antithetic"
     sampler = DeviceSampler(config)
     paths = jnp.arange(k, dtype=jnp.uint32)
-    uniforms = None
-    if reduction == "sobol" and sampler.structure.uncertain:
-        from .qmc import SobolPoints
-
-        uniforms = jnp.asarray(SobolPoints(config.simulation.seed,
-                                           len(sampler.structure.uncertain)).points(0, k))
+    source = sobol_points_for(config)
+    uniforms = None if source is None else jnp.asarray(source.points(0, k))
     theta = jax.device_get(jax.jit(
         lambda a, p, u: sampler.draw(a, p, jd, uniforms=u, antithetic=antithetic))(
         jax.tree.map(jnp.asarray, sampler.arguments()), paths, uniforms))
     key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
-    shock_paths = paths & jnp.uint32(0xFFFFFFFE) if antithetic else paths
-    sign = jnp.where((paths & 1) == 1, -1.0, 1.0).astype(jd)[:, None] if antithetic else 1.0
+    shock_paths, mirrored = pair_streams(paths, antithetic)
     normals = jnp.stack([jnp.zeros((k, 5), jd)] + [
-        sign * jnp.stack(standard_normals(shock_words(key, shock_paths, jnp.uint32(t), jnp),
-                                          jd), axis=1)
+        jnp.stack(month_shocks(key, shock_paths, jnp.uint32(t), jd, mirrored), axis=1)
         for t in range(1, T)])  # row t drives the step into month t, as in the kernel
     chol = shock_cholesky(config)
     fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, T))
