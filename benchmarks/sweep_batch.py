@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from mcsim.api import with_overrides
 from mcsim.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench import summarize_times  # noqa: E402
 
 
 def timed(fn, repeats: int) -> dict:
@@ -36,8 +37,7 @@ def timed(fn, repeats: int) -> dict:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "all_s": times}
+    return summarize_times(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,13 +33,10 @@ from mcsim.config import load_config
 from mcsim.engine import run
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench import device_name, summarize_times  # noqa: E402
+
 METHODS = ("none", "antithetic", "sobol")
-
-
-def device_name() -> str:
-    d = jax.local_devices()[0]
-    return f"{d.platform}-{d.device_kind}".lower().replace(" ", "_") if d.platform != "cpu" \
-        else f"cpu-{platform.machine()}-{len(jax.local_devices())}dev"
 
 
 def headline(results) -> dict[str, tuple[float, float]]:
@@ -80,8 +75,7 @@ def measure(config, method: str, paths: int, replicates: int, seed0: int) -> dic
             "variance": est.var(axis=0, ddof=1).tolist(),
             "mean": est.mean(axis=0).tolist(),
             "reported_se_rms": np.sqrt(np.mean(rep**2, axis=0)).tolist(),  # NaN: none
-            "seconds": {"median": statistics.median(timed), "min": min(timed),
-                        "max": max(timed), "first_call": seconds[0]}}
+            "seconds": {**summarize_times(timed), "first_call_s": seconds[0]}}
 
 
 def factor_interval(var_base: float, var_method: float, replicates: int,
@@ -134,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     factors: dict[str, dict] = {}
     for m in METHODS:
         r = results[m]
-        print(f"\n{m}: {r['seconds']['median']:.2f} s per run (median; "
-              f"{r['seconds']['min']:.2f}-{r['seconds']['max']:.2f}; first call "
-              f"{r['seconds']['first_call']:.2f} s with compilation)")
+        t = r["seconds"]
+        print(f"\n{m}: {t['median_s']:.2f} s per run (median; {t['min_s']:.2f}-"
+              f"{t['max_s']:.2f}; first call {t['first_call_s']:.2f} s with compilation)")
         factors[m] = {}
         for j, name in enumerate(names):
             vr, lo, hi = factor_interval(base["variance"][j], r["variance"][j],
                                          args.replicates)
-            eff = vr * base["seconds"]["median"] / r["seconds"]["median"]
+            eff = vr * base["seconds"]["median_s"] / r["seconds"]["median_s"]
             sd = np.sqrt(r["variance"][j])
             factors[m][name] = {"factor": vr, "low": lo, "high": hi, "efficiency": eff,
                                 "replicate_sd": sd, "reported_se_rms": r["reported_se_rms"][j]}
