@@ -165,7 +165,10 @@ class SumTree:
         c, s1, s2 = self.total()
         n = max(c, 1)
         mean = s1 / n
-        m2 = np.maximum(s2 - s1 * mean, 0.0)  # cancellation guarded as the class says
+        # beyond float64's range (a $1e200 investment squared) the variance is undefined:
+        # NaN, reported as a null standard error, not a warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            m2 = np.maximum(s2 - s1 * mean, 0.0)  # cancellation guarded as the class says
         return Moments(np.full(self.num_stats, c, np.int64), mean, m2)
 
     def state(self) -> dict[str, np.ndarray]:

@@ -40,8 +40,14 @@ def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
                               f"a key 'TABLE.KEY' with TABLE one of {', '.join(TABLES)}")
         node = raw.setdefault(table, {})
         parts = name.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # e.g. parameters.conversion_0.mean on a number
+                inner = ".".join([table, *parts[:depth + 1]])
+                raise ConfigError(str(key), value,
+                                  f"a key inside a table, but {inner} is "
+                                  f"{type(node).__name__} {node!r}, not a table (set "
+                                  f"{inner} itself, e.g. to {{ dist = ..., ... }})")
         node[parts[-1]] = copy.deepcopy(value)
     note = json.dumps({str(k): v for k, v in overrides.items()}, default=str, sort_keys=True)
     return parse_config(raw, source_text=f"{config.source_text}\n# overrides: {note}\n",
@@ -83,6 +89,12 @@ def reproduce(summary_path: str | Path, **run_options):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError("summary", str(summary_path),
                           f"a summary.json written by mcsim run ({exc!r})") from None
+    if dtype not in ("float32", "float64"):
+        raise ConfigError("provenance.dtype", dtype, '"float32" or "float64"')
+    if not isinstance(paths, int) or isinstance(paths, bool) or paths < 1:
+        raise ConfigError("provenance.paths", paths, "a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError("provenance.seed", seed, "an integer in [0, 2^63)")
     if hashlib.sha256(text.encode()).hexdigest() != prov.get("config_sha256"):
         raise ConfigError("provenance.config_text", str(summary_path),
                           "text whose sha256 is provenance.config_sha256")

@@ -12,9 +12,11 @@ leaves the previous checkpoint or the new one, never a torn file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +50,52 @@ def checkpoint_file(directory: str | Path, process_index: int, num_processes: in
     return Path(directory) / f"process-{process_index}-of-{num_processes}.npz"
 
 
-def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> None:
-    """Write atomically: temp file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree = acc.tree.state()
+def remove_checkpoints(directory: str | Path, num_processes: int, *,
+                       remove_directory: bool) -> None:
+    """Delete the checkpoint files of a finished run (every process's, and nothing else),
+    then the directory itself when ``remove_directory`` (mcsim created it) and it is empty."""
+    directory = Path(directory)
+    for i in range(num_processes):
+        for f in (checkpoint_file(directory, i, num_processes),):
+            for stale in (f, f.with_name(f.name + ".tmp")):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+    if remove_directory:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
+
+
+def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> bool:
+    """Write atomically: temp file, fsync, rename. Compressed: the histograms are mostly
+    empty bins (35 MB of int64 for 204 months, a few hundred kB compressed).
+
+    A checkpoint is insurance, not a result: when it cannot be written (a full disk, a
+    read-only directory) the temporary file is removed, a one-line warning is printed
+    once, and the run goes on; returns whether it was written.
+    """
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(tmp, identity, acc, next_start)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if path not in _WARNED:
+            _WARNED.add(path)
+            print(f"mcsim: warning: checkpoint {path} not written ({exc.strerror or exc}); "
+                  "the run goes on without it", file=sys.stderr)
+        return False
+    return True
+
+
+_WARNED: set[Path] = set()
+
+
+def _write(tmp: Path, identity: dict, acc: Accumulator, next_start: int) -> None:
+    tree = acc.tree.state()
     with open(tmp, "wb") as f:
-        np.savez(f, identity=np.array(json.dumps(identity, sort_keys=True)),
+        np.savez_compressed(f, identity=np.array(json.dumps(identity, sort_keys=True)),
                  histogram=acc.histogram, repayment_counts=acc.repayment_counts,
                  credit_counts=acc.credit_counts, nonfinite_months=acc.nonfinite_months,
                  scalars=np.array([acc.paths, next_start], np.int64),
@@ -62,7 +103,6 @@ def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> None:
                  tree_s2=tree["s2"])
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: Path, identity: dict, acc: Accumulator) -> int:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+OUT_HELP = ("report directory: new, empty, or one mcsim wrote (its files are replaced "
+            "atomically; files mcsim did not write are never touched)")
+FORCE_HELP = ("write into a non-empty directory mcsim did not write: its files stay, "
+              "mcsim adds (and later replaces) only its own")
 
 
 def _bad_input(exc: ConfigError) -> int:
@@ -19,13 +23,66 @@ def _bad_input(exc: ConfigError) -> int:
     return EXIT_BAD_INPUT
 
 
-def _positive_int(text: str) -> int:
+def _write_failed(what: str, out, exc: OSError) -> int:
+    """The results could not be written (a full disk, permissions): one line, exit 1; the
+    writer has removed its staging files and left any earlier output as it was."""
+    reason = exc.strerror or str(exc)
+    print(f"mcsim: error: could not write {what} to {out}: {reason}; nothing was changed "
+          "there", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _checkpoint_dir(args, out: Path) -> Path:
+    """``--checkpoint-dir`` (default OUT.checkpoint), checked before the run: a directory
+    (or a path that can become one) outside the report directory."""
+    from .outdir import check_output_dir
+
+    text = args.checkpoint_dir
+    ckpt_dir = Path(text) if text is not None else Path(f"{out.resolve()}.checkpoint")
+    if text is not None:
+        check_output_dir(ckpt_dir, key="--checkpoint-dir", force=True)
+    report, ck = out.resolve(), ckpt_dir.resolve()
+    if ck == report or report in ck.parents:
+        raise ConfigError("--checkpoint-dir", str(text), "a directory outside --out (the "
+                          "report directory is replaced when the run ends)")
+    return ckpt_dir
+
+
+def _initialize_distributed(args) -> None:
+    """jax.distributed, with its failures (no cluster found, a bad process id) as one line."""
+    import jax
+
+    n, i = args.num_processes, args.process_id
+    if i is not None and (i < 0 or (n is not None and i >= n)):
+        raise ConfigError("--process-id", i, f"an integer in [0, {n})" if n is not None
+                          else "an integer >= 0")
     try:
-        value = int(text.replace("_", ""))
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=n,
+                                   process_id=i)
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("--distributed", "", "a cluster to join: give --coordinator, "
+                          f"--num-processes and --process-id, or run under a cluster "
+                          f"launcher (jax.distributed: {first})") from None
+
+
+def _positive_int(text: str) -> int:
+    """A positive integer, also written as a whole float (``1e6``, ``2.5e5``), as a config's
+    ``paths = 1e6`` may be."""
+    expected = f"{text!r}: expected a positive integer (e.g. 100000, 100_000 or 1e5)"
+    clean = text.replace("_", "").strip()
+    try:
+        value = int(clean)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
+        try:
+            number = float(clean)
+        except ValueError:
+            raise argparse.ArgumentTypeError(expected) from None
+        if not (number.is_integer() and 1 <= number < 2**63):
+            raise argparse.ArgumentTypeError(expected) from None
+        value = int(number)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+        raise argparse.ArgumentTypeError(expected)
     return value
 
 
@@ -46,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="simulate a config and write its report")
     r.add_argument("config", help="TOML config file")
-    r.add_argument("--out", required=True, help="report directory (replaced atomically)")
+    r.add_argument("--out", required=True, help=OUT_HELP)
+    r.add_argument("--force", action="store_true", help=FORCE_HELP)
     r.add_argument("--paths", type=_positive_int, help="number of paths (overrides config)")
     r.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                    help="override any config key with a TOML value, e.g. "
@@ -83,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint of this same run, if there is one")
     c.add_argument("--checkpoint-dir", metavar="DIR",
-                   help="where checkpoints go (default: OUT.checkpoint beside the report; "
-                        "removed once the report is written)")
+                   help="where checkpoints go (default: OUT.checkpoint beside the report); "
+                        "once the report is written mcsim removes its checkpoint files, and "
+                        "the directory only if it created it")
     c.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
                    help="seconds between checkpoints (default 60; 0: after every call)")
     d = r.add_argument_group(
@@ -100,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="run again the run that wrote a summary.json")
     rp.add_argument("summary", help="a summary.json written by mcsim run")
-    rp.add_argument("--out", required=True, help="report directory (replaced atomically)")
+    rp.add_argument("--out", required=True, help=OUT_HELP)
+    rp.add_argument("--force", action="store_true", help=FORCE_HELP)
     rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
     se = sub.add_parser("sensitivity", help="Sobol indices of every uncertain parameter "
@@ -109,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("config", help="TOML config file")
     se.add_argument("--out", required=True, help="directory for sensitivity.csv, "
                                                  "sensitivity.json and tornado.png")
+    se.add_argument("--force", action="store_true", help=FORCE_HELP)
     se.add_argument("--base-rows", type=_positive_int, default=4096, metavar="N",
                     help="rows of each base matrix, a power of two (default 4096); the "
                          "model runs N x (parameters + 3) times")
@@ -127,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="values to sweep for one key (TOML literals; repeat for a grid)")
     sw.add_argument("--out", required=True, help="directory for sweep.csv, sweep.png and "
                                                  "each point's report (replaced atomically)")
+    sw.add_argument("--force", action="store_true", help=FORCE_HELP)
     sw.add_argument("--paths", type=_positive_int, help="paths per point")
     sw.add_argument("--seed", type=_seed, help="seed (the same for every point)")
     sw.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -140,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", nargs="+", metavar="OUT", help="report directories")
     cp.add_argument("--names", help="comma-separated labels (default: directory names)")
     cp.add_argument("--out", help="write compare.txt and compare.png into this directory")
+    cp.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
@@ -180,20 +243,18 @@ def _main(argv: list[str] | None) -> int:
         config = config.with_simulation(paths=args.paths, seed=args.seed,
                                         chunk_size=args.chunk_size,
                                         variance_reduction=args.variance_reduction)
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
+        from .outdir import check_output_dir
+
+        out = check_output_dir(args.out, force=args.force)
+        ckpt_dir = _checkpoint_dir(args, out)
+        if args.distributed or args.coordinator:
+            _initialize_distributed(args)
     except ConfigError as exc:
         return _bad_input(exc)
 
-    import jax
-
-    if args.distributed or args.coordinator:
-        jax.distributed.initialize(coordinator_address=args.coordinator,
-                                   num_processes=args.num_processes,
-                                   process_id=args.process_id)
-
     import warnings
+
+    import jax
 
     from .api import simulate
     from .report import format_summary, write_report
@@ -208,13 +269,15 @@ def _main(argv: list[str] | None) -> int:
                 targets[stat] = f"{value * 100}%" if relative else value
         except ConfigError as exc:
             return _bad_input(exc)
-    ckpt_dir = Path(args.checkpoint_dir or f"{Path(args.out).resolve()}.checkpoint")
+    # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
+    ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
     if args.resume and not ckpt_dir.exists():
         print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
     # a precision target stops early at looks, which checkpoints do not cover
     checkpoints = {} if targets else {"checkpoint": ckpt_dir, "resume": args.resume,
-                                      "checkpoint_interval": args.checkpoint_interval}
+                                      "checkpoint_interval": args.checkpoint_interval,
+                                      "checkpoint_at_end": False}
     try:
         with warnings.catch_warnings():  # the summary below prints the ESS warning
             warnings.simplefilter("ignore", UserWarning)
@@ -226,9 +289,17 @@ def _main(argv: list[str] | None) -> int:
         return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
-    out = write_report(results, args.out, plots=not args.no_plots,
-                       sample_paths=args.save_paths or 0)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the report is safe: no need to resume
+    try:
+        out = write_report(results, args.out, plots=not args.no_plots,
+                           sample_paths=args.save_paths or 0, force=args.force)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    except OSError as exc:
+        return _write_failed("the report", args.out, exc)
+    from .checkpoint import remove_checkpoints
+
+    # the report is safe: the checkpoints are not needed; remove only what this run wrote
+    remove_checkpoints(ckpt_dir, jax.process_count(), remove_directory=ckpt_dir_is_ours)
     print(format_summary(results))
     print(f"report written to {out}/")
     return 0
@@ -242,14 +313,19 @@ def _sensitivity(args) -> int:
         config = load_config(args.config)
         config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(seed=args.seed)
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--out", args.out, "a directory (or a path that does not exist)")
+        from .outdir import check_output_dir
+
+        out = check_output_dir(args.out, force=args.force)
         result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
                              num_bootstrap=args.bootstrap, dtype=args.dtype)
     except ConfigError as exc:
         return _bad_input(exc)
-    write_sensitivity(result, config, out)
+    try:
+        write_sensitivity(result, config, out, force=args.force)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    except OSError as exc:
+        return _write_failed("the sensitivity study", args.out, exc)
     print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
           f"{result.seconds:.1f} s; Sobol indices with "
           f"{result.indices['repayment_month'].confidence:.0%} bootstrap intervals")
@@ -267,18 +343,31 @@ def _sensitivity(args) -> int:
 
 
 def _sweep(args) -> int:
+    import warnings
+
+    from .outdir import check_output_dir
     from .sweep import grid_points, parse_sweep, run_sweep, sweep_table, write_sweep
 
     try:
         config = load_config(args.config).with_simulation(paths=args.paths, seed=args.seed)
         grid = parse_sweep(args.set)
+        check_output_dir(args.out, force=args.force)
         print(f"sweep: {len(grid_points(grid))} points over {', '.join(grid)}",
               file=sys.stderr)
-        runs = run_sweep(config, grid, dtype=args.dtype, progress=False,
-                         batch=not args.no_batch)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            runs = run_sweep(config, grid, dtype=args.dtype, progress=False,
+                             batch=not args.no_batch)
     except ConfigError as exc:
         return _bad_input(exc)
-    out = write_sweep(runs, args.out, plots=not args.no_plots)
+    for message in dict.fromkeys(str(w.message) for w in caught):  # once each, no source
+        print(f"mcsim: warning: {message}", file=sys.stderr)
+    try:
+        out = write_sweep(runs, args.out, plots=not args.no_plots, force=args.force)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    except OSError as exc:
+        return _write_failed("the sweep", args.out, exc)
     rows = sweep_table(runs)
     keys = list(grid)
     for row in rows:
@@ -294,24 +383,29 @@ def _sweep(args) -> int:
 
 def _compare(args) -> int:
     from .compare import compare_text, load_summary, plot_compare
+    from .outdir import check_output_dir, output_directory
 
     try:
         summaries = [load_summary(r) for r in args.runs]
         names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
         if len(names) != len(summaries):
             raise ConfigError("--names", args.names, f"{len(summaries)} comma-separated labels")
+        if args.out:
+            check_output_dir(args.out, force=args.force)
     except ConfigError as exc:
         return _bad_input(exc)
     text = compare_text(summaries, names)
     print(text)
     if args.out:
+        try:
+            with output_directory(args.out, force=args.force) as tmp:
+                (tmp / "compare.txt").write_text(text + "\n")
+                plot_compare(summaries, names, tmp / "compare.png")
+        except ConfigError as exc:
+            return _bad_input(exc)
+        except OSError as exc:
+            return _write_failed("the comparison", args.out, exc)
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".compare.txt.tmp"
-        tmp.write_text(text + "\n")
-        tmp.replace(out / "compare.txt")
-        png = plot_compare(summaries, names, out / ".compare.tmp.png")
-        png.replace(out / "compare.png")
         print(f"written {out / 'compare.txt'} and {out / 'compare.png'}")
     return 0
 
@@ -324,9 +418,11 @@ def _reproduce(args) -> int:
 
     from . import __version__
     from .api import reproduce
+    from .outdir import check_output_dir
     from .report import format_summary, write_report
 
     try:
+        check_output_dir(args.out, force=args.force)
         with warnings.catch_warnings():  # the summary below prints the ESS warning
             warnings.simplefilter("ignore", UserWarning)
             results, prov = reproduce(args.summary)
@@ -337,7 +433,12 @@ def _reproduce(args) -> int:
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
               f"{__version__} with JAX {jax.__version__}: last bits may differ",
               file=sys.stderr)
-    out = write_report(results, args.out, plots=not args.no_plots)
+    try:
+        out = write_report(results, args.out, plots=not args.no_plots, force=args.force)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    except OSError as exc:
+        return _write_failed("the report", args.out, exc)
     print(format_summary(results))
     print(f"report written to {out}/")
     return 0

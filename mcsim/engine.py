@@ -248,9 +248,10 @@ def shard_statistics(sampler: DeviceSampler, grid: MonthGrid, dtype, cholesky: t
     return PathStatistics(stats, final, first_bad, obs)
 
 
-#: A path's weight relative to the pilot's best is capped at e^12 (int64 headroom: 2^20 e^12
-#: < 2^38 per path); the pilot's best path is near the likelihood's peak, so no path of a
-#: run comes close in practice.
+#: A path's weight relative to the reference is capped at e^12 (int64 headroom: 2^20 e^12
+#: < 2^38 per path). The reference is the best path of the whole run
+#: (:func:`reference_log_likelihood`), so no path reaches the cap: it only guards against
+#: a last-bit difference between the reference's compiled program and the run's.
 MAX_RELATIVE_LOGLIK = 12.0
 
 
@@ -261,7 +262,7 @@ def log_likelihood(observed_sums, windows):
 
 
 def likelihood_weights(observed_sums, windows):
-    """Each path's likelihood of the observations relative to the pilot's best path
+    """Each path's likelihood of the observations relative to the run's best path
     (``windows["reference"]``, see :func:`reference_log_likelihood`), in units of 2^-20
     (int64 [n]). Relative, so that tight observations, which leave every path far below
     the Gaussian's peak, still give integer weights of full resolution (the constant
@@ -273,44 +274,65 @@ def likelihood_weights(observed_sums, windows):
     return jnp.where(jnp.isfinite(w), w, 0.0).astype(jnp.int64)
 
 
-#: Paths of the pilot that fixes the weights' reference (the first ones of the run).
+#: Paths per call of the reference pass.
 PILOT_PATHS = 8192
 
 
 def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
-    """The best log-likelihood among the run's first :data:`PILOT_PATHS` paths (the same
-    draws, shocks and variance reduction): a function of the config alone, so the weights
-    do not depend on the chunking. 0 (the Gaussian's peak) when no pilot path is finite."""
+    """The best log-likelihood among all the run's paths (the same draws, shocks and
+    variance reduction), the unit of the weights. A maximum is exact and order-free, so
+    it is a function of the config alone and the weights do not depend on the chunking;
+    and since no path of the run beats it, no weight is ever clipped. The pass simulates
+    the months up to the last observed one only (a few percent of a run's time for
+    observations near the start).
+
+    Raises ConfigError when no path has a finite, non-zero likelihood: conditioning on
+    observations nothing can explain is undefined.
+    """
     sampler = DeviceSampler(config)
-    grid, n = config.grid, min(config.simulation.paths, PILOT_PATHS)
-    n = max(n - n % 2, 2)  # whole antithetic pairs
+    last = max(config.grid.index(o.end) for o in config.observations)
+    grid = MonthGrid(config.grid.start, max(last + 1, 1))
+    total = config.simulation.paths
+    n = min(PILOT_PATHS, total + total % 2)
+    n += n % 2  # whole antithetic pairs
     source = sobol_points_for(config)
     pilot = _pilot_kernel(sampler.structure, grid, dtype, shock_cholesky(config),
                           tuple(o.flow for o in config.observations),
                           config.simulation.variance_reduction == "antithetic", n)
-    best = float(pilot(jax.tree.map(jnp.asarray, sampler.arguments()),
-                       model.deal_terms(config.deal, grid),
-                       jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
-                                   jnp.uint32),
-                       None if source is None else jnp.asarray(source.points(0, n)),
-                       observation_windows(config)))
-    return best if np.isfinite(best) else 0.0
+    args = jax.tree.map(jnp.asarray, sampler.arguments())
+    deal = model.deal_terms(config.deal, grid)
+    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    windows = observation_windows(config)
+    best = -np.inf
+    for start in range(0, total, n):
+        points = None if source is None else jnp.asarray(source.points(start, n))
+        best = max(best, float(pilot(args, deal, key, points, windows,
+                                     jnp.uint32(start % 2**32), jnp.int64(total - start))))
+    if not np.isfinite(best):
+        names = [o.name for o in config.observations]
+        raise ConfigError("observations", names, "values that some simulated path can "
+                          "explain: every path's likelihood of them is 0 in float64 (an sd "
+                          "far too small for the spread of the paths, or a value in the "
+                          "wrong units?)")
+    return best
 
 
 @functools.lru_cache(maxsize=16)
 def _pilot_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
                   observed: tuple[str, ...], antithetic: bool, n: int) -> Callable:
-    """The pilot's best log-likelihood, compiled once per shape (a sweep's conditioned
-    points, or a second run, reuse it)."""
+    """The best log-likelihood of ``n`` paths from ``start`` (those below ``remaining``),
+    compiled once per shape (a sweep's conditioned points, or a second run, reuse it)."""
     sampler = DeviceSampler.from_structure(structure)
 
     @jax.jit
-    def pilot(args, deal, key, uniforms, windows):
+    def pilot(args, deal, key, uniforms, windows, start, remaining):
+        local = jnp.arange(n, dtype=jnp.uint32)
         out = shard_statistics(sampler, grid, DTYPES[dtype_name], cholesky, args, deal, key,
-                               jnp.arange(n, dtype=jnp.uint32), uniforms=uniforms,
+                               start + local, uniforms=uniforms,
                                antithetic=antithetic, observed=observed, windows=windows)
         ll = log_likelihood(out.observed_sums, windows)
-        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
+        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll) \
+            & (local.astype(jnp.int64) < remaining)
         return jnp.max(jnp.where(ok, ll, -jnp.inf))
 
     return pilot
@@ -531,7 +553,8 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
         bins: MoneyBins | None = None, progress: bool | None = None,
         devices: list | None = None, options: KernelOptions | None = None,
         checkpoint: str | Path | None = None, checkpoint_interval: float = 60.0,
-        resume: bool = False, stages: list[int] | None = None,
+        resume: bool = False, checkpoint_at_end: bool = True,
+        stages: list[int] | None = None,
         should_stop: Callable[[Accumulator], bool] | None = None,
         weighted: bool = False):
     """Simulate configs that share a :func:`batch_key` in one batched kernel (one config:
@@ -558,6 +581,8 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
             seconds and at the end (one file per process; :mod:`mcsim.checkpoint`).
         resume: continue from the checkpoint there, if any (refused, with a ConfigError
             naming what differs, when it was written by a different run).
+        checkpoint_at_end: also save the complete run (a resume then reads the results
+            back); the CLI turns it off, since it writes the report instead.
         stages, should_stop: stop early. After the first ``stages[k]`` paths (multiples of
             1024), ``should_stop(accumulator)`` is asked; on True the run ends there, and
             its results are exactly those of a run of that many paths (see
@@ -717,7 +742,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
             ckpt.save(ckpt_file, identity, acc, starts[i + 1][0])
             last_save = time.perf_counter()
     settle()
-    if ckpt_file is not None:  # complete: a resume just reads the results back
+    if ckpt_file is not None and checkpoint_at_end:  # a resume just reads the results back
         ckpt.save(ckpt_file, identity, acc, limit)
     if bar is not None:
         bar.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 
 from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
@@ -54,8 +55,23 @@ PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
 def _q(block, p, i=None) -> str:
     q = block["quantiles"][p]
     pick = (lambda k: q[k][i]) if i is not None else (lambda k: q[k])
-    return (f"{money_text(pick('value'))} <span class=ci>[{money_text(pick('ci95_low'))} .. "
+    beyond = pick("beyond_range") if "beyond_range" in q else None
+    value = {"above": math.inf, "below": -math.inf}.get(beyond, pick("value"))
+    return (f"{money_text(value)} <span class=ci>[{money_text(pick('ci95_low'))} .. "
             f"{money_text(pick('ci95_high'))}]</span>")
+
+
+def _pm_money(se) -> str:
+    """The 95% half-width of a mean, or n/a where its standard error is undefined."""
+    return f"&plusmn; {money_text(1.96 * se)}" if se is not None else "&plusmn; n/a"
+
+
+def _probability(p, se) -> str:
+    """A probability with its 95% half-width; n/a where undefined (no effective paths)."""
+    if p is None:
+        return "n/a"
+    half = f"{1.96 * se:.3f}" if se is not None else "n/a"
+    return f"{p:.3f} <span class=ci>&plusmn; {half}</span>"
 
 
 def _month(block, p) -> str:
@@ -80,13 +96,12 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
     headline = [
         [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
         ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],
-        ["... mean", f"{money_text(cum['mean'][-1])} <span class=ci>&plusmn; "
-                      f"{money_text(1.96 * cum['mean_se'][-1])}</span>"],
+        ["... mean", f"{money_text(cum['mean'][-1])} <span class=ci>"
+                      f"{_pm_money(cum['mean_se'][-1])}</span>"],
         ["Microsoft repaid ($" + f"{summary['investment'] / 1e9:g}B), median month",
          _month(rep, "p50")],
-        [f"P(not repaid by {end})", f"{rep['probability_not_by_horizon']:.3f} <span class=ci>"
-                                    f"&plusmn; {1.96 * rep['probability_not_by_horizon_se']:.3f}"
-                                    "</span>"],
+        [f"P(not repaid by {end})", _probability(rep["probability_not_by_horizon"],
+                                                 rep["probability_not_by_horizon_se"])],
         ["Azure credits exhausted, median month", _month(cred, "p50")],
         ["Paths (with a NaN or inf, left out)",
          f"{summary['paths']:,} ({summary['nonfinite']['paths']:,})"],
@@ -96,8 +111,8 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
     for y, year in enumerate(annual["years"]):
         annual_rows.append([html.escape(year)] + [_q(annual[f], "p50", y) for f in ANNUAL_FLOWS])
     horizon_rows = [[name.replace("_", " ")] + [_q(summary["horizon"][name], p) for p in pcts]
-                    + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>&plusmn; "
-                       f"{money_text(1.96 * summary['horizon'][name]['mean_se'])}</span>"]
+                    + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>"
+                       f"{_pm_money(summary['horizon'][name]['mean_se'])}</span>"]
                     for name in HORIZON_TOTALS]
     month_rows = [[f"{p}% of paths repaid by", _month(rep, f"p{p}"), _month(cred, f"p{p}")]
                   for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]
@@ -159,8 +174,8 @@ def _conditioned_section(summary: dict, pcts: list[str]) -> str:
         rows.append([title] + cells)
     p_prior, p_cond = (b["repayment"] for b in (summary, cond))
     rows.append([f"P(not repaid by {end})"] + [
-        f"{b['probability_not_by_horizon']:.3f} <span class=ci>&plusmn; "
-        f"{1.96 * b['probability_not_by_horizon_se']:.3f}</span>" for b in (p_prior, p_cond)])
+        _probability(b["probability_not_by_horizon"], b["probability_not_by_horizon_se"])
+        for b in (p_prior, p_cond)])
     warning = (f"<p class=note><b>Warning:</b> {html.escape(cond['warning'])}</p>"
                if cond.get("warning") else "")
     return (f"<h2>Conditioned on the observations</h2>"

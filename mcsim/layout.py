@@ -11,6 +11,8 @@ ANNUAL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_shar
 #: Per-path totals at the horizon (item 5), $.
 HORIZON_TOTALS = ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
                   "microsoft_net", "deepest_cumulative_loss")
+#: The groups of rows a Results can be asked for.
+GROUPS = ("cumulative_azure_spend", *ANNUAL_FLOWS, "horizon")
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,11 @@ class StatLayout:
         if group == "horizon":
             start = T + len(ANNUAL_FLOWS) * Y
             return slice(start, start + len(HORIZON_TOTALS))
-        raise KeyError(group)
+        hint = (f" ({group} is a row of \"horizon\")" if group in HORIZON_TOTALS else "")
+        raise ValueError(f"group = {group!r}: expected one of {', '.join(GROUPS)}{hint}")
 
     def row(self, name: str) -> int:
         """Row of one horizon total."""
+        if name not in HORIZON_TOTALS:
+            raise ValueError(f"name = {name!r}: expected one of {', '.join(HORIZON_TOTALS)}")
         return self.rows("horizon").start + HORIZON_TOTALS.index(name)

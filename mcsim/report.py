@@ -8,20 +8,17 @@ leaves a half-written report, and an earlier report at the same place survives a
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .accumulators import MoneyBins
 from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
 from .results import DEFAULT_PERCENTILES, MonthDistribution, QuantileTable, Results
 
@@ -38,16 +35,27 @@ def _pkey(p: float) -> str:
     return f"p{p:g}"
 
 
+def _beyond(v) -> str | None:
+    """"above" / "below" for a quantile beyond the histogram's range (+-inf), else None."""
+    v = float(v)
+    return None if not math.isinf(v) else ("above" if v > 0 else "below")
+
+
 def _quantile_block(q: QuantileTable, i: int | slice) -> dict:
+    """Each percentile's value and 95% interval; ``beyond_range`` is "above" (or "below")
+    where the quantile lies beyond the histogram's range (value null, the interval from the
+    range's edge), else null."""
     out = {}
     for j, p in enumerate(q.percentiles):
         val, lo, hi = q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]
         if isinstance(i, slice):
             out[_pkey(p)] = {"value": [_num(v) for v in val],
                              "ci95_low": [_num(v) for v in lo],
-                             "ci95_high": [_num(v) for v in hi]}
+                             "ci95_high": [_num(v) for v in hi],
+                             "beyond_range": [_beyond(v) for v in val]}
         else:
-            out[_pkey(p)] = {"value": _num(val), "ci95_low": _num(lo), "ci95_high": _num(hi)}
+            out[_pkey(p)] = {"value": _num(val), "ci95_low": _num(lo), "ci95_high": _num(hi),
+                             "beyond_range": _beyond(val)}
     return out
 
 
@@ -219,6 +227,11 @@ def summarize(results: Results, percentiles=DEFAULT_PERCENTILES) -> dict:
             "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "
                            "widened to the edges of the histogram bins holding them",
             "bin_relative_width": results.bins.relative_width,
+            "histogram_range": [-10.0 ** results.bins.max_exponent,
+                                10.0 ** results.bins.max_exponent],
+            "beyond_range": "a money quantile beyond histogram_range ($) has value null and "
+                            "beyond_range \"above\" (or \"below\"); its interval runs from "
+                            "the range's edge (the other end null: unbounded)",
             "variance_reduction": reduction,
             "mean_se": MEAN_SE_METHOD[reduction],
             "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
@@ -299,18 +312,20 @@ def write_tables(results: Results, out: Path, percentiles=DEFAULT_PERCENTILES) -
 
 
 def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
-                 sample_paths: int = 0) -> Path:
+                 sample_paths: int = 0, force: bool = False) -> Path:
     """Write summary.json, the CSV tables, the plots and report.html under ``out_dir``;
     returns it.
 
     ``sample_paths``: also the parameters and monthly flows of the first K paths
     (:mod:`mcsim.sample_paths`).
 
-    The files are written into a temporary directory beside ``out_dir`` and moved into
-    place only when all are complete.
+    The files are written into a staging directory beside ``out_dir`` and moved into
+    place only when all are complete; mcsim replaces only files it wrote itself
+    (:mod:`mcsim.outdir`), and refuses a non-empty directory it did not write unless
+    ``force``.
     """
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, force=force) as tmp:
         summary = summarize(results)
         with open(tmp / "summary.json", "w") as fh:
             json.dump(summary, fh, indent=1, allow_nan=False)
@@ -331,30 +346,12 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
     return out_dir
 
 
-@contextlib.contextmanager
-def atomic_directory(out_dir: Path):
-    """Yield a temporary sibling of ``out_dir`` to write into; on success it replaces
-    ``out_dir`` (an earlier one is removed only then), on any failure it is deleted."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_directory(out_dir: Path, *, force: bool = False, key: str = "--out"):
+    """:func:`mcsim.outdir.output_directory`: a staging directory whose files replace
+    mcsim's own files in ``out_dir`` on success (and never anyone else's)."""
+    from .outdir import output_directory
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"--out {target}: exists and is not a directory")
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return output_directory(out_dir, force=force, key=key)
 
 
 # --------------------------------------------------------------------------------------
@@ -362,7 +359,11 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def money_text(x: float | None) -> str:
-    """Dollars for people: ``$1.23B``, ``-$45.6M``, ``$12,345``; ``n/a`` when undefined."""
+    """Dollars for people: ``$1.23B``, ``-$45.6M``, ``$12,345``; ``n/a`` when undefined;
+    ``> $10,000T`` beyond the histogram's range (+-inf, see :func:`histogram_quantiles`)."""
+    if x is not None and math.isinf(x):
+        edge = money_text(10.0 ** MoneyBins().max_exponent)
+        return f"> {edge}" if x > 0 else f"< -{edge}"
     if x is None or not math.isfinite(x):
         return "n/a"
     sign, a = ("-" if x < 0 else ""), abs(x)
@@ -370,8 +371,6 @@ def money_text(x: float | None) -> str:
         if a >= scale:
             return f"{sign}${a / scale:.3g}{suffix}"  # 3 significant digits: enough for a CI
     return f"{sign}${a:,.0f}"
-
-
 
 
 def _money_ci(q, i: int, j: int) -> str:

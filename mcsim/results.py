@@ -56,17 +56,33 @@ def _rank_bounds(n: float, p: float) -> tuple[float, float]:
 
 def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
                         percentiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Quantiles of one histogram row with 95% CIs. Log-linear interpolation inside a bin."""
+    """Quantiles of one histogram row with 95% CIs. Log-linear interpolation inside a bin.
+
+    A quantile in an overflow bin (beyond +-10^max_exponent $, the histogram's range) is
+    +-inf: the bins say only that it lies beyond the range, never a value (its interval
+    then runs from the range's edge to +-inf). The zero bin's edges are tightened to 0 on
+    a side with no paths, so a statistic that is never negative (spend) gets no negative
+    interval end.
+    """
     lo, hi = bins.edges()
     c = counts[: bins.nan_bin].astype(np.float64)
-    n = c.sum()
+    cum = np.cumsum(c)
+    # the total as the cumulative sum's own last entry: with fractional (effective) counts
+    # a separately rounded sum can exceed it, and a rank of n would fall off the end
+    n = cum[-1]
     out = np.full((3, len(percentiles)), np.nan)
     if n == 0:
         return out[0], out[1], out[2]
-    cum = np.cumsum(c)
+    zero = bins.per_sign + 1
+    lo, hi = lo.copy(), hi.copy()
+    if not c[:zero].any():
+        lo[zero] = 0.0
+    if not c[zero + 1:].any():
+        hi[zero] = 0.0
+    overflow = (0, len(c) - 1)
 
     def bin_at(rank: float) -> int:
-        return int(np.searchsorted(cum, max(rank, 1e-9), side="left"))
+        return int(np.searchsorted(cum, min(max(rank, 1e-9), n), side="left"))
 
     for i, pct in enumerate(percentiles):
         p = pct / 100.0
@@ -74,7 +90,8 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
         k = bin_at(target)
         prev = cum[k - 1] if k > 0 else 0.0
         frac = (target - prev) / c[k] if c[k] > 0 else 0.5
-        out[0, i] = _interpolate(lo[k], hi[k], frac)
+        out[0, i] = (-np.inf if k == 0 else np.inf) if k in overflow else \
+            _interpolate(lo[k], hi[k], frac)
         r_lo, r_hi = _rank_bounds(n, p)
         out[1, i] = lo[bin_at(r_lo)]
         out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)]
@@ -82,10 +99,6 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
 
 
 def _interpolate(lo: float, hi: float, frac: float) -> float:
-    if not np.isfinite(lo):
-        return hi
-    if not np.isfinite(hi):
-        return lo
     if lo >= 1.0:  # positive magnitudes: geometric
         return float(lo * (hi / lo) ** frac)
     if hi <= -1.0:  # negative magnitudes: geometric in |x|, from lo (frac 0) to hi (frac 1)
@@ -97,16 +110,19 @@ def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
     """From counts per month index (last entry: not by the horizon); counts may be
     fractional (effective paths of a weighted run)."""
     counts = np.asarray(counts)
-    n = counts.sum().item()
     T = len(counts) - 1
-    cum = np.cumsum(counts[:T]).astype(np.float64)
+    cum_all = np.cumsum(counts.astype(np.float64))
+    # the total as the cumulative sum's last entry, so a rank of n never falls off its end
+    # by a rounding of fractional (effective) counts
+    n = float(cum_all[-1])
+    cum = cum_all[:T]
     # clipped: with fractional (effective) counts, rounding can put cum / n a hair above 1
     cdf = np.minimum(cum / max(n, 1), 1.0)
     cdf_se = np.sqrt(cdf * (1.0 - cdf) / max(n, 1))
     censored = counts[T] / max(n, 1)
 
     def month_at(rank: float) -> int | None:
-        m = int(np.searchsorted(cum, max(rank, 1e-9), side="left"))
+        m = int(np.searchsorted(cum_all, min(max(rank, 1e-9), n), side="left"))
         return m if m < T else None
 
     quantiles = {}
@@ -220,7 +236,11 @@ class Results:
         """P(event by month) with its standard error and the survival 1 - P, by month."""
         import pandas as pd
 
-        dist = self.repayment if which == "repayment" else self.credit_exhaustion
+        events = {"repayment": "repayment", "credit_exhaustion": "credit_exhaustion"}
+        if which not in events:
+            raise ValueError(f"which = {which!r}: expected \"repayment\" or "
+                             "\"credit_exhaustion\"")
+        dist = getattr(self, events[which])
         return pd.DataFrame({"probability": dist.cdf, "se": dist.cdf_se,
                              "survival": 1.0 - dist.cdf},
                             index=pd.Index(self.grid.labels, name="month"))

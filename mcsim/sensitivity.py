@@ -181,14 +181,15 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
                              time.perf_counter() - t0)
 
 
-def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | Path) -> Path:
+def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | Path, *,
+                      force: bool = False) -> Path:
     """``sensitivity.csv`` (every index with its interval), ``sensitivity.json`` (the same
     with provenance) and ``tornado.png``, written atomically into ``out_dir``."""
     from . import __version__, plots
     from .report import atomic_directory, json_safe
 
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, force=force) as tmp:
         result.frame().to_csv(tmp / "sensitivity.csv", float_format="%.6g")
         doc = {
             "outputs": {

@@ -122,14 +122,14 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def write_sweep(runs, out: Path, plots: bool = True) -> Path:
+def write_sweep(runs, out: Path, plots: bool = True, force: bool = False) -> Path:
     """sweep.csv, sweep.png and every point's report (point-NN/) under ``out``, atomically."""
     import csv
 
     from .report import atomic_directory, write_report
 
     out = Path(out)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, force=force) as tmp:
         rows = sweep_table(runs)
         with open(tmp / "sweep.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

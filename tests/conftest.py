@@ -5,7 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jax
 import pytest
+
+# Strict dtype promotion for the whole suite: a float64 NumPy scalar that would silently
+# promote the float32 kernel (and break its scan carry) is an error here, not a slowdown.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 

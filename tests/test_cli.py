@@ -15,7 +15,8 @@ from helpers import CONFIGS_DIR, minimal_config_text
 MCSIM = shutil.which("mcsim", path=str(Path(sys.executable).parent)) or "mcsim"
 REPORT_FILES = {"summary.json", "cumulative_azure_spend.csv", "annual.csv",
                 "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png", "report.html",
-                "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png"}
+                "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png",
+                ".mcsim-output.json"}
 
 
 def mcsim(*args, cwd=None):
@@ -35,6 +36,8 @@ def report(tmp_path_factory):
 def test_run_writes_every_file(report):
     out, proc = report
     assert {p.name for p in out.iterdir()} == REPORT_FILES
+    manifest = json.loads((out / ".mcsim-output.json").read_text())
+    assert set(manifest["files"]) == REPORT_FILES - {".mcsim-output.json"}
     assert "repaid: median" in proc.stdout
     assert "3.00k/3.00k" in proc.stderr  # --progress: the bar reached all 3000 paths
     assert "path/s" in proc.stderr  # with the rate (and time left)

@@ -42,7 +42,7 @@ def test_sweep_grid_is_monotone_and_compiles_once(short_config, tmp_path, capsys
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     rows = _rows(tmp_path / "a")
     assert len(rows) == 4 and {p.name for p in (tmp_path / "a").iterdir()} == {
-        "sweep.csv", "point-00", "point-01", "point-02", "point-03"}
+        "sweep.csv", "point-00", "point-01", "point-02", "point-03", ".mcsim-output.json"}
     p = {(r["deal.revenue_share"], r["deal.investment"]): float(r["p_not_repaid_by_2028-12"])
          for r in rows}
     # the same paths under every point: more revenue share or a smaller line repays each

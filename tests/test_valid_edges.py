@@ -1,0 +1,213 @@
+"""Valid but unusual inputs and ordinary mistakes (issue "Correct on every valid input"):
+each case here crashed, was refused, or gave a silently wrong answer before its fix."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import CONFIGS_DIR, minimal_config_text
+
+from mcsim.cli import _positive_int, main
+
+QUICK = ["--no-plots", "--no-progress"]
+
+
+def _config(tmp_path: Path, name: str = "c.toml", **sections) -> str:
+    path = tmp_path / name
+    path.write_text(minimal_config_text(**sections))
+    return str(path)
+
+
+def _last_error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines, "expected an error line on stderr"
+    return lines[-1]
+
+
+@pytest.mark.parametrize("extra", [["--paths", "1"], ["--set", "deal.investment=1e200"]])
+def test_undefined_standard_errors_still_give_a_full_report(tmp_path, extra):
+    """One path has no standard error (null in summary.json): the HTML says n/a."""
+    out = tmp_path / "rep"
+    cfg = str(CONFIGS_DIR / "amendment_2026.toml")
+    assert main(["run", cfg, "--out", str(out), "--no-progress", *extra]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    html = (out / "report.html").read_text()
+    if extra[1] == "1":
+        assert summary["cumulative_azure_spend"]["mean_se"][-1] is None
+        assert "&plusmn; n/a" in html
+    else:  # never repaid: every path censored
+        assert summary["repayment"]["probability_not_by_horizon"] == 1.0
+
+
+def test_money_beyond_the_histogram_range_is_labelled_not_pinned(tmp_path, capsys):
+    """Tokens growing 200%/yr (in log) for 14 years: Azure spend reaches $10^19 a month, far
+    beyond $10^16 (yet well inside float32). The quantile is null with beyond_range
+    "above" and an interval starting at the range's edge."""
+    cfg = _config(tmp_path, simulation={"horizon": '"2037-12"', "paths": "2048"},
+                  parameters={"token_growth_0": "2.0", "token_growth_inf": "2.0"})
+    out = tmp_path / "rep"
+    assert main(["run", cfg, "--out", str(out), *QUICK]) == 0
+    text = capsys.readouterr().out
+    q = json.loads((out / "summary.json").read_text())["cumulative_azure_spend"]["quantiles"]
+    p50 = q["p50"]
+    assert p50["value"][-1] is None and p50["beyond_range"][-1] == "above"
+    assert p50["ci95_low"][-1] == 1e16 and p50["ci95_high"][-1] is None
+    assert p50["beyond_range"][0] is None and p50["value"][0] > 0  # month 0 is in range
+    assert "> $1e+04T" in text or "> $10,000T" in text or "> $1" in text
+    assert "1e+16" not in text
+
+
+def test_a_statistic_that_is_never_negative_has_no_negative_interval(tmp_path):
+    """With no Azure at all (share 0) every path's spend is $0: interval [0, 1), not -1."""
+    cfg = _config(tmp_path, parameters={"azure_share_0": "0.0", "azure_share_inf": "0.0"})
+    out = tmp_path / "rep"
+    assert main(["run", cfg, "--out", str(out), *QUICK]) == 0
+    q = json.loads((out / "summary.json").read_text())["cumulative_azure_spend"]["quantiles"]
+    assert min(q["p5"]["ci95_low"]) == 0.0 and q["p50"]["value"][-1] == 0.0
+
+
+def test_results_name_the_bad_argument():
+    from mcsim import simulate
+
+    res = simulate(str(CONFIGS_DIR / "amendment_2026.toml"), paths=1024, progress=False)
+    with pytest.raises(ValueError, match="which = 'repaymnet'"):
+        res.event_frame("repaymnet")
+    with pytest.raises(ValueError, match="cumulative_revenue is a row of \"horizon\""):
+        res.quantile_frame("cumulative_revenue")
+    assert len(res.event_frame("credit_exhaustion")) == res.grid.num_months
+
+
+@pytest.mark.parametrize("text, value", [("1e4", 10_000), ("2.5e5", 250_000),
+                                         ("100_000", 100_000), ("7", 7)])
+def test_paths_may_be_written_as_a_float(text, value):
+    assert _positive_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["1.5", "0", "-3", "1e30", "nan", "inf", "abc"])
+def test_paths_that_are_not_positive_integers_are_refused(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="positive integer"):
+        _positive_int(text)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("parameters.conversion_0.mean=0.1", "parameters.conversion_0 is float"),
+    ("simulation.start.x=1", "simulation.start is str")])
+def test_setting_inside_a_number_or_string_is_one_line(tmp_path, capsys, override, named):
+    cfg = str(CONFIGS_DIR / "amendment_2026.toml")
+    assert main(["run", cfg, "--out", str(tmp_path / "o"), "--set", override]) == 2
+    line = _last_error(capsys)
+    assert line.startswith("mcsim: error: ") and named in line
+    assert not (tmp_path / "o").exists()
+
+
+def _mcsim(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "mcsim.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--process-id", "5", "--num-processes", "2", "--coordinator", "localhost:1"],
+     "--process-id"),
+    (["--distributed"], "--distributed")])
+def test_distributed_mistakes_are_one_line(tmp_path, args, key):
+    proc = _mcsim("run", CONFIGS_DIR / "amendment_2026.toml", "--out", tmp_path / "o",
+                  "--paths", 1024, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mcsim: error: {key}"), proc.stderr
+
+
+def test_reproduce_of_a_summary_with_a_bad_dtype_is_one_line(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["run", str(CONFIGS_DIR / "amendment_2026.toml"), "--out", str(out),
+                 "--paths", "1024", *QUICK]) == 0
+    doc = json.loads((out / "summary.json").read_text())
+    doc["provenance"]["dtype"] = "float16"
+    bad = tmp_path / "summary.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["reproduce", str(bad), "--out", str(tmp_path / "again")]) == 2
+    assert _last_error(capsys).startswith("mcsim: error: provenance.dtype = 'float16'")
+
+
+def _observed(tmp_path, rel_sd: str, paths: int = 4096) -> str:
+    text = (CONFIGS_DIR / "observed.toml").read_text().replace('"base.toml"',
+                                                              f'"{CONFIGS_DIR / "base.toml"}"')
+    text = text.replace("rel_sd = 0.05", f"rel_sd = {rel_sd}")
+    path = tmp_path / "obs.toml"
+    path.write_text(text + f"\n[simulation]\npaths = {paths}\n" if "[simulation]" not in text
+                    else text)
+    return str(path)
+
+
+def test_observations_no_path_can_explain_are_an_error_not_zeros(tmp_path, capsys):
+    """sd = 1e-200: every likelihood underflows; P(not repaid) is undefined, not 0."""
+    cfg = _observed(tmp_path, "1e-200")
+    assert main(["run", cfg, "--out", str(tmp_path / "o"), "--paths", "2048", *QUICK]) == 2
+    line = _last_error(capsys)
+    assert line.startswith("mcsim: error: observations") and "likelihood" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_weight_is_clipped_the_reference_is_the_runs_best_path():
+    """The weights' reference is the best path of the whole run, not of its first 8,192:
+    every path's log-likelihood relative to it is <= 0, so none is capped at e^12."""
+    import jax
+    import jax.numpy as jnp
+
+    from mcsim import engine
+    from mcsim.config import load_config
+    from mcsim.device_draws import DeviceSampler
+    from mcsim.model import deal_terms
+    from mcsim.rng import STREAM_SHOCKS, stream_key
+
+    cfg = load_config(CONFIGS_DIR / "observed.toml").with_simulation(paths=20_000)
+    ref = engine.reference_log_likelihood(cfg)
+    sampler = DeviceSampler(cfg)
+    windows = engine.observation_windows(cfg)
+    out = jax.jit(lambda a, d, k, p: engine.shard_statistics(
+        sampler, cfg.grid, jnp.float32, engine.shock_cholesky(cfg), a, d, k, p,
+        observed=tuple(o.flow for o in cfg.observations), windows=windows))(
+        jax.tree.map(jnp.asarray, sampler.arguments()), deal_terms(cfg.deal, cfg.grid),
+        jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32),
+        jnp.arange(20_000, dtype=jnp.uint32))
+    ll = np.asarray(engine.log_likelihood(out.observed_sums, windows))
+    best_of_pilot = ll[:engine.PILOT_PATHS].max()
+    assert ll.max() == pytest.approx(ref, abs=1e-6)
+    assert ll.max() >= best_of_pilot  # the whole run's best, whichever path it is
+
+
+def test_sweep_warnings_are_one_line_each(tmp_path, capsys):
+    cfg = _observed(tmp_path, "0.01")
+    out = tmp_path / "sw"
+    assert main(["sweep", cfg, "--set", "deal.investment=1e10,2e10", "--paths", "2048",
+                 "--out", str(out), "--no-plots"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if "warning" in line.lower()]
+    assert warnings and all(w.startswith("mcsim: warning: effective sample size")
+                            for w in warnings)
+    assert not any("UserWarning" in line or "warnings.warn" in line for line in err)
+
+
+def test_conditioned_intervals_are_never_null_for_lack_of_rounding():
+    """Effective counts that sum a hair short of n must not push an upper interval end
+    off the histogram (it was null with antithetic pairs and a small ESS)."""
+    from mcsim.accumulators import MoneyBins
+    from mcsim.results import histogram_quantiles, month_distribution
+
+    bins = MoneyBins()
+    counts = np.zeros(bins.num_bins)
+    counts[bins.index(np.array([1e9, 2e9, 3e9]))] = [0.1 + 0.2, 0.3, 1e-17]
+    _, lo, hi = histogram_quantiles(counts, bins, (5.0, 50.0, 95.0))
+    assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
+    months = np.array([0.1 + 0.2, 0.3, 0.0])  # nothing censored
+    dist = month_distribution(months, (50.0, 95.0))
+    assert all(q[2] is not None for q in dist.quantiles.values())
+    assert math.isclose(dist.censored, 0.0)
