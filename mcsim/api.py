@@ -64,6 +64,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError("--set", text, "TABLE.KEY=VALUE")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}", "<nested too deeply>",
+                          "a TOML value nested at most 32 deep") from None
     except tomllib.TOMLDecodeError:
         raise ConfigError(f"--set {key.strip()}", value,
                           "a TOML value (a number, a \"quoted string\", [a, list] or "

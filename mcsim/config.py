@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from .distributions import FIELD_SETS, TRUNCATION_FIELDS, Distribution, canonical_fields
+from .distributions import (
+    FIELD_SETS,
+    MIN_TABULATED_MASS,
+    TRUNCATION_FIELDS,
+    Distribution,
+    canonical_fields,
+)
 from .months import MonthGrid, parse_month
 from .parameters import (
     DECAYING_RATES,
     DOMAINS,
-    HALFLIVES,
     PARAMETER_INDEX,
     PARAMETER_NAMES,
     REQUIRED,
@@ -36,6 +43,11 @@ DEFAULT_SEED = 0
 MAX_PATHS = 2**32  # path index is one 32-bit Threefry counter word
 MAX_MONTHS = 12 * 200
 DEFAULT_MAX_NONFINITE = 1e-3
+#: A config file larger than this is refused before it is read (configs are a few kB).
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+#: Tables and arrays nest at most this deep (a valid config needs 4: deeper documents are
+#: refused before anything recurses over them).
+MAX_NESTING = 32
 RECOUP_SOURCES = ("profit_share", "revenue_share")
 #: simulation.variance_reduction: plain Monte Carlo, antithetic pairs, scrambled Sobol points
 VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
@@ -198,6 +210,40 @@ class _UnknownKey:
 _UNKNOWN = _UnknownKey()
 
 
+class _BigInt:
+    """An integer too long to print (or to convert to float): shown by its digit count."""
+
+    def __init__(self, value: int) -> None:
+        self.digits = len(str(abs(value))) if abs(value) < 10**4000 else None
+
+    def __repr__(self) -> str:
+        size = f"{self.digits} digits" if self.digits else "over 4000 digits"
+        return f"<an integer of {size}>"
+
+
+def _nesting_depth_error(doc: Any) -> ConfigError | None:
+    """A ConfigError naming the first value nested deeper than :data:`MAX_NESTING`, found
+    without recursion (a deep document would exhaust Python's stack)."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        node, key, depth = stack.pop()
+        if depth > MAX_NESTING:
+            key = key if len(key) <= 80 else key[:77] + "..."
+            return ConfigError(key or "<document>", _Nested(),
+                               f"tables and arrays nested at most {MAX_NESTING} deep")
+        if isinstance(node, dict):
+            stack.extend((v, f"{key}.{k}" if key else str(k), depth + 1)
+                         for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(node))
+    return None
+
+
+class _Nested:
+    def __repr__(self) -> str:
+        return f"<a value nested more than {MAX_NESTING} deep>"
+
+
 def _check_keys(table: dict, valid: list[str] | tuple[str, ...], prefix: str) -> None:
     for key in table:
         if key not in valid:
@@ -207,7 +253,10 @@ def _check_keys(table: dict, valid: list[str] | tuple[str, ...], prefix: str) ->
 def _number(value: Any, key: str, expected: str = "a finite number") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(key, value, expected)
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond float64's range (> ~1.8e308)
+        raise ConfigError(key, _BigInt(value), expected) from None
     if not math.isfinite(x):
         raise ConfigError(key, value, expected)
     return x
@@ -354,10 +403,14 @@ def _parse_distribution(name: str, spec: dict) -> Distribution:
                         values.get("min", -math.inf), values.get("max", math.inf))
     if dist.lower >= dist.upper:
         raise ConfigError(f"{key}.max", dist.upper, f"a number above min ({dist.lower:g})")
-    f_lo, f_hi = dist.truncation_mass()
-    if not f_hi - f_lo > 1e-12:
-        raise ConfigError(key, spec, "min/max that keep some probability mass "
-                          f"(the {kind} has support {dist.natural_support()})")
+    if not dist.resolvable():
+        if dist.kind in ("normal", "lognormal", "uniform"):  # exact: no mass at all
+            raise ConfigError(key, spec, "min/max that keep some probability mass (the "
+                              f"{kind} has support {_interval(dist.natural_support())}; "
+                              "none of it that float64 can represent lies between them)")
+        raise ConfigError(key, spec, "min/max that keep some probability mass: at least "
+                          f"{MIN_TABULATED_MASS:g} for a {kind} (its draws map u to "
+                          "F(min) + u (F(max) - F(min)))")
     domain = DOMAINS[name]
     a, b = dist.support()
     if not domain.contains_interval(a, b):
@@ -365,6 +418,10 @@ def _parse_distribution(name: str, spec: dict) -> Distribution:
                           f"{domain.describe()} (its support is [{a:g}, {b:g}]; "
                           "truncate it with min/max)")
     return dist
+
+
+def _interval(ends: tuple[float, float]) -> str:
+    return f"[{ends[0]:g}, {ends[1]:g}]"
 
 
 def _check_shape(kind: str, g: dict[str, float], key: str) -> None:
@@ -420,10 +477,10 @@ def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
         key = f"parameters.{name}"
         domain = DOMAINS[name]
         if isinstance(value, dict):
+            # a half-life's draws are finite and > 0 whatever its distribution (the
+            # domain check does the > 0): an unbounded one is fine, its huge draws give
+            # 2^(-dt/h) -> 1, i.e. a rate that barely decays
             out[name] = _parse_distribution(name, value)
-            if name in HALFLIVES and math.isinf(out[name].support()[1]):
-                raise ConfigError(key, value, "a half-life distribution with a finite "
-                                  "upper end (add max)")
         else:
             x = _number(value, key, f"a number in {domain.describe()} or a distribution "
                         "table {dist = ...}")
@@ -553,6 +610,9 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     """Validate a parsed TOML document (a dict) into a :class:`Config`."""
     if not isinstance(raw, dict):
         raise ConfigError("<document>", raw, "a TOML table")
+    too_deep = _nesting_depth_error(raw)
+    if too_deep is not None:
+        raise too_deep
     _check_keys(raw, TOP_KEYS, "")
     if "extends" in raw:
         raise ConfigError("extends", raw["extends"], "to be resolved by load_config (a "
@@ -568,12 +628,29 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:
+    """The parsed document and text of a config file.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read: a FIFO would block
+    forever and /dev/zero would never end, so both are refused before they are opened.
+    """
     src = str(path)
     try:
-        data = path.read_bytes()
+        info = os.stat(path)  # follows links: a link to a regular file is fine
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("<file>", src, "a regular file (not a directory, FIFO, "
+                              "device or socket)", source=src)
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("<file>", src, f"a config file of at most "
+                              f"{MAX_CONFIG_BYTES // 2**20} MB ({info.st_size:,} bytes)",
+                              source=src)
+        with open(path, "rb") as f:  # a file growing after the check is cut off here
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError("<file>", src, f"a readable file ({exc.strerror})",
                           source=src) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("<file>", src, f"a config file of at most "
+                          f"{MAX_CONFIG_BYTES // 2**20} MB", source=src)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -586,6 +663,9 @@ def _loads(text: str, source: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("<toml>", str(exc), "valid TOML", source=source) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError("<toml>", _Nested(), f"valid TOML with tables and arrays nested "
+                          f"at most {MAX_NESTING} deep", source=source) from None
 
 
 def _resolve_extends(path: Path, depth: int = 0) -> tuple[dict, list[tuple[str, str]]]:

@@ -24,7 +24,7 @@ import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
 from .distributions import Z_TABLE, Distribution
-from .draws import copula_matrix
+from .draws import LOGIT_PARAMETERS, copula_matrix
 from .parameters import DECAYING_RATES, DOMAINS, PARAMETER_INDEX, PARAMETER_NAMES
 from .rng import STREAM_PARAMETERS, stream_key, threefry2x32
 
@@ -41,6 +41,9 @@ class SamplerStructure(NamedTuple):
     copula_columns: tuple[int, ...]          # positions in ``uncertain``
     copula_factor: tuple[tuple[float, ...], ...]
     companions: tuple[str, ...]              # decaying rates with no _inf/_halflife given
+    #: per uncertain one: a normal or lognormal with min or max (drawn by
+    #: :func:`_truncated_ndtri`; the others keep the plain ndtri(u))
+    truncated_normal: tuple[bool, ...] = ()
 
 
 #: Fields of each kind, in the order of the per-kind argument arrays.
@@ -89,7 +92,9 @@ class DeviceSampler:
                   if n in params and not isinstance(params[n], Distribution)),
             uncertain, tuple(PARAMETER_INDEX[n] for n in uncertain),
             tuple(params[n].kind for n in uncertain), copula_cols, factor,
-            tuple(r for r in DECAYING_RATES if f"{r}_inf" not in params))
+            tuple(r for r in DECAYING_RATES if f"{r}_inf" not in params),
+            tuple(params[n].kind in _NORMAL_FAMILY and params[n].truncated
+                  for n in uncertain))
         self._config = config
 
     @classmethod
@@ -119,6 +124,14 @@ class DeviceSampler:
             if members:
                 out[kind] = np.array([[d.params[f] for f in fields] for d in members],
                                      np.float64).T
+        if "uniform" in out:  # a truncated uniform is the uniform on the intersection
+            out["uniform"] = np.array([d.uniform_range() for d in dists
+                                       if d.kind == "uniform"], np.float64).T
+        cut = [d.normal_truncation() for d, t in zip(dists, st.truncated_normal, strict=True)
+               if t]
+        if cut:  # NormalTruncation's fields, one column per truncated normal or lognormal
+            out["normal_cut"] = np.array([[float(c.flip), c.a, c.b, c.la, c.lb, c.pa, c.qb,
+                                           c.m] for c in cut], np.float64).T
         tables = [d._beta_table for d in dists if d.kind in ("beta", "pert")]
         if tables:
             out["knots"] = np.asarray(tables[0].x)  # the same z grid for every table
@@ -170,8 +183,7 @@ class DeviceSampler:
                 tiny, one_minus = np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0)
                 u = u.at[:, cc].set(jnp.clip(ndtr(jnp.stack(terms, axis=1)), tiny,
                                              one_minus))
-            v = args["f_lo"] + u * args["f_span"]
-            x = jnp.clip(_ppf0_columns(st.kinds, args, v), args["lower"], args["upper"])
+            x = jnp.clip(_ppf_columns(st, args, u), args["lower"], args["upper"])
             for k, name in enumerate(st.uncertain):
                 theta[name] = x[:, k]
         for k, name in enumerate(st.constants):
@@ -183,23 +195,44 @@ class DeviceSampler:
         for name, x in theta.items():
             lo, hi = _domain_bounds(name, dtype)
             out[name] = jnp.clip(x.astype(dtype), dtype(lo), dtype(hi))
+        # the logit states' targets and starts, from the float64 draws: 1 - 1e-10 is
+        # 1 - 6e-8 in float32, whose logit (16.6 instead of 23.0) would move the level the
+        # logit reverts to (see mcsim.draws.to_dtype)
+        for name in LOGIT_PARAMETERS:
+            lo, hi = _domain_bounds(name, _F64)
+            x = jnp.clip(theta[name], lo, hi)
+            out[f"_logit_{name}"] = (jnp.log(x) - jnp.log1p(-x)).astype(dtype)
         return out
 
 
-def _ppf0_columns(kinds: tuple[str, ...], args: dict, v):
-    """Untruncated inverse CDFs of every column of v [n, m] (Distribution._ppf0's formulas),
-    each kind computed once over its columns."""
+_NORMAL_FAMILY = ("normal", "lognormal")
+
+
+def _ppf_columns(st: SamplerStructure, args: dict, u_all):
+    """Inverse CDFs (truncated) of every column of the uniforms u [n, m]
+    (Distribution.ppf's formulas), each kind computed once over its columns: the normal
+    family in standard-normal units (:func:`_truncated_ndtri` where truncated), the
+    uniform on its truncated range, the others at F(min) + u (F(max) - F(min))."""
+    kinds = st.kinds
+    v = args["f_lo"] + u_all * args["f_span"]
     out = v
-    needs_z = [k for k, kind in enumerate(kinds) if kind not in ("uniform", "triangular")]
-    z = ndtri(v[:, np.array(needs_z)]) if needs_z else None
-    zpos = {k: i for i, k in enumerate(needs_z)}
+    truncated = st.truncated_normal or (False,) * len(kinds)
+    plain_z = [k for k, kind in enumerate(kinds) if kind not in ("uniform", "triangular")
+               and not truncated[k]]
+    z = ndtri(v[:, np.array(plain_z)]) if plain_z else None
+    zpos = {k: i for i, k in enumerate(plain_z)}
+    cut = [k for k in range(len(kinds)) if truncated[k]]
+    if cut:  # truncated normal family: z from the uniform itself, on the range's side
+        zc = _truncated_ndtri(u_all[:, np.array(cut)], args["normal_cut"])
+        z = zc if z is None else jnp.concatenate([z, zc], axis=1)
+        zpos.update({k: len(plain_z) + i for i, k in enumerate(cut)})
     spline_cols = [k for k, kind in enumerate(kinds) if kind in ("beta", "pert")]
     for kind in _KIND_FIELDS:
         ks = [k for k, kd in enumerate(kinds) if kd == kind]
         if not ks:
             continue
         p = args[kind]  # [fields, len(ks)]
-        u = v[:, np.array(ks)]
+        u = (u_all if kind == "uniform" else v)[:, np.array(ks)]
         if kind == "normal":
             x = p[0] + p[1] * z[:, np.array([zpos[k] for k in ks])]
         elif kind == "lognormal":
@@ -220,15 +253,62 @@ def _ppf0_columns(kinds: tuple[str, ...], args: dict, v):
 
 
 def _beta_quantile(args: dict, tables: np.ndarray, z):
-    """Cubic splines of the beta quantiles (tables [m]) at z [n, m], by Horner's rule."""
+    """The beta quantiles (tables [m]) at z [n, m]: the cubic splines of log x (z < 0) and
+    log(1 - x) (z >= 0) by Horner's rule, then x (distributions.beta_from_table)."""
     knots, coef = args["knots"], args["coef"][tables]  # (K,), (m, 4, K-1)
     z = jnp.clip(z, -Z_TABLE, Z_TABLE)
     h = (2.0 * Z_TABLE) / (knots.shape[0] - 1)
     i = jnp.clip(jnp.floor((z + Z_TABLE) / h).astype(jnp.int32), 0, knots.shape[0] - 2)
     d = z - knots[i]
     col = jnp.arange(len(tables))[None, :]
-    x = ((coef[col, 0, i] * d + coef[col, 1, i]) * d + coef[col, 2, i]) * d + coef[col, 3, i]
-    return jnp.clip(x, 0.0, 1.0)
+    s = ((coef[col, 0, i] * d + coef[col, 1, i]) * d + coef[col, 2, i]) * d + coef[col, 3, i]
+    return jnp.clip(jnp.where(z < 0, jnp.exp(s), -jnp.expm1(s)), 0.0, 1.0)
+
+
+def _truncated_ndtri(u, cut):
+    """z of standard normals truncated to their ranges at uniforms u [n, k] (float64), the
+    device form of :meth:`mcsim.distributions.NormalTruncation.ppf`; ``cut`` [8, k] holds
+    (flip, a, b, log Phi(a), log Phi(b), Phi(a), Phi(-b), Phi(b) - Phi(a))."""
+    flip, a, b, la, lb, pa, qb, m = (cut[i] for i in range(8))
+    flipped = flip > 0.5
+    v = jnp.where(flipped, 1.0 - u, u)
+    # below the median: in log space, exact however far out the range lies
+    r = jnp.exp(la - lb)
+    z_tail = _ndtri_exp(lb + jnp.log(v + (1.0 - v) * r))
+    # straddling the median: each half from its own end
+    p = pa + v * m
+    q = qb + (1.0 - v) * m
+    z_mid = jnp.where(p <= 0.5, ndtri(jnp.minimum(p, 0.5)), -ndtri(jnp.minimum(q, 0.5)))
+    z = jnp.clip(jnp.where(b <= 0.0, z_tail, z_mid), a, b)
+    return jnp.where(flipped, -z, z)
+
+
+#: Below log p = -708 (p = 3e-308, float64's smallest normal numbers) ndtri(exp(log p))
+#: has no digits left: Newton's method on log Phi takes over.
+_FAR_LOG_P = -708.0
+
+
+def _ndtri_exp(logp):
+    """z with log Phi(z) = logp (logp <= log 0.5), float64: scipy.special.ndtri_exp."""
+    direct = ndtri(jnp.exp(jnp.maximum(logp, _FAR_LOG_P)))
+    t = -2.0 * jnp.minimum(logp, _FAR_LOG_P)
+    z = -jnp.sqrt(t - jnp.log(t) - math.log(2.0 * math.pi))  # log Phi's leading terms
+    for _ in range(4):  # quadratic from ~1e-3: 1e-6, 1e-12, 1e-16
+        lz = _log_ndtr_far(z)
+        log_pdf = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
+        z = z - (lz - jnp.minimum(logp, _FAR_LOG_P)) * jnp.exp(lz - log_pdf)
+    return jnp.where(logp > _FAR_LOG_P, direct, z)
+
+
+def _log_ndtr_far(z):
+    """log Phi(z) for z < -30 by its asymptotic series to (2k-1)!!/z^2k, k = 8 (the last
+    term is below 1e-17 there)."""
+    w = 1.0 / (z * z)
+    series, term = jnp.zeros_like(z), jnp.ones_like(z)
+    for k in range(1, 9):
+        term = -term * (2 * k - 1) * w
+        series = series + term
+    return -0.5 * z * z - jnp.log(-z) - 0.5 * math.log(2.0 * math.pi) + jnp.log1p(series)
 
 
 def draw_on_device(config, path_start: int, num_paths: int, dtype=jnp.float64) -> dict:

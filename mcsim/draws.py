@@ -3,6 +3,8 @@
 The result is a dict ``name -> float64 array [n]`` holding every name of
 :data:`mcsim.parameters.PARAMETER_NAMES`; absent rate companions are filled so that the rate
 is constant (``NAME_inf = NAME``, ``NAME_halflife = 1``: then ``r(s) = r_0`` exactly).
+It also holds ``_logit_NAME`` for each of :data:`LOGIT_PARAMETERS`, computed in float64
+before any cast to the kernel's dtype (see :func:`to_dtype`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from .parameters import DECAYING_RATES, DOMAINS, PARAMETER_INDEX, PARAMETER_NAME
 from .rng import parameter_uniforms
 
 _ONE_MINUS = np.nextafter(1.0, 0.0)
+
+#: Parameters in (0, 1) whose logits the model uses (the logit states' starts and the
+#: levels they revert to); ``_logit_NAME`` carries each, computed in float64.
+LOGIT_PARAMETERS = ("utilization_0", "utilization_mean", "conversion_0", "conversion_mean")
 
 
 def lower_triangular_apply(factor: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -55,12 +61,26 @@ def to_dtype(theta: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
     with beta < 1 for a utilization in (0, 1), say) can round onto that end: 1 - 1e-9 is
     1.0 in float32, and logit(1) is inf. The nearest float inside the domain is the correct
     rounding there, not a repair: the exact value lies inside.
+
+    The logits the model needs (``_logit_NAME`` of :data:`LOGIT_PARAMETERS`) are added,
+    computed from the values before the cast, where absent: 1 - 1e-10 rounds to 1 - 6e-8
+    in float32, whose logit is 16.6 instead of 23.0, and a logit state reverting to the
+    wrong level moves every later month's revenue.
     """
     dtype = np.dtype(dtype)
+    theta = dict(theta)
+    for name in LOGIT_PARAMETERS:
+        if name in theta and f"_logit_{name}" not in theta:
+            x = np.clip(np.asarray(theta[name], np.float64), np.finfo(np.float64).tiny,
+                        _ONE_MINUS)
+            theta[f"_logit_{name}"] = np.log(x) - np.log1p(-x)
     out = {}
     for name, values in theta.items():
         with np.errstate(over="ignore"):  # beyond the dtype's range: inf, flagged later
             x = np.asarray(values).astype(dtype)
+        if name.startswith("_"):  # derived in float64 above: rounded, nothing to clip
+            out[name] = x
+            continue
         dom = DOMAINS[name]
         if math.isfinite(dom.low):
             if not dom.low_open:

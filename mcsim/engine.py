@@ -850,11 +850,22 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
     finite, values = np.concatenate(finite), np.concatenate(values)
     if finite.all():
         return None
+    n, bad = len(finite), int((~finite).sum())
+    wider = " (money beyond float32's range? --dtype float64 reaches 1e308)" \
+        if dtype == "float32" else ""
+    if bad == n:
+        return "none: every path has a NaN or inf, so no parameter tells them apart" + wider
     from scipy.stats import rankdata
 
-    pct = 100.0 * (rankdata(values, axis=0) - 0.5) / len(finite)
+    pct = 100.0 * (rankdata(values, axis=0) - 0.5) / n
     mean_bad = pct[~finite].mean(axis=0)
     k = int(np.argmax(np.abs(mean_bad - 50.0)))
+    # the mean percentile of `bad` paths drawn at random, without replacement, has
+    # sd 100/sqrt(12) * sqrt((n - bad) / (n bad)): name a parameter only beyond 4 of them
+    noise = 100.0 / np.sqrt(12.0) * np.sqrt((n - bad) / (n * bad))
+    if abs(mean_bad[k] - 50.0) <= 4.0 * noise:
+        return "none stands out: the paths with a NaN or inf are spread over every " \
+            "parameter's range" + wider
     return (f"{names[k]} (the paths with a NaN or inf sit at its "
             f"{mean_bad[k]:.0f}th percentile on average)")
 

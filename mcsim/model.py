@@ -14,6 +14,7 @@ The engine knows nothing of economics beyond these three functions.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -119,17 +120,33 @@ HALFLIFE_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
                   "api_price_drift", "other_opex_growth", "token_growth", "azure_share")
 
 
+#: Levels whose logs :func:`prepare` precomputes (``_log_NAME``): a flow is one exp of a
+#: sum of logs, so no factor overflows where the product would not.
+LOG_LEVELS = ("tokens_per_gpu_hour_0", "training_spend_0", "subscription_arpu",
+              "api_revenue_per_mtok_0", "api_token_share", "other_opex_0", "users_cap")
+
+
 def prepare(theta: dict) -> dict:
     """theta plus per-path constants that every month would otherwise recompute (keys
     starting with ``_``): each half-life's monthly decay factor 2^(-dt/h), the logits of
-    the mean utilization and conversion. :func:`month_flows` and :func:`advance` need
-    them."""
+    the utilization and conversion (start and mean; taken from theta where the draws
+    computed them in float64, see :func:`mcsim.draws.to_dtype`), the logs of
+    :data:`LOG_LEVELS`. :func:`month_flows` and :func:`advance` need them.
+
+    A half-life of any size works: 2^(-dt/h) is 1 to rounding for a huge h (the rate stays
+    at r_0) and 0 for a tiny one (it jumps to r_inf after month 0)."""
     logit = jax.scipy.special.logit
     out = dict(theta)
     for name in HALFLIFE_RATES:
         out[f"_decay_step_{name}"] = jnp.exp2(-DT / theta[f"{name}_halflife"])
-    out["_logit_utilization_mean"] = logit(theta["utilization_mean"])
-    out["_logit_conversion_mean"] = logit(theta["conversion_mean"])
+    for name in ("utilization_0", "utilization_mean", "conversion_0", "conversion_mean"):
+        if f"_logit_{name}" not in out:
+            out[f"_logit_{name}"] = logit(theta[name])
+    for name in LOG_LEVELS:
+        out[f"_log_{name}"] = jnp.log(theta[name])  # log 0 = -inf: exp(-inf + x) = 0
+    # API revenue per token, in log: share * ($ per million tokens) / 1e6
+    out["_log_api_revenue_per_token_0"] = out["_log_api_token_share"] \
+        + out["_log_api_revenue_per_mtok_0"] - 6.0 * math.log(10.0)
     return out
 
 
@@ -143,6 +160,12 @@ def _rate(theta, name: str, state):
     return rinf + (r0 - rinf) * state.decay[HALFLIFE_RATES.index(name)]
 
 
+def _logit(theta: dict, name: str):
+    """logit of a (0, 1) parameter: the draws' float64 one where given."""
+    key = f"_logit_{name}"
+    return theta[key] if key in theta else jax.scipy.special.logit(theta[name])
+
+
 def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
     """Month-0 state: every driver at its ``*_0`` value, nothing paid yet."""
     x = theta["gpu_price_0"]
@@ -151,10 +174,10 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
     never = jnp.full(x.shape, num_months, jnp.int32)
     return State(
         log_price=jnp.log(theta["gpu_price_0"]),
-        logit_utilization=jax.scipy.special.logit(theta["utilization_0"]),
+        logit_utilization=_logit(theta, "utilization_0"),
         log_tokens=jnp.log(theta["tokens_0"]),
         log_users=jnp.log(theta["users_0"]),
-        logit_conversion=jax.scipy.special.logit(theta["conversion_0"]),
+        logit_conversion=_logit(theta, "conversion_0"),
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
         cum_revenue_share=zero_acc, cum_profit_share=zero_acc,
@@ -168,21 +191,27 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
 
 def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, Flows]:
     """Money flows of month t (int32 scalar) and the waterfall's update of the state."""
+    # Every flow is one exp of a sum of logs (the logs of its constant factors come from
+    # prepare): tokens reach e^91 in a long run, beyond float32's 3.4e38, while the money
+    # they bring in does not, so no factor may be formed on its own. Only a money flow
+    # above float32's range itself still overflows.
     a = _rate(theta, "azure_share", state)
     u = jax.nn.sigmoid(state.logit_utilization)
-    c = jax.nn.sigmoid(state.logit_conversion)
-    tokens = jnp.exp(state.log_tokens)
-    # I = D / eta / u * p, with eta = eta_0 exp(G) folded into one exp
-    inference = jnp.exp(state.log_tokens - state.growth_throughput + state.log_price) \
-        / theta["tokens_per_gpu_hour_0"] / u
-    training = theta["training_spend_0"] * jnp.exp(state.growth_training)
+    # I = D / eta / u * p with eta = eta_0 exp(G); dividing by u <= 1 last keeps the
+    # exp below I itself
+    inference = jnp.exp(state.log_tokens - state.growth_throughput + state.log_price
+                        - theta["_log_tokens_per_gpu_hour_0"]) / u
+    training = jnp.exp(theta["_log_training_spend_0"] + state.growth_training)
     compute = inference + training
     azure = a * compute
-    subscriptions = jnp.exp(state.log_users) * c * theta["subscription_arpu"]
-    api = theta["api_token_share"] * tokens \
-        * (theta["api_revenue_per_mtok_0"] * jnp.exp(state.growth_api_price)) * 1e-6
+    # S = W c arpu, with log c = log sigmoid(z) (c may be tiny: W arpu alone may overflow)
+    subscriptions = jnp.exp(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)
+                            + theta["_log_subscription_arpu"])
+    # A = share D pi_0 exp(G_pi) / 1e6
+    api = jnp.exp(state.log_tokens + state.growth_api_price
+                  + theta["_log_api_revenue_per_token_0"])
     revenue = subscriptions + api
-    other = theta["other_opex_0"] * jnp.exp(state.growth_other_opex)
+    other = jnp.exp(theta["_log_other_opex_0"] + state.growth_other_opex)
 
     # The waterfall runs on float64 sums: the loss pool and the cumulative shares reach
     # 10^12 while a month's profit may be 10^6, which float32 (24-bit) cannot resolve.
@@ -254,7 +283,7 @@ def advance(theta: dict, state: State, eps, t) -> State:
         + theta["utilization_vol"] * sqdt * e_util,
         log_tokens=state.log_tokens + token_growth * dt + theta["token_vol"] * sqdt * e_tokens,
         log_users=state.log_users + theta["users_growth"]
-        * (1.0 - jnp.exp(state.log_users) / theta["users_cap"]) * dt
+        * (1.0 - jnp.exp(state.log_users - theta["_log_users_cap"])) * dt
         + theta["users_vol"] * sqdt * e_users,
         logit_conversion=state.logit_conversion + theta["conversion_speed"]
         * (theta["_logit_conversion_mean"] - state.logit_conversion) * dt
@@ -274,9 +303,12 @@ def correlate(z, cholesky):
     for k in range(5):
         acc = None
         for j in range(k + 1):
-            if cholesky[k][j] == 0.0:
+            # a Python float is weakly typed: it keeps the shocks' (kernel) dtype, where a
+            # NumPy float64 entry would promote a float32 state to float64
+            weight = float(cholesky[k][j])
+            if weight == 0.0:
                 continue
-            term = z[j] if cholesky[k][j] == 1.0 else z[j] * cholesky[k][j]
+            term = z[j] if weight == 1.0 else z[j] * weight
             acc = term if acc is None else acc + term
         out.append(acc if acc is not None else jnp.zeros_like(z[0]))
     return tuple(out)

@@ -204,7 +204,7 @@ def _conditioned_block(results: Results, percentiles) -> dict:
         "ess_fraction": cond.ess_fraction,
         "warning": cond.warning,
         "method": "paths weighted by their likelihood of the observations (independent "
-                  "Gaussian errors) relative to the best of the first 8,192 paths "
+                  "Gaussian errors) relative to the best path of the run "
                   "(reference_log_likelihood), self-normalized; the effective sample size "
                   "(Kish, over paths) replaces the number of paths in every interval; "
                   "means carry the delta-method error",

@@ -51,7 +51,8 @@ def sample_paths(config: Config, k: int, dtype: str = "float32"):
     flows = jax.device_get(flows)
     def never(m):
         return (None if m >= T else grid.label(int(m)))
-    params = pd.DataFrame({"path": np.arange(k), **{n: theta[n] for n in sorted(theta)},
+    params = pd.DataFrame({"path": np.arange(k), **{n: theta[n] for n in sorted(theta)
+                                                         if not n.startswith("_")},
                            "repayment_month": [never(m) for m in
                                                np.asarray(final.repayment_month)],
                            "credit_exhaustion_month": [never(m) for m in

@@ -268,19 +268,21 @@ BAD = [
      {"parameters": {"gpu_price_0":
                      '{ dist = "uniform", low = 1, high = 2, min = 3, max = 4 }'}},
      "parameters.gpu_price_0", "probability mass"),
+    ("truncation-beyond-float64",  # 1e200 sd out: its mass is below float64's range
+     {"parameters": {"token_growth_0": '{ dist = "normal", mean = 0, sd = 1, min = 1e200 }'}},
+     "parameters.token_growth_0", "probability mass"),
+    ("truncation-beta-below-resolution",
+     {"parameters": {"utilization_0":
+                     '{ dist = "beta", alpha = 2, beta = 50, min = 0.9 }'}},
+     "parameters.utilization_0", "probability mass"),
     # rate companions and half-lives
     ("inf-without-halflife", {"parameters": {"gpu_price_drift_inf": "-0.1"}},
      "parameters.gpu_price_drift_halflife", "both"),
     ("halflife-without-inf", {"parameters": {"training_growth_halflife": "3.0"}},
      "parameters.training_growth_inf", "both"),
-    ("halflife-distribution-unbounded",
-     {"parameters": {"token_growth_halflife": '{ dist = "lognormal", median = 3, sigma = 0.3 }'}},
-     "parameters.token_growth_halflife", "finite upper end"),
-    ("companion-halflife-unbounded",
-     {"parameters": {"gpu_price_drift_inf": "-0.1",
-                     "gpu_price_drift_halflife":
-                     '{ dist = "lognormal", median = 4, sigma = 0.5 }'}},
-     "parameters.gpu_price_drift_halflife", "finite upper end"),
+    ("halflife-distribution-reaching-zero",
+     {"parameters": {"token_growth_halflife": '{ dist = "normal", mean = 3, sd = 1 }'}},
+     "parameters.token_growth_halflife", "domain"),
     ("halflife-zero", {"parameters": {"azure_share_halflife": "0"}},
      "parameters.azure_share_halflife", "(0, inf)"),
     ("halflife-infinite", {"parameters": {"token_growth_halflife": "inf"}},
@@ -536,3 +538,146 @@ def test_extends_cycle_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "a.toml")
     assert info.value.key == "extends" and "\n" not in str(info.value)
+
+
+# --- half-lives drawn from unbounded distributions ------------------------------------------
+
+@pytest.mark.parametrize("name, spec", [
+    ("token_growth_halflife", '{ dist = "lognormal", p5 = 1.0, p95 = 5.0 }'),
+    ("token_growth_halflife", '{ dist = "lognormal", median = 3, sigma = 0.3 }'),
+    ("azure_share_halflife", '{ dist = "normal", mean = 3, sd = 1, min = 0.5 }'),
+    ("token_growth_halflife", '{ dist = "lognormal", median = 1, sigma = 40 }'),  # 1e-140..1e140
+])
+def test_unbounded_halflife_distributions_parse(name, spec):
+    """MODEL.md: every half-life must be finite and > 0; every draw of these is, so they are
+    valid (they were refused with "a finite upper end (add max)")."""
+    config = parse_config_text(minimal_config_text(parameters={name: spec}))
+    assert isinstance(config.parameters[name], Distribution)
+    companion = parse_config_text(minimal_config_text(parameters={
+        "gpu_price_drift_inf": "-0.1", "gpu_price_drift_halflife": spec}))
+    assert companion.parameters["gpu_price_drift_halflife"].support()[1] == math.inf
+
+
+# --- truncation deep in a tail ---------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", [
+    '{ dist = "normal", mean = 0.12, sd = 0.01, min = 0.19 }',      # +7 sd
+    '{ dist = "normal", mean = 0.12, sd = 0.01, min = 0.22 }',      # +10 sd
+    '{ dist = "normal", mean = 0.12, sd = 0.01, max = 0.045 }',     # -7.5 sd
+    '{ dist = "normal", mean = 0.0, sd = 1.0, min = 40.0 }',        # mass 4e-350 (log space)
+    '{ dist = "lognormal", median = 0.12, sigma = 0.1, max = 0.05 }',  # -8.75 sd
+    '{ dist = "uniform", low = 0.0, high = 1e15, min = 0.0, max = 10.0 }',  # mass 1e-14
+])
+def test_deep_tail_truncations_with_positive_mass_parse(spec):
+    config = parse_config_text(minimal_config_text(parameters={"token_growth_0": spec}))
+    d = config.parameters["token_growth_0"]
+    assert d.log_mass() > -math.inf and d.resolvable()
+
+
+# --- inputs that used to raise a traceback instead of one ConfigError ----------------------
+
+HUGE = "1" + "0" * 400  # an integer beyond float64's range
+
+
+@pytest.mark.parametrize("sections, key", [
+    ({"deal": {"investment": HUGE}}, "deal.investment"),
+    ({"deal": {"azure_credits": HUGE}}, "deal.azure_credits"),
+    ({"parameters": {"tokens_0": HUGE}}, "parameters.tokens_0"),
+    ({"parameters": {"tokens_0": f'{{ dist = "uniform", low = 1, high = {HUGE} }}'}},
+     "parameters.tokens_0.high"),
+    ({"simulation": {"max_nonfinite_fraction": "-" + HUGE}},
+     "simulation.max_nonfinite_fraction"),
+])
+def test_integer_too_large_for_a_float_is_a_config_error(sections, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(minimal_config_text(**sections))
+    message = str(info.value)
+    assert info.value.key == key and "\n" not in message and "expected" in message
+    assert "401 digits" in message and len(message) < 300  # not the 400 digits themselves
+
+
+def test_integer_too_large_via_overrides_is_a_config_error():
+    """``mcsim run --set deal.investment=1000...`` goes through api.with_overrides."""
+    from mcsim.api import with_overrides
+
+    config = parse_config_text(minimal_config_text())
+    with pytest.raises(ConfigError) as info:
+        with_overrides(config, {"deal.investment": int(HUGE)})
+    assert info.value.key == "deal.investment" and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("depth", [40, 300, 1000, 100_000])
+def test_deeply_nested_arrays_are_a_config_error(depth):
+    text = minimal_config_text() + "\n[observations]\nx = " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text)
+    message = str(info.value)
+    assert "\n" not in message and "nested at most" in message
+
+
+def test_deeply_nested_document_is_a_config_error():
+    """A dict nested 2000 deep (what a program may hand parse_config) is refused before
+    anything recurses over it."""
+    from mcsim.config import parse_config
+
+    deep: dict = {}
+    node = deep
+    for _ in range(2000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ConfigError) as info:
+        parse_config({"simulation": deep})
+    assert info.value.key.startswith("simulation.a.a") and "\n" not in str(info.value)
+
+
+def test_fifo_config_is_refused_without_blocking(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    result: list = []
+
+    def load():
+        try:
+            load_config(fifo)
+        except ConfigError as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # blocked in open(): give it a writer so the thread can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_config blocked on a FIFO")
+    assert result, "a FIFO was accepted as a config"
+    message = str(result[0])
+    assert "regular file" in message and str(fifo) in message and "\n" not in message
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_device_files_are_refused(path):
+    import os
+
+    if not os.path.exists(path):
+        pytest.skip(f"no {path} here")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "regular file" in str(info.value) and path in str(info.value)
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert "regular file" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_oversized_config_file_is_refused(tmp_path):
+    from mcsim.config import MAX_CONFIG_BYTES
+
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:  # sparse: costs no disk
+        f.truncate(MAX_CONFIG_BYTES + 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(big)
+    assert "at most 10 MB" in str(info.value) and str(big) in str(info.value)
