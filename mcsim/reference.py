@@ -3,17 +3,133 @@
 Slow and simple on purpose: a loop over months, vectorized over paths, holding every flow of
 every month. Tests feed it and the JAX kernel the same theta and the same shocks and compare
 path by path. Units: dollars per month for flows, tokens per month, users, GPU-hours.
+
+:func:`draw_parameters` is the reference for the per-path parameters: it reads the config's
+TOML tables (not the parsed :class:`~mcsim.distributions.Distribution` objects) and follows
+MODEL.md's "Distribution vocabulary" with ``scipy.stats``, so that a test can draw worlds
+independently of :mod:`mcsim.draws` and :mod:`mcsim.device_draws` (from any uniforms, e.g.
+NumPy's own generator), or feed it the engine's uniforms and compare path by path.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.special import expit, logit
+from scipy import stats
+from scipy.special import expit, logit, ndtr, ndtri
 
 from .config import DealConfig
 from .months import MonthGrid
 
 DT = 1.0 / 12.0
+Z95 = 1.6448536  # MODEL.md's constant for the p5/p95 forms
+PERT_LAMBDA = 4.0
+#: MODEL.md's parameter list, in its order (the required 33, then the optional companions)
+REQUIRED_PARAMETERS = (
+    "gpu_price_0", "gpu_price_drift", "gpu_price_vol", "utilization_0", "utilization_mean",
+    "utilization_speed", "utilization_vol", "tokens_0", "token_growth_0", "token_growth_inf",
+    "token_growth_halflife", "token_vol", "tokens_per_gpu_hour_0", "efficiency_growth",
+    "users_0", "users_cap", "users_growth", "users_vol", "conversion_0", "conversion_mean",
+    "conversion_speed", "conversion_vol", "subscription_arpu", "api_revenue_per_mtok_0",
+    "api_price_drift", "api_token_share", "training_spend_0", "training_growth",
+    "azure_share_0", "azure_share_inf", "azure_share_halflife", "other_opex_0",
+    "other_opex_growth")
+#: rates whose bare name is r_0, with optional NAME_inf and NAME_halflife
+DECAYING_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
+                  "api_price_drift", "other_opex_growth")
+ALL_PARAMETERS = REQUIRED_PARAMETERS + tuple(
+    f"{r}_{c}" for r in DECAYING_RATES for c in ("inf", "halflife"))
+
+
+def frozen_distribution(spec: dict):
+    """The untruncated scipy.stats distribution of one TOML distribution table."""
+    kind = spec["dist"]
+    if kind == "normal":
+        if "p5" in spec:
+            mean = (spec["p5"] + spec["p95"]) / 2.0
+            sd = (spec["p95"] - spec["p5"]) / (2.0 * Z95)
+        else:
+            mean, sd = spec["mean"], spec["sd"]
+        return stats.norm(loc=mean, scale=sd)
+    if kind == "lognormal":
+        if "p5" in spec:
+            median = math.sqrt(spec["p5"] * spec["p95"])
+            sigma = math.log(spec["p95"] / spec["p5"]) / (2.0 * Z95)
+        else:
+            median, sigma = spec["median"], spec["sigma"]
+        return stats.lognorm(s=sigma, scale=median)
+    if kind == "uniform":
+        return stats.uniform(loc=spec["low"], scale=spec["high"] - spec["low"])
+    low, high = spec.get("low"), spec.get("high")
+    if kind == "triangular":
+        return stats.triang(c=(spec["mode"] - low) / (high - low), loc=low, scale=high - low)
+    if kind == "pert":  # Beta-PERT, lambda = 4
+        alpha = 1.0 + PERT_LAMBDA * (spec["mode"] - low) / (high - low)
+        beta = 1.0 + PERT_LAMBDA * (high - spec["mode"]) / (high - low)
+        return stats.beta(alpha, beta, loc=low, scale=high - low)
+    if kind == "beta":
+        return stats.beta(spec["alpha"], spec["beta"])
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def inverse_cdf(spec: dict, u: np.ndarray) -> np.ndarray:
+    """Draw by inverse CDF, truncated to [min, max]: F^-1(F(min) + u (F(max) - F(min)))."""
+    dist = frozen_distribution(spec)
+    f_min = dist.cdf(spec["min"]) if "min" in spec else 0.0
+    f_max = dist.cdf(spec["max"]) if "max" in spec else 1.0
+    x = dist.ppf(f_min + np.asarray(u, dtype=np.float64) * (f_max - f_min))
+    # the bounds themselves, where F^-1(F(bound)) rounds a hair past them
+    return np.clip(x, spec.get("min", -np.inf), spec.get("max", np.inf))
+
+
+def drawn_parameters(parameters: dict) -> list[str]:
+    """Names of the parameters given as distributions, in MODEL.md's order (the order of
+    the columns of :func:`draw_parameters`'s uniforms)."""
+    return [n for n in ALL_PARAMETERS if isinstance(parameters.get(n), dict)]
+
+
+def draw_parameters(parameters: dict, pairs, u: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-path parameters theta from independent uniforms.
+
+    Args:
+        parameters: the config's ``[parameters]`` table as written (``config.resolved``):
+            name -> number or distribution table.
+        pairs: ``[parameter_correlation].pairs``, [name, name, Spearman rho] triples.
+        u: independent uniforms in (0, 1), [N, k], one column per name of
+            :func:`drawn_parameters`.
+
+    Returns:
+        name -> float64 [N] for all 43 names; a rate without companions gets
+        ``NAME_inf = NAME`` and ``NAME_halflife = 1`` (then r(s) = r_0 exactly).
+    """
+    names = drawn_parameters(parameters)
+    u = np.array(u, dtype=np.float64)
+    if pairs:
+        # Gaussian copula on the uniforms, before any truncation: normal correlation
+        # 2 sin(pi r / 6) of Spearman's r, factor L (lower Cholesky, the correlated names in
+        # MODEL.md's order), z -> L z
+        corr_names = [n for n in names if any(n in pair[:2] for pair in pairs)]
+        m = np.eye(len(corr_names))
+        for a, b, r in pairs:
+            i, j = corr_names.index(a), corr_names.index(b)
+            m[i, j] = m[j, i] = 2.0 * np.sin(np.pi * r / 6.0)
+        cols = [names.index(n) for n in corr_names]
+        z = ndtri(u[:, cols]) @ np.linalg.cholesky(m).T
+        u[:, cols] = np.clip(ndtr(z), np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0))
+    n = u.shape[0]
+    theta = {}
+    for name in ALL_PARAMETERS:
+        spec = parameters.get(name)
+        if isinstance(spec, dict):
+            theta[name] = inverse_cdf(spec, u[:, names.index(name)])
+        elif spec is not None:
+            theta[name] = np.full(n, float(spec))
+    for rate in DECAYING_RATES:
+        if f"{rate}_inf" not in theta:
+            theta[f"{rate}_inf"] = theta[rate].copy()
+            theta[f"{rate}_halflife"] = np.ones(n)
+    return theta
 
 
 def decaying_rate(r_0, r_inf, halflife, s):

@@ -50,8 +50,10 @@ class MonthDistribution:
 
 
 def _rank_bounds(n: float, p: float) -> tuple[float, float]:
+    """Ranks of the 95% interval's ends; below 0 or above n where the paths cannot bound
+    the quantile on that side (too few paths in the tail: the interval is open there)."""
     half = Z_95 * np.sqrt(n * p * (1.0 - p))
-    return max(n * p - half, 0.0), min(n * p + half, float(n))
+    return n * p - half, n * p + half
 
 
 def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
@@ -93,8 +95,11 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
         out[0, i] = (-np.inf if k == 0 else np.inf) if k in overflow else \
             _interpolate(lo[k], hi[k], frac)
         r_lo, r_hi = _rank_bounds(n, p)
-        out[1, i] = lo[bin_at(r_lo)]
-        out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)]
+        # no paths to bound a side: the interval is open there (0 for a side the
+        # statistic never reaches: the tightened zero bin's edge)
+        out[1, i] = lo[bin_at(r_lo)] if r_lo > 0 else (lo[zero] if lo[zero] == 0 else -np.inf)
+        out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)] if r_hi < n else \
+            (hi[zero] if hi[zero] == 0 else np.inf)
     return out[0], out[1], out[2]
 
 
@@ -129,7 +134,9 @@ def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
     for pct in percentiles:
         p = pct / 100.0
         r_lo, r_hi = _rank_bounds(n, p)
-        quantiles[float(pct)] = (month_at(p * n), month_at(r_lo), month_at(r_hi))
+        # too few paths to bound a side: the earliest month, or not by the horizon
+        quantiles[float(pct)] = (month_at(p * n), month_at(r_lo) if r_lo > 0 else 0,
+                                 month_at(r_hi) if r_hi < n else None)
     return MonthDistribution(counts, cdf, cdf_se, float(censored),
                              float(np.sqrt(censored * (1 - censored) / max(n, 1))), quantiles)
 

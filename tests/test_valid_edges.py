@@ -196,18 +196,43 @@ def test_sweep_warnings_are_one_line_each(tmp_path, capsys):
     assert not any("UserWarning" in line or "warnings.warn" in line for line in err)
 
 
-def test_conditioned_intervals_are_never_null_for_lack_of_rounding():
-    """Effective counts that sum a hair short of n must not push an upper interval end
-    off the histogram (it was null with antithetic pairs and a small ESS)."""
+def test_quantile_intervals_are_bounded_by_data_or_open_never_by_rounding():
+    """Fractional (effective) counts whose sums round differently must not push an interval
+    end off the histogram (with antithetic pairs and a small ESS an upper end was null);
+    where too few paths lie beyond a quantile to bound it (n p + 1.96 sd > n), the interval
+    is open on that side: +inf (null in JSON), or 0 for a statistic never above 0."""
     from mcsim.accumulators import MoneyBins
     from mcsim.results import histogram_quantiles, month_distribution
 
     bins = MoneyBins()
+    idx = bins.index(np.array([1e9, 2e9, 3e9]))
     counts = np.zeros(bins.num_bins)
-    counts[bins.index(np.array([1e9, 2e9, 3e9]))] = [0.1 + 0.2, 0.3, 1e-17]
+    counts[idx] = [1000.1 + 0.2, 1000.3, 1000.0 / 3.0]  # sums that round differently
     _, lo, hi = histogram_quantiles(counts, bins, (5.0, 50.0, 95.0))
     assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
-    months = np.array([0.1 + 0.2, 0.3, 0.0])  # nothing censored
+    assert hi[2] <= 3e9 * 1.01 and lo[0] >= 1e9 / 1.01
+    one = np.zeros(bins.num_bins)
+    one[idx[1]] = 0.7  # under one effective path: nothing bounds the median
+    value, lo, hi = histogram_quantiles(one, bins, (50.0,))
+    assert 1.99e9 < value[0] < 2.01e9 and lo[0] == 0.0 and hi[0] == np.inf
+    months = np.array([1000.1 + 0.2, 1000.3, 1000.0 / 3.0, 0.0])  # nothing censored
     dist = month_distribution(months, (50.0, 95.0))
-    assert all(q[2] is not None for q in dist.quantiles.values())
+    assert all(q[1] is not None and q[2] is not None for q in dist.quantiles.values())
     assert math.isclose(dist.censored, 0.0)
+    few = month_distribution(np.array([0.0, 0.7, 0.0, 0.0]), (50.0,))
+    assert few.quantiles[50.0] == (1, 0, None)  # open: from the start to beyond the horizon
+
+
+def test_money_beyond_float32_names_no_parameter_and_suggests_float64(tmp_path, capsys):
+    """Tokens growing 3,000%/yr: money passes float32's 3.4e38 for every path. The failure
+    must not blame a parameter (it named the first one, at its 50th percentile), and the
+    same config runs in float64."""
+    cfg = _config(tmp_path, parameters={
+        "token_growth_0": "30.0", "token_growth_inf": "30.0",
+        "gpu_price_0": '{ dist = "lognormal", median = 2.0, sigma = 0.2 }'})
+    args = ["run", cfg, "--paths", "2048", *QUICK]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    line = _last_error(capsys)
+    assert "likely parameter: none" in line and "--dtype float64" in line
+    assert "gpu_price_0" not in line
+    assert main([*args, "--out", str(tmp_path / "b"), "--dtype", "float64"]) == 0
