@@ -94,8 +94,8 @@ def test_sensitivity_cli_writes_indices_and_tornado(tmp_path):
     out = tmp_path / "sens"
     assert main(["sensitivity", str(cfg), "--out", str(out), "--base-rows", "256",
                  "--bootstrap", "200", "--by", "2029-06"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sensitivity.csv", "sensitivity.json",
-                                                       "tornado.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".mcsim-output.json", "sensitivity.csv",
+                                                       "sensitivity.json", "tornado.png"]
     doc = json.loads((out / "sensitivity.json").read_text())
     assert doc["repaid_by_month"] == "2029-06"
     assert set(doc["outputs"]) == {"repayment_month", "cumulative_azure_spend", "repaid_by"}
