@@ -487,7 +487,24 @@ def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
             if not domain.contains(x):
                 raise ConfigError(key, value, f"a number in {domain.describe()}")
             out[name] = x
+    for name in EULER_RATES:
+        low = out[name] if not isinstance(out[name], Distribution) else \
+            out[name].support()[0]
+        if low >= MAX_EULER_RATE:
+            raise ConfigError(f"parameters.{name}", raw[name],
+                              f"a rate below {MAX_EULER_RATE:g} per year: MODEL.md's monthly "
+                              f"step moves the state by {name} x dt of its distance to the "
+                              "target, which overshoots and diverges once that passes 2 "
+                              "(dt = 1/12)")
     return out
+
+
+#: Rates that pull a state toward a target by an explicit monthly (Euler) step: the step is
+#: stable only while rate x dt < 2, i.e. below 24 per year. A fixed value (or every draw of a
+#: distribution) at or above it diverges on every path, so it is refused; a distribution
+#: reaching it only in a tail gives non-finite paths, counted and limited as any others.
+EULER_RATES = ("utilization_speed", "conversion_speed", "users_growth")
+MAX_EULER_RATE = 24.0
 
 
 def _parse_correlation(raw: dict, params: dict) -> tuple[tuple[str, str, float], ...]:

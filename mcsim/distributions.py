@@ -152,8 +152,11 @@ class Distribution:
         if k == "triangular":
             a, c, b = p["low"], p["mode"], p["high"]
             xc = np.clip(x, a, b)
-            left = (xc - a) ** 2 / ((b - a) * (c - a)) if c > a else np.zeros_like(xc)
-            right = 1.0 - (b - xc) ** 2 / ((b - a) * (b - c)) if b > c else np.ones_like(xc)
+            # a mode a subnormal away from an end overflows the branch np.where discards
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                left = (xc - a) ** 2 / ((b - a) * (c - a)) if c > a else np.zeros_like(xc)
+                right = 1.0 - (b - xc) ** 2 / ((b - a) * (b - c)) if b > c \
+                    else np.ones_like(xc)
             return np.where(xc <= c, left if c > a else 0.0, right)
         if k == "pert":
             a, b = p["low"], p["high"]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .config import DealConfig
 from .months import MonthGrid
@@ -58,7 +59,14 @@ def deal_terms(deal: DealConfig, grid: MonthGrid) -> DealTerms:
         deal.revenue_share_end)
     end = max(min(end, grid.num_months), -1)
 
+    tiny = float(np.finfo(np.float64).tiny)
+
     def amount(x):
+        # a positive subnormal amount (5e-324 is a valid investment) would be flushed to 0
+        # by the device (XLA flushes subnormals), making "recouped >= investment" true with
+        # nothing paid; the smallest normal number keeps every comparison with money right
+        if x is not None and 0.0 < x < tiny:
+            x = tiny
         return jnp.asarray(inf if x is None else x, ACC)
 
     return DealTerms(

@@ -236,3 +236,42 @@ def test_money_beyond_float32_names_no_parameter_and_suggests_float64(tmp_path, 
     assert "likely parameter: none" in line and "--dtype float64" in line
     assert "gpu_price_0" not in line
     assert main([*args, "--out", str(tmp_path / "b"), "--dtype", "float64"]) == 0
+
+
+def test_a_subnormal_investment_is_not_repaid_by_nothing(tmp_path):
+    """investment = 5e-324 is valid (> 0); the device flushes subnormals to 0, which made
+    every path 'repaid' in month 0 with no receipts at all."""
+    cfg = _config(tmp_path, deal={"investment": "5e-324"})
+    out = tmp_path / "rep"
+    assert main(["run", cfg, "--out", str(out), *QUICK]) == 0
+    rep = json.loads((out / "summary.json").read_text())["repayment"]
+    receipts = json.loads((out / "summary.json").read_text())["horizon"]["microsoft_receipts"]
+    # no revenue share and only losses in the minimal world: nothing is ever paid
+    assert receipts["mean"] == 0.0 and rep["probability_not_by_horizon"] == 1.0
+
+
+def test_a_triangular_mode_a_subnormal_from_its_end_draws_without_warnings():
+    import warnings
+
+    from mcsim.config import parse_config_text
+
+    text = minimal_config_text(parameters={"conversion_speed": (
+        '{ dist = "triangular", low = 0.0, mode = 1e-320, high = 1.0, max = 0.5 }')})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = parse_config_text(text)
+    dist = cfg.parameters["conversion_speed"]
+    x = dist.ppf(np.linspace(0.01, 0.99, 99))
+    assert np.all((x >= 0.0) & (x <= 0.5)) and np.all(np.diff(x) > 0)
+
+
+@pytest.mark.parametrize("name", ["utilization_speed", "conversion_speed", "users_growth"])
+def test_a_rate_whose_monthly_step_diverges_is_refused_by_validate(tmp_path, capsys, name):
+    """MODEL.md's explicit monthly step y += k (target - y) dt diverges once k dt >= 2:
+    refused up front (it ran every path to NaN before), while 23.9 per year runs."""
+    bad = _config(tmp_path, "bad.toml", parameters={name: "30.0"})
+    assert main(["validate", bad]) == 2
+    line = _last_error(capsys)
+    assert f"parameters.{name} = 30.0: expected a rate below 24 per year" in line
+    ok = _config(tmp_path, "ok.toml", parameters={name: "23.9"})
+    assert main(["run", ok, "--paths", "1024", "--out", str(tmp_path / "o"), *QUICK]) == 0
