@@ -20,9 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .results import (
-    Results,
-)
+from .results import Results, net_error_from_receipts
 
 #: Below either, the conditioned statistics are flagged: fewer than this many effective
 #: paths make quantile intervals rough, and ...
@@ -109,4 +107,5 @@ class ConditionedResults(Results):
     def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
         m = self.weighted
-        return m.mean[sl].copy(), m.stderr[sl].copy()
+        return m.mean[sl].copy(), net_error_from_receipts(self.layout, group,
+                                                          m.stderr.copy())[sl]

@@ -111,6 +111,16 @@ def _interpolate(lo: float, hi: float, frac: float) -> float:
     return 0.0  # the zero bin: |x| < $1
 
 
+def net_error_from_receipts(layout: StatLayout, group: str, stderr: np.ndarray) -> np.ndarray:
+    """``stderr`` (every statistic's) with Microsoft's net taking its receipts' error: the
+    net is receipts minus a constant, so the two errors are equal, while the net's own
+    sum of squares overflows float64 for an investment past ~1e154 (its error came out
+    null at an investment of 1e300)."""
+    if group == "horizon":
+        stderr[layout.row("microsoft_net")] = stderr[layout.row("microsoft_receipts")]
+    return stderr
+
+
 def month_distribution(counts: np.ndarray, percentiles) -> MonthDistribution:
     """From counts per month index (last entry: not by the horizon); counts may be
     fractional (effective paths of a weighted run)."""
@@ -180,7 +190,8 @@ class Results:
         """(mean, standard error) of every row of ``group``."""
         sl = self.layout.rows(group)
         m = self.accumulator.moments
-        return m.mean[sl].copy(), m.stderr()[sl]
+        return m.mean[sl].copy(), net_error_from_receipts(self.layout, group,
+                                                          m.stderr().copy())[sl]
 
     @property
     def repayment(self) -> MonthDistribution:

@@ -42,6 +42,9 @@ def test_undefined_standard_errors_still_give_a_full_report(tmp_path, extra):
         assert "&plusmn; n/a" in html
     else:  # never repaid: every path censored
         assert summary["repayment"]["probability_not_by_horizon"] == 1.0
+        # the net is receipts - 1e200: the same error (its own squares overflow float64)
+        h = summary["horizon"]
+        assert h["microsoft_net"]["mean_se"] == h["microsoft_receipts"]["mean_se"] > 0
 
 
 def test_money_beyond_the_histogram_range_is_labelled_not_pinned(tmp_path, capsys):

@@ -1,0 +1,84 @@
+"""Any valid config runs: hypothesis generates configs over MODEL.md's whole version-1
+vocabulary (``valid_configs.py`` says what it covers) and each goes through the CLI in-process:
+``validate``, then ``run --paths 2048 --no-plots`` in float32 (the default) and float64.
+
+Each must exit 0, print nothing unexplained on stderr and raise no Python warning (see
+``valid_configs.ALLOWED_STDERR``: empty, mcsim prints nothing there for such a run), and write
+a strict-JSON summary.json whose invariants hold (``valid_configs.check_summary``): quantiles in
+order and inside their intervals, P(repaid by m) non-decreasing in [0, 1] and consistent with
+P(not by the horizon) and with the month quantiles, cumulative Azure spend non-decreasing,
+annual means summing to the horizon totals, no NaN, no null except a month beyond the horizon
+(with its label), no path with a NaN or inf.
+
+Two shares:
+
+* ``test_valid_configs_ci``: a fixed (derandomized) set of examples, a few minutes on 2 cores;
+* ``test_valid_configs_exhaustive``: many more, random each time, marked ``exhaustive``
+  (deselect it in CI: ``-m "not exhaustive"``).
+
+The kernel compiles once per config structure, so every example costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, note, settings
+from valid_configs import RunFailure, configs, run_and_check, to_toml
+
+#: configs tried by each share in this session (printed at the end of the module)
+TRIED = {"ci": 0, "exhaustive": 0}
+
+CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_CI", "40"))
+EXHAUSTIVE_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_EXHAUSTIVE", "300"))
+
+COMMON = {
+    "deadline": None,
+    "database": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
+                              HealthCheck.filter_too_much, HealthCheck.large_base_example],
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_count(request):
+    yield
+    line = (f"test_valid_configs: {TRIED['ci']} configs tried by the CI share, "
+            f"{TRIED['exhaustive']} by the exhaustive share")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is not None and tr is not None:
+        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+            tr.write_line("")
+            tr.write_line(line)
+    else:  # pragma: no cover
+        print(line)
+
+
+def _check(cfg: dict, tmp_path_factory, share: str) -> None:
+    TRIED[share] += 1
+    text = to_toml(cfg)
+    note(f"config:\n{text}")
+    workdir = tmp_path_factory.mktemp("valid_config")
+    try:
+        run_and_check(text, workdir)
+    except RunFailure as exc:
+        raise AssertionError(f"{exc}\n--- config ---\n{text}") from None
+
+
+# Shrinking re-runs the CLI on ever smaller configs (seconds each): off in the CI share; the
+# failure message carries the whole config text instead.
+@settings(max_examples=CI_EXAMPLES, derandomize=True,
+          phases=[Phase.explicit, Phase.generate], **COMMON)
+@given(cfg=configs())
+def test_valid_configs_ci(cfg, tmp_path_factory):
+    _check(cfg, tmp_path_factory, "ci")
+
+
+@pytest.mark.exhaustive
+@settings(max_examples=EXHAUSTIVE_EXAMPLES, phases=[Phase.explicit, Phase.generate], **COMMON)
+@given(cfg=configs())
+def test_valid_configs_exhaustive(cfg, tmp_path_factory):
+    _check(cfg, tmp_path_factory, "exhaustive")

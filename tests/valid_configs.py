@@ -1,0 +1,1018 @@
+"""Hypothesis strategies for VALID configs covering MODEL.md's whole version-1 vocabulary,
+and the checks that a run of one must pass (used by ``test_valid_configs.py`` and by
+anyone who wants to hunt for crashes with many more examples).
+
+What the generator covers:
+
+* horizons from 1 month to 50 years, any start month (years 1990-2199);
+* every parameter as a bare number or as each distribution kind in each of its forms
+  (normal mean/sd or p5/p95; lognormal median/sigma or p5/p95; uniform; triangular; pert;
+  beta), with or without truncation (min and/or max, possibly beyond the natural support),
+  always inside the parameter's domain (``mcsim.parameters.DOMAINS``); half-lives also from
+  unbounded positive distributions (lognormal, normal truncated at 0 from below only);
+* the rate companions ``NAME_inf``/``NAME_halflife`` of the five decaying rates, both or
+  neither, as numbers or distributions;
+* random positive-definite rank correlations between drawn parameters (from random
+  factor models; a random subset of the pairs is kept and the implied normal-copula
+  matrix ``2 sin(pi r / 6)`` is checked the way mcsim checks it);
+* random positive-definite 5x5 shock correlations (identity, random factor models, nearly
+  singular ones);
+* every deal field in every combination (absent, zero, one, tiny, huge; revenue_share_end
+  before the start, inside, after the horizon; recoup_from each way, both, either order).
+
+Magnitudes are "valid but extreme" within a budget that keeps every path's money far from
+float32's range (about e^88): per-rate drift over the horizon at most ``RATE_BUDGET`` in
+log, random walks at most ``VOL_BUDGET`` (vol * sqrt(years)), levels inside boxes (tokens
+up to 1e13 a month, ...). So a NaN or inf in a run is a bug, not an overflow the config
+asked for. Mean-reversion speeds stay well below 24 per year (the explicit monthly Euler step of
+MODEL.md is unstable beyond), and a negative logistic user growth only comes with users far
+below their cap (above it, MODEL.md's logistic update explodes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+from scipy import stats
+
+Z95 = 1.6448536
+RATE_BUDGET = 5.0   # max |rate| * years (log units) at the centre of a rate's box
+VOL_BUDGET = 1.0    # max vol * sqrt(years)
+MAX_SPEED = 6.0     # mean reversion per year at the box edge (tails reach ~3x: k*dt < 2)
+SIGMA_MAX = 1.0     # widest lognormal sigma (log) of a level
+MONEY_CAP = 1e16    # mcsim's histogram: values beyond +-1e16 $ fall in open-ended overflow bins
+
+# -------------------------------------------------------------------------------------
+# boxes: where a parameter's values live
+
+
+@dataclass(frozen=True)
+class Box:
+    """``real``: values in [-hi, hi]; ``pos``: magnitudes in [lo, hi] (log scale);
+    ``unit``: values in [lo, hi] inside [0, 1]. ``zero_ok``: a bare 0 (or a support
+    reaching 0) is allowed; ``closed``: the domain includes 0 and 1 (closed unit)."""
+
+    kind: str
+    lo: float
+    hi: float
+    zero_ok: bool = False
+    closed: bool = False
+    domain_low: float | None = None   # the parameter's domain (None: unbounded)
+    domain_high: float | None = None
+    unbounded_ok: bool = True          # distributions with an infinite support end allowed
+
+
+def _boxes(years: float) -> dict[str, Box]:
+    R = RATE_BUDGET / years
+    vol = VOL_BUDGET / math.sqrt(years)
+    pos = lambda lo, hi, zero=False: Box("pos", lo, hi, zero, domain_low=0.0)  # noqa: E731
+    unit_open = lambda lo, hi: Box("unit", lo, hi, domain_low=0.0, domain_high=1.0)  # noqa
+    unit_closed = lambda lo, hi: Box("unit", lo, hi, True, True, 0.0, 1.0)  # noqa: E731
+    real = Box("real", 0.0, R)
+    return {
+        "gpu_price_0": pos(1e-3, 1e2),
+        "gpu_price_drift": real,
+        "gpu_price_vol": pos(1e-9, vol, True),
+        "utilization_0": unit_open(1e-3, 1 - 1e-6),
+        "utilization_mean": unit_open(1e-3, 1 - 1e-6),
+        "utilization_speed": pos(1e-6, MAX_SPEED, True),
+        "utilization_vol": pos(1e-9, vol, True),
+        "tokens_0": pos(1e3, 1e13),
+        "token_growth_0": real,
+        "token_growth_inf": real,
+        "token_growth_halflife": pos(1e-3, 1e3),
+        "token_vol": pos(1e-9, vol, True),
+        "tokens_per_gpu_hour_0": pos(1e2, 1e7),
+        "efficiency_growth": real,
+        "users_0": pos(1e2, 1e10),
+        "users_cap": pos(1e2, 1e11),
+        "users_growth": Box("real", 0.0, min(R, 12.0 * MAX_SPEED / 12.0)),
+        "users_vol": pos(1e-9, vol, True),
+        "conversion_0": unit_open(1e-9, 1 - 1e-9),
+        "conversion_mean": unit_open(1e-9, 1 - 1e-9),
+        "conversion_speed": pos(1e-6, MAX_SPEED, True),
+        "conversion_vol": pos(1e-9, vol, True),
+        "subscription_arpu": pos(1e-3, 1e3, True),
+        "api_revenue_per_mtok_0": pos(1e-4, 1e2, True),
+        "api_price_drift": real,
+        "api_token_share": unit_closed(0.0, 1.0),
+        "training_spend_0": pos(1.0, 1e11, True),
+        "training_growth": real,
+        "azure_share_0": unit_closed(0.0, 1.0),
+        "azure_share_inf": unit_closed(0.0, 1.0),
+        "azure_share_halflife": pos(1e-3, 1e3),
+        "other_opex_0": pos(1.0, 1e11, True),
+        "other_opex_growth": real,
+    }
+
+
+DECAYING = ("gpu_price_drift", "efficiency_growth", "training_growth", "api_price_drift",
+            "other_opex_growth")
+
+# -------------------------------------------------------------------------------------
+# TOML text
+
+
+def fmt(x) -> str:
+    """A TOML literal for a Python value (floats round-trip exactly)."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, str):
+        return json.dumps(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"not a finite number: {x}")
+        r = repr(x)
+        return r if ("." in r or "e" in r or "inf" in r) else r + ".0"
+    if isinstance(x, list | tuple):
+        return "[" + ", ".join(fmt(v) for v in x) + "]"
+    if isinstance(x, dict):
+        return "{ " + ", ".join(f"{k} = {fmt(v)}" for k, v in x.items()) + " }"
+    raise TypeError(type(x))
+
+
+def to_toml(cfg: dict) -> str:
+    lines = []
+    for table in ("simulation", "parameters", "parameter_correlation", "shocks", "deal"):
+        if table not in cfg:
+            continue
+        lines.append(f"[{table}]")
+        for k, v in cfg[table].items():
+            if table in ("parameter_correlation", "shocks") and isinstance(v, list):
+                lines.append(f"{k} = [")
+                lines.extend(f"  {fmt(row)}," for row in v)
+                lines.append("]")
+            else:
+                lines.append(f"{k} = {fmt(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------
+# distributions
+
+
+def _ppf(spec: dict, u: float) -> float:
+    """Quantile of the untruncated distribution of a spec (a dict with ``dist``)."""
+    k = spec["dist"]
+    if k == "normal":
+        if "mean" in spec:
+            m, s = spec["mean"], spec["sd"]
+        else:
+            m, s = (spec["p5"] + spec["p95"]) / 2, (spec["p95"] - spec["p5"]) / (2 * Z95)
+        return float(m + s * stats.norm.ppf(u))
+    if k == "lognormal":
+        if "median" in spec:
+            m, s = spec["median"], spec["sigma"]
+        else:
+            m = math.sqrt(spec["p5"] * spec["p95"])
+            s = math.log(spec["p95"] / spec["p5"]) / (2 * Z95)
+        return float(m * math.exp(s * stats.norm.ppf(u)))
+    if k == "uniform":
+        return spec["low"] + (spec["high"] - spec["low"]) * u
+    if k == "triangular":
+        a, c, b = spec["low"], spec["mode"], spec["high"]
+        return float(stats.triang.ppf(u, (c - a) / (b - a), loc=a, scale=b - a))
+    if k == "pert":
+        a, c, b = spec["low"], spec["mode"], spec["high"]
+        al, be = 1 + 4 * (c - a) / (b - a), 1 + 4 * (b - c) / (b - a)
+        return float(a + (b - a) * stats.beta.ppf(u, al, be))
+    if k == "beta":
+        return float(stats.beta.ppf(u, spec["alpha"], spec["beta"]))
+    raise ValueError(k)
+
+
+def _natural_support(spec: dict) -> tuple[float, float]:
+    k = spec["dist"]
+    if k == "normal":
+        return -math.inf, math.inf
+    if k == "lognormal":
+        return 0.0, math.inf
+    if k == "beta":
+        return 0.0, 1.0
+    return spec["low"], spec["high"]
+
+
+_u_log = st.floats(0.0, 1.0)
+
+
+@st.composite
+def _log_between(draw, lo: float, hi: float) -> float:
+    """A float log-uniform in [lo, hi] (lo > 0)."""
+    t = draw(_u_log)
+    x = float(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo))))
+    return min(max(x, lo), hi)
+
+
+@st.composite
+def _spread(draw, scale: float) -> float:
+    """A positive spread from tiny (1e-9 * scale) to scale."""
+    return draw(_log_between(scale * 1e-9, scale))
+
+
+@st.composite
+def real_value_spec(draw, box: Box):
+    """A number or distribution for a real-valued rate in [-R, R]."""
+    R = box.hi
+    centre = draw(st.one_of(st.just(0.0), st.floats(-R, R), st.floats(-R / 20, R / 20)))
+    s = draw(_spread(R / 5))
+    s = max(s, abs(centre) * 1e-9, R * 1e-9)
+    kinds = ["number", "normal", "normal_p", "uniform", "triangular", "pert", "lognormal",
+             "lognormal_p"] + (["beta"] if R >= 1.0 else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "number":
+        return centre
+    if kind == "normal":
+        spec = {"dist": "normal", "mean": centre, "sd": s}
+    elif kind == "normal_p":
+        spec = {"dist": "normal", "p5": centre - Z95 * s, "p95": centre + Z95 * s}
+    elif kind in ("uniform", "triangular", "pert"):
+        lo, hi = max(centre - 2 * s, -R), min(centre + 2 * s, R)
+        if not hi > lo:
+            lo, hi = centre - s, centre + s
+        spec = {"dist": kind, "low": lo, "high": hi}
+        if kind != "uniform":
+            t = draw(st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)))
+            mode = min(max(lo + t * (hi - lo), lo), hi)
+            spec = {"dist": kind, "low": lo, "mode": mode, "high": hi}
+    elif kind.startswith("lognormal"):
+        median = draw(_log_between(R * 1e-4, R / 10))
+        sig = draw(_log_between(1e-6, max(math.log(R / median) / 5, 2e-6)))
+        if kind == "lognormal":
+            spec = {"dist": "lognormal", "median": median, "sigma": sig}
+        else:
+            spec = {"dist": "lognormal", "p5": median * math.exp(-Z95 * sig),
+                    "p95": median * math.exp(Z95 * sig)}
+    else:
+        spec = {"dist": "beta", "alpha": draw(_log_between(0.2, 50.0)),
+                "beta": draw(_log_between(0.2, 50.0))}
+    return draw(_truncate(spec, box))
+
+
+@st.composite
+def pos_value_spec(draw, box: Box, name: str):
+    """A number or distribution for a non-negative level / scale with magnitudes in a box."""
+    lo, hi = box.lo, box.hi
+    mag = draw(_log_between(lo, hi))
+    kinds = ["number", "lognormal", "lognormal_p", "normal", "normal_p", "uniform",
+             "triangular", "pert"]
+    if lo <= 0.5 and not name.startswith(("utilization", "tokens_per_gpu")):
+        kinds.append("beta")
+    halflife = name.endswith("_halflife")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "number":
+        if box.zero_ok and draw(st.booleans()) and draw(st.booleans()):
+            return 0.0
+        return mag
+    # widest spread in log that keeps the box's extreme within the budget
+    sig_max = SIGMA_MAX if not halflife else 3.0
+    if kind.startswith("lognormal"):
+        sig = draw(_log_between(1e-9, sig_max))
+        med = mag / math.exp(3 * sig) if mag * math.exp(3 * sig) > hi else mag
+        if kind == "lognormal":
+            spec = {"dist": "lognormal", "median": med, "sigma": sig}
+        else:
+            spec = {"dist": "lognormal", "p5": med * math.exp(-Z95 * sig),
+                    "p95": med * math.exp(Z95 * sig)}
+    elif kind.startswith("normal"):
+        frac = draw(_log_between(1e-9, 0.5))
+        sd = mag * frac
+        spec = ({"dist": "normal", "mean": mag, "sd": sd} if kind == "normal" else
+                {"dist": "normal", "p5": mag - Z95 * sd, "p95": mag + Z95 * sd})
+        if spec.get("p95", 1.0) <= spec.get("p5", 0.0):
+            spec = {"dist": "normal", "mean": mag, "sd": sd}
+    elif kind in ("uniform", "triangular", "pert"):
+        f = draw(_log_between(1e-9, 1.0))
+        low = mag * (1 - f) if not (box.zero_ok and draw(st.booleans())) else 0.0
+        if not halflife and not box.zero_ok:
+            low = max(low, mag * 1e-3)  # positive levels: keep away from 0 (they divide)
+        high = mag * (1 + f)
+        if not high > low:
+            high = low * (1 + 1e-6) + 1e-300
+        spec = {"dist": kind, "low": low, "high": high}
+        if kind != "uniform":
+            t = draw(st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)))
+            spec = {"dist": kind, "low": low, "mode": min(max(low + t * (high - low), low),
+                                                           high), "high": high}
+    else:
+        spec = {"dist": "beta", "alpha": draw(_log_between(0.5 if halflife else 1.0, 50.0)),
+                "beta": draw(_log_between(0.2, 50.0))}
+    spec = draw(_truncate(spec, box))
+    # a level that divides (or a price, whose log is taken) must not sit near 0: keep the
+    # lower tail away from it where the natural support reaches 0 (normal truncated at 0
+    # has a density there, harmless for multiplicative levels)
+    return spec
+
+
+@st.composite
+def unit_value_spec(draw, box: Box, name: str):
+    """A number or distribution inside (0, 1) (or [0, 1] for a closed domain)."""
+    lo, hi = box.lo, box.hi
+    closed = box.closed
+    divides = name.startswith("utilization")
+    centre = draw(st.one_of(st.floats(lo, hi), _log_between(max(lo, 1e-12), 0.5),
+                            st.sampled_from([lo, hi, 0.5])))
+    if not closed:
+        centre = min(max(centre, 1e-9 if not divides else 1e-3), 1 - 1e-9)
+    kinds = ["number", "beta", "uniform", "triangular", "pert", "normal", "normal_p",
+             "lognormal", "lognormal_p"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "number":
+        if closed:
+            return draw(st.sampled_from([0.0, 1.0, centre, centre]))
+        return centre
+    if kind == "beta":
+        a = draw(_log_between(1.0 if divides else 0.3, 300.0))
+        b = draw(_log_between(0.2, 300.0))
+        spec = {"dist": "beta", "alpha": a, "beta": b}
+    elif kind in ("uniform", "triangular", "pert"):
+        w = draw(_log_between(1e-9, 1.0))
+        low = max(centre - w, 0.0 if not divides else 1e-3)
+        high = min(centre + w, 1.0)
+        if not high > low:
+            low, high = (0.4, 0.6)
+        spec = {"dist": kind, "low": low, "high": high}
+        if kind != "uniform":
+            t = draw(st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)))
+            spec = {"dist": kind, "low": low, "mode": min(max(low + t * (high - low), low),
+                                                           high), "high": high}
+    elif kind.startswith("normal"):
+        sd = draw(_log_between(1e-9, 1.0)) + centre * 1e-9
+        spec = ({"dist": "normal", "mean": centre, "sd": sd} if kind == "normal" else
+                {"dist": "normal", "p5": centre - Z95 * sd, "p95": centre + Z95 * sd})
+        if spec.get("p95", 1.0) <= spec.get("p5", 0.0):
+            spec = {"dist": "normal", "mean": centre, "sd": sd}
+    else:
+        med = min(max(centre, 1e-6), 0.9)
+        sig = draw(_log_between(1e-9, 1.5))
+        spec = ({"dist": "lognormal", "median": med, "sigma": sig} if kind == "lognormal"
+                else {"dist": "lognormal", "p5": med * math.exp(-Z95 * sig),
+                      "p95": med * math.exp(Z95 * sig)})
+    spec = draw(_truncate(spec, box))
+    if divides:  # the utilization divides the inference spend: keep its tail off 0
+        spec["min"] = max(spec.get("min", 0.0), 1e-4) if spec["dist"] != "beta" or \
+            spec["alpha"] < 1.0 else spec.get("min", 0.0)
+        if spec.get("min") == 0.0:
+            del spec["min"]
+        _fix_mass(spec)
+    return spec
+
+
+def _fix_mass(spec: dict) -> None:
+    """Drop a min/max pair that would leave (almost) no mass, keeping the spec valid."""
+    lo, hi = spec.get("min", -math.inf), spec.get("max", math.inf)
+    if lo >= hi:
+        spec.pop("min", None)
+        return
+    mass = _cdf(spec, hi) - _cdf(spec, lo)
+    if not mass > 1e-6:
+        spec.pop("min", None)
+
+
+def _cdf(spec: dict, x: float) -> float:
+    if not math.isfinite(x):
+        return 0.0 if x < 0 else 1.0
+    k = spec["dist"]
+    if k == "normal":
+        if "mean" in spec:
+            m, s = spec["mean"], spec["sd"]
+        else:
+            m, s = (spec["p5"] + spec["p95"]) / 2, (spec["p95"] - spec["p5"]) / (2 * Z95)
+        return float(stats.norm.cdf((x - m) / s))
+    if k == "lognormal":
+        if x <= 0:
+            return 0.0
+        if "median" in spec:
+            m, s = spec["median"], spec["sigma"]
+        else:
+            m = math.sqrt(spec["p5"] * spec["p95"])
+            s = math.log(spec["p95"] / spec["p5"]) / (2 * Z95)
+        return float(stats.norm.cdf(math.log(x / m) / s))
+    if k == "uniform":
+        return min(max((x - spec["low"]) / (spec["high"] - spec["low"]), 0.0), 1.0)
+    if k == "triangular":
+        a, c, b = spec["low"], spec["mode"], spec["high"]
+        return float(stats.triang.cdf(x, (c - a) / (b - a), loc=a, scale=b - a))
+    if k == "pert":
+        a, c, b = spec["low"], spec["mode"], spec["high"]
+        al, be = 1 + 4 * (c - a) / (b - a), 1 + 4 * (b - c) / (b - a)
+        return float(stats.beta.cdf((x - a) / (b - a), al, be))
+    return float(stats.beta.cdf(x, spec["alpha"], spec["beta"]))
+
+
+@st.composite
+def _truncate(draw, spec: dict, box: Box):
+    """Optionally add min and/or max (with mass inside), then force the domain's ends."""
+    spec = dict(spec)
+    how = draw(st.sampled_from(["none", "none", "min", "max", "both", "outside"]))
+    a, b = _natural_support(spec)
+    if how in ("min", "both"):
+        spec["min"] = _ppf(spec, draw(st.floats(0.0005, 0.45)))
+    if how in ("max", "both"):
+        spec["max"] = _ppf(spec, draw(st.floats(0.55, 0.9995)))
+    if how == "outside":  # bounds beyond the natural support: no-op truncation
+        if math.isfinite(a):
+            spec["min"] = a - (abs(a) + 1.0)
+        if math.isfinite(b):
+            spec["max"] = b + (abs(b) + 1.0)
+    # the domain: the truncated support must lie inside it
+    if box.domain_low is not None:
+        lo = spec.get("min", -math.inf)
+        if max(a, lo) < box.domain_low:
+            spec["min"] = box.domain_low
+    if box.domain_high is not None:
+        hi = spec.get("max", math.inf)
+        if min(b, hi) > box.domain_high:
+            spec["max"] = box.domain_high
+    if not box.unbounded_ok and not math.isfinite(min(b, spec.get("max", math.inf))):
+        spec["max"] = _ppf(spec, 0.9999)
+    # values as floats; keep min < max with mass inside
+    for k in ("min", "max"):
+        if k in spec:
+            spec[k] = float(spec[k])
+    _fix_mass(spec)
+    if "max" in spec and "min" in spec and not spec["max"] > spec["min"]:
+        del spec["max"]
+    return spec
+
+
+@st.composite
+def value_spec(draw, name: str, box: Box):
+    if box.kind == "real":
+        return draw(real_value_spec(box))
+    if box.kind == "unit":
+        return draw(unit_value_spec(box, name))
+    return draw(pos_value_spec(box, name))
+
+
+# -------------------------------------------------------------------------------------
+# correlations
+
+
+def spearman_to_normal(r: float) -> float:
+    return 2.0 * math.sin(math.pi * r / 6.0)
+
+
+def copula_min_eig(names: list[str], pairs: list) -> float:
+    pos = {n: i for i, n in enumerate(names)}
+    m = np.eye(len(names))
+    for a, b, r in pairs:
+        m[pos[a], pos[b]] = m[pos[b], pos[a]] = spearman_to_normal(r)
+    return float(np.linalg.eigvalsh(m).min())
+
+
+@st.composite
+def correlation_pairs(draw, drawn: list[str]):
+    """A positive-definite set of Spearman pairs among ``drawn`` (maybe empty)."""
+    if len(drawn) < 2 or draw(st.integers(0, 3)) == 0:
+        return []
+    k = draw(st.integers(2, min(len(drawn), 8)))
+    names = draw(st.permutations(drawn))[:k]
+    nf = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    strength = draw(st.sampled_from([0.3, 1.0, 3.0, 10.0]))
+    F = rng.normal(size=(k, nf)) * strength
+    cov = F @ F.T + np.diag(rng.uniform(0.05, 1.0, size=k))
+    d = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(d, d)
+    spear = (6 / math.pi) * np.arcsin(corr / 2)
+    idx = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    keep = [p for p, flag in zip(idx, draw(st.lists(st.booleans(), min_size=len(idx),
+                                                    max_size=len(idx))), strict=True)
+            if flag] or idx[:1]
+    pairs = []
+    for i, j in keep:
+        r = round(float(spear[i, j]), 6)
+        r = min(max(r, -0.999), 0.999)
+        if draw(st.booleans()):
+            pairs.append([names[i], names[j], r])
+        else:
+            pairs.append([names[j], names[i], r])
+    # keep dropping the last pair until the kept subset is positive definite
+    while pairs and copula_min_eig(names, pairs) <= 1e-8:
+        pairs.pop()
+    return pairs
+
+
+@st.composite
+def shock_matrix(draw):
+    kind = draw(st.sampled_from(["absent", "identity", "factor", "factor", "near_singular",
+                                 "sparse"]))
+    if kind == "absent":
+        return None
+    if kind == "identity":
+        return [[1.0 if i == j else 0.0 for j in range(5)] for i in range(5)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    nf = draw(st.integers(1, 4))
+    scale = 30.0 if kind == "near_singular" else draw(st.sampled_from([0.3, 1.0, 3.0]))
+    F = rng.normal(size=(5, nf)) * scale
+    cov = F @ F.T + np.diag(rng.uniform(0.01, 1.0, size=5))
+    d = np.sqrt(np.diag(cov))
+    c = cov / np.outer(d, d)
+    if kind == "sparse":
+        mask = rng.random((5, 5)) < 0.5
+        mask = mask | mask.T
+        c = np.where(mask, c, 0.0)
+    c = np.round(c, 6)
+    c = (c + c.T) / 2
+    np.fill_diagonal(c, 1.0)
+    while np.linalg.eigvalsh(c).min() <= 1e-8:  # shrink toward identity until PD
+        c = np.round(0.9 * c, 6)
+        np.fill_diagonal(c, 1.0)
+    return [[float(v) for v in row] for row in c]
+
+
+# -------------------------------------------------------------------------------------
+# months and the deal
+
+
+def fmt_month(absolute: int) -> str:
+    return f"{absolute // 12:04d}-{absolute % 12 + 1:02d}"
+
+
+@st.composite
+def money(draw, lo=1e-2, hi=1e15):
+    return draw(st.one_of(st.just(0.0), _log_between(lo, hi), _log_between(lo, hi),
+                          st.sampled_from([5e-324, 1e-300, 1.0, 13e9, 1e300])))
+
+
+@st.composite
+def deal_table(draw, start: int, months: int):
+    deal: dict = {}
+    # tiny and huge investments now and then (1e300: means and variances of the net
+    # against it near float64's range)
+    deal["investment"] = draw(st.one_of(_log_between(1e-2, 1e15), _log_between(1e-2, 1e15),
+                                        _log_between(1e-2, 1e15), st.sampled_from(
+                                            [1e-300, 5e-324, 1.0, 13e9, 1e18, 1e300])))
+    share = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0))
+    for k in ("revenue_share", "profit_share_until_recouped", "profit_share_after"):
+        if draw(st.booleans()):
+            deal[k] = draw(share)
+    if draw(st.booleans()):
+        deal["revenue_share_end"] = fmt_month(start + draw(st.integers(-30, months + 30)))
+    for k in ("revenue_share_cap", "profit_cap", "azure_credits", "losses_before_start"):
+        if draw(st.booleans()):
+            deal[k] = draw(money())
+    if draw(st.booleans()):
+        deal["loss_carryforward"] = draw(st.booleans())
+    if draw(st.booleans()):
+        deal["recoup_from"] = draw(st.sampled_from([
+            ["profit_share"], ["revenue_share"], ["profit_share", "revenue_share"],
+            ["revenue_share", "profit_share"]]))
+    return deal
+
+
+# -------------------------------------------------------------------------------------
+# the whole config
+
+
+@st.composite
+def configs(draw) -> dict:
+    """A valid config as a dict of tables (see :func:`to_toml`)."""
+    months = draw(st.one_of(st.integers(1, 24), st.integers(1, 600),
+                            st.sampled_from([1, 2, 12, 13, 600])))
+    start = draw(st.integers(1990 * 12, 2199 * 12))
+    years = max(months, 1) / 12.0
+    boxes = _boxes(years)
+    params: dict = {}
+    for name, box in boxes.items():
+        params[name] = draw(value_spec(name, box))
+    # a negative logistic growth explodes above the cap (MODEL.md's update): only with
+    # users far below their cap
+    ug = params["users_growth"]
+    if _may_be_negative(ug):
+        u0_hi = _upper(params["users_0"], boxes["users_0"].hi)
+        cap_lo = _lower(params["users_cap"])
+        if not (math.isfinite(u0_hi) and cap_lo > 0 and u0_hi * 1e4 < cap_lo):
+            params["users_growth"] = abs(ug) if isinstance(ug, float) else \
+                {"dist": "uniform", "low": 0.0, "high": boxes["users_growth"].hi}
+    for rate in DECAYING:
+        if draw(st.booleans()):
+            params[f"{rate}_inf"] = draw(value_spec(f"{rate}_inf", boxes[rate]))
+            params[f"{rate}_halflife"] = draw(value_spec(f"{rate}_halflife",
+                                                         boxes["token_growth_halflife"]))
+    order = list(params)
+    params = {k: params[k] for k in draw(st.permutations(order))}
+    cfg: dict = {"simulation": {"start": fmt_month(start),
+                                "horizon": fmt_month(start + months - 1)}}
+    if draw(st.booleans()):
+        cfg["simulation"]["paths"] = draw(st.integers(1, 10**6))
+    if draw(st.booleans()):
+        cfg["simulation"]["seed"] = draw(st.one_of(st.integers(0, 2**63 - 1),
+                                                   st.sampled_from([0, 2**63 - 1])))
+    cfg["parameters"] = params
+    drawn = [n for n, v in params.items() if isinstance(v, dict)]
+    pairs = draw(correlation_pairs(drawn))
+    if pairs:
+        cfg["parameter_correlation"] = {"pairs": pairs}
+    shocks = draw(shock_matrix())
+    if shocks is not None:
+        cfg["shocks"] = {"correlation": shocks}
+    cfg["deal"] = draw(deal_table(start, months))
+    return cfg
+
+
+def _may_be_negative(spec) -> bool:
+    if isinstance(spec, float):
+        return spec < 0
+    a, b = _natural_support(spec)
+    return max(a, spec.get("min", -math.inf)) < 0
+
+
+def _upper(spec, default: float) -> float:
+    if isinstance(spec, float):
+        return spec
+    a, b = _natural_support(spec)
+    hi = min(b, spec.get("max", math.inf))
+    return hi if math.isfinite(hi) else _ppf(spec, 1 - 1e-9)
+
+
+def _lower(spec) -> float:
+    if isinstance(spec, float):
+        return spec
+    a, b = _natural_support(spec)
+    lo = max(a, spec.get("min", -math.inf))
+    return lo if lo > 0 else _ppf(spec, 1e-9)
+
+
+# -------------------------------------------------------------------------------------
+# running and checking
+
+
+#: stderr lines a run may print, each with why it is allowed. mcsim prints nothing on
+#: stderr for a valid config run in-process with the progress bar off (no terminal), so
+#: the list is empty: every stderr line, and every Python warning, is a finding.
+ALLOWED_STDERR: list[tuple[str, str]] = []
+
+
+class RunFailure(AssertionError):
+    """A valid config failed: ``kind`` is crash, refusal, stderr, warning or invariant."""
+
+    def __init__(self, kind: str, step: str, message: str):
+        self.kind, self.step = kind, step
+        super().__init__(f"[{kind}] {step}: {message}")
+
+
+def _strict_json(text: str):
+    def bad(c):
+        raise ValueError(f"non-strict JSON constant {c}")
+    return json.loads(text, parse_constant=bad)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str, list[str]]:
+    """``mcsim.cli.main(argv)`` in-process: (exit code, stdout, stderr, warnings)."""
+    from mcsim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.simplefilter("always")
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue(), \
+        [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+
+
+def _unexplained(stderr: str) -> list[str]:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return [ln for ln in lines if not any(re.search(p, ln) for p, _ in ALLOWED_STDERR)]
+
+
+def run_and_check(text: str, workdir: Path, dtypes=("float32", "float64"),
+                  paths: int = 2048) -> dict:
+    """Validate and run a config text through the CLI and check its summaries.
+
+    Raises :class:`RunFailure`; returns {dtype: summary} on success.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    cfg = _toml(text)
+    code, out, err, warns = run_cli(["validate", str(path)])
+    _expect_ok("validate", code, out, err, warns)
+    summaries = {}
+    for dtype in dtypes:
+        out_dir = workdir / f"out_{dtype}"
+        argv = ["run", str(path), "--paths", str(paths), "--no-plots", "--out", str(out_dir)]
+        if dtype != "float32":
+            argv += ["--dtype", dtype]
+        step = f"run {dtype}"
+        try:
+            code, out, err, warns = run_cli(argv)
+        except Exception as exc:  # noqa: BLE001 - any exception is a crash
+            import traceback
+
+            raise RunFailure("crash", step, "".join(traceback.format_exception(exc))[-3000:]) \
+                from None
+        _expect_ok(step, code, out, err, warns)
+        summary = _strict_json((out_dir / "summary.json").read_text())
+        problems = check_summary(summary, cfg, paths)
+        if problems:
+            raise RunFailure("invariant", step, "; ".join(problems[:8]))
+        summaries[dtype] = summary
+    return summaries
+
+
+def _toml(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def _expect_ok(step: str, code, out: str, err: str, warns: list[str]) -> None:
+    if code == 2:
+        raise RunFailure("refusal", step, err.strip()[-2000:])
+    if code != 0:
+        raise RunFailure("crash", step, f"exit {code}: {err.strip()[-2000:]}")
+    extra = _unexplained(err)
+    if extra:
+        raise RunFailure("stderr", step, " | ".join(extra)[:2000])
+    if warns:
+        raise RunFailure("warning", step, " | ".join(warns)[:2000])
+
+
+# --- the invariants of a summary --------------------------------------------------------
+
+PCTS = ("p5", "p25", "p50", "p75", "p95")
+NOT_BY = "not by the horizon"
+BIN = 10 ** (1 / 500)  # one histogram bin (relative)
+
+
+def _tol_le(a: float, b: float, rel: float = 1e-9) -> bool:
+    """a <= b up to rounding."""
+    return a <= b or a <= b + rel * max(abs(a), abs(b), 1.0)
+
+
+def _bin_le(a: float, b: float) -> bool:
+    """a <= b up to one histogram bin (pathwise a <= b; quantiles read off bins)."""
+    return a <= b * BIN + 1.0 if b >= 0 else a <= b / BIN + 1.0
+
+
+def _nulls(x, path="") -> list[str]:
+    out = []
+    if x is None:
+        return [path]
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if path == "" and k == "provenance":
+                continue
+            out += _nulls(v, f"{path}.{k}" if path else k)
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            out += _nulls(v, f"{path}[{i}]")
+    return out
+
+
+def _allowed_null(path: str, s: dict) -> bool:
+    # a month quantile (or its interval end) beyond the horizon: null with its label
+    m = re.fullmatch(r"(repayment|credit_exhaustion)\.quantiles\.(p\d+)\."
+                     r"(month|ci95_low|ci95_high)", path)
+    if m:
+        q = s[m.group(1)]["quantiles"][m.group(2)]
+        label = q["label" if m.group(3) == "month" else m.group(3) + "_label"]
+        return label == NOT_BY
+    if path == "nonfinite.first_month":
+        return s["nonfinite"]["paths"] == 0
+    # money quantiles: beyond_range is null inside the histogram's range; the value is null
+    # where beyond_range says "above"/"below"; an interval end is null (unbounded) where it
+    # lies beyond the range, which only the rows reaching the range's edge can do
+    m = re.fullmatch(r"(.+)\.quantiles\.(p\d+)\.(value|ci95_low|ci95_high|beyond_range)"
+                     r"(?:\[(\d+)\])?", path)
+    if m:
+        block = _get(s, m.group(1))["quantiles"]
+        i = None if m.group(4) is None else int(m.group(4))
+        at = lambda p, f: block[p][f] if i is None else block[p][f][i]  # noqa: E731
+        if m.group(3) == "beyond_range":
+            return True
+        if m.group(3) == "value":
+            return at(m.group(2), "beyond_range") in ("above", "below")
+        side = "above" if m.group(3) == "ci95_high" else "below"
+        edge = s["method"].get("histogram_range", [-1e16, 1e16])
+        lim = edge[1] if side == "above" else edge[0]
+        return any(at(p, "beyond_range") == side or (
+            at(p, "value") is not None and abs(at(p, "value")) >= abs(lim) / 100)
+            for p in PCTS)
+    return False
+
+
+def _get(s: dict, dotted: str):
+    for part in dotted.split("."):
+        s = s[part]
+    return s
+
+
+def _as_number(v, beyond) -> float | None:
+    if v is not None:
+        return v
+    return {"above": math.inf, "below": -math.inf}.get(beyond)
+
+
+def _quantile_rows(block: dict, n: int | None):
+    """Yield (index, {p: (value, lo, hi)}) of a quantile block (lists or scalars); a value
+    beyond the histogram's range is +-inf, a null interval end +-inf (unbounded)."""
+    q = block["quantiles"]
+
+    def row(get):
+        out = {}
+        for p in PCTS:
+            v = _as_number(get(p, "value"), get(p, "beyond_range"))
+            lo, hi = get(p, "ci95_low"), get(p, "ci95_high")
+            out[p] = (v, -math.inf if lo is None else lo, math.inf if hi is None else hi)
+        return out
+
+    if n is None:
+        yield None, row(lambda p, f: q[p].get(f))
+        return
+    for i in range(n):
+        yield i, row(lambda p, f, i=i: q[p][f][i] if f in q[p] else None)
+
+
+def check_summary(s: dict, cfg: dict, paths: int) -> list[str]:
+    """Every invariant of one summary.json; returns the violations (empty: fine)."""
+    bad: list[str] = []
+    T = s["grid"]["months"]
+    deal = cfg["deal"]
+    sim = cfg["simulation"]
+    if s["schema"] != "mcsim.summary/1":
+        bad.append(f"schema {s['schema']}")
+    if s["paths"] != paths:
+        bad.append(f"paths {s['paths']} != {paths}")
+    if s["grid"]["start"] != sim["start"] or s["grid"]["horizon"] != sim["horizon"]:
+        bad.append(f"grid {s['grid']} vs {sim}")
+    if s["nonfinite_paths"] != 0:
+        bad.append(f"{s['nonfinite_paths']} paths with a NaN or inf "
+                   f"(first {s['nonfinite']['first_month']}) dropped silently")
+    for p in _nulls(s):
+        if not _allowed_null(p, s):
+            bad.append(f"null at {p}")
+            break
+
+    def quantile_checks(label: str, block: dict, n: int | None):
+        for i, row in _quantile_rows(block, n):
+            where = label if i is None else f"{label}[{i}]"
+            vals = [row[p][0] for p in PCTS]
+            if any(v is None for v in vals):
+                continue  # reported as a null above
+            if any(not _tol_le(a, b) for a, b in zip(vals, vals[1:], strict=False)):
+                bad.append(f"{where}: quantiles out of order {vals}")
+            for p in PCTS:
+                v, lo, hi = row[p]
+                if not (_tol_le(lo, v) and _tol_le(v, hi)):
+                    bad.append(f"{where}.{p}: value {v} outside its interval [{lo}, {hi}]")
+
+    cum = s["cumulative_azure_spend"]
+    if len(cum["months"]) != T or len(cum["mean"]) != T:
+        bad.append("cumulative_azure_spend: wrong length")
+    quantile_checks("cumulative_azure_spend", cum, T)
+    for p in PCTS:
+        v = cum["quantiles"][p]["value"]
+        for t in range(1, T):
+            if v[t] is not None and v[t - 1] is not None and not _tol_le(v[t - 1], v[t]):
+                bad.append(f"cumulative_azure_spend.{p} decreases at month {t}: "
+                           f"{v[t - 1]} -> {v[t]}")
+                break
+        if v[0] is not None and v[0] < 0:
+            bad.append(f"cumulative_azure_spend.{p} negative")
+    m = cum["mean"]
+    if all(x is not None for x in m):
+        if any(not _tol_le(a, b) for a, b in zip(m, m[1:], strict=False)):
+            bad.append("cumulative_azure_spend.mean decreases")
+        if m[0] < 0:
+            bad.append("cumulative_azure_spend.mean negative")
+    ann = s["annual"]
+    Y = len(ann["years"])
+    for flow in ("azure_spend", "azure_inference_spend", "revenue", "revenue_share"):
+        quantile_checks(f"annual.{flow}", ann[flow], Y)
+        if len(ann[flow]["mean"]) != Y:
+            bad.append(f"annual.{flow}: wrong length")
+        for y in range(Y):
+            for p in PCTS:
+                v = ann[flow]["quantiles"][p]["value"][y]
+                if v is not None and v < 0:
+                    bad.append(f"annual.{flow}[{y}].{p} = {v} < 0")
+    # pathwise a*I <= a*X and M <= V: their quantiles too (to a bin)
+    for y in range(Y):
+        for p in PCTS:
+            q = lambda f, p=p, y=y: ann[f]["quantiles"][p]["value"][y]  # noqa: E731
+            if None in (q("azure_inference_spend"), q("azure_spend"), q("revenue_share"),
+                        q("revenue")):
+                continue
+            if not _bin_le(q("azure_inference_spend"), q("azure_spend")):
+                bad.append(f"annual {y} {p}: inference {q('azure_inference_spend')} > "
+                           f"azure {q('azure_spend')}")
+            if not _bin_le(q("revenue_share"), q("revenue")):
+                bad.append(f"annual {y} {p}: revenue share > revenue")
+    # sums: the annual means add up to the cumulative / horizon means
+    total = lambda f: sum(ann[f]["mean"])  # noqa: E731
+    hor = s["horizon"]
+    try:
+        if not math.isclose(total("azure_spend"), m[-1], rel_tol=1e-9, abs_tol=1e-3):
+            bad.append(f"annual azure means sum {total('azure_spend')} != cumulative {m[-1]}")
+        if not math.isclose(total("revenue"), hor["cumulative_revenue"]["mean"],
+                            rel_tol=1e-9, abs_tol=1e-3):
+            bad.append("annual revenue means do not sum to cumulative revenue")
+        inv = s["investment"]
+        if not math.isclose(hor["microsoft_net"]["mean"],
+                            hor["microsoft_receipts"]["mean"] - inv, rel_tol=1e-9,
+                            abs_tol=1e-6 * max(1.0, abs(inv))):
+            bad.append("microsoft_net mean != receipts - investment")
+        cap = deal.get("revenue_share_cap")
+        if cap is not None and total("revenue_share") > cap * (1 + 1e-9) + 1e-3:
+            bad.append(f"revenue share paid {total('revenue_share')} > cap {cap}")
+        if deal.get("revenue_share", 0.0) == 0.0 and total("revenue_share") != 0.0:
+            bad.append("revenue share paid with revenue_share = 0")
+    except TypeError:
+        pass  # a null, reported above
+    for name in ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
+                 "microsoft_net", "deepest_cumulative_loss"):
+        quantile_checks(f"horizon.{name}", hor[name], None)
+    for name in ("cumulative_revenue", "microsoft_receipts", "deepest_cumulative_loss"):
+        v = hor[name]["quantiles"]["p5"]["value"]
+        if v is not None and v < 0:
+            bad.append(f"horizon.{name}.p5 = {v} < 0")
+    # the two first-passage months
+    for ev in ("repayment", "credit_exhaustion"):
+        b = s[ev]
+        cdf = b["cdf"]["probability"]
+        if len(cdf) != T or b["cdf"]["months"] != cum["months"]:
+            bad.append(f"{ev}: cdf length")
+            continue
+        if any(not 0.0 <= x <= 1.0 for x in cdf):
+            bad.append(f"{ev}: cdf outside [0, 1]")
+        if any(b2 < a for a, b2 in zip(cdf, cdf[1:], strict=False)):
+            bad.append(f"{ev}: cdf decreases")
+        cens = b["probability_not_by_horizon"]
+        if not abs((1.0 - cdf[-1]) - cens) <= 1e-12:
+            bad.append(f"{ev}: 1 - P(by horizon) = {1 - cdf[-1]} != P(not) = {cens}")
+        se = b["cdf"]["se"]
+        if any(not 0.0 <= x <= 0.5 for x in se) or not 0 <= b[
+                "probability_not_by_horizon_se"] <= 0.5:
+            bad.append(f"{ev}: standard errors outside [0, 0.5]")
+        labels = cum["months"]
+        prev = -1
+        for p in PCTS:
+            q = b["quantiles"][p]
+            for fld, lab in (("month", "label"), ("ci95_low", "ci95_low_label"),
+                             ("ci95_high", "ci95_high_label")):
+                if (q[fld] is None) != (q[lab] == NOT_BY) or (
+                        q[fld] is not None and (q[fld] != q[lab] or q[fld] not in labels)):
+                    bad.append(f"{ev}.{p}.{fld}: {q[fld]!r} with label {q[lab]!r}")
+            def idx(f, q=q, labels=labels):
+                return T if q[f] is None else labels.index(q[f])
+            if not idx("ci95_low") <= idx("month") <= idx("ci95_high"):
+                bad.append(f"{ev}.{p}: month outside its interval")
+            k = idx("month")
+            frac = float(p[1:]) / 100
+            if k < prev:
+                bad.append(f"{ev}: month quantiles out of order at {p}")
+            prev = k
+            if k < T and not (cdf[k] >= frac - 1e-12 and (k == 0 or cdf[k - 1] < frac)):
+                bad.append(f"{ev}.{p} = {q['month']} disagrees with the cdf")
+            if k == T and not cdf[-1] < frac + 1e-12:
+                bad.append(f"{ev}.{p} not by the horizon but P(by horizon) = {cdf[-1]}")
+    # events the deal decides
+    credits = deal.get("azure_credits")
+    ce = s["credit_exhaustion"]
+    if credits is None and ce["probability_not_by_horizon"] != 1.0:
+        bad.append("credits exhausted without azure_credits")
+    if credits == 0.0 and ce["cdf"]["probability"][0] != 1.0:
+        bad.append("azure_credits = 0 not exhausted in the first month")
+    recoup = deal.get("recoup_from", ["profit_share"])
+    rep = s["repayment"]
+    rs_zero = deal.get("revenue_share", 0.0) == 0.0 or deal.get("revenue_share_cap") == 0.0
+    ps_zero = deal.get("profit_cap") == 0.0 or (
+        deal.get("profit_share_until_recouped", 0.75) == 0.0)
+    never = (("profit_share" not in recoup or ps_zero)
+             and ("revenue_share" not in recoup or rs_zero))
+    if never and rep["probability_not_by_horizon"] != 1.0:
+        bad.append("repaid although nothing can count toward recouping")
+    # what counts toward recouping is part of Microsoft's receipts (pathwise), so a path is
+    # repaid by the horizon only if its receipts reach the investment
+    inv = s["investment"]
+    rec = hor["microsoft_receipts"]
+    by_horizon = 1.0 - rep["probability_not_by_horizon"]
+    if rec["mean"] == 0.0 and by_horizon > 0.0:  # non-negative receipts, all exactly 0
+        bad.append(f"P(repaid by the horizon) = {by_horizon} with no receipts at all "
+                   f"(investment {inv!r})")
+    for p in PCTS:
+        hi = rec["quantiles"][p]["ci95_high"]
+        if hi is not None and hi < inv and by_horizon > 1.0 - float(p[1:]) / 100 + 1e-9:
+            bad.append(f"P(repaid by the horizon) = {by_horizon} but at least {p[1:]}% of "
+                       f"paths received under {hi} < investment {inv}")
+            break
+    return bad
