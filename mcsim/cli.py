@@ -32,6 +32,18 @@ def _write_failed(what: str, out, exc: OSError) -> int:
     return EXIT_FAILED
 
 
+def _write(what: str, out, write) -> int | None:
+    """Run ``write()`` (it writes into ``out``); on failure print the one line and return
+    the exit status (2: bad input, 1: the disk), else None."""
+    try:
+        write()
+    except ConfigError as exc:
+        return _bad_input(exc)
+    except OSError as exc:
+        return _write_failed(what, out, exc)
+    return None
+
+
 def _checkpoint_dir(args, out: Path) -> Path:
     """``--checkpoint-dir`` (default OUT.checkpoint), checked before the run: a directory
     (or a path that can become one) outside the report directory."""
@@ -289,13 +301,12 @@ def _main(argv: list[str] | None) -> int:
         return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
-    try:
-        out = write_report(results, args.out, plots=not args.no_plots,
-                           sample_paths=args.save_paths or 0, force=args.force)
-    except ConfigError as exc:
-        return _bad_input(exc)
-    except OSError as exc:
-        return _write_failed("the report", args.out, exc)
+    failed = _write("the report", args.out, lambda: write_report(
+        results, args.out, plots=not args.no_plots, sample_paths=args.save_paths or 0,
+        force=args.force))
+    if failed is not None:
+        return failed
+    out = Path(args.out)
     from .checkpoint import remove_checkpoints
 
     # the report is safe: the checkpoints are not needed; remove only what this run wrote
@@ -320,12 +331,10 @@ def _sensitivity(args) -> int:
                              num_bootstrap=args.bootstrap, dtype=args.dtype)
     except ConfigError as exc:
         return _bad_input(exc)
-    try:
-        write_sensitivity(result, config, out, force=args.force)
-    except ConfigError as exc:
-        return _bad_input(exc)
-    except OSError as exc:
-        return _write_failed("the sensitivity study", args.out, exc)
+    failed = _write("the sensitivity study", args.out,
+                    lambda: write_sensitivity(result, config, out, force=args.force))
+    if failed is not None:
+        return failed
     print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
           f"{result.seconds:.1f} s; Sobol indices with "
           f"{result.indices['repayment_month'].confidence:.0%} bootstrap intervals")
@@ -362,12 +371,12 @@ def _sweep(args) -> int:
         return _bad_input(exc)
     for message in dict.fromkeys(str(w.message) for w in caught):  # once each, no source
         print(f"mcsim: warning: {message}", file=sys.stderr)
-    try:
-        out = write_sweep(runs, args.out, plots=not args.no_plots, force=args.force)
-    except ConfigError as exc:
-        return _bad_input(exc)
-    except OSError as exc:
-        return _write_failed("the sweep", args.out, exc)
+    failed = _write("the sweep", args.out,
+                    lambda: write_sweep(runs, args.out, plots=not args.no_plots,
+                                        force=args.force))
+    if failed is not None:
+        return failed
+    out = Path(args.out)
     rows = sweep_table(runs)
     keys = list(grid)
     for row in rows:
@@ -397,14 +406,14 @@ def _compare(args) -> int:
     text = compare_text(summaries, names)
     print(text)
     if args.out:
-        try:
+        def write():
             with output_directory(args.out, force=args.force) as tmp:
                 (tmp / "compare.txt").write_text(text + "\n")
                 plot_compare(summaries, names, tmp / "compare.png")
-        except ConfigError as exc:
-            return _bad_input(exc)
-        except OSError as exc:
-            return _write_failed("the comparison", args.out, exc)
+
+        failed = _write("the comparison", args.out, write)
+        if failed is not None:
+            return failed
         out = Path(args.out)
         print(f"written {out / 'compare.txt'} and {out / 'compare.png'}")
     return 0
@@ -433,12 +442,11 @@ def _reproduce(args) -> int:
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
               f"{__version__} with JAX {jax.__version__}: last bits may differ",
               file=sys.stderr)
-    try:
-        out = write_report(results, args.out, plots=not args.no_plots, force=args.force)
-    except ConfigError as exc:
-        return _bad_input(exc)
-    except OSError as exc:
-        return _write_failed("the report", args.out, exc)
+    failed = _write("the report", args.out, lambda: write_report(
+        results, args.out, plots=not args.no_plots, force=args.force))
+    if failed is not None:
+        return failed
+    out = Path(args.out)
     print(format_summary(results))
     print(f"report written to {out}/")
     return 0

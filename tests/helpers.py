@@ -118,3 +118,65 @@ def short_config_file(directory: Path, horizon: str, base: str = "amendment_2026
     path.write_text(f'extends = "{CONFIGS_DIR / base}"\n[simulation]\n' + "\n".join(lines)
                     + "\n")
     return path
+
+
+#: The monthly flows the kernel and the NumPy reference both report, path by path.
+KERNEL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share",
+                "inference_spend", "compute_spend", "profit", "profit_share")
+
+
+def kernel_flows(cfg, theta: dict, normals, dtype):
+    """The JAX kernel (``model.simulate_flows``) on given parameters and normals [T, N, 5]:
+    (final state, {flow: [T, N] array}), for comparison with :mod:`mcsim.reference` on the
+    same inputs. The drivers must stay in ``dtype`` through the scan (a NumPy float64 scalar
+    once promoted them, and the scan then failed)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from mcsim import model
+    from mcsim.engine import shock_cholesky
+
+    grid = cfg.grid
+    chol = shock_cholesky(cfg)
+    th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
+    deal = model.deal_terms(cfg.deal, grid)
+    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
+    final, flows = fn(th, deal, jnp.asarray(normals, dtype))
+    for name in KERNEL_FLOWS[:3]:
+        assert getattr(flows, name).dtype == dtype, name
+    return jax.device_get(final), {k: np.asarray(getattr(flows, k)) for k in KERNEL_FLOWS}
+
+
+def money_scale(ref: dict):
+    """Per-path, per-month money scale of reference flows: profit is a small difference of
+    large terms, so its error is measured against the terms, not against itself."""
+    import numpy as np
+
+    return ref["revenue"] + ref["compute_spend"] + np.abs(ref["profit"]) + 1.0
+
+
+def flow_errors(flows: dict, ref: dict) -> dict:
+    """Each flow's largest error against the reference, relative to :func:`money_scale`."""
+    import numpy as np
+
+    scale = money_scale(ref)
+    return {name: float((np.abs(flows[name] - ref[name]) / scale).max())
+            for name in KERNEL_FLOWS}
+
+
+def assert_float64_kernel_is_the_reference(final, flows: dict, ref: dict) -> None:
+    """The float64 kernel equals the float64 reference on the same inputs: every flow to
+    1e-11 of the money scale (rounding only), the same first-passage months, the same
+    running totals."""
+    import numpy as np
+
+    for name, err in flow_errors(flows, ref).items():
+        assert err < 1e-11, (name, err)
+    np.testing.assert_array_equal(final.repayment_month, ref["repayment_month"])
+    np.testing.assert_array_equal(final.credit_month, ref["credit_exhaustion_month"])
+    np.testing.assert_allclose(-final.min_openai_cash, ref["deepest_cumulative_loss"],
+                               rtol=1e-11, atol=1.0)
+    np.testing.assert_allclose(final.cum_revenue, ref["cumulative_revenue"], rtol=1e-12)
+    np.testing.assert_allclose(final.cum_profit, ref["cumulative_profit"], rtol=1e-11,
+                               atol=1e-9 * np.abs(ref["cumulative_revenue"]).max())

@@ -67,14 +67,20 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import REPO_ROOT
+from helpers import (
+    KERNEL_FLOWS,
+    REPO_ROOT,
+    assert_float64_kernel_is_the_reference,
+    flow_errors,
+    kernel_flows,
+    money_scale,
+)
 
 import mcsim
-from mcsim import model, reference
+from mcsim import reference
 from mcsim.config import load_config
 from mcsim.device_draws import draw_on_device
 from mcsim.draws import ParameterSampler
@@ -97,8 +103,7 @@ Z_95 = 1.959964
 PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 N_PATH_BY_PATH = 400
-FLOWS = ["azure_spend", "azure_inference_spend", "revenue", "revenue_share",
-         "inference_spend", "compute_spend", "profit", "profit_share"]
+FLOWS = list(KERNEL_FLOWS)
 
 
 @pytest.fixture(scope="module")
@@ -257,24 +262,6 @@ def same_paths(config):
     return theta, normals, ref
 
 
-def _kernel(cfg, theta, normals, dtype):
-    grid = cfg.grid
-    chol = shock_cholesky(cfg)
-    th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, grid)
-    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
-    final, flows = fn(th, deal, jnp.asarray(normals, dtype))
-    for name in FLOWS[:3]:  # the drivers stayed in the kernel dtype through the scan
-        assert getattr(flows, name).dtype == dtype, name
-    return jax.device_get(final), {k: np.asarray(getattr(flows, k)) for k in FLOWS}
-
-
-def _scale(ref):
-    """Per-path, per-month money scale (as in test_model.py): profit is a small difference
-    of large terms, so its error is measured against the terms."""
-    return ref["revenue"] + ref["compute_spend"] + np.abs(ref["profit"]) + 1.0
-
-
 def test_the_config_uses_every_feature(config):
     """What part 2 is meant to cover is really in the config."""
     chol = np.array(shock_cholesky(config))
@@ -342,19 +329,10 @@ def test_engine_float64_equals_reference_on_the_same_paths(config):
 
 def test_float64_kernel_equals_reference_with_correlated_shocks(config, same_paths):
     theta, normals, ref = same_paths
-    final, flows = _kernel(config, theta, normals, jnp.float64)
-    scale = _scale(ref)
-    errors = {name: (np.abs(flows[name] - ref[name]) / scale).max() for name in FLOWS}
+    final, flows = kernel_flows(config, theta, normals, jnp.float64)
+    errors = flow_errors(flows, ref)
     print(f"\nfloat64 max error / scale: {max(errors.values()):.2e} {errors}")
-    for name, err in errors.items():
-        assert err < 1e-11, (name, err)
-    np.testing.assert_array_equal(final.repayment_month, ref["repayment_month"])
-    np.testing.assert_array_equal(final.credit_month, ref["credit_exhaustion_month"])
-    np.testing.assert_allclose(-final.min_openai_cash, ref["deepest_cumulative_loss"],
-                               rtol=1e-11, atol=1.0)
-    np.testing.assert_allclose(final.cum_revenue, ref["cumulative_revenue"], rtol=1e-12)
-    np.testing.assert_allclose(final.cum_profit, ref["cumulative_profit"], rtol=1e-11,
-                               atol=1e-9 * np.abs(ref["cumulative_revenue"]).max())
+    assert_float64_kernel_is_the_reference(final, flows, ref)
     np.testing.assert_allclose(final.cum_profit_share + final.cum_revenue_share,
                                ref["microsoft_receipts"], rtol=1e-11, atol=1.0)
     # the deal's features really bite on these paths: each line is crossed by some paths
@@ -376,8 +354,8 @@ def test_float32_kernel_close_to_reference_with_correlated_shocks(config, same_p
     profit share against the money to date (it is paid from a pool integrating every
     earlier month)."""
     theta, normals, ref = same_paths
-    final, flows = _kernel(config, theta, normals, jnp.float32)
-    month_scale = _scale(ref)
+    final, flows = kernel_flows(config, theta, normals, jnp.float32)
+    month_scale = money_scale(ref)
     errors = {}
     for name in FLOWS:
         scale = np.cumsum(month_scale, axis=0) if name == "profit_share" else month_scale

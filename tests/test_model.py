@@ -1,29 +1,25 @@
 """The JAX kernel against the NumPy float64 reference: same theta, same shocks, every flow
 of every path."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR
+from helpers import (
+    CONFIGS_DIR,
+    KERNEL_FLOWS,
+    assert_float64_kernel_is_the_reference,
+    kernel_flows,
+    money_scale,
+)
 
-from mcsim import model
 from mcsim.config import load_config
 from mcsim.draws import ParameterSampler
-from mcsim.engine import shock_cholesky
 from mcsim.reference import simulate_reference
 from mcsim.rng import shock_normals_reference
 
 N_PATHS = 400
 
-FLOWS = ["azure_spend", "azure_inference_spend", "revenue", "revenue_share",
-         "inference_spend", "compute_spend", "profit", "profit_share"]
-
-
-def _scale(ref):
-    """Per-path, per-month money scale: profit is a small difference of large terms, so its
-    error is measured against the terms, not against itself."""
-    return ref["revenue"] + ref["compute_spend"] + np.abs(ref["profit"]) + 1.0
+FLOWS = list(KERNEL_FLOWS)
 
 
 @pytest.fixture(scope="module", params=["base.toml", "amendment_2026.toml"])
@@ -36,30 +32,10 @@ def case(request):
     return cfg, theta, normals, ref
 
 
-def _kernel(cfg, theta, normals, dtype):
-    grid = cfg.grid
-    chol = shock_cholesky(cfg)
-    th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, grid)
-    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
-    final, flows = fn(th, deal, jnp.asarray(normals, dtype))
-    return jax.device_get(final), {k: np.asarray(getattr(flows, k)) for k in FLOWS}
-
-
 def test_float64_kernel_equals_reference(case):
     cfg, theta, normals, ref = case
-    final, flows = _kernel(cfg, theta, normals, jnp.float64)
-    scale = _scale(ref)
-    for name in FLOWS:
-        err = np.abs(flows[name] - ref[name]) / scale
-        assert err.max() < 1e-11, name
-    np.testing.assert_array_equal(final.repayment_month, ref["repayment_month"])
-    np.testing.assert_array_equal(final.credit_month, ref["credit_exhaustion_month"])
-    np.testing.assert_allclose(-final.min_openai_cash, ref["deepest_cumulative_loss"],
-                               rtol=1e-11, atol=1.0)
-    np.testing.assert_allclose(final.cum_revenue, ref["cumulative_revenue"], rtol=1e-12)
-    np.testing.assert_allclose(final.cum_profit, ref["cumulative_profit"], rtol=1e-11,
-                               atol=1e-9 * np.abs(ref["cumulative_revenue"]).max())
+    final, flows = kernel_flows(cfg, theta, normals, jnp.float64)
+    assert_float64_kernel_is_the_reference(final, flows, ref)
 
 
 def test_float32_kernel_close_to_reference(case):
@@ -68,8 +44,8 @@ def test_float32_kernel_close_to_reference(case):
     bounds every flow. The profit share is paid from a loss pool that integrates every
     earlier month's profit, so its error is measured against the money to date."""
     cfg, theta, normals, ref = case
-    final, flows = _kernel(cfg, theta, normals, jnp.float32)
-    month_scale = _scale(ref)
+    final, flows = kernel_flows(cfg, theta, normals, jnp.float32)
+    month_scale = money_scale(ref)
     for name in FLOWS:
         scale = np.cumsum(month_scale, axis=0) if name == "profit_share" else month_scale
         err = np.abs(flows[name] - ref[name]) / scale

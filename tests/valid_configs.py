@@ -163,34 +163,40 @@ def to_toml(cfg: dict) -> str:
 # distributions
 
 
-def _ppf(spec: dict, u: float) -> float:
-    """Quantile of the untruncated distribution of a spec (a dict with ``dist``)."""
+def _frozen(spec: dict):
+    """The untruncated distribution of a spec (a dict with ``dist``), as SciPy's frozen
+    distribution: the generator's own arithmetic, independent of mcsim's."""
     k = spec["dist"]
     if k == "normal":
         if "mean" in spec:
             m, s = spec["mean"], spec["sd"]
         else:
             m, s = (spec["p5"] + spec["p95"]) / 2, (spec["p95"] - spec["p5"]) / (2 * Z95)
-        return float(m + s * stats.norm.ppf(u))
+        return stats.norm(loc=m, scale=s)
     if k == "lognormal":
         if "median" in spec:
             m, s = spec["median"], spec["sigma"]
         else:
             m = math.sqrt(spec["p5"] * spec["p95"])
             s = math.log(spec["p95"] / spec["p5"]) / (2 * Z95)
-        return float(m * math.exp(s * stats.norm.ppf(u)))
+        return stats.lognorm(s, scale=m)
     if k == "uniform":
-        return spec["low"] + (spec["high"] - spec["low"]) * u
+        return stats.uniform(loc=spec["low"], scale=spec["high"] - spec["low"])
     if k == "triangular":
         a, c, b = spec["low"], spec["mode"], spec["high"]
-        return float(stats.triang.ppf(u, (c - a) / (b - a), loc=a, scale=b - a))
+        return stats.triang((c - a) / (b - a), loc=a, scale=b - a)
     if k == "pert":
         a, c, b = spec["low"], spec["mode"], spec["high"]
-        al, be = 1 + 4 * (c - a) / (b - a), 1 + 4 * (b - c) / (b - a)
-        return float(a + (b - a) * stats.beta.ppf(u, al, be))
+        return stats.beta(1 + 4 * (c - a) / (b - a), 1 + 4 * (b - c) / (b - a), loc=a,
+                          scale=b - a)
     if k == "beta":
-        return float(stats.beta.ppf(u, spec["alpha"], spec["beta"]))
+        return stats.beta(spec["alpha"], spec["beta"])
     raise ValueError(k)
+
+
+def _ppf(spec: dict, u: float) -> float:
+    """Quantile of the untruncated distribution of a spec."""
+    return float(_frozen(spec).ppf(u))
 
 
 def _natural_support(spec: dict) -> tuple[float, float]:
@@ -383,32 +389,7 @@ def _fix_mass(spec: dict) -> None:
 def _cdf(spec: dict, x: float) -> float:
     if not math.isfinite(x):
         return 0.0 if x < 0 else 1.0
-    k = spec["dist"]
-    if k == "normal":
-        if "mean" in spec:
-            m, s = spec["mean"], spec["sd"]
-        else:
-            m, s = (spec["p5"] + spec["p95"]) / 2, (spec["p95"] - spec["p5"]) / (2 * Z95)
-        return float(stats.norm.cdf((x - m) / s))
-    if k == "lognormal":
-        if x <= 0:
-            return 0.0
-        if "median" in spec:
-            m, s = spec["median"], spec["sigma"]
-        else:
-            m = math.sqrt(spec["p5"] * spec["p95"])
-            s = math.log(spec["p95"] / spec["p5"]) / (2 * Z95)
-        return float(stats.norm.cdf(math.log(x / m) / s))
-    if k == "uniform":
-        return min(max((x - spec["low"]) / (spec["high"] - spec["low"]), 0.0), 1.0)
-    if k == "triangular":
-        a, c, b = spec["low"], spec["mode"], spec["high"]
-        return float(stats.triang.cdf(x, (c - a) / (b - a), loc=a, scale=b - a))
-    if k == "pert":
-        a, c, b = spec["low"], spec["mode"], spec["high"]
-        al, be = 1 + 4 * (c - a) / (b - a), 1 + 4 * (b - c) / (b - a)
-        return float(stats.beta.cdf((x - a) / (b - a), al, be))
-    return float(stats.beta.cdf(x, spec["alpha"], spec["beta"]))
+    return float(_frozen(spec).cdf(x))
 
 
 @st.composite
