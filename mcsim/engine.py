@@ -393,9 +393,13 @@ def chunk_kernel(structure, grid: MonthGrid, dtype_name: str, cholesky: tuple,
             w = jnp.where(ok, likelihood_weights(out.observed_sums, windows), 0)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
-        # log10 costs half as much; the assignment is still a pure function of the value
+        # log10 costs half as much; the assignment is still a pure function of the value.
+        # Clipped first to float32's range: a finite float64 sum beyond it (a $1e300 net)
+        # belongs in the overflow bin, not, cast to inf, in the NaN bin (a non-finite
+        # path's own values land anywhere: its weight is 0)
         copy = (local % jnp.uint32(options.hist_copies)).astype(jnp.int32)
-        idx = bins.index(stats.astype(jnp.float32), jnp) \
+        f32_max = float(np.finfo(np.float32).max)
+        idx = bins.index(jnp.clip(stats, -f32_max, f32_max).astype(jnp.float32), jnp) \
             + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None] \
             + (copy * (S * bins.num_bins))[None, :]
         weights = jnp.broadcast_to(w, stats.shape)

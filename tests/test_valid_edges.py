@@ -45,6 +45,10 @@ def test_undefined_standard_errors_still_give_a_full_report(tmp_path, extra):
         # the net is receipts - 1e200: the same error (its own squares overflow float64)
         h = summary["horizon"]
         assert h["microsoft_net"]["mean_se"] == h["microsoft_receipts"]["mean_se"] > 0
+        # -1e200 is beyond float32 as well as the histogram: counted below its range (it
+        # was cast to -inf and fell in the NaN bin, leaving every quantile null, unlabelled)
+        p5 = h["microsoft_net"]["quantiles"]["p5"]
+        assert p5["beyond_range"] == "below" and p5["ci95_high"] == -1e16
 
 
 def test_money_beyond_the_histogram_range_is_labelled_not_pinned(tmp_path, capsys):
