@@ -11,6 +11,8 @@ ANNUAL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_shar
 #: Per-path totals at the horizon (item 5), $.
 HORIZON_TOTALS = ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
                   "microsoft_net", "deepest_cumulative_loss")
+#: Horizon totals that are never negative by construction (the others are profits and nets).
+NON_NEGATIVE_TOTALS = ("cumulative_revenue", "microsoft_receipts", "deepest_cumulative_loss")
 #: The groups of rows a Results can be asked for.
 GROUPS = ("cumulative_azure_spend", *ANNUAL_FLOWS, "horizon")
 
@@ -43,6 +45,17 @@ class StatLayout:
             return slice(start, start + len(HORIZON_TOTALS))
         hint = (f" ({group} is a row of \"horizon\")" if group in HORIZON_TOTALS else "")
         raise ValueError(f"group = {group!r}: expected one of {', '.join(GROUPS)}{hint}")
+
+    def non_negative(self):
+        """bool [S]: rows never negative by construction (cumulative spend, every annual
+        flow, and :data:`NON_NEGATIVE_TOTALS`), whose intervals therefore start at $0."""
+        import numpy as np
+
+        out = np.ones(self.num_stats, bool)
+        h = self.rows("horizon").start
+        for k, name in enumerate(HORIZON_TOTALS):
+            out[h + k] = name in NON_NEGATIVE_TOTALS
+        return out
 
     def row(self, name: str) -> int:
         """Row of one horizon total."""

@@ -56,15 +56,16 @@ def _rank_bounds(n: float, p: float) -> tuple[float, float]:
     return n * p - half, n * p + half
 
 
-def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
-                        percentiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def histogram_quantiles(counts: np.ndarray, bins: MoneyBins, percentiles,
+                        non_negative: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quantiles of one histogram row with 95% CIs. Log-linear interpolation inside a bin.
 
     A quantile in an overflow bin (beyond +-10^max_exponent $, the histogram's range) is
     +-inf: the bins say only that it lies beyond the range, never a value (its interval
     then runs from the range's edge to +-inf). The zero bin's edges are tightened to 0 on
-    a side with no paths, so a statistic that is never negative (spend) gets no negative
-    interval end.
+    ``non_negative``: the statistic is never negative by construction (spend, revenue,
+    receipts): the zero bin, which holds |x| < $1, then starts at 0, and so does an interval
+    open below, so no interval of such a statistic has a negative end.
     """
     lo, hi = bins.edges()
     c = counts[: bins.nan_bin].astype(np.float64)
@@ -76,11 +77,10 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
     if n == 0:
         return out[0], out[1], out[2]
     zero = bins.per_sign + 1
-    lo, hi = lo.copy(), hi.copy()
-    if not c[:zero].any():
+    lo = lo.copy()
+    if non_negative:
         lo[zero] = 0.0
-    if not c[zero + 1:].any():
-        hi[zero] = 0.0
+    open_below = 0.0 if non_negative else -np.inf
     overflow = (0, len(c) - 1)
 
     def bin_at(rank: float) -> int:
@@ -95,11 +95,9 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins,
         out[0, i] = (-np.inf if k == 0 else np.inf) if k in overflow else \
             _interpolate(lo[k], hi[k], frac)
         r_lo, r_hi = _rank_bounds(n, p)
-        # no paths to bound a side: the interval is open there (0 for a side the
-        # statistic never reaches: the tightened zero bin's edge)
-        out[1, i] = lo[bin_at(r_lo)] if r_lo > 0 else (lo[zero] if lo[zero] == 0 else -np.inf)
-        out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)] if r_hi < n else \
-            (hi[zero] if hi[zero] == 0 else np.inf)
+        # too few paths to bound a side: the interval is open there
+        out[1, i] = lo[bin_at(r_lo)] if r_lo > 0 else open_below
+        out[2, i] = hi[min(bin_at(r_hi), len(hi) - 1)] if r_hi < n else np.inf
     return out[0], out[1], out[2]
 
 
@@ -182,8 +180,10 @@ class Results:
         """Quantiles of every row of ``group`` (``"cumulative_azure_spend"``, an annual flow
         of :data:`~mcsim.layout.ANNUAL_FLOWS`, or ``"horizon"``)."""
         rows = range(self.layout.num_stats)[self.layout.rows(group)]
+        sign = self.layout.non_negative()
         vals = np.array([histogram_quantiles(self._effective(self.accumulator.histogram[r]),
-                                             self.bins, percentiles) for r in rows])
+                                             self.bins, percentiles, bool(sign[r]))
+                         for r in rows])
         return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
 
     def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,20 @@ def test_a_statistic_that_is_never_negative_has_no_negative_interval(tmp_path):
     assert main(["run", cfg, "--out", str(out), *QUICK]) == 0
     q = json.loads((out / "summary.json").read_text())["cumulative_azure_spend"]["quantiles"]
     assert min(q["p5"]["ci95_low"]) == 0.0 and q["p50"]["value"][-1] == 0.0
+    assert q["p50"]["ci95_high"][-1] == 1.0  # the zero bin holds |x| < $1: not tightened
+
+
+def test_sub_dollar_receipts_keep_an_interval_that_covers_them(tmp_path):
+    """An investment of $0.01 recouped by sub-dollar receipts: the receipts' quantiles lie
+    in the zero bin (|x| < $1, reported as 0) and their intervals must reach above the
+    investment, not stop at 0 (a generated config caught that)."""
+    from mcsim.accumulators import MoneyBins
+    from mcsim.results import histogram_quantiles
+
+    bins = MoneyBins()
+    counts = np.bincount(bins.index(np.full(100, 0.02)), minlength=bins.num_bins)
+    value, lo, hi = histogram_quantiles(counts, bins, (5.0, 50.0), non_negative=True)
+    assert np.all(value == 0.0) and np.all(lo == 0.0) and np.all(hi == 1.0)
 
 
 def test_results_name_the_bad_argument():
@@ -220,8 +234,10 @@ def test_quantile_intervals_are_bounded_by_data_or_open_never_by_rounding():
     assert hi[2] <= 3e9 * 1.01 and lo[0] >= 1e9 / 1.01
     one = np.zeros(bins.num_bins)
     one[idx[1]] = 0.7  # under one effective path: nothing bounds the median
-    value, lo, hi = histogram_quantiles(one, bins, (50.0,))
+    value, lo, hi = histogram_quantiles(one, bins, (50.0,), non_negative=True)
     assert 1.99e9 < value[0] < 2.01e9 and lo[0] == 0.0 and hi[0] == np.inf
+    _, lo, _ = histogram_quantiles(one, bins, (50.0,))  # a profit may be negative
+    assert lo[0] == -np.inf
     months = np.array([1000.1 + 0.2, 1000.3, 1000.0 / 3.0, 0.0])  # nothing censored
     dist = month_distribution(months, (50.0, 95.0))
     assert all(q[1] is not None and q[2] is not None for q in dist.quantiles.values())
