@@ -57,8 +57,12 @@ def _q(block, p, i=None) -> str:
     pick = (lambda k: q[k][i]) if i is not None else (lambda k: q[k])
     beyond = pick("beyond_range") if "beyond_range" in q else None
     value = {"above": math.inf, "below": -math.inf}.get(beyond, pick("value"))
-    return (f"{money_text(value)} <span class=ci>[{money_text(pick('ci95_low'))} .. "
-            f"{money_text(pick('ci95_high'))}]</span>")
+    low = pick("ci95_low")
+    high = pick("ci95_high")
+    # a null interval end is open: too few paths to bound it, or beyond the range
+    low = "&minus;&infin;" if low is None else money_text(low)
+    high = "&infin;" if high is None else money_text(high)
+    return f"{money_text(value)} <span class=ci>[{low} .. {high}]</span>"
 
 
 def _pm_money(se) -> str:

@@ -374,9 +374,19 @@ def money_text(x: float | None) -> str:
 
 
 def _money_ci(q, i: int, j: int) -> str:
-    """A quantile with its 95% interval: ``$1.2B [1.1-1.3]``."""
-    low, high = money_text(q.ci_low[i, j]), money_text(q.ci_high[i, j])
+    """A quantile with its 95% interval: ``$1.2B [$1.1B..$1.3B]``; an interval end that is
+    infinite is open (too few paths, or beyond the histogram's range): ``-inf``/``inf``."""
+    low, high = interval_end_text(q.ci_low[i, j]), interval_end_text(q.ci_high[i, j])
     return f"{money_text(q.value[i, j])} [{low}..{high}]"
+
+
+def interval_end_text(x: float | None) -> str:
+    """An interval end: dollars, or ``-inf``/``inf`` where it is open (null in JSON)."""
+    if x is None:
+        return "open"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return money_text(x)
 
 
 def _month_ci(results: Results, dist: MonthDistribution, pct: float) -> str:

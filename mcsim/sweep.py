@@ -155,8 +155,10 @@ def plot_sweep(runs, path: Path) -> Path:
     p_se = np.array([r.repayment.censored_se for _, r in runs])
     q = [r.quantiles("cumulative_azure_spend", (50,)) for _, r in runs]
     med = np.array([t.value[-1, 0] for t in q]) / 1e9
+    # an open interval end (too few paths, or beyond the histogram) is not drawn
     lo = np.array([t.ci_low[-1, 0] for t in q]) / 1e9
     hi = np.array([t.ci_high[-1, 0] for t in q]) / 1e9
+    lo, hi = np.where(np.isfinite(lo), lo, med), np.where(np.isfinite(hi), hi, med)
     fig = Figure(figsize=(max(8, 1.3 * len(runs) + 4), 4.5), layout="constrained")
     ax_p, ax_s = fig.subplots(1, 2)
     ax_p.errorbar(x, p, yerr=1.96 * p_se, fmt="o", capsize=4)
