@@ -56,22 +56,22 @@ def remove_checkpoints(directory: str | Path, num_processes: int, *,
     then the directory itself when ``remove_directory`` (mcsim created it) and it is empty."""
     directory = Path(directory)
     for i in range(num_processes):
-        for f in (checkpoint_file(directory, i, num_processes),):
-            for stale in (f, f.with_name(f.name + ".tmp")):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
+        f = checkpoint_file(directory, i, num_processes)
+        for stale in (f, f.with_name(f.name + ".tmp")):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     if remove_directory:
         with contextlib.suppress(OSError):
             directory.rmdir()  # only when empty
 
 
-def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> bool:
+def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> str | None:
     """Write atomically: temp file, fsync, rename. Compressed: the histograms are mostly
     empty bins (35 MB of int64 for 204 months, a few hundred kB compressed).
 
     A checkpoint is insurance, not a result: when it cannot be written (a full disk, a
-    read-only directory) the temporary file is removed, a one-line warning is printed
-    once, and the run goes on; returns whether it was written.
+    read-only directory) the temporary file is removed and the reason is returned (None
+    when written): the engine warns once and the run goes on.
     """
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -81,15 +81,24 @@ def save(path: Path, identity: dict, acc: Accumulator, next_start: int) -> bool:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if path not in _WARNED:
-            _WARNED.add(path)
-            print(f"mcsim: warning: checkpoint {path} not written ({exc.strerror or exc}); "
-                  "the run goes on without it", file=sys.stderr)
-        return False
-    return True
+        return exc.strerror or str(exc)
+    return None
 
 
-_WARNED: set[Path] = set()
+class Checkpointer:
+    """One run's checkpoint file: :func:`save` that warns once (on stderr) the first time
+    a checkpoint cannot be written, and tries again at the next save."""
+
+    def __init__(self, path: Path, identity: dict) -> None:
+        self.path, self.identity, self.warned = path, identity, False
+
+    def save(self, acc: Accumulator, next_start: int) -> bool:
+        failure = save(self.path, self.identity, acc, next_start)
+        if failure is not None and not self.warned:
+            self.warned = True
+            print(f"mcsim: warning: checkpoint {self.path} not written ({failure}); the "
+                  "run goes on without it", file=sys.stderr)
+        return failure is None
 
 
 def _write(tmp: Path, identity: dict, acc: Accumulator, next_start: int) -> None:

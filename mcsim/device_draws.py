@@ -24,8 +24,14 @@ import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
 from .distributions import Z_TABLE, Distribution
-from .draws import LOGIT_PARAMETERS, copula_matrix
-from .parameters import DECAYING_RATES, DOMAINS, PARAMETER_INDEX, PARAMETER_NAMES
+from .draws import copula_matrix
+from .parameters import (
+    DECAYING_RATES,
+    DOMAINS,
+    LOGIT_PARAMETERS,
+    PARAMETER_INDEX,
+    PARAMETER_NAMES,
+)
 from .rng import STREAM_PARAMETERS, stream_key, threefry2x32
 
 _F64 = jnp.float64

@@ -15,14 +15,17 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from .distributions import Distribution, spearman_to_normal
-from .parameters import DECAYING_RATES, DOMAINS, PARAMETER_INDEX, PARAMETER_NAMES
+from .parameters import (
+    DECAYING_RATES,
+    DOMAINS,
+    LOGIT_PARAMETERS,
+    PARAMETER_INDEX,
+    PARAMETER_NAMES,
+)
 from .rng import parameter_uniforms
 
 _ONE_MINUS = np.nextafter(1.0, 0.0)
 
-#: Parameters in (0, 1) whose logits the model uses (the logit states' starts and the
-#: levels they revert to); ``_logit_NAME`` carries each, computed in float64.
-LOGIT_PARAMETERS = ("utilization_0", "utilization_mean", "conversion_0", "conversion_mean")
 
 
 def lower_triangular_apply(factor: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -293,8 +293,7 @@ def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
     last = max(config.grid.index(o.end) for o in config.observations)
     grid = MonthGrid(config.grid.start, max(last + 1, 1))
     total = config.simulation.paths
-    n = min(PILOT_PATHS, total + total % 2)
-    n += n % 2  # whole antithetic pairs
+    n = min(PILOT_PATHS, total + total % 2)  # whole antithetic pairs (PILOT_PATHS is even)
     source = sobol_points_for(config)
     pilot = _pilot_kernel(sampler.structure, grid, dtype, shock_cholesky(config),
                           tuple(o.flow for o in config.observations),
@@ -698,6 +697,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
                                      num_processes=nproc, process_index=pid,
                                      options=options, bins=bins)
         identity.update(variance_reduction=reduction, weighted=weighted)
+        saver = ckpt.Checkpointer(ckpt_file, identity)
         if resume and ckpt_file.exists():
             next_start = ckpt.load(ckpt_file, identity, acc)
             starts = [(s, e) for s, e in starts if s >= next_start]
@@ -743,11 +743,11 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
         if ckpt_file is not None and time.perf_counter() - last_save >= checkpoint_interval \
                 and i + 1 < len(starts):
             settle()
-            ckpt.save(ckpt_file, identity, acc, starts[i + 1][0])
+            saver.save(acc, starts[i + 1][0])
             last_save = time.perf_counter()
     settle()
     if ckpt_file is not None and checkpoint_at_end:  # a resume just reads the results back
-        ckpt.save(ckpt_file, identity, acc, limit)
+        saver.save(acc, limit)
     if bar is not None:
         bar.close()
     if nproc > 1:

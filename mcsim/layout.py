@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .months import MonthGrid
 
 #: Calendar-year flows reported per year (MODEL.md "What every run reports", item 2).
@@ -46,11 +48,9 @@ class StatLayout:
         hint = (f" ({group} is a row of \"horizon\")" if group in HORIZON_TOTALS else "")
         raise ValueError(f"group = {group!r}: expected one of {', '.join(GROUPS)}{hint}")
 
-    def non_negative(self):
+    def non_negative(self) -> np.ndarray:
         """bool [S]: rows never negative by construction (cumulative spend, every annual
         flow, and :data:`NON_NEGATIVE_TOTALS`), whose intervals therefore start at $0."""
-        import numpy as np
-
         out = np.ones(self.num_stats, bool)
         h = self.rows("horizon").start
         for k, name in enumerate(HORIZON_TOTALS):

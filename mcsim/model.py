@@ -23,6 +23,7 @@ import numpy as np
 
 from .config import DealConfig
 from .months import MonthGrid
+from .parameters import LOGIT_PARAMETERS
 
 DT = 1.0 / 12.0
 ACC = jnp.float64  # dtype of the reported sums
@@ -147,7 +148,7 @@ def prepare(theta: dict) -> dict:
     out = dict(theta)
     for name in HALFLIFE_RATES:
         out[f"_decay_step_{name}"] = jnp.exp2(-DT / theta[f"{name}_halflife"])
-    for name in ("utilization_0", "utilization_mean", "conversion_0", "conversion_mean"):
+    for name in LOGIT_PARAMETERS:
         if f"_logit_{name}" not in out:
             out[f"_logit_{name}"] = logit(theta[name])
     for name in LOG_LEVELS:
@@ -168,24 +169,19 @@ def _rate(theta, name: str, state):
     return rinf + (r0 - rinf) * state.decay[HALFLIFE_RATES.index(name)]
 
 
-def _logit(theta: dict, name: str):
-    """logit of a (0, 1) parameter: the draws' float64 one where given."""
-    key = f"_logit_{name}"
-    return theta[key] if key in theta else jax.scipy.special.logit(theta[name])
-
-
 def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
-    """Month-0 state: every driver at its ``*_0`` value, nothing paid yet."""
+    """Month-0 state: every driver at its ``*_0`` value, nothing paid yet (``theta`` as
+    :func:`prepare` returns it: the logit states start at its ``_logit_*`` values)."""
     x = theta["gpu_price_0"]
     zero = jnp.zeros_like(x)
     zero_acc = jnp.zeros(x.shape, ACC)
     never = jnp.full(x.shape, num_months, jnp.int32)
     return State(
         log_price=jnp.log(theta["gpu_price_0"]),
-        logit_utilization=_logit(theta, "utilization_0"),
+        logit_utilization=theta["_logit_utilization_0"],
         log_tokens=jnp.log(theta["tokens_0"]),
         log_users=jnp.log(theta["users_0"]),
-        logit_conversion=_logit(theta, "conversion_0"),
+        logit_conversion=theta["_logit_conversion_0"],
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
         cum_revenue_share=zero_acc, cum_profit_share=zero_acc,

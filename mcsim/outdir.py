@@ -76,9 +76,10 @@ def _all_files(directory: Path) -> set[str]:
 
 
 def foreign_files(directory: Path) -> list[str]:
-    """Entries of an existing ``directory`` that mcsim did not write (sorted)."""
-    own = _manifest_files(directory) or set()
-    own |= {MANIFEST}
+    """Entries of an existing ``directory`` that mcsim did not write (sorted); a file named
+    like the manifest that is not a readable one counts as foreign too."""
+    own = _manifest_files(directory)
+    own = set() if own is None else own | {MANIFEST}
     return sorted(f for f in _all_files(directory) if f not in own)
 
 
@@ -156,11 +157,7 @@ def _publish(staging: Path, out: Path, new_files: list[str], key: str) -> None:
         os.rename(staging, out)
         return
     old_own = _manifest_files(out)
-    swappable = (not _is_cwd_or_above(out) and not out.is_symlink()
-                 and not foreign_files(out))
-    if swappable and old_own is None and any(out.iterdir()):
-        swappable = False  # never reached after check_output_dir without force; be safe
-    if swappable:
+    if not _is_cwd_or_above(out) and not out.is_symlink() and not foreign_files(out):
         _swap(staging, out)  # staging now holds the old report
         shutil.rmtree(staging, ignore_errors=True)
         return
@@ -181,7 +178,6 @@ def _publish(staging: Path, out: Path, new_files: list[str], key: str) -> None:
                 stale.unlink()
             _remove_empty_parents(stale.parent, out)
     os.replace(staging / MANIFEST, out / MANIFEST)
-
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:

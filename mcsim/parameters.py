@@ -109,3 +109,7 @@ UNITS: dict[str, str] = {n: u for n, (_, u) in (REQUIRED | OPTIONAL).items()}
 HALFLIVES = tuple(n for n in PARAMETER_NAMES if n.endswith("_halflife"))
 
 SHOCK_NAMES = ("price", "utilization", "tokens", "users", "conversion")
+
+#: Parameters in (0, 1) whose logits the model uses (the logit states' starts and the
+#: levels they revert to); the draws carry each as ``_logit_NAME``, computed in float64.
+LOGIT_PARAMETERS = ("utilization_0", "utilization_mean", "conversion_0", "conversion_mean")

@@ -1,8 +1,8 @@
 """Report: turn :class:`~mcsim.results.Results` into summary.json, CSV tables and plots.
 
-``summarize`` returns plain data; ``write_report`` writes files (atomically: into a
-temporary sibling directory that is renamed into place at the end, so a failed run never
-leaves a half-written report, and an earlier report at the same place survives a failure);
+``summarize`` returns plain data; ``write_report`` writes files (into a staging directory
+swapped into place at the end, :mod:`mcsim.outdir`, so a failed run never leaves a
+half-written report, and an earlier report at the same place survives a failure);
 ``format_summary`` gives the short terminal text.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__
 from .accumulators import MoneyBins
 from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from .outdir import output_directory
 from .results import DEFAULT_PERCENTILES, MonthDistribution, QuantileTable, Results
 
 SCHEMA = "mcsim.summary/1"
@@ -325,7 +326,7 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
     ``force``.
     """
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir, force=force) as tmp:
+    with output_directory(out_dir, force=force) as tmp:
         summary = summarize(results)
         with open(tmp / "summary.json", "w") as fh:
             json.dump(summary, fh, indent=1, allow_nan=False)
@@ -344,14 +345,6 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
             write_sample_paths(results.config, min(sample_paths, results.num_paths), tmp,
                                results.info.dtype)
     return out_dir
-
-
-def atomic_directory(out_dir: Path, *, force: bool = False, key: str = "--out"):
-    """:func:`mcsim.outdir.output_directory`: a staging directory whose files replace
-    mcsim's own files in ``out_dir`` on success (and never anyone else's)."""
-    from .outdir import output_directory
-
-    return output_directory(out_dir, force=force, key=key)
 
 
 # --------------------------------------------------------------------------------------
@@ -380,10 +373,8 @@ def _money_ci(q, i: int, j: int) -> str:
     return f"{money_text(q.value[i, j])} [{low}..{high}]"
 
 
-def interval_end_text(x: float | None) -> str:
+def interval_end_text(x: float) -> str:
     """An interval end: dollars, or ``-inf``/``inf`` where it is open (null in JSON)."""
-    if x is None:
-        return "open"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return money_text(x)

@@ -62,10 +62,10 @@ def histogram_quantiles(counts: np.ndarray, bins: MoneyBins, percentiles,
 
     A quantile in an overflow bin (beyond +-10^max_exponent $, the histogram's range) is
     +-inf: the bins say only that it lies beyond the range, never a value (its interval
-    then runs from the range's edge to +-inf). The zero bin's edges are tightened to 0 on
-    ``non_negative``: the statistic is never negative by construction (spend, revenue,
-    receipts): the zero bin, which holds |x| < $1, then starts at 0, and so does an interval
-    open below, so no interval of such a statistic has a negative end.
+    then runs from the range's edge to +-inf). ``non_negative``: the statistic is never
+    negative by construction (spend, revenue, receipts), so the zero bin, which holds
+    |x| < $1, starts at 0, and so does an interval open below: no interval of such a
+    statistic has a negative end.
     """
     lo, hi = bins.edges()
     c = counts[: bins.nan_bin].astype(np.float64)
@@ -254,11 +254,10 @@ class Results:
         """P(event by month) with its standard error and the survival 1 - P, by month."""
         import pandas as pd
 
-        events = {"repayment": "repayment", "credit_exhaustion": "credit_exhaustion"}
-        if which not in events:
+        if which not in ("repayment", "credit_exhaustion"):
             raise ValueError(f"which = {which!r}: expected \"repayment\" or "
                              "\"credit_exhaustion\"")
-        dist = getattr(self, events[which])
+        dist = getattr(self, which)
         return pd.DataFrame({"probability": dist.cdf, "se": dist.cdf_se,
                              "survival": 1.0 - dist.cdf},
                             index=pd.Index(self.grid.labels, name="month"))

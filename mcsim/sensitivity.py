@@ -186,10 +186,11 @@ def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | 
     """``sensitivity.csv`` (every index with its interval), ``sensitivity.json`` (the same
     with provenance) and ``tornado.png``, written atomically into ``out_dir``."""
     from . import __version__, plots
-    from .report import atomic_directory, json_safe
+    from .outdir import output_directory
+    from .report import json_safe
 
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir, force=force) as tmp:
+    with output_directory(out_dir, force=force) as tmp:
         result.frame().to_csv(tmp / "sensitivity.csv", float_format="%.6g")
         doc = {
             "outputs": {

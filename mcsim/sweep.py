@@ -126,10 +126,11 @@ def write_sweep(runs, out: Path, plots: bool = True, force: bool = False) -> Pat
     """sweep.csv, sweep.png and every point's report (point-NN/) under ``out``, atomically."""
     import csv
 
-    from .report import atomic_directory, write_report
+    from .outdir import output_directory
+    from .report import write_report
 
     out = Path(out)
-    with atomic_directory(out, force=force) as tmp:
+    with output_directory(out, force=force) as tmp:
         rows = sweep_table(runs)
         with open(tmp / "sweep.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
