@@ -149,7 +149,9 @@ def plot_sweep(runs, path: Path) -> Path:
     import numpy as np
     from matplotlib.figure import Figure
 
-    labels = ["\n".join(f"{k.split('.')[-1]}={_text(v)}" for k, v in point.items())
+    # numbers in %g (13e9, not 13000000000.0): the labels must fit under their points
+    labels = ["\n".join(f"{k.split('.')[-1]}={v:g}" if isinstance(v, float)
+                        else f"{k.split('.')[-1]}={_text(v)}" for k, v in point.items())
               for point, _ in runs]
     x = np.arange(len(runs))
     p = np.array([r.repayment.censored for _, r in runs])
