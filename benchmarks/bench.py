@@ -32,20 +32,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from mcsim import __version__, model
+from mcsim import __version__, enable_x64, model
+from mcsim.api import run
 from mcsim.config import load_config
 from mcsim.device_draws import DeviceSampler
 from mcsim.draws import ParameterSampler
-from mcsim.engine import (
-    DTYPES,
-    KernelOptions,
-    default_chunk_size,
-    default_kernel_options,
-    round_chunk,
-    run,
-    shock_cholesky,
-    standard_normals,
-)
+from mcsim.engine import DTYPES, KernelOptions, default_chunk_size, default_kernel_options
+from mcsim.engine.kernel import shock_cholesky, standard_normals
+from mcsim.engine.plan import round_chunk
 from mcsim.reference import simulate_reference
 from mcsim.rng import STREAM_SHOCKS, shock_normals_reference, shock_words, stream_key
 
@@ -272,6 +266,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    enable_x64()  # the bare scan below builds float64 deal terms before any run does
     dev = jax.local_devices()[0]
     print(f"device: {dev.platform} {dev.device_kind} x {jax.local_device_count()} "
           f"(jax {jax.__version__}, mcsim {__version__}, python {sys.version.split()[0]})",

@@ -22,39 +22,28 @@ import jax.numpy as jnp
 
 from mcsim.accumulators import MoneyBins
 from mcsim.config import load_config
-from mcsim.device_draws import DeviceSampler
-from mcsim.engine import (
-    KernelOptions,
-    chunk_kernel,
-    plain_inputs,
-    shock_cholesky,
-    zero_counts,
-)
-from mcsim.model import deal_terms
-from mcsim.rng import STREAM_SHOCKS, stream_key
+from mcsim.engine import KernelOptions, KernelSpec, kernel_inputs
+from mcsim.engine.chunk import chunk_kernel, no_uniforms, zero_counts
+from mcsim.engine.conditioning import no_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     grid, bins, devices = cfg.grid, MoneyBins(), tuple(jax.local_devices())
-    sampler = DeviceSampler(cfg)
-    chol = shock_cholesky(cfg)
-    kernel = chunk_kernel(sampler.structure, grid, "float32", chol, bins, chunk, devices,
-                          options)
-    args = jax.tree.map(jnp.asarray, sampler.arguments())
-    deal = deal_terms(cfg.deal, grid)
-    key = jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    kernel = chunk_kernel(KernelSpec.for_config(cfg, unroll=options.unroll), bins, chunk,
+                          devices, options)
+    inputs = kernel_inputs(cfg)
     counts = zero_counts(grid, bins, devices, options)
     t0 = time.perf_counter()
-    extra = plain_inputs(devices)
-    counts, node = kernel(args, deal, key, counts, jnp.uint32(0), jnp.int64(chunk), *extra)
+    extra = (no_uniforms(devices), no_windows())
+    counts, node = kernel(inputs, counts, jnp.uint32(0), jnp.int64(chunk), *extra)
     jax.block_until_ready(node)
     first = time.perf_counter() - t0
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
-        counts, node = kernel(args, deal, key, counts, jnp.uint32((i + 1) * chunk),
+        counts, node = kernel(inputs, counts, jnp.uint32((i + 1) * chunk),
                               jnp.int64(chunk), *extra)
         jax.block_until_ready(node)
         times.append(time.perf_counter() - t0)

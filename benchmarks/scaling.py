@@ -18,8 +18,9 @@ from pathlib import Path
 
 import jax
 
+from mcsim.api import run
 from mcsim.config import load_config
-from mcsim.engine import default_chunk_size, round_chunk, run
+from mcsim.engine.plan import default_chunk_size, round_chunk
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

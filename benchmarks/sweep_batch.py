@@ -21,8 +21,7 @@ from pathlib import Path
 
 import jax
 
-from mcsim import __version__, engine
-from mcsim.api import with_overrides
+from mcsim import __version__, api, with_overrides
 from mcsim.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{jax.__version__}, mcsim {__version__}")
     print(f"sizes: {args.points} points x {args.paths:,} paths x {base.grid.num_months} "
           f"months, float32, {args.repeats} repeats")
-    alone = timed(lambda: [engine.run(c, progress=False) for c in configs], args.repeats)
-    batched = timed(lambda: engine.run_batch(configs, progress=False), args.repeats)
+    alone = timed(lambda: [api.run(c, progress=False) for c in configs], args.repeats)
+    batched = timed(lambda: api.run_batch(configs, progress=False), args.repeats)
     for name, t in (("one by one (baseline)", alone), ("batched", batched)):
         print(f"  {name:<22} {t['median_s']:.3f} s median ({t['min_s']:.3f}-{t['max_s']:.3f})")
     ratio = alone["median_s"] / batched["median_s"]

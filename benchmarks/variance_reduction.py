@@ -29,8 +29,8 @@ import numpy as np
 from scipy.stats import f as f_dist
 
 from mcsim import __version__
+from mcsim.api import run
 from mcsim.config import load_config
-from mcsim.engine import run
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

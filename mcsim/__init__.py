@@ -1,19 +1,24 @@
 """mcsim: Monte Carlo futures of OpenAI's Azure compute bill and Microsoft's repayment.
 
-The kernel runs in float32 on the device; the sums it reports are float64, so JAX's 64-bit
-mode is switched on at import (it changes only the default dtype of new arrays: every array
-of the kernel names its dtype).
+The public API is the names in ``__all__`` below, plus two documented packages:
+:mod:`mcsim.engine` (runs, kernels and their plans) and :mod:`mcsim.report` (summary.json,
+tables, report.html, comparisons). Every other module is internal; ``docs/architecture.md``
+maps them.
+
+Importing mcsim changes nothing in JAX. The kernel runs in float32 but reports float64
+sums, so the entry points that run it (:func:`simulate`, :func:`run_sweep`,
+:func:`sensitivity`, :func:`reproduce`) switch on JAX's 64-bit mode for the process
+(:func:`enable_x64`, see :mod:`mcsim.x64`).
 """
 
-import jax
+from ._version import __version__
+from .api import reproduce, run_sweep, simulate
+from .config import Config, ConfigError, load_config, parse_config_text
+from .overrides import with_overrides
+from .results import ConditionedResults, Results
+from .sensitivity import SensitivityResult, sensitivity
+from .x64 import enable_x64
 
-jax.config.update("jax_enable_x64", True)
-
-__version__ = "0.1.0"
-
-from .api import reproduce, simulate, with_overrides  # noqa: E402
-from .config import Config, ConfigError, load_config, parse_config_text  # noqa: E402
-from .sensitivity import sensitivity  # noqa: E402
-
-__all__ = ["Config", "ConfigError", "load_config", "parse_config_text", "reproduce",
+__all__ = ["Config", "ConditionedResults", "ConfigError", "Results", "SensitivityResult",
+           "enable_x64", "load_config", "parse_config_text", "reproduce", "run_sweep",
            "sensitivity", "simulate", "with_overrides", "__version__"]

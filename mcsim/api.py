@@ -5,86 +5,189 @@
     >>> results = mcsim.simulate(config, paths=100_000, overrides={"deal.revenue_share": 0.1})
     >>> results.quantile_frame("cumulative_azure_spend", (5, 50, 95)).tail()
 
-The CLI is a thin layer over these functions.
+Every kind of run goes through here: :func:`simulate` (one config, optionally to a
+precision target), :func:`run_sweep` (a grid of overrides, batched where shapes allow),
+:func:`reproduce` (a run again from its summary.json), and :func:`run` / :func:`run_batch`
+(the engine's runs as Results, no conditioning). A config with ``[observations]`` gets its
+conditioned pass from :func:`add_conditioned`, the one place that runs it. The CLI is a thin
+layer over these functions. Bad input raises :class:`mcsim.config.ConfigError` naming the
+Python argument (``target_se``, ``grid``) or the config key.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import precision
 from .config import Config, ConfigError, load_config, parse_config
+from .engine import RunOutput, batch_key, max_batch
+from .engine import run_batch as engine_run_batch
+from .layout import StatLayout
+from .overrides import grid_points, with_overrides
+from .results import ConditionedResults, Results
+from .x64 import enable_x64
 
-TABLES = ("simulation", "parameters", "parameter_correlation", "shocks", "deal",
-          "observations")
+
+def _results(out: RunOutput) -> Results:
+    """The engine's output for one config as :class:`Results` (weighted:
+    :class:`ConditionedResults`)."""
+    if out.reference_loglik is not None:
+        return ConditionedResults(out.config, out.layout, out.bins, out.accumulator, out.info,
+                                  reference_loglik=out.reference_loglik)
+    return Results(out.config, out.layout, out.bins, out.accumulator, out.info)
 
 
-def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
-    """A copy of ``config`` with keys replaced, validated as if they were in the file.
+def run_batch(configs: list[Config], **options) -> list[Results]:
+    """:func:`mcsim.engine.run_batch` as one :class:`Results` per config (options as
+    there: ``chunk_size``, ``devices``, ``checkpoint``, ``weighted``, ...)."""
+    return [_results(out) for out in engine_run_batch(configs, **options)]
 
-    Keys are dotted, ``"TABLE.KEY"`` (``"deal.revenue_share"``,
-    ``"parameters.tokens_0"``, ``"simulation.horizon"``); a value may be a number, a
-    string, a list or a distribution table (a dict such as ``{"dist": "lognormal", "p5":
-    1e13, "p95": 5e13}``). An unknown table or a bad value raises ConfigError naming the key.
+
+def run(config: Config, **options) -> Results:
+    """One config's engine run as :class:`Results`, without the conditioned pass (see
+    :func:`simulate`). Options as :func:`mcsim.engine.run_batch`."""
+    return run_batch([config], **options)[0]
+
+
+#: engine options that belong to the prior pass only (the conditioned pass is not
+#: checkpointed: it is the shorter of the two and is run again whole)
+_PRIOR_ONLY = ("checkpoint", "checkpoint_interval", "resume", "checkpoint_at_end",
+               "stages", "should_stop")
+
+
+def add_conditioned(results: list[Results], dtype: str = "float32", progress: bool | None = None,
+              **options) -> list[Results]:
+    """Each of ``results`` (one batch: configs sharing a batch key) with the same paths'
+    conditioned results attached as ``.conditioned``: the second, weighted pass. A small
+    effective sample size raises a ``UserWarning``."""
+    configs = [r.config.with_simulation(paths=r.num_paths) for r in results]
+    options = {k: v for k, v in options.items() if k not in _PRIOR_ONLY}
+    conditioned = run_batch(configs, dtype=dtype, progress=progress, weighted=True, **options)
+    for c in conditioned:
+        if c.warning:
+            warnings.warn(c.warning, UserWarning, stacklevel=3)
+    return [replace(r, conditioned=c) for r, c in zip(results, conditioned, strict=True)]
+
+
+def simulate(config: Config | str | Path, *, paths: int | None = None,
+             seed: int | None = None, overrides: Mapping[str, Any] | None = None,
+             dtype: str = "float32", progress: bool | None = None,
+             target_se: Mapping[str, float | str] | None = None,
+             first_check: int | None = None, condition: bool | None = None,
+             **run_options) -> Results:
+    """Simulate a config and reduce it to :class:`mcsim.results.Results`.
+
+    Args:
+        config: a :class:`Config` or the path of a TOML file.
+        paths, seed: override ``[simulation]`` (None: the config's).
+        overrides: dotted keys to replace first (see :func:`mcsim.with_overrides`).
+        dtype: ``"float32"`` (default) or ``"float64"`` for the kernel.
+        progress: show a progress bar (default: on a terminal, for long runs).
+        target_se: {STAT: standard error} to reach (``"1%"``: of the estimate); the run
+            stops at the first look where all are met, or at ``paths`` (the budget). See
+            :mod:`mcsim.precision` for the statistics and the stopping rule.
+        first_check: paths at the first look (default 65,536; a multiple of 1024).
+        condition: also run the same paths weighted by their likelihood of the config's
+            ``[observations]`` (default: when it has any), as ``results.conditioned``
+            (:mod:`mcsim.engine.conditioning`); a second pass, so about twice the time. A
+            small effective sample size raises a ``UserWarning``.
+        **run_options: passed to :func:`mcsim.engine.run_batch` (``chunk_size``,
+            ``devices``, ``checkpoint``, ``resume``, ...).
+
+    Returns:
+        Results: quantiles with intervals, means with standard errors, month distributions,
+        DataFrames (``*_frame``) and plots on matplotlib Axes (``plot_*``).
     """
-    if not overrides:
-        return config
-    raw = copy.deepcopy(config.resolved)
-    for key, value in overrides.items():
-        table, _, name = str(key).partition(".")
-        if table not in TABLES or not name:
-            raise ConfigError(f"overrides[{key!r}]", value,
-                              f"a key 'TABLE.KEY' with TABLE one of {', '.join(TABLES)}")
-        node = raw.setdefault(table, {})
-        parts = name.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):  # e.g. parameters.conversion_0.mean on a number
-                inner = ".".join([table, *parts[:depth + 1]])
-                raise ConfigError(str(key), value,
-                                  f"a key inside a table, but {inner} is "
-                                  f"{type(node).__name__} {node!r}, not a table (set "
-                                  f"{inner} itself, e.g. to {{ dist = ..., ... }})")
-        node[parts[-1]] = copy.deepcopy(value)
-    note = json.dumps({str(k): v for k, v in overrides.items()}, default=str, sort_keys=True)
-    return parse_config(raw, source_text=f"{config.source_text}\n# overrides: {note}\n",
-                        source_path=config.source_path)
+    enable_x64()
+    if not isinstance(config, Config):
+        config = load_config(config)
+    config = with_overrides(config, overrides or {})
+    config = config.with_simulation(paths=paths, seed=seed)
+    if condition is None:
+        condition = bool(config.observations)
+    if not target_se:
+        results = run(config, dtype=dtype, progress=progress, **run_options)
+    else:
+        results = _run_to_precision(config, target_se, first_check, dtype=dtype,
+                                    progress=progress, **run_options)
+    if condition:
+        results = add_conditioned([results], dtype, progress, **run_options)[0]
+    return results
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"TABLE.KEY=VALUE"`` (VALUE a TOML literal: ``0.1``, ``"2030-12"``, ``{ dist =
-    "normal", mean = 0, sd = 1 }``) as a (key, value) pair for :func:`with_overrides`."""
-    import tomllib
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError("--set", text, "TABLE.KEY=VALUE")
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except RecursionError:
-        raise ConfigError(f"--set {key.strip()}", "<nested too deeply>",
-                          "a TOML value nested at most 32 deep") from None
-    except tomllib.TOMLDecodeError:
-        raise ConfigError(f"--set {key.strip()}", value,
-                          "a TOML value (a number, a \"quoted string\", [a, list] or "
-                          "{ an = inline, table = 1 })") from None
-    return key.strip(), parsed
+def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
+                      first_check: int | None, **run_options) -> Results:
+    """A run that stops at the first look where every target is met (mcsim.precision)."""
+    if config.simulation.variance_reduction == "sobol":
+        raise ConfigError("simulation.variance_reduction", "sobol",
+                          '"none" or "antithetic" with a precision target (Sobol points\' '
+                          "errors are not the i.i.d. formula's, so a target could not be "
+                          "checked)")
+    targets = precision.parse_targets(target_se)
+    layout = StatLayout(config.grid)
+    pairs = config.simulation.variance_reduction == "antithetic"
+    results = run(config, stages=precision.stages(config.simulation.paths,
+                                                   first_check or precision.FIRST_CHECK),
+                  should_stop=precision.stopping_rule(targets, layout, pairs), **run_options)
+    return replace(results,
+                   precision=precision.report(results.accumulator, layout, targets, pairs))
 
 
-def reproduce(summary_path: str | Path, **run_options):
-    """Run again the run whose ``summary.json`` is given, from its provenance alone.
+def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = True,
+              dtype: str = "float32", progress: bool | None = None,
+              **simulate_options) -> list[tuple[dict[str, Any], Results]]:
+    """Every point of the Cartesian ``grid`` of overrides ({key: [values]}), in grid order
+    (first key slowest): [(point, Results)].
+
+    Every point is validated first (a bad value fails before any run). Points that change
+    only traced numbers (deal terms, distribution fields, constants, observation values)
+    run together, one batched kernel call per chunk of paths for all of them, with the
+    same paths and shocks; points that change a shape (the horizon, a distribution's kind,
+    the seed or the number of paths) run in separate groups. ``batch=False`` runs the
+    points one after the other instead (each then bit-identical to its own
+    :func:`simulate`; batched, a point agrees with it to float32 rounding, about 1e-9
+    relative in means: the fused code differs).
+    """
+    enable_x64()
+    points = grid_points(grid)
+    configs = [with_overrides(config, point) for point in points]
+    if not batch or simulate_options.get("target_se"):
+        return [(p, simulate(c, dtype=dtype, progress=progress, **simulate_options))
+                for p, c in zip(points, configs, strict=True)]
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(batch_key(c), []).append(i)
+    results: list = [None] * len(points)
+    # groups too big for the device's memory run as several batches
+    size = max_batch(config.grid, weighted=bool(config.observations))
+    batches = [m[k:k + size] for m in groups.values() for k in range(0, len(m), size)]
+    for members in batches:
+        group = [configs[i] for i in members]
+        runs = run_batch(group, dtype=dtype, progress=progress, **simulate_options)
+        if group[0].observations:
+            runs = add_conditioned(runs, dtype, progress, **simulate_options)
+        for i, r in zip(members, runs, strict=True):
+            results[i] = r
+    return list(zip(points, results, strict=True))
+
+
+def reproduce(summary_path: str | Path, **run_options) -> tuple[Results, dict]:
+    """Run again the run whose ``summary.json`` is given, from its provenance alone:
+    (results, the summary's provenance).
 
     Raises ConfigError when the file is not a summary or its config text does not match
     its recorded sha256.
     """
     import hashlib
 
-    from .engine import run
-    from .report import json_restore
+    from .report.format import json_restore
 
+    enable_x64()
     try:
         prov = json.loads(Path(summary_path).read_text(encoding="utf-8"))["provenance"]
         raw, text = json_restore(prov["config_resolved"]), prov["config_text"]
@@ -105,90 +208,5 @@ def reproduce(summary_path: str | Path, **run_options):
     config = config.with_simulation(paths=paths, seed=seed)
     results = run(config, dtype=dtype, **run_options)
     if prov.get("conditioned"):  # the run had its conditioned pass: so does the rerun
-        results = condition_results(results, dtype, run_options=run_options)
+        results = add_conditioned([results], dtype, None, **run_options)[0]
     return results, prov
-
-
-def simulate(config: Config | str | Path, *, paths: int | None = None,
-             seed: int | None = None, overrides: Mapping[str, Any] | None = None,
-             dtype: str = "float32", progress: bool | None = None,
-             target_se: Mapping[str, float | str] | None = None,
-             first_check: int | None = None, condition: bool | None = None,
-             **run_options):
-    """Simulate a config and reduce it to :class:`mcsim.results.Results`.
-
-    Args:
-        config: a :class:`Config` or the path of a TOML file.
-        paths, seed: override ``[simulation]`` (None: the config's).
-        overrides: dotted keys to replace first (see :func:`with_overrides`).
-        dtype: ``"float32"`` (default) or ``"float64"`` for the kernel.
-        progress: show a progress bar (default: on a terminal, for long runs).
-        target_se: {STAT: standard error} to reach (``"1%"``: of the estimate); the run
-            stops at the first look where all are met, or at ``paths`` (the budget). See
-            :mod:`mcsim.precision` for the statistics and the stopping rule.
-        first_check: paths at the first look (default 65,536; a multiple of 1024).
-        condition: also run the same paths weighted by their likelihood of the config's
-            ``[observations]`` (default: when it has any), as ``results.conditioned``
-            (:mod:`mcsim.conditioning`); a second pass, so about twice the time. A small
-            effective sample size raises a ``UserWarning``.
-        **run_options: passed to :func:`mcsim.engine.run` (``chunk_size``, ``devices``,
-            ``checkpoint``, ``resume``, ...).
-
-    Returns:
-        Results: quantiles with intervals, means with standard errors, month distributions,
-        DataFrames (``*_frame``) and plots on matplotlib Axes (``plot_*``).
-    """
-    from .engine import run
-
-    if not isinstance(config, Config):
-        config = load_config(config)
-    config = with_overrides(config, overrides or {})
-    config = config.with_simulation(paths=paths, seed=seed)
-    if condition is None:
-        condition = bool(config.observations)
-    if not target_se:
-        results = run(config, dtype=dtype, progress=progress, **run_options)
-        return condition_results(results, dtype, progress, run_options) if condition else results
-    from dataclasses import replace
-
-    from . import precision
-    from .layout import StatLayout
-
-    if config.simulation.variance_reduction == "sobol":
-        raise ConfigError("simulation.variance_reduction", "sobol",
-                          '"none" or "antithetic" with a precision target (Sobol points\' '
-                          "errors are not the i.i.d. formula's, so a target could not be "
-                          "checked)")
-
-    targets = {}
-    for stat, value in target_se.items():
-        name, number, relative = precision.parse_target(f"{stat}={value}")
-        targets[name] = (number, relative)
-    layout = StatLayout(config.grid)
-    pairs = config.simulation.variance_reduction == "antithetic"
-    results = run(config, dtype=dtype, progress=progress,
-                  stages=precision.stages(config.simulation.paths,
-                                          first_check or precision.FIRST_CHECK),
-                  should_stop=precision.stopping_rule(targets, layout, pairs), **run_options)
-    results = replace(results,
-                      precision=precision.report(results.accumulator, layout, targets, pairs))
-    return condition_results(results, dtype, progress, run_options) if condition else results
-
-
-def condition_results(results, dtype: str = "float32", progress=None,
-                      run_options: dict | None = None, conditioned=None):
-    """``results`` with the same paths' conditioned results attached (run here, unless
-    ``conditioned`` is given)."""
-    import warnings
-    from dataclasses import replace
-
-    from .engine import run
-
-    if conditioned is None:
-        options = {k: v for k, v in (run_options or {}).items()
-                   if k not in ("checkpoint", "checkpoint_interval", "resume")}
-        config = results.config.with_simulation(paths=results.num_paths)
-        conditioned = run(config, dtype=dtype, progress=progress, weighted=True, **options)
-    if conditioned.warning:
-        warnings.warn(conditioned.warning, UserWarning, stacklevel=3)
-    return replace(results, conditioned=conditioned)

@@ -30,7 +30,7 @@ FORMAT = "mcsim.checkpoint/1"
 def run_identity(config, *, dtype: str, shard: int, devices, num_processes: int,
                  process_index: int, options, bins) -> dict:
     """What must match for a checkpoint to be resumed (JSON-ready)."""
-    from . import __version__
+    from ._version import __version__
 
     sim = config.simulation
     return {
@@ -117,7 +117,7 @@ def _write(tmp: Path, identity: dict, acc: Accumulator, next_start: int) -> None
 def load(path: Path, identity: dict, acc: Accumulator) -> int:
     """Fill ``acc`` from the checkpoint at ``path``; return the first path still to run.
 
-    Raises ConfigError (key ``--resume``) when the checkpoint is unreadable or was written
+    Raises ConfigError (key ``resume``) when the checkpoint is unreadable or was written
     by a different run.
     """
     try:
@@ -125,14 +125,14 @@ def load(path: Path, identity: dict, acc: Accumulator) -> int:
             saved = json.loads(str(z["identity"]))
             data = {k: z[k] for k in z.files if k != "identity"}
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError("--resume", str(path), f"a readable mcsim checkpoint ({exc})") \
+        raise ConfigError("resume", str(path), f"a readable mcsim checkpoint ({exc})") \
             from None
     differ = [k for k in identity if saved.get(k) != identity[k]]
     if differ:
         what = "; ".join(f"{k} was {saved.get(k)!r}, now {identity[k]!r}" for k in differ)
-        raise ConfigError("--resume", str(path),
-                          f"a checkpoint of this same run, but {what} (run without "
-                          "--resume to start over)")
+        raise ConfigError("resume", str(path),
+                          f"a checkpoint of this same run, but {what} (start over "
+                          "without resuming)")
     acc.add_counts(data["histogram"], data["repayment_counts"], data["credit_counts"],
                    data["nonfinite_months"])
     acc.paths = int(data["scalars"][0])

@@ -17,9 +17,27 @@ FORCE_HELP = ("write into a non-empty directory mcsim did not write: its files s
               "mcsim adds (and later replaces) only its own")
 
 
+#: The library names the Python argument in its errors; the CLI names the flag that set it.
+FLAGS = {"out_dir": "--out", "num_base": "--base-rows", "by_month": "--by",
+         "target_se": "--target-se", "resume": "--resume", "overrides": "--set",
+         "grid": "--set", "dtype": "--dtype"}
+
+
+def as_flags(exc: ConfigError) -> ConfigError:
+    """``exc`` with a Python argument's name replaced by its flag: ``num_base`` ->
+    ``--base-rows``, ``target_se['p_not_repaid']`` -> ``--target-se p_not_repaid``."""
+    for name, flag in FLAGS.items():
+        if exc.key == name:
+            return exc.renamed(flag)
+        if exc.key.startswith(f"{name}[") and exc.key.endswith("]"):
+            inner = exc.key[len(name) + 1:-1].strip("'\"")
+            return exc.renamed(f"{flag} {inner}")
+    return exc
+
+
 def _bad_input(exc: ConfigError) -> int:
     """Bad input: one line on stderr, exit status 2 (nothing has been written)."""
-    print(f"mcsim: error: {exc}", file=sys.stderr)
+    print(f"mcsim: error: {as_flags(exc)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
@@ -47,7 +65,7 @@ def _write(what: str, out, write) -> int | None:
 def _checkpoint_dir(args, out: Path) -> Path:
     """``--checkpoint-dir`` (default OUT.checkpoint), checked before the run: a directory
     (or a path that can become one) outside the report directory."""
-    from .outdir import check_output_dir
+    from .report.outdir import check_output_dir
 
     text = args.checkpoint_dir
     ckpt_dir = Path(text) if text is not None else Path(f"{out.resolve()}.checkpoint")
@@ -234,31 +252,44 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "reproduce":
-        return _reproduce(args)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "sweep":
-        return _sweep(args)
-    if args.command == "sensitivity":
-        return _sensitivity(args)
+    return COMMANDS[args.command](args)
+
+
+def _validate(args) -> int:
+    """``mcsim validate``: parse the config and say what it holds."""
     try:
         config = load_config(args.config)
-        if args.command == "validate":
-            n = len(config.uncertain_parameters())
-            print(f"{args.config}: valid ({config.grid.num_months} months, "
-                  f"{n} uncertain parameters, {config.simulation.paths:,} paths)")
-            return 0
-        from .api import parse_override, with_overrides
+    except ConfigError as exc:
+        return _bad_input(exc)
+    n = len(config.uncertain_parameters())
+    print(f"{args.config}: valid ({config.grid.num_months} months, "
+          f"{n} uncertain parameters, {config.simulation.paths:,} paths)")
+    return 0
 
+
+def _target(text: str) -> tuple[str, str]:
+    """``--target-se STAT=VALUE`` as (STAT, VALUE); the API checks both."""
+    stat, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError("--target-se", text, "STAT=VALUE (VALUE a number, or N%)")
+    return stat.strip(), value.strip()
+
+
+def _run(args) -> int:
+    """``mcsim run``: simulate a config (and its conditioned pass) and write its report."""
+    from .overrides import parse_override, with_overrides
+    from .report.outdir import check_output_dir
+
+    try:
+        config = load_config(args.config)
         config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(paths=args.paths, seed=args.seed,
                                         chunk_size=args.chunk_size,
                                         variance_reduction=args.variance_reduction)
-        from .outdir import check_output_dir
-
         out = check_output_dir(args.out, force=args.force)
         ckpt_dir = _checkpoint_dir(args, out)
+        # checked by simulate before it runs anything
+        targets = dict(_target(t) for t in args.target_se)
         if args.distributed or args.coordinator:
             _initialize_distributed(args)
     except ConfigError as exc:
@@ -271,16 +302,6 @@ def _main(argv: list[str] | None) -> int:
     from .api import simulate
     from .report import format_summary, write_report
 
-    targets = {}
-    if args.target_se:
-        from .precision import parse_target
-
-        try:
-            for text in args.target_se:
-                stat, value, relative = parse_target(text)
-                targets[stat] = f"{value * 100}%" if relative else value
-        except ConfigError as exc:
-            return _bad_input(exc)
     # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
     ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
     if args.resume and not ckpt_dir.exists():
@@ -317,15 +338,16 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _sensitivity(args) -> int:
-    from .api import parse_override, with_overrides
-    from .sensitivity import sensitivity, write_sensitivity
+    """``mcsim sensitivity``: Sobol indices and the tornado chart."""
+    from .overrides import parse_override, with_overrides
+    from .report.outdir import check_output_dir
+    from .report.sensitivity import write_sensitivity
+    from .sensitivity import sensitivity
 
     try:
         config = load_config(args.config)
         config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(seed=args.seed)
-        from .outdir import check_output_dir
-
         out = check_output_dir(args.out, force=args.force)
         result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
                              num_bootstrap=args.bootstrap, dtype=args.dtype)
@@ -352,10 +374,13 @@ def _sensitivity(args) -> int:
 
 
 def _sweep(args) -> int:
+    """``mcsim sweep``: a grid of overrides, one report per point and a comparison."""
     import warnings
 
-    from .outdir import check_output_dir
-    from .sweep import grid_points, parse_sweep, run_sweep, sweep_table, write_sweep
+    from .api import run_sweep
+    from .overrides import grid_points, parse_sweep
+    from .report.outdir import check_output_dir
+    from .report.sweep import sweep_table, write_sweep
 
     try:
         config = load_config(args.config).with_simulation(paths=args.paths, seed=args.seed)
@@ -391,8 +416,9 @@ def _sweep(args) -> int:
 
 
 def _compare(args) -> int:
-    from .compare import compare_text, load_summary, plot_compare
-    from .outdir import check_output_dir, output_directory
+    """``mcsim compare``: finished runs side by side."""
+    from .report.compare import compare_text, load_summary, write_compare
+    from .report.outdir import check_output_dir
 
     try:
         summaries = [load_summary(r) for r in args.runs]
@@ -403,15 +429,10 @@ def _compare(args) -> int:
             check_output_dir(args.out, force=args.force)
     except ConfigError as exc:
         return _bad_input(exc)
-    text = compare_text(summaries, names)
-    print(text)
+    print(compare_text(summaries, names))
     if args.out:
-        def write():
-            with output_directory(args.out, force=args.force) as tmp:
-                (tmp / "compare.txt").write_text(text + "\n")
-                plot_compare(summaries, names, tmp / "compare.png")
-
-        failed = _write("the comparison", args.out, write)
+        failed = _write("the comparison", args.out,
+                        lambda: write_compare(summaries, names, args.out, force=args.force))
         if failed is not None:
             return failed
         out = Path(args.out)
@@ -420,15 +441,15 @@ def _compare(args) -> int:
 
 
 def _reproduce(args) -> int:
-    """Rebuild a run from its summary.json alone and run it again."""
+    """``mcsim reproduce``: rebuild a run from its summary.json alone and run it again."""
     import warnings
 
     import jax
 
-    from . import __version__
+    from ._version import __version__
     from .api import reproduce
-    from .outdir import check_output_dir
     from .report import format_summary, write_report
+    from .report.outdir import check_output_dir
 
     try:
         check_output_dir(args.out, force=args.force)
@@ -450,6 +471,10 @@ def _reproduce(args) -> int:
     print(format_summary(results))
     print(f"report written to {out}/")
     return 0
+
+
+COMMANDS = {"run": _run, "reproduce": _reproduce, "sensitivity": _sensitivity,
+            "sweep": _sweep, "compare": _compare, "validate": _validate}
 
 
 if __name__ == "__main__":

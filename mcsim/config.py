@@ -27,6 +27,7 @@ from .distributions import (
     Distribution,
     canonical_fields,
 )
+from .errors import _MISSING, ConfigError
 from .months import MonthGrid, parse_month
 from .parameters import (
     DECAYING_RATES,
@@ -54,36 +55,6 @@ VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
 #: Monthly flows an observation may sum over a window (the annual flows of the report).
 OBSERVABLE_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share")
 OBSERVATION_KEYS = ("flow", "start", "end", "value", "sd", "rel_sd")
-
-
-class ConfigError(ValueError):
-    """A config value is missing, unknown or out of range. ``str()`` is one line."""
-
-    def __init__(self, key: str, value: Any, expected: str, *, source: str | None = None):
-        self.key, self.value, self.expected, self.source = key, value, expected, source
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        if self.value is _MISSING:
-            return f"{where}{self.key} is missing: expected {self.expected}"
-        return f"{where}{self.key} = {_show(self.value)}: expected {self.expected}"
-
-    def with_source(self, source: str) -> ConfigError:
-        return ConfigError(self.key, self.value, self.expected, source=source)
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,17 @@ The engine knows nothing of economics beyond these three functions.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import DealConfig
 from .months import MonthGrid
 from .parameters import LOGIT_PARAMETERS
+
+if TYPE_CHECKING:  # the model reads a deal config; it does not depend on the config module
+    from .config import DealConfig
 
 DT = 1.0 / 12.0
 ACC = jnp.float64  # dtype of the reported sums
@@ -316,25 +318,3 @@ def correlate(z, cholesky):
             acc = term if acc is None else acc + term
         out.append(acc if acc is not None else jnp.zeros_like(z[0]))
     return tuple(out)
-
-
-def simulate_flows(theta: dict, deal: DealTerms, normals, cholesky, num_months: int):
-    """All months of every path from given independent normals [T, N, 5] (row 0 unused).
-
-    For tests against :mod:`mcsim.reference` and for exporting sample paths. Returns
-    (final State, Flows of [T, N] arrays, recouped-state not included).
-    """
-    theta = prepare(theta)
-    state = initial_state(theta, deal, num_months)
-
-    def body(state, inputs):
-        t, z_next = inputs
-        state, flows = month_flows(theta, deal, state, t)
-        eps = correlate(tuple(z_next[..., k] for k in range(5)), cholesky)
-        state = advance(theta, state, eps, t)
-        return state, (flows, state.cum_azure_spend)
-
-    ts = jnp.arange(num_months, dtype=jnp.int32)
-    z_next = jnp.concatenate([normals[1:], jnp.zeros_like(normals[:1])], axis=0)
-    final, (flows, _) = jax.lax.scan(body, state, (ts, z_next))
-    return final, flows

@@ -7,11 +7,13 @@ Money axes are in billions of dollars.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .results import Results
+if TYPE_CHECKING:
+    from .results import Results
 
 B = 1e9
 FLOW_TITLES = {"azure_spend": "Azure spend", "azure_inference_spend": "Azure inference spend",
@@ -235,7 +237,7 @@ def png_metadata(results: Results) -> dict[str, str]:
     """Provenance in every PNG's text chunks: enough to find the run that drew it."""
     import hashlib
 
-    from . import __version__
+    from ._version import __version__
 
     info = results.info
     return {"Software": f"mcsim {__version__} (JAX {info.jax_version})",

@@ -33,21 +33,30 @@ FIRST_CHECK = 65536
 STATS = ("cumulative_azure_spend", "p_not_repaid", "p_credits_left", *HORIZON_TOTALS)
 
 
-def parse_target(text: str) -> tuple[str, float, bool]:
-    """``"STAT=VALUE"`` or ``"STAT=VALUE%"`` -> (stat, value, relative)."""
-    stat, sep, value = text.partition("=")
-    stat = stat.strip()
-    if not sep or stat not in STATS:
-        raise ConfigError("--target-se", text, f"STAT=VALUE with STAT one of {', '.join(STATS)}")
-    value = value.strip()
-    relative = value.endswith("%")
-    try:
-        number = float(value.rstrip("%"))
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"--target-se {stat}", value, "a positive number (or N%)")
-    return stat, number / 100.0 if relative else number, relative
+def parse_targets(target_se: Mapping[str, float | str]) -> dict[str, tuple[float, bool]]:
+    """``{STAT: VALUE}`` (VALUE a positive number, or ``"N%"`` of the estimate) ->
+    ``{STAT: (value, relative)}`` (a relative value as a fraction).
+
+    Raises ConfigError naming ``target_se`` (an unknown statistic) or ``target_se[STAT]``
+    (a value that is not a positive number or percentage).
+    """
+    out = {}
+    for stat, value in target_se.items():
+        if stat not in STATS:
+            raise ConfigError("target_se", stat, f"a statistic, one of {', '.join(STATS)}")
+        text = value.strip() if isinstance(value, str) else value
+        relative = isinstance(text, str) and text.endswith("%")
+        try:
+            if isinstance(text, bool):
+                raise ValueError
+            number = float(text.rstrip("%") if isinstance(text, str) else text)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number <= 0:
+            raise ConfigError(f"target_se[{stat!r}]", value,
+                              "a positive number (or \"N%\" of the estimate)")
+        out[stat] = (number / 100.0 if relative else number, relative)
+    return out
 
 
 def estimate(acc: Accumulator, layout: StatLayout, stat: str,
@@ -103,5 +112,5 @@ def report(acc: Accumulator, layout: StatLayout, targets, pairs: bool = False) -
                     "SE at or below its target, or at the path budget"}
 
 
-__all__ = ["FIRST_CHECK", "STATS", "estimate", "parse_target", "report", "stages",
+__all__ = ["FIRST_CHECK", "STATS", "estimate", "parse_targets", "report", "stages",
            "stopping_rule"]

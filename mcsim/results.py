@@ -16,6 +16,7 @@ import numpy as np
 
 from .accumulators import Accumulator, MoneyBins
 from .config import Config
+from .engine.conditioning import WeightedMoments, ess_warning, weighted_moments
 from .layout import ANNUAL_FLOWS, HORIZON_TOTALS, StatLayout
 
 Z_95 = 1.959964
@@ -165,7 +166,7 @@ class Results:
     #: with a precision target: what was asked and reached (mcsim.precision.report)
     precision: dict | None = None
     #: with [observations]: the same paths weighted by their likelihood
-    #: (:class:`mcsim.conditioning.ConditionedResults`)
+    #: (:class:`ConditionedResults`)
     conditioned: Results | None = None
 
     @property
@@ -318,5 +319,49 @@ class Results:
         return ax
 
 
-__all__ = ["Results", "QuantileTable", "MonthDistribution", "ANNUAL_FLOWS", "HORIZON_TOTALS",
-           "histogram_quantiles", "month_distribution"]
+@dataclass
+class ConditionedResults(Results):
+    """Results of the same paths, weighted by their likelihood of the observations.
+
+    The same interface as :class:`Results` (quantiles, means, month distributions, frames
+    and plots): the histograms and month counts hold weight sums, which
+    :meth:`_effective` rescales to the effective sample size for every interval; means
+    are the weighted ones with their delta-method errors. ``reference_loglik``: the
+    pilot's best log-likelihood, the weights' unit.
+    """
+
+    reference_loglik: float = 0.0
+
+    @property
+    def weighted(self) -> WeightedMoments:
+        t = self.accumulator.tree.total()
+        return weighted_moments(t[1], t[2], self.layout.num_stats)
+
+    @property
+    def ess(self) -> float:
+        return self.weighted.ess
+
+    @property
+    def ess_fraction(self) -> float:
+        return self.ess / max(self.num_paths, 1)
+
+    @property
+    def warning(self) -> str | None:
+        return ess_warning(self.ess, self.num_paths)
+
+    def _effective(self, counts: np.ndarray) -> np.ndarray:
+        """Weight sums rescaled to effective paths (they sum to the ESS; for antithetic
+        pairs, to half of it, see :attr:`Results.pair_factor`)."""
+        c = np.asarray(counts, np.float64)
+        total = c.sum()
+        return c * (self.pair_factor * self.ess / total) if total > 0 else c
+
+    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        sl = self.layout.rows(group)
+        m = self.weighted
+        return m.mean[sl].copy(), net_error_from_receipts(self.layout, group,
+                                                          m.stderr.copy())[sl]
+
+
+__all__ = ["Results", "ConditionedResults", "QuantileTable", "MonthDistribution",
+           "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles", "month_distribution"]

@@ -10,8 +10,8 @@ factor's own radial matrix is A's parameters with B's shocks. So every index has
 textbook meaning, and the shocks' indices say how much of the spread is irreducible
 month-to-month noise rather than parameter uncertainty.
 
-The design's rows enter the engine's own per-path function
-(:func:`mcsim.engine.shard_statistics`) with their uniforms in place of the paths'
+The design's rows enter the engine's own kernel
+(:func:`mcsim.engine.kernel.build_kernel`) with their uniforms in place of the paths'
 counter-based ones: the same copula, inverse CDFs, model and kernel dtype as ordinary runs.
 
 Outputs, per design row:
@@ -25,19 +25,16 @@ Outputs, per design row:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import model, sobol
+from . import sobol
 from .config import Config, ConfigError
-from .device_draws import DeviceSampler
-from .engine import DTYPES, shard_statistics, shock_cholesky
-from .rng import STREAM_SHOCKS, stream_key
+from .engine.kernel import KernelSpec, build_kernel, kernel_inputs
+from .x64 import enable_x64
 
 SHOCK_FACTOR = "monthly_shocks"
 OUTPUTS = ("repayment_month", "cumulative_azure_spend", "repaid_by")
@@ -86,23 +83,18 @@ def evaluate_rows(config: Config, uniforms: np.ndarray, shock_paths: np.ndarray,
     Returns ``repayment_month`` (int, T when not repaid), ``cumulative_azure_spend``
     ($, at the horizon) and ``finite`` (bool) per row.
     """
-    sampler = DeviceSampler(config)
-    grid = config.grid
-    T = grid.num_months
-    chol = shock_cholesky(config)
-    jd = DTYPES[dtype]
+    T = config.grid.num_months
+    # the design's rows are not the run's paths: no antithetic mirrors
+    kernel = build_kernel(KernelSpec.for_config(config, dtype)._replace(antithetic=False))
 
     @jax.jit
-    def rows(args, deal, key, u, shocks):
-        out = shard_statistics(sampler, grid, jd, chol, args, deal, key,
-                               jnp.arange(u.shape[0], dtype=jnp.uint32), uniforms=u,
-                               shock_paths=shocks)
+    def rows(inputs, u, shocks):
+        out = kernel(inputs, jnp.arange(u.shape[0], dtype=jnp.uint32), uniforms=u,
+                     shock_paths=shocks)
         return (out.final.repayment_month, out.stats[T - 1],
                 jnp.all(jnp.isfinite(out.stats), axis=0))
 
-    args = jax.tree.map(jnp.asarray, sampler.arguments())
-    deal = model.deal_terms(config.deal, grid)
-    key = jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS), jnp.uint32)
+    inputs = kernel_inputs(config)
     n = len(uniforms)
     call = min(ROWS_PER_CALL, 1 << max(0, (n - 1).bit_length()))
     month, spend, finite = [], [], []
@@ -111,7 +103,7 @@ def evaluate_rows(config: Config, uniforms: np.ndarray, shock_paths: np.ndarray,
         sp = np.zeros(call, np.uint32)
         u[: min(call, n - s)] = uniforms[s:s + call]
         sp[: min(call, n - s)] = shock_paths[s:s + call]
-        m, c, f = jax.device_get(rows(args, deal, key, jnp.asarray(u), jnp.asarray(sp)))
+        m, c, f = jax.device_get(rows(inputs, jnp.asarray(u), jnp.asarray(sp)))
         month.append(m)
         spend.append(c)
         finite.append(f)
@@ -138,6 +130,7 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     """
     import time
 
+    enable_x64()
     t0 = time.perf_counter()
     names = list(config.uncertain_parameters())
     if not names:
@@ -146,10 +139,10 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     grid = config.grid
     by_month = by_month or default_by_month(config)
     if by_month not in grid.labels:
-        raise ConfigError("--by", by_month, f"a month from {grid.labels[0]} to "
+        raise ConfigError("by_month", by_month, f"a month from {grid.labels[0]} to "
                           f"{grid.labels[-1]}")
     if num_base < 2 or num_base & (num_base - 1):
-        raise ConfigError("--base-rows", num_base, "a power of two >= 2")
+        raise ConfigError("num_base", num_base, "a power of two >= 2")
     seed = config.simulation.seed
     k, N = len(names), num_base
     A, B = sobol.design(N, k, seed)
@@ -179,39 +172,3 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
         means[name] = float(np.concatenate([f_A, f_B]).mean())
     return SensitivityResult(indices, by_month, N, len(uniforms), seed, means,
                              time.perf_counter() - t0)
-
-
-def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | Path, *,
-                      force: bool = False) -> Path:
-    """``sensitivity.csv`` (every index with its interval), ``sensitivity.json`` (the same
-    with provenance) and ``tornado.png``, written atomically into ``out_dir``."""
-    from . import __version__, plots
-    from .outdir import output_directory
-    from .report import json_safe
-
-    out_dir = Path(out_dir)
-    with output_directory(out_dir, force=force) as tmp:
-        result.frame().to_csv(tmp / "sensitivity.csv", float_format="%.6g")
-        doc = {
-            "outputs": {
-                name: {"mean": result.output_means[name], "variance": idx.variance,
-                       "factors": {f: {"first": idx.first[i], "first_low": idx.first_low[i],
-                                       "first_high": idx.first_high[i],
-                                       "total": idx.total[i], "total_low": idx.total_low[i],
-                                       "total_high": idx.total_high[i]}
-                                   for i, f in enumerate(idx.names)}}
-                for name, idx in result.indices.items()},
-            "repaid_by_month": result.by_month,
-            "top_for_repayment_month": result.top("repayment_month", 3),
-            "provenance": {"config_path": config.source_path, "config_text": config.source_text,
-                           "base_rows": result.num_base, "model_runs": result.num_rows,
-                           "seed": result.seed, "confidence": result.indices[
-                               "repayment_month"].confidence,
-                           "seconds": result.seconds, "mcsim_version": __version__,
-                           "estimators": "first order: Saltelli et al. (2010), centred; "
-                                         "total: Jansen (1999); bootstrap percentile "
-                                         "intervals over base rows"},
-        }
-        (tmp / "sensitivity.json").write_text(json.dumps(json_safe(doc), indent=2) + "\n")
-        plots.write_tornado(result, tmp / "tornado.png")
-    return out_dir

@@ -8,9 +8,13 @@ from pathlib import Path
 import jax
 import pytest
 
+import mcsim
+
 # Strict dtype promotion for the whole suite: a float64 NumPy scalar that would silently
 # promote the float32 kernel (and break its scan carry) is an error here, not a slowdown.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# The tests call the model and kernel below the API's entry points, which switch it on.
+mcsim.enable_x64()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 

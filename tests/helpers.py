@@ -11,6 +11,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
 
+#: Tolerance of every statistical test, in Monte Carlo standard errors: a two-sided false
+#: alarm of about 6e-5 per assertion under the normal approximation.
+N_SE = 4.0
+
 #: Every one of the 33 required parameters as a valid fixed number (TOML literals).
 MINIMAL_PARAMETERS: dict[str, str] = {
     "gpu_price_0": "2.0",
@@ -120,13 +124,22 @@ def short_config_file(directory: Path, horizon: str, base: str = "amendment_2026
     return path
 
 
+def short_config(horizon: str, base: str = "amendment_2026.toml", **simulation):
+    """A repository config cut at ``horizon`` (quick to compile), with other
+    ``[simulation]`` values (``paths=5000``, ``seed=7``) if given: a loaded Config."""
+    from mcsim import load_config
+
+    return load_config(CONFIGS_DIR / base).with_simulation(horizon=horizon, **simulation)
+
+
 #: The monthly flows the kernel and the NumPy reference both report, path by path.
 KERNEL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share",
                 "inference_spend", "compute_spend", "profit", "profit_share")
 
 
 def kernel_flows(cfg, theta: dict, normals, dtype):
-    """The JAX kernel (``model.simulate_flows``) on given parameters and normals [T, N, 5]:
+    """The JAX kernel (``mcsim.engine.flows_from_normals``) on given parameters and normals
+    [T, N, 5]:
     (final state, {flow: [T, N] array}), for comparison with :mod:`mcsim.reference` on the
     same inputs. The drivers must stay in ``dtype`` through the scan (a NumPy float64 scalar
     once promoted them, and the scan then failed)."""
@@ -135,13 +148,13 @@ def kernel_flows(cfg, theta: dict, normals, dtype):
     import numpy as np
 
     from mcsim import model
-    from mcsim.engine import shock_cholesky
+    from mcsim.engine import flows_from_normals, shock_cholesky
 
     grid = cfg.grid
     chol = shock_cholesky(cfg)
     th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
     deal = model.deal_terms(cfg.deal, grid)
-    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
+    fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, grid.num_months))
     final, flows = fn(th, deal, jnp.asarray(normals, dtype))
     for name in KERNEL_FLOWS[:3]:
         assert getattr(flows, name).dtype == dtype, name

@@ -52,7 +52,7 @@ float64 reference, two ways.
    cores (the reference runs 5,000 paths at a time, ~0.2 s each); the whole file about
    30 s, twice that on a loaded machine.
 
-2. **Path by path on the same shocks.** The JAX kernel (``model.simulate_flows``, float64
+2. **Path by path on the same shocks.** The JAX kernel (``mcsim.engine.flows_from_normals``, float64
    and float32) and :func:`mcsim.reference.simulate_reference` on the same theta and the
    same normals, with this config's correlated shocks (a non-identity Cholesky factor; in
    float32 this once crashed the scan), every flow of every path, with test_model.py's
@@ -72,6 +72,7 @@ import numpy as np
 import pytest
 from helpers import (
     KERNEL_FLOWS,
+    N_SE,
     REPO_ROOT,
     assert_float64_kernel_is_the_reference,
     flow_errors,
@@ -98,7 +99,6 @@ N_REF = 100_000
 REF_CHUNK = 5_000          # reference paths per call (it holds every flow of every month)
 ENGINE_SEED = 20_240_301   # Threefry streams of the engine
 REF_SEED = 918_273         # NumPy PCG64 stream of the reference: shares nothing with it
-N_SE = 4.0
 Z_95 = 1.959964
 PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 

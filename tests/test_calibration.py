@@ -15,7 +15,7 @@ from helpers import CONFIGS_DIR
 from mcsim import model
 from mcsim.config import load_config
 from mcsim.draws import ParameterSampler
-from mcsim.engine import shock_cholesky
+from mcsim.engine import flows_from_normals, shock_cholesky
 from mcsim.rng import shock_normals_reference
 
 N_PATHS = 20_000
@@ -33,7 +33,7 @@ def azure_inference():
     chol = shock_cholesky(cfg)
     th = {k: jnp.asarray(v, jnp.float32) for k, v in theta.items()}
     deal = model.deal_terms(cfg.deal, cfg.grid)
-    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, months))
+    fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, months))
     _, flows = fn(th, deal, jnp.asarray(normals, jnp.float32))
     return np.asarray(flows.azure_inference_spend, np.float64)  # [21, N]
 
@@ -57,7 +57,7 @@ def test_median_azure_inference_spend_matches_the_leak(azure_inference, months, 
 def test_amendment_repays_around_2027():
     """calibration.md's priors: at 20% of the revenue path, cumulative revenue share passes
     $13B around 2027 (2026-2029). The median repayment month must fall in 2026-2029."""
-    from mcsim.engine import run
+    from mcsim.api import run
 
     cfg = load_config(CONFIGS_DIR / "amendment_2026.toml").with_simulation(
         horizon="2031-12", paths=4096)

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 import mcsim
-from mcsim import engine, model
+from mcsim import api, engine
 from mcsim.cli import main
 from mcsim.config import ConfigError
-from mcsim.device_draws import DeviceSampler
-from mcsim.rng import STREAM_SHOCKS, stream_key
+from mcsim.engine import conditioning
 from tests.helpers import CONFIGS_DIR, minimal_config_text
 
 OBSERVED = CONFIGS_DIR / "observed.toml"
@@ -73,22 +72,15 @@ def test_a_shorter_horizon_must_still_hold_the_windows():
 def _per_path(cfg):
     """The paths' statistics, repayment months and observed sums, computed outside the
     engine's reductions."""
-    sampler = DeviceSampler(cfg)
-    grid = cfg.grid
-    windows = engine.observation_windows(cfg)
-    flows = tuple(o.flow for o in cfg.observations)
+    windows = conditioning.observation_windows(cfg)
+    kernel = engine.build_kernel(engine.KernelSpec.for_config(cfg, observed=True))
 
     @jax.jit
-    def f(args, deal, key, paths):
-        out = engine.shard_statistics(sampler, grid, jnp.float32, engine.shock_cholesky(cfg),
-                                      args, deal, key, paths, observed=flows,
-                                      windows=windows)
+    def f(inputs, paths):
+        out = kernel(inputs, paths, windows=windows)
         return out.stats, out.final.repayment_month, out.observed_sums
 
-    return jax.device_get(f(jax.tree.map(jnp.asarray, sampler.arguments()),
-                            model.deal_terms(cfg.deal, grid),
-                            jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS),
-                                        jnp.uint32),
+    return jax.device_get(f(engine.kernel_inputs(cfg),
                             jnp.arange(cfg.simulation.paths, dtype=jnp.uint32)))
 
 
@@ -98,10 +90,10 @@ def test_weighted_kernel_equals_numpy_weights_on_the_same_paths():
     value = np.array([o.value for o in cfg.observations])
     sd = np.array([o.sd for o in cfg.observations])
     loglik = -0.5 * np.sum(((obs - value[:, None]) / sd[:, None]) ** 2, axis=0)
-    reference = engine.reference_log_likelihood(cfg)
+    reference = conditioning.reference_log_likelihood(cfg)
     assert reference == pytest.approx(loglik.max(), abs=1e-9)  # 4,096 paths: all in the pilot
     w = np.exp(loglik - reference)
-    cond = engine.run(cfg, progress=False, weighted=True)
+    cond = api.run(cfg, progress=False, weighted=True)
     assert cond.ess == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-5)
     mean, se = cond.mean("horizon")
     rows = stats[cond.layout.rows("horizon")]
@@ -109,10 +101,10 @@ def test_weighted_kernel_equals_numpy_weights_on_the_same_paths():
     np.testing.assert_allclose(mean, expect, rtol=1e-5)
     resid = (rows - expect[:, None]) * w
     np.testing.assert_allclose(se, np.sqrt((resid**2).sum(axis=1)) / w.sum(), rtol=1e-4)
-    q = np.round(w * engine.WEIGHT_ONE).astype(np.int64)
+    q = np.round(w * conditioning.WEIGHT_ONE).astype(np.int64)
     counts = np.bincount(month, weights=q, minlength=cfg.grid.num_months + 1)
     np.testing.assert_array_equal(cond.accumulator.repayment_counts, counts.astype(np.int64))
-    prior = engine.run(cfg, progress=False)
+    prior = api.run(cfg, progress=False)
     np.testing.assert_array_equal(prior.accumulator.repayment_counts,
                                   np.bincount(month, minlength=cfg.grid.num_months + 1))
 
@@ -160,7 +152,7 @@ def test_flat_likelihood_gives_the_prior_back_with_a_path_level_ess():
 
 
 def test_observation_values_can_be_overridden():
-    from mcsim.api import with_overrides
+    from mcsim import with_overrides
 
     cfg = with_overrides(mcsim.load_config(OBSERVED),
                          {"observations.azure_inference_2024.value": 4.0e9})

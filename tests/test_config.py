@@ -598,7 +598,7 @@ def test_integer_too_large_for_a_float_is_a_config_error(sections, key):
 
 def test_integer_too_large_via_overrides_is_a_config_error():
     """``mcsim run --set deal.investment=1000...`` goes through api.with_overrides."""
-    from mcsim.api import with_overrides
+    from mcsim import with_overrides
 
     config = parse_config_text(minimal_config_text())
     with pytest.raises(ConfigError) as info:

@@ -7,14 +7,12 @@ import math
 import numpy as np
 import pytest
 import scipy.stats as st
-from helpers import minimal_config_text
+from helpers import N_SE, minimal_config_text
 from scipy.special import betainc, betaincinv, betaln, ndtr, ndtri_exp
 
 from mcsim.config import parse_config_text
 from mcsim.distributions import Z95, Distribution, canonical_fields, spearman_to_normal
 from mcsim.draws import ParameterSampler
-
-N_SE = 4.0  # tolerance in standard errors: two-sided false alarm about 6e-5 per assertion
 
 # These comparisons are deterministic (no sampling): tolerances are near float64 rounding,
 # loosened only where the quantile function itself is ill-conditioned (beta tails).

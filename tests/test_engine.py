@@ -3,28 +3,26 @@ the same paths, exact merges, and quantile error bars that cover."""
 
 import json
 
+import helpers
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR
 
 from mcsim.accumulators import BLOCK, MoneyBins, SumTree
-from mcsim.config import load_config
+from mcsim.api import run
 from mcsim.draws import ParameterSampler
-from mcsim.engine import pairwise_sum, process_units, round_chunk, run
+from mcsim.engine.chunk import pairwise_sum
+from mcsim.engine.plan import process_units, round_chunk
 from mcsim.layout import StatLayout
 from mcsim.reference import simulate_reference
 from mcsim.report import format_summary, summarize
 from mcsim.results import histogram_quantiles, month_distribution
 from mcsim.rng import shock_normals_reference
 
-N_SE = 4.0  # two-sided false alarm about 6e-5 per assertion
-
 
 @pytest.fixture(scope="module")
 def short_config():
-    """base.toml cut to three years (fast to compile and run), 5000 paths."""
-    return load_config(CONFIGS_DIR / "amendment_2026.toml").with_simulation(
-        horizon="2026-12", paths=5000, seed=7)
+    """amendment_2026.toml cut to three years (fast to compile and run), 5000 paths."""
+    return helpers.short_config("2026-12", paths=5000, seed=7)
 
 
 def _strip(summary):

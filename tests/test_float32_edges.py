@@ -14,8 +14,7 @@ import pytest
 from helpers import CONFIGS_DIR, minimal_config_text
 
 import mcsim
-from mcsim import model
-from mcsim.api import with_overrides
+from mcsim import model, with_overrides
 from mcsim.config import load_config, parse_config_text
 from mcsim.draws import ParameterSampler, to_dtype
 

@@ -14,7 +14,7 @@ import pytest
 from helpers import CONFIGS_DIR
 
 from mcsim.cli import main
-from mcsim.html_report import PLOTS, render
+from mcsim.report.html import PLOTS, render
 
 
 def _chromium() -> str:

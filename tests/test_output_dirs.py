@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import CONFIGS_DIR
 
-from mcsim import outdir
 from mcsim.cli import main
 from mcsim.config import ConfigError
+from mcsim.report import outdir
 
 BASE = str(CONFIGS_DIR / "amendment_2026.toml")
 RUN = ["run", BASE, "--paths", "2048", "--no-plots", "--no-progress"]
@@ -114,7 +114,7 @@ def test_a_finished_cli_run_leaves_no_checkpoint(tmp_path):
 _KILL_AT_RENAME = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from mcsim import outdir
+    from mcsim.report import outdir
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "fallback":
         outdir._renameat2_exchange = lambda a, b: False
@@ -162,7 +162,7 @@ def test_a_full_disk_while_writing_keeps_the_earlier_report(tmp_path, monkeypatc
     assert main([*RUN, "--out", str(out)]) == 0
     before = (out / "summary.json").read_bytes()
 
-    import mcsim.report as report
+    import mcsim.report.files as report
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
@@ -196,8 +196,8 @@ def test_a_checkpoint_that_cannot_be_written_does_not_stop_the_run(tmp_path, mon
 def test_checkpoints_are_compressed(tmp_path):
     """A complete checkpoint of a 2,048-path run is far smaller than its 35 MB of int64
     histograms (a few hundred kB: nearly every bin is empty)."""
+    from mcsim.api import run
     from mcsim.config import load_config
-    from mcsim.engine import run
 
     cfg = load_config(BASE).with_simulation(paths=2048)
     run(cfg, checkpoint=tmp_path, progress=False)

@@ -18,9 +18,10 @@ import pytest
 from helpers import minimal_config_text
 
 from mcsim import model
+from mcsim.api import run
 from mcsim.config import parse_config_text
 from mcsim.device_draws import draw_on_device
-from mcsim.engine import run, shock_cholesky
+from mcsim.engine import flows_from_normals, shock_cholesky
 from mcsim.rng import shock_normals_reference
 
 #: Documented bound on the float32 kernel's relative error of any reported mean.
@@ -78,7 +79,7 @@ def test_running_sums_lose_no_money_to_rounding():
     theta = draw_on_device(cfg, 0, 256, jnp.float32)
     normals = shock_normals_reference(cfg.simulation.seed, 0, 256, grid.num_months)
     chol = shock_cholesky(cfg)
-    fn = jax.jit(lambda th, d, z: model.simulate_flows(th, d, z, chol, grid.num_months))
+    fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, grid.num_months))
     final, flows = fn({k: jnp.asarray(v) for k, v in theta.items()},
                       model.deal_terms(cfg.deal, grid), jnp.asarray(normals, jnp.float32))
     for running, monthly in ((final.cum_azure_spend, flows.azure_spend),

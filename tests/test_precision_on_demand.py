@@ -13,7 +13,7 @@ from helpers import CONFIGS_DIR, short_config_file
 import mcsim
 from mcsim.cli import main
 from mcsim.config import ConfigError
-from mcsim.precision import parse_target, stages
+from mcsim.precision import parse_targets, stages
 
 SHORT = {"simulation.horizon": "2028-12"}
 K_RUNS = 100
@@ -26,11 +26,18 @@ def config():
 
 
 def test_targets_parse_and_bad_ones_are_refused():
-    assert parse_target("p_not_repaid=0.01") == ("p_not_repaid", 0.01, False)
-    assert parse_target("cumulative_azure_spend=0.5%") == ("cumulative_azure_spend", 0.005, True)
-    for bad in ("nonsense=1", "p_not_repaid", "p_not_repaid=-1", "p_not_repaid=abc"):
-        with pytest.raises(ConfigError):
-            parse_target(bad)
+    assert parse_targets({"p_not_repaid": 0.01}) == {"p_not_repaid": (0.01, False)}
+    assert parse_targets({"p_not_repaid": "0.01"}) == {"p_not_repaid": (0.01, False)}
+    assert parse_targets({"cumulative_azure_spend": "0.5%"}) == {
+        "cumulative_azure_spend": (0.005, True)}
+    for bad, key in (({"nonsense": 1}, "target_se"),
+                     ({"p_not_repaid": -1}, "target_se['p_not_repaid']"),
+                     ({"p_not_repaid": "abc"}, "target_se['p_not_repaid']"),
+                     ({"p_not_repaid": True}, "target_se['p_not_repaid']"),
+                     ({"p_not_repaid": "inf%"}, "target_se['p_not_repaid']")):
+        with pytest.raises(ConfigError) as info:
+            parse_targets(bad)
+        assert info.value.key == key  # the Python argument, not the CLI's flag
     assert stages(100_000, 8192) == [8192, 16384, 32768, 65536]
 
 

@@ -75,8 +75,8 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
     assert main([*map(str, common), "--no-progress"]) == 0  # leaves a complete checkpoint?
     # the CLI removes it after writing the report: make one that stays, through the API
+    from mcsim.api import run
     from mcsim.config import load_config
-    from mcsim.engine import run
 
     cfg = load_config(CONFIGS_DIR / "amendment_2026.toml").with_simulation(paths=2048)
     run(cfg, checkpoint=ckpt, progress=False)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import N_SE
 from jax.extend.random import threefry_2x32 as jax_threefry_2x32
 
 from mcsim.rng import (
@@ -20,8 +21,6 @@ from mcsim.rng import (
     uniform52,
     words_to_uniform,
 )
-
-N_SE = 4.0  # tolerance in standard errors: two-sided false alarm about 6e-5 per assertion
 
 # Random123 known-answer vectors for threefry2x32_20: (key0, key1, ctr0, ctr1) -> (out0, out1)
 KNOWN_ANSWERS = [

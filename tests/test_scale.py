@@ -19,19 +19,15 @@ from helpers import CONFIGS_DIR
 from helpers import short_config_file as write_short_config
 
 from mcsim.accumulators import MoneyBins
+from mcsim.api import run
 from mcsim.config import load_config
 from mcsim.device_draws import draw_on_device
 from mcsim.distributions import Distribution
 from mcsim.draws import ParameterSampler, to_dtype
-from mcsim.engine import (
-    KernelOptions,
-    bytes_per_path,
-    chunk_kernel,
-    plain_inputs,
-    run,
-    shock_cholesky,
-    zero_counts,
-)
+from mcsim.engine import KernelOptions, KernelSpec, kernel_inputs
+from mcsim.engine.chunk import chunk_kernel, no_uniforms, zero_counts
+from mcsim.engine.conditioning import no_windows
+from mcsim.engine.plan import bytes_per_path
 
 MCSIM = str(Path(sys.executable).parent / "mcsim")
 
@@ -128,18 +124,12 @@ def test_device_memory_is_one_chunk(short_config_file):
     """XLA's own memory analysis of the kernel stays under bytes_per_path * chunk (the
     estimate that sizes accelerator chunks), and after a run no per-path array is alive."""
     cfg = load_config(short_config_file)
-    from mcsim.device_draws import DeviceSampler
-    from mcsim.model import deal_terms
-
     grid, bins, devices = cfg.grid, MoneyBins(), tuple(jax.local_devices())
-    sampler = DeviceSampler(cfg)
-    chol = shock_cholesky(cfg)
     for chunk in (1024, 8192):
-        kernel = chunk_kernel(sampler.structure, grid, "float32", chol, bins, chunk, devices)
-        compiled = kernel.lower(jax.tree.map(jnp.asarray, sampler.arguments()),
-                                deal_terms(cfg.deal, grid), jnp.zeros(2, jnp.uint32),
-                                zero_counts(grid, bins, devices), jnp.uint32(0),
-                                jnp.int64(chunk), *plain_inputs(devices)).compile()
+        kernel = chunk_kernel(KernelSpec.for_config(cfg), bins, chunk, devices)
+        compiled = kernel.lower(kernel_inputs(cfg), zero_counts(grid, bins, devices),
+                                jnp.uint32(0), jnp.int64(chunk), no_uniforms(devices),
+                                no_windows()).compile()
         mem = compiled.memory_analysis()
         assert mem.temp_size_in_bytes <= bytes_per_path(grid) * chunk
     run(cfg.with_simulation(paths=20000), chunk_size=4096, progress=False)

@@ -16,20 +16,19 @@ import numpy as np
 import pytest
 
 import mcsim
-from mcsim import engine
-from mcsim.api import with_overrides
+from mcsim import api, with_overrides
 from mcsim.cli import main
 from mcsim.config import ConfigError
 from mcsim.device_draws import DeviceSampler
 from mcsim.sensitivity import SHOCK_FACTOR, evaluate_rows, sensitivity
-from tests.helpers import CONFIGS_DIR
+from tests.helpers import CONFIGS_DIR, short_config
 
 SHOCK_VOLS = ("gpu_price_vol", "utilization_vol", "token_vol", "users_vol", "conversion_vol")
 
 
 @pytest.fixture(scope="module")
 def short_base():
-    return mcsim.load_config(CONFIGS_DIR / "base.toml").with_simulation(horizon="2031-12")
+    return short_config("2031-12", "base.toml")
 
 
 def test_design_rows_run_the_same_kernel_as_ordinary_runs(short_base):
@@ -43,7 +42,7 @@ def test_design_rows_run_the_same_kernel_as_ordinary_runs(short_base):
                                              paths))
     rows = evaluate_rows(cfg, u, np.arange(n, dtype=np.uint32))
     counts = np.bincount(rows["repayment_month"], minlength=cfg.grid.num_months + 1)
-    results = engine.run(cfg, progress=False)
+    results = api.run(cfg, progress=False)
     np.testing.assert_array_equal(counts, results.accumulator.repayment_counts)
     mean, _ = results.mean("cumulative_azure_spend")
     assert rows["cumulative_azure_spend"].mean() == pytest.approx(mean[-1], rel=1e-12)

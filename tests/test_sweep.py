@@ -11,7 +11,7 @@ from helpers import short_config_file
 
 from mcsim.cli import main
 from mcsim.config import ConfigError
-from mcsim.sweep import grid_points, parse_sweep, split_values
+from mcsim.overrides import grid_points, parse_sweep, split_values
 
 
 def test_values_split_at_top_level_commas():
@@ -87,8 +87,7 @@ def test_batched_points_agree_with_their_own_runs(short_config):
     sums differ in the last bits can flip only at a boundary)."""
     import numpy as np
 
-    from mcsim import engine, load_config
-    from mcsim.api import with_overrides
+    from mcsim import api, load_config, with_overrides
 
     base = load_config(short_config).with_simulation(paths=6144)
     points = [{"deal.investment": 13e9}, {"deal.investment": 20e9,
@@ -96,10 +95,10 @@ def test_batched_points_agree_with_their_own_runs(short_config):
               {"deal.revenue_share": 0.1,
                "parameters.tokens_0": {"dist": "lognormal", "p5": 1.5e13, "p95": 4e13}}]
     configs = [with_overrides(base, p) for p in points]
-    batched = engine.run_batch(configs, progress=False)
+    batched = api.run_batch(configs, progress=False)
     assert all(r.info.batch == 3 for r in batched)
     for cfg, b in zip(configs, batched, strict=True):
-        alone = engine.run(cfg, progress=False)
+        alone = api.run(cfg, progress=False)
         for group in ("cumulative_azure_spend", "horizon"):
             np.testing.assert_allclose(b.mean(group)[0], alone.mean(group)[0], rtol=1e-7)
         moved = np.abs(b.accumulator.repayment_counts - alone.accumulator.repayment_counts)
@@ -109,16 +108,17 @@ def test_batched_points_agree_with_their_own_runs(short_config):
 
 
 def test_batch_refuses_configs_of_different_shapes(short_config):
-    from mcsim import engine, load_config
+    from mcsim import api, load_config
 
     base = load_config(short_config).with_simulation(paths=2048)
     with pytest.raises(ValueError, match="batch_key"):
-        engine.run_batch([base, base.with_simulation(seed=9)], progress=False)
+        api.run_batch([base, base.with_simulation(seed=9)], progress=False)
 
 
 def test_sweep_batched_and_one_by_one_agree(short_config):
     from mcsim import load_config
-    from mcsim.sweep import run_sweep, sweep_table
+    from mcsim.api import run_sweep
+    from mcsim.report.sweep import sweep_table
 
     cfg = load_config(short_config).with_simulation(paths=4096)
     grid = {"deal.revenue_share": [0.1, 0.3], "simulation.seed": [1, 2]}

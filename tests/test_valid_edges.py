@@ -183,24 +183,18 @@ def test_no_weight_is_clipped_the_reference_is_the_runs_best_path():
     import jax
     import jax.numpy as jnp
 
-    from mcsim import engine
     from mcsim.config import load_config
-    from mcsim.device_draws import DeviceSampler
-    from mcsim.model import deal_terms
-    from mcsim.rng import STREAM_SHOCKS, stream_key
+    from mcsim.engine import KernelSpec, build_kernel, kernel_inputs
+    from mcsim.engine import conditioning as cond
 
     cfg = load_config(CONFIGS_DIR / "observed.toml").with_simulation(paths=20_000)
-    ref = engine.reference_log_likelihood(cfg)
-    sampler = DeviceSampler(cfg)
-    windows = engine.observation_windows(cfg)
-    out = jax.jit(lambda a, d, k, p: engine.shard_statistics(
-        sampler, cfg.grid, jnp.float32, engine.shock_cholesky(cfg), a, d, k, p,
-        observed=tuple(o.flow for o in cfg.observations), windows=windows))(
-        jax.tree.map(jnp.asarray, sampler.arguments()), deal_terms(cfg.deal, cfg.grid),
-        jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32),
-        jnp.arange(20_000, dtype=jnp.uint32))
-    ll = np.asarray(engine.log_likelihood(out.observed_sums, windows))
-    best_of_pilot = ll[:engine.PILOT_PATHS].max()
+    ref = cond.reference_log_likelihood(cfg)
+    windows = cond.observation_windows(cfg)
+    kernel = build_kernel(KernelSpec.for_config(cfg, observed=True))
+    out = jax.jit(lambda i, p: kernel(i, p, windows=windows))(
+        kernel_inputs(cfg), jnp.arange(20_000, dtype=jnp.uint32))
+    ll = np.asarray(cond.log_likelihood(out.observed_sums, windows))
+    best_of_pilot = ll[:cond.PILOT_PATHS].max()
     assert ll.max() == pytest.approx(ref, abs=1e-6)
     assert ll.max() >= best_of_pilot  # the whole run's best, whichever path it is
 

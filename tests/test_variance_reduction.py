@@ -14,20 +14,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import short_config
 from scipy.stats import chi2
 
 import mcsim
-from mcsim import engine
+from mcsim import api, engine
 from mcsim.config import ConfigError
 from mcsim.device_draws import DeviceSampler
 from mcsim.qmc import SobolPoints
 from mcsim.report import summarize
-from tests.helpers import CONFIGS_DIR
 
 
 def _short(**changes):
-    cfg = mcsim.load_config(CONFIGS_DIR / "base.toml").with_simulation(horizon="2028-12")
-    return cfg.with_simulation(**changes)
+    return short_config("2028-12", "base.toml", **changes)
 
 
 def _without_provenance(results):
@@ -50,8 +49,7 @@ def test_antithetic_uniforms_mirror_in_pairs():
 def test_antithetic_shocks_are_negated():
     """Given the same parameters, the two paths of a pair move their log GPU price by
     opposite shock sums around the shock-free move (computed with gpu_price_vol = 0)."""
-    from mcsim import model
-    from mcsim.api import with_overrides
+    from mcsim import with_overrides
     from mcsim.rng import STREAM_SHOCKS, stream_key
 
     cfg = _short()
@@ -63,10 +61,9 @@ def test_antithetic_shocks_are_negated():
         args = jax.tree.map(jnp.asarray, sampler.arguments())
         u = np.array(sampler.uniforms(args, paths))
         u[1::2] = u[0::2]  # both paths of a pair take the even path's parameters
-        out = engine.shard_statistics(sampler, config.grid, jnp.float64,
-                                      engine.shock_cholesky(config), args,
-                                      model.deal_terms(config.deal, config.grid), key, paths,
-                                      uniforms=jnp.asarray(u), antithetic=antithetic)
+        spec = engine.KernelSpec.for_config(config, "float64")._replace(antithetic=antithetic)
+        inputs = engine.kernel_inputs(config)._replace(shock_key=key)
+        out = engine.build_kernel(spec)(inputs, paths, uniforms=jnp.asarray(u))
         return np.asarray(out.final.log_price)
 
     mirrored = final_log_price(cfg, True)
@@ -82,8 +79,8 @@ def test_antithetic_shocks_are_negated():
 @pytest.mark.parametrize("reduction", ["antithetic", "sobol"])
 def test_variance_reduction_runs_do_not_depend_on_chunking(reduction):
     cfg = _short(paths=6144, variance_reduction=reduction)
-    a = engine.run(cfg, chunk_size=1024, progress=False)
-    b = engine.run(cfg, chunk_size=4096, progress=False)
+    a = api.run(cfg, chunk_size=1024, progress=False)
+    b = api.run(cfg, chunk_size=4096, progress=False)
     assert _without_provenance(a) == _without_provenance(b)
     assert summarize(a)["method"]["variance_reduction"] == reduction
 
@@ -106,9 +103,9 @@ def test_sobol_points_are_stratified_and_index_addressed():
 
 
 def test_antithetic_agrees_with_plain_monte_carlo():
-    plain = engine.run(_short(paths=65536), progress=False)
-    anti = engine.run(_short(paths=16384, variance_reduction="antithetic"), progress=False)
-    sobol = engine.run(_short(paths=16384, variance_reduction="sobol"), progress=False)
+    plain = api.run(_short(paths=65536), progress=False)
+    anti = api.run(_short(paths=16384, variance_reduction="antithetic"), progress=False)
+    sobol = api.run(_short(paths=16384, variance_reduction="sobol"), progress=False)
     mp, sp = plain.mean("horizon")
     for other in (anti, sobol):
         mo, so = other.mean("horizon")
@@ -120,7 +117,7 @@ def test_antithetic_standard_error_matches_the_replicates_spread():
     R, n = 24, 4096
     means, ses = [], []
     for seed in range(R):
-        res = engine.run(_short(paths=n, seed=100 + seed, variance_reduction="antithetic"),
+        res = api.run(_short(paths=n, seed=100 + seed, variance_reduction="antithetic"),
                          progress=False)
         m, se = res.mean("horizon")
         means.append(m)
@@ -135,7 +132,7 @@ def test_antithetic_probability_errors_count_pairs():
     """P(event) errors use n/2 units under antithetic pairs: the bound
     p(1-p)(1+rho)/n <= p(1-p)/(n/2) (rho <= 1), never the i.i.d. formula that rho > 0
     would break."""
-    res = engine.run(_short(paths=4096, variance_reduction="antithetic"), progress=False)
+    res = api.run(_short(paths=4096, variance_reduction="antithetic"), progress=False)
     p = res.repayment.censored
     n = res.accumulator.repayment_counts.sum()
     assert 0 < p < 1
@@ -166,7 +163,7 @@ def test_saved_paths_are_the_runs_own_paths(reduction):
     cfg = _short(paths=1024, variance_reduction=reduction)
     _, flows = sample_paths(cfg, 1024)
     last = flows[flows["month"] == cfg.grid.labels[-1]]["cumulative_azure_spend"].mean()
-    run = engine.run(cfg, progress=False)
+    run = api.run(cfg, progress=False)
     assert last == pytest.approx(run.mean("cumulative_azure_spend")[0][-1], rel=1e-5)
     plain = sample_paths(_short(paths=1024), 1024)[1]
     assert not np.allclose(plain["cumulative_azure_spend"], flows["cumulative_azure_spend"])

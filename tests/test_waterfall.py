@@ -14,6 +14,7 @@ import pytest
 
 from mcsim import model
 from mcsim.config import DealConfig
+from mcsim.engine import flows_from_normals
 from mcsim.months import MonthGrid
 from mcsim.parameters import DECAYING_RATES
 from mcsim.reference import simulate_reference
@@ -23,7 +24,7 @@ T = GRID.num_months
 IDENTITY = np.eye(5)
 IDENTITY_STATIC = tuple(map(tuple, IDENTITY.tolist()))
 # deal terms are traced: one compile per dtype serves every case
-_simulate = jax.jit(model.simulate_flows, static_argnums=(3, 4))
+_simulate = jax.jit(flows_from_normals, static_argnums=(3, 4))
 
 
 def constant_theta(**overrides):

@@ -15,8 +15,8 @@ import json
 import math
 from pathlib import Path
 
-from .layout import ANNUAL_FLOWS, HORIZON_TOTALS
-from .report import money_text
+from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from .format import _pkey, money_text
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -91,12 +91,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render(summary: dict, images: dict[str, bytes]) -> str:
-    """The page as one string (summary: :func:`mcsim.report.summarize`)."""
+    """The page as one string (summary: :func:`mcsim.report.summary.summarize`)."""
     prov, grid = summary["provenance"], summary["grid"]
     cum, rep, cred = (summary["cumulative_azure_spend"], summary["repayment"],
                       summary["credit_exhaustion"])
     end = grid["horizon"]
-    pcts = [f"p{p:g}" for p in summary["method"]["percentiles"]]
+    pcts = [_pkey(p) for p in summary["method"]["percentiles"]]
     headline = [
         [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
         ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],

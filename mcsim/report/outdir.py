@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import ConfigError
+from ..errors import ConfigError
 
 MANIFEST = ".mcsim-output.json"
 MANIFEST_FORMAT = "mcsim.output/1"
@@ -89,10 +89,11 @@ def _is_cwd_or_above(path: Path) -> bool:
     return target == cwd or target in cwd.parents
 
 
-def check_output_dir(path: str | Path, *, key: str = "--out", force: bool = False) -> Path:
+def check_output_dir(path: str | Path, *, key: str = "out_dir", force: bool = False) -> Path:
     """Check before a run that ``path`` can take mcsim's files; returns it as a Path.
 
-    Raises ConfigError (naming ``key``) for: an empty path; a path whose parent is a file;
+    Raises ConfigError (naming ``key``: the Python argument ``out_dir`` unless told, which
+    the command line renames to its flag) for: an empty path; a path whose parent is a file;
     a path that exists and is not a directory; a directory (or nearest existing parent)
     that is not writable; a non-empty directory mcsim did not write, unless ``force``.
     """
@@ -123,7 +124,7 @@ def check_output_dir(path: str | Path, *, key: str = "--out", force: bool = Fals
 
 @contextlib.contextmanager
 def output_directory(path: str | Path, *, force: bool = False,
-                     key: str = "--out") -> Iterator[Path]:
+                     key: str = "out_dir") -> Iterator[Path]:
     """Yield an empty staging directory to write into; on success its files become ``path``
     (see the module docstring), on any failure the staging directory is deleted and
     ``path`` is left as it was."""

@@ -14,22 +14,26 @@ import json
 import math
 from pathlib import Path
 
-from .config import ConfigError
-from .months import parse_month
-from .report import money_text
+from ..errors import ConfigError
+from ..months import parse_month
+from .format import money_text
+from .outdir import output_directory
+from .summary import SCHEMA
 
 Z_95 = 1.959964
 
 
 def load_summary(out_dir: str | Path) -> dict:
+    """The summary.json of a report directory (ConfigError naming ``compare`` where there is
+    none, or it is not one mcsim wrote)."""
     path = Path(out_dir) / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError("compare", str(out_dir),
                           f"a report directory holding summary.json ({exc})") from None
-    if summary.get("schema") != "mcsim.summary/1":
-        raise ConfigError("compare", str(out_dir), "a summary.json of schema mcsim.summary/1")
+    if summary.get("schema") != SCHEMA:
+        raise ConfigError("compare", str(out_dir), f"a summary.json of schema {SCHEMA}")
     return summary
 
 
@@ -136,3 +140,15 @@ def plot_compare(summaries: list[dict], names: list[str], path: Path) -> Path:
         ax.legend(fontsize=8, loc="upper left")
     fig.savefig(path, dpi=110)
     return path
+
+
+def write_compare(summaries: list[dict], names: list[str], out_dir: str | Path, *,
+                  force: bool = False) -> Path:
+    """compare.txt (:func:`compare_text`) and compare.png (:func:`plot_compare`), written
+    atomically into ``out_dir`` (:mod:`mcsim.report.outdir`); returns it."""
+    out_dir = Path(out_dir)
+    text = compare_text(summaries, names)
+    with output_directory(out_dir, force=force) as tmp:
+        (tmp / "compare.txt").write_text(text + "\n")
+        plot_compare(summaries, names, tmp / "compare.png")
+    return out_dir

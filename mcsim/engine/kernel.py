@@ -1,0 +1,251 @@
+"""The device kernel: every per-path statistic of a run, from one place.
+
+A kernel is bound once to its static settings, a hashable :class:`KernelSpec` (the month
+grid, the dtype, the parameter sampler's structure, the shock correlation, antithetic
+pairs, the observed flows, the loop's unroll), in the way blackjax's ``build_kernel``
+binds its static settings: :func:`build_kernel` returns a pure function of the traced
+inputs, a :class:`KernelInputs` pytree (the sampler's arguments, the deal terms and the
+shock stream's key, from :func:`kernel_inputs`), and of the path indices. Every caller
+goes through it and composes it with what it needs (``jit``, ``vmap``, ``shard_map``):
+runs and sweeps (:mod:`mcsim.engine.chunk`), the likelihood reference pass
+(:mod:`mcsim.engine.conditioning`), the non-finite diagnosis
+(:mod:`mcsim.engine.diagnosis`), sensitivity designs (:mod:`mcsim.sensitivity`) and saved
+sample paths (:mod:`mcsim.sample_paths`).
+
+The month loop itself, :func:`scan_months`, is the only scan over months in mcsim; it
+takes the month's shocks from a function of the month, so the same loop runs on the
+counter-based streams of a run or on given normals (:func:`flows_from_normals`, for tests
+against the NumPy reference).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import model
+from ..config import Config
+from ..device_draws import DeviceSampler, SamplerStructure
+from ..layout import ANNUAL_FLOWS
+from ..months import MonthGrid
+from ..rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
+from ..x64 import enable_x64
+
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+def shock_cholesky(config: Config) -> tuple[tuple[float, ...], ...]:
+    """Lower Cholesky factor of the monthly shocks' correlation, as a hashable static."""
+    return tuple(map(tuple, np.linalg.cholesky(np.array(config.shock_correlation))))
+
+
+class KernelSpec(NamedTuple):
+    """What a kernel is compiled for: hashable, so compiled kernels are cached on it.
+
+    ``observed``: flow names whose sums over the observation windows the kernel returns
+    (a conditioned run). ``unroll``: months per step of the compiled loop (a layout
+    choice, see :class:`mcsim.engine.plan.KernelOptions`). ``record_flows``: also return
+    every month's flows ([T, n] each: saved sample paths only).
+    """
+
+    structure: SamplerStructure
+    grid: MonthGrid
+    dtype: str
+    cholesky: tuple
+    antithetic: bool = False
+    observed: tuple[str, ...] = ()
+    unroll: int = 1
+    record_flows: bool = False
+
+    @classmethod
+    def for_config(cls, config: Config, dtype: str = "float32", *, grid: MonthGrid | None = None,
+                   observed: bool = False, unroll: int = 1,
+                   record_flows: bool = False) -> KernelSpec:
+        """The spec of ``config``'s run (its own grid unless ``grid`` is given; its
+        observations' flows when ``observed``)."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype = {dtype!r}: expected one of {', '.join(DTYPES)}")
+        return cls(DeviceSampler(config).structure, grid or config.grid, dtype,
+                   shock_cholesky(config),
+                   config.simulation.variance_reduction == "antithetic",
+                   tuple(o.flow for o in config.observations) if observed else (),
+                   unroll, record_flows)
+
+    @property
+    def sampler(self) -> DeviceSampler:
+        return DeviceSampler.from_structure(self.structure)
+
+
+class KernelInputs(NamedTuple):
+    """The traced inputs of a kernel (a pytree): a new value never recompiles it."""
+
+    args: dict             # the parameter sampler's arguments (DeviceSampler.arguments)
+    deal: model.DealTerms  # float64 device scalars
+    shock_key: jax.Array   # uint32 [2]: the key of the monthly shock streams
+
+
+def kernel_inputs(config: Config, grid: MonthGrid | None = None) -> KernelInputs:
+    """``config``'s traced inputs as device arrays (on ``grid``, default its own). Switches
+    on JAX's 64-bit mode (:func:`mcsim.x64.enable_x64`): the deal terms are float64."""
+    enable_x64()
+    return KernelInputs(jax.tree.map(jnp.asarray, DeviceSampler(config).arguments()),
+                        model.deal_terms(config.deal, grid or config.grid),
+                        jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
+                                    jnp.uint32))
+
+
+def stacked_inputs(configs: list[Config]) -> KernelInputs:
+    """The inputs of configs that share a spec, stacked on a leading axis (a batch), except
+    the shock key, which they share (same seed)."""
+    enable_x64()
+    args = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
+                        *[DeviceSampler(c).arguments() for c in configs])
+    deal = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
+                        *[model.deal_terms(c.deal, c.grid) for c in configs])
+    return KernelInputs(args, deal, kernel_inputs(configs[0]).shock_key)
+
+
+class PathStatistics(NamedTuple):
+    """What a kernel computes for n paths."""
+
+    stats: jax.Array          # [S, n] float64: StatLayout's rows
+    final: model.State        # the state after the last month
+    first_bad: jax.Array      # [n] int32: first month with a non-finite running sum (T: none)
+    observed_sums: jax.Array  # [O, n] float64: each observation's flow summed over its window
+    flows: model.Flows | None = None  # [T, n] each, with KernelSpec.record_flows
+
+
+def standard_normals(words, dtype):
+    """Normals by the inverse error function of 23-bit uniforms (exact in float32)."""
+    out = []
+    for w in words:
+        u = words_to_uniform(w, jnp, dtype)
+        out.append(jnp.sqrt(dtype(2.0)) * jax.lax.erf_inv(dtype(2.0) * u - dtype(1.0)))
+    return tuple(out)
+
+
+def pair_streams(paths, antithetic: bool):
+    """(shock stream of each path, which paths mirror it): under antithetic pairs path
+    2k+1 takes path 2k's stream, negated; otherwise each its own, none mirrored."""
+    if not antithetic:
+        return paths, None
+    return paths & jnp.uint32(0xFFFFFFFE), (paths & jnp.uint32(1)) == 1
+
+
+def pair_sums(v, pairs: bool):
+    """Sum adjacent paths into antithetic pairs (the units whose spread is the error)."""
+    return v[..., 0::2] + v[..., 1::2] if pairs else v
+
+
+def month_shocks(shock_key, shock_paths, month, dtype, mirrored=None) -> tuple:
+    """The five standard normal shocks of ``month`` from each path's stream, negated where
+    ``mirrored`` (see :func:`pair_streams`); not yet correlated."""
+    z = standard_normals(shock_words(shock_key, shock_paths, month, jnp), dtype)
+    return z if mirrored is None else tuple(jnp.where(mirrored, -zk, zk) for zk in z)
+
+
+def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: tuple,
+                grid: MonthGrid, n: int, *, unroll: int = 1, observed: tuple[str, ...] = (),
+                windows=None, record_flows: bool = False) -> PathStatistics:
+    """Run every month of n paths from drawn parameters ``theta`` (before
+    :func:`mcsim.model.prepare`). ``shocks(t)``: the five independent normals that drive
+    the step from month t into month t + 1 (the last month's are never used)."""
+    T = grid.num_months
+    num_years = len(grid.years)
+    theta = model.prepare(theta)
+    state = model.initial_state(theta, deal, T)
+    year_index = jnp.asarray(grid.year_of_month(), jnp.int32)
+
+    def body(carry, t):
+        state, annual, first_bad, obs = carry
+        state, flows = model.month_flows(theta, deal, state, t)
+        # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
+        # the first month a path's sum is not finite is the first month of a bad flow
+        sums = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
+            + state.openai_cash + state.cum_profit_share
+        first_bad = jnp.where(~jnp.isfinite(sums) & (first_bad == T), t, first_bad)
+        # calendar-year sums carried in float64 and added month by month in calendar
+        # order (deterministic); carrying them costs far less than stacking every
+        # month's flows and summing afterwards
+        y = year_index[t]
+        monthly = jnp.stack([getattr(flows, f).astype(jnp.float64) for f in ANNUAL_FLOWS])
+        zero = jnp.int32(0)
+        year = jax.lax.dynamic_slice(annual, (zero, y, zero), (len(ANNUAL_FLOWS), 1, n))
+        annual = jax.lax.dynamic_update_slice(annual, year + monthly[:, None, :],
+                                              (zero, y, zero))
+        if observed:
+            inside = (windows["start"] <= t) & (t <= windows["end"])
+            flow = jnp.stack([monthly[ANNUAL_FLOWS.index(f)] for f in observed])
+            obs = obs + jnp.where(inside[:, None], flow, 0.0)
+        cum_azure = state.cum_azure_spend
+        state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t)
+        return (state, annual, first_bad, obs), (cum_azure, flows) if record_flows \
+            else cum_azure
+
+    annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
+    never = jnp.full((n,), T, jnp.int32)
+    obs0 = jnp.zeros((len(observed), n), jnp.float64)
+    (final, annual, first_bad, obs), out = jax.lax.scan(
+        body, (state, annual0, never, obs0), jnp.arange(T, dtype=jnp.int32), unroll=unroll)
+    cum_azure, flows = out if record_flows else (out, None)
+    receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
+    horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
+               -final.min_openai_cash]
+    stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)])
+    return PathStatistics(stats, final, first_bad, obs, flows)
+
+
+@functools.lru_cache(maxsize=64)
+def build_kernel(spec: KernelSpec) -> Callable[..., PathStatistics]:
+    """The per-path function of ``spec``: ``kernel(inputs, paths, uniforms=None,
+    shock_paths=None, windows=None) -> PathStatistics``. Pure and traceable; callers jit,
+    vmap or shard it.
+
+    ``paths`` [n] uint32: the path indices (their parameter and shock streams).
+    ``uniforms`` [n, m] replaces the paths' parameter uniforms (Sobol points, sensitivity
+    designs); ``shock_paths`` [n] uint32 names whose monthly shocks each row uses
+    (default: its own path's). Under antithetic pairs path 2k+1 mirrors path 2k (uniforms
+    1 - u, shocks -z). ``windows``: the observations' ``start``/``end`` month indices [O]
+    (inclusive), for a spec with ``observed`` flows.
+    """
+    sampler = spec.sampler
+    dtype = DTYPES[spec.dtype]
+
+    def kernel(inputs: KernelInputs, paths, uniforms=None, shock_paths=None,
+               windows=None) -> PathStatistics:
+        theta = sampler.draw(inputs.args, paths, dtype, uniforms=uniforms,
+                             antithetic=spec.antithetic)
+        own_streams, mirrored = pair_streams(paths, spec.antithetic)
+        streams = own_streams if shock_paths is None else shock_paths
+        return scan_months(
+            theta, inputs.deal,
+            lambda t: month_shocks(inputs.shock_key, streams, t + 1, dtype, mirrored),
+            spec.cholesky, spec.grid, paths.shape[0], unroll=spec.unroll,
+            observed=spec.observed, windows=windows, record_flows=spec.record_flows)
+
+    return kernel
+
+
+def flows_from_normals(theta: dict, deal: model.DealTerms, normals, cholesky: tuple,
+                       grid: MonthGrid | int):
+    """Every month's flows of N paths from given parameters and independent normals
+    [T, N, 5] (row t drives the step into month t; row 0 unused), through the kernel's own
+    month loop: (final State, Flows of [T, N] arrays). For tests against
+    :mod:`mcsim.reference`; ``grid`` may be a month count."""
+    if isinstance(grid, int):
+        grid = MonthGrid(0, grid)
+    last = grid.num_months - 1
+
+    def shocks(t):
+        z = jax.lax.dynamic_index_in_dim(normals, jnp.minimum(t + 1, last), keepdims=False)
+        z = jnp.where(t < last, z, jnp.zeros_like(z))  # the last step's are never used
+        return tuple(z[..., k] for k in range(5))
+
+    out = scan_months(theta, deal, shocks, cholesky, grid, normals.shape[1],
+                      record_flows=True)
+    return out.final, out.flows

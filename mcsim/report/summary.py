@@ -1,0 +1,211 @@
+"""summary.json's content: :func:`summarize` turns :class:`~mcsim.results.Results` into plain,
+JSON-ready data (every statistic with its error, the method, the provenance); it writes
+nothing (:mod:`mcsim.report.files` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._version import __version__
+from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from ..results import DEFAULT_PERCENTILES
+from .format import _beyond, _num, _pkey, json_safe
+
+if TYPE_CHECKING:
+    from ..months import MonthGrid
+    from ..results import MonthDistribution, QuantileTable, Results
+
+SCHEMA = "mcsim.summary/1"
+NOT_BY_HORIZON = "not by the horizon"
+
+
+def _quantile_block(q: QuantileTable, i: int | slice) -> dict:
+    """Each percentile's value and 95% interval; ``beyond_range`` is "above" (or "below")
+    where the quantile lies beyond the histogram's range (value null, the interval from the
+    range's edge), else null."""
+    out = {}
+    for j, p in enumerate(q.percentiles):
+        val, lo, hi = q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]
+        if isinstance(i, slice):
+            out[_pkey(p)] = {"value": [_num(v) for v in val],
+                             "ci95_low": [_num(v) for v in lo],
+                             "ci95_high": [_num(v) for v in hi],
+                             "beyond_range": [_beyond(v) for v in val]}
+        else:
+            out[_pkey(p)] = {"value": _num(val), "ci95_low": _num(lo), "ci95_high": _num(hi),
+                             "beyond_range": _beyond(val)}
+    return out
+
+
+def _month_text(grid: MonthGrid, m: int | None) -> str:
+    """Month ``m``'s label, or "not by the horizon" where there is none (None)."""
+    return grid.label(m) if m is not None else NOT_BY_HORIZON
+
+
+def _month_block(results: Results, dist: MonthDistribution) -> dict:
+    grid = results.grid
+    quantiles = {}
+    for p, (m, lo, hi) in dist.quantiles.items():
+        quantiles[_pkey(p)] = {
+            "month": results.month_label(m),
+            "label": _month_text(grid, m),
+            "ci95_low": results.month_label(lo),
+            "ci95_low_label": _month_text(grid, lo),
+            "ci95_high": results.month_label(hi),
+            "ci95_high_label": _month_text(grid, hi),
+        }
+    return {
+        "probability_not_by_horizon": dist.censored,
+        "probability_not_by_horizon_se": dist.censored_se,
+        "quantiles": quantiles,
+        "cdf": {"months": grid.labels,
+                "probability": [float(v) for v in dist.cdf],
+                "se": [float(v) for v in dist.cdf_se]},
+    }
+
+
+def provenance(results: Results) -> dict:
+    cfg, info = results.config, results.info
+    return {
+        "mcsim_version": __version__,
+        "jax_version": info.jax_version,
+        "device": info.device,
+        "num_devices": info.num_devices,
+        "num_processes": info.num_processes,
+        "kernel_options": info.options._asdict(),
+        "batch": info.batch,
+        "conditioned": results.conditioned is not None,
+        "dtype": info.dtype,
+        "paths": info.paths,
+        "seed": info.seed,
+        "chunk_size": info.chunk_size,
+        "run_seconds": round(info.seconds, 3),
+        "compile_seconds": round(info.compile_seconds, 3),
+        "config_path": cfg.source_path,
+        "config_sha256": hashlib.sha256(cfg.source_text.encode()).hexdigest(),
+        "config_text": cfg.source_text,
+        "config_resolved": json_safe(cfg.resolved),
+        "reproduce": "mcsim reproduce THIS_FILE --out DIR (config_resolved with the paths, "
+                     "seed and dtype above)",
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _nonfinite_block(results: Results) -> dict:
+    """Paths with a NaN or inf: how many, which month first, how many by first month."""
+    acc, grid = results.accumulator, results.grid
+    counts = acc.nonfinite_months
+    months = [int(m) for m in np.flatnonzero(counts)]
+    def label(m):
+        return (grid.label(m) if m < grid.num_months else "unlocated")
+    return {
+        "paths": acc.nonfinite_paths,
+        "fraction": acc.nonfinite_paths / max(acc.paths, 1),
+        "max_fraction": results.config.simulation.max_nonfinite_fraction,
+        "first_month": label(months[0]) if months else None,
+        "by_first_month": {label(m): int(counts[m]) for m in months},
+        "rule": "a path with a NaN or inf in any flow is counted here and left out of "
+                "every statistic; above max_fraction the run fails instead",
+    }
+
+
+def _statistics(results: Results, percentiles) -> dict:
+    """The distributions a run reports: cumulative spend by month, annual flows, horizon
+    totals and the two first-passage months (prior or conditioned alike)."""
+    grid = results.grid
+    cum_q = results.quantiles("cumulative_azure_spend", percentiles)
+    cum_m, cum_se = results.mean("cumulative_azure_spend")
+    annual = {"years": grid.year_labels(), "partial": grid.year_is_partial()}
+    for flow in ANNUAL_FLOWS:
+        q = results.quantiles(flow, percentiles)
+        m, se = results.mean(flow)
+        annual[flow] = {"mean": [_num(v) for v in m], "mean_se": [_num(v) for v in se],
+                        "quantiles": _quantile_block(q, slice(None))}
+    hq = results.quantiles("horizon", percentiles)
+    hm, hse = results.mean("horizon")
+    horizon = {name: {"mean": _num(hm[i]), "mean_se": _num(hse[i]),
+                      "quantiles": _quantile_block(hq, i)}
+               for i, name in enumerate(HORIZON_TOTALS)}
+    return {
+        "cumulative_azure_spend": {
+            "months": grid.labels,
+            "mean": [_num(v) for v in cum_m],
+            "mean_se": [_num(v) for v in cum_se],
+            "quantiles": _quantile_block(cum_q, slice(None)),
+        },
+        "annual": annual,
+        "repayment": _month_block(results, results.repayment),
+        "credit_exhaustion": _month_block(results, results.credit_exhaustion),
+        "horizon": horizon,
+    }
+
+
+MEAN_SE_METHOD = {
+    "none": "sqrt(sample variance / paths)",
+    "antithetic": "sqrt(sample variance of the antithetic pairs' means / pairs)",
+    "sobol": "sqrt(sample variance / paths), the i.i.d. formula: with scrambled Sobol "
+             "parameters the true error is usually smaller (benchmarks/variance_reduction.py "
+             "measures it over independent scramblings)",
+}
+
+
+def _conditioned_block(results: Results, percentiles) -> dict:
+    cond = results.conditioned
+    obs = [{"name": o.name, "flow": o.flow, "start": o.start, "end": o.end,
+            "value": o.value, "sd": o.sd} for o in results.config.observations]
+    return {
+        "observations": obs,
+        "paths": cond.num_paths,
+        "reference_log_likelihood": cond.reference_loglik,
+        "effective_sample_size": cond.ess,
+        "ess_fraction": cond.ess_fraction,
+        "warning": cond.warning,
+        "method": "paths weighted by their likelihood of the observations (independent "
+                  "Gaussian errors) relative to the best path of the run "
+                  "(reference_log_likelihood), self-normalized; the effective sample size "
+                  "(Kish, over paths) replaces the number of paths in every interval; "
+                  "means carry the delta-method error",
+        **_statistics(cond, percentiles),
+    }
+
+
+def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> dict:
+    """Everything MODEL.md's "What every run reports" asks, as JSON-ready data; with
+    observations, the same again conditioned on them (``"conditioned"``)."""
+    grid = results.grid
+    reduction = results.config.simulation.variance_reduction
+    return {
+        "schema": SCHEMA,
+        "provenance": provenance(results),
+        "grid": {"start": grid.label(0), "horizon": grid.label(grid.num_months - 1),
+                 "months": grid.num_months},
+        "method": {
+            "percentiles": list(percentiles),
+            "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "
+                           "widened to the edges of the histogram bins holding them",
+            "bin_relative_width": results.bins.relative_width,
+            "histogram_range": [-10.0 ** results.bins.max_exponent,
+                                10.0 ** results.bins.max_exponent],
+            "beyond_range": "a money quantile beyond histogram_range ($) has value null and "
+                            "beyond_range \"above\" (or \"below\"); its interval runs from "
+                            "the range's edge (the other end null: unbounded)",
+            "variance_reduction": reduction,
+            "mean_se": MEAN_SE_METHOD[reduction],
+            "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
+                              "the horizon",
+        },
+        "paths": results.num_paths,
+        "nonfinite_paths": results.accumulator.nonfinite_paths,
+        "nonfinite": _nonfinite_block(results),
+        **({"precision": results.precision} if results.precision else {}),
+        "investment": results.config.deal.investment,
+        **_statistics(results, percentiles),
+        **({"conditioned": _conditioned_block(results, percentiles)}
+           if results.conditioned is not None else {}),
+    }

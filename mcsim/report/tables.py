@@ -1,0 +1,64 @@
+"""The report's CSV tables (:func:`write_tables`): cumulative Azure spend by month, annual
+flows, the repayment and credit-exhaustion CDFs and the horizon totals, each quantile with
+its 95% interval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from ..results import DEFAULT_PERCENTILES
+from .format import _pkey, write_csv
+
+if TYPE_CHECKING:
+    from ..results import QuantileTable, Results
+
+
+def _quantile_columns(percentiles) -> list[str]:
+    cols = []
+    for p in percentiles:
+        k = _pkey(p)
+        cols += [k, f"{k}_ci95_low", f"{k}_ci95_high"]
+    return cols
+
+
+def _quantile_cells(q: QuantileTable, i: int) -> list:
+    cells = []
+    for j in range(len(q.percentiles)):
+        cells += [q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]]
+    return cells
+
+
+def write_tables(results: Results, out: Path,
+                 percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
+    """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv and horizon_totals.csv in
+    ``out``."""
+    grid = results.grid
+    q = results.quantiles("cumulative_azure_spend", percentiles)
+    m, se = results.mean("cumulative_azure_spend")
+    write_csv(out / "cumulative_azure_spend.csv",
+              ["month", "mean", "mean_se"] + _quantile_columns(percentiles),
+              [[grid.label(t), m[t], se[t]] + _quantile_cells(q, t)
+               for t in range(grid.num_months)])
+    rows = []
+    for flow in ANNUAL_FLOWS:
+        qf = results.quantiles(flow, percentiles)
+        mf, sef = results.mean(flow)
+        for y, label in enumerate(grid.year_labels()):
+            rows.append([flow, label, mf[y], sef[y]] + _quantile_cells(qf, y))
+    write_csv(out / "annual.csv", ["flow", "year", "mean", "mean_se"]
+              + _quantile_columns(percentiles), rows)
+    rep, cred = results.repayment, results.credit_exhaustion
+    write_csv(out / "repayment_cdf.csv",
+              ["month", "p_repaid_by", "p_repaid_by_se", "p_credits_exhausted_by",
+               "p_credits_exhausted_by_se"],
+              [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t]]
+               for t in range(grid.num_months)])
+    hq = results.quantiles("horizon", percentiles)
+    hm, hse = results.mean("horizon")
+    write_csv(out / "horizon_totals.csv",
+              ["statistic", "mean", "mean_se"] + _quantile_columns(percentiles),
+              [[name, hm[i], hse[i]] + _quantile_cells(hq, i)
+               for i, name in enumerate(HORIZON_TOTALS)])

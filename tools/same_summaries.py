@@ -1,0 +1,58 @@
+"""Compare every summary.json under two directory trees, outside their provenance.
+
+    python tools/same_summaries.py BEFORE_DIR AFTER_DIR
+
+Pairs files by their path relative to each root (pytest's ``--basetemp`` trees: the
+worker folder ``popen-gwN`` is dropped from the path, since tests land on either worker).
+A pair matches when the two files are byte-identical once the ``provenance`` block is
+removed (both re-serialised the way mcsim writes them: ``json.dumps(indent=1)``). Prints
+each difference and the counts; exits 1 when any pair differs or a file has no partner.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def key(root: Path, path: Path) -> str:
+    rel = str(path.relative_to(root))
+    rel = re.sub(r"popen-gw\d+/", "", rel)
+    return re.sub(r"(\D)\d+(/|$)", r"\1\2", rel)  # pytest numbers tmp dirs per session
+
+
+def without_provenance(path: Path) -> str:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc.pop("provenance", None)
+    return json.dumps(doc, indent=1, allow_nan=False)
+
+
+def main(before: str, after: str) -> int:
+    roots = Path(before), Path(after)
+    files = [{}, {}]
+    for side, root in enumerate(roots):
+        for path in sorted(root.rglob("summary.json")):
+            files[side].setdefault(key(root, path), []).append(path)
+    same = differ = 0
+    for k in sorted(set(files[0]) | set(files[1])):
+        a, b = files[0].get(k, []), files[1].get(k, [])
+        if len(a) != len(b):
+            print(f"unpaired: {k} ({len(a)} before, {len(b)} after)")
+            differ += 1
+            continue
+        texts_a = sorted(without_provenance(p) for p in a)
+        texts_b = sorted(without_provenance(p) for p in b)
+        for ta, tb in zip(texts_a, texts_b, strict=True):
+            if ta == tb:
+                same += 1
+            else:
+                differ += 1
+                print(f"DIFFERENT: {k}")
+    print(f"{same} summary.json identical outside provenance, {differ} different or unpaired")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
