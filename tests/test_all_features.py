@@ -81,8 +81,7 @@ from helpers import (
 )
 
 import mcsim
-from mcsim import reference
-from mcsim.config import load_config
+from mcsim import load_config, reference
 from mcsim.device_draws import draw_on_device
 from mcsim.draws import ParameterSampler
 from mcsim.engine import shock_cholesky

@@ -18,8 +18,7 @@ from helpers import CONFIGS_DIR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcsim import cli
-from mcsim.config import load_config
+from mcsim import cli, load_config
 from mcsim.parameters import REQUIRED
 
 BASE_TEXT = (CONFIGS_DIR / "base.toml").read_text(encoding="utf-8")

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from helpers import CONFIGS_DIR
 
-from mcsim import model
-from mcsim.config import load_config
+from mcsim import load_config, model
 from mcsim.draws import ParameterSampler
 from mcsim.engine import flows_from_normals, shock_cholesky
 from mcsim.rng import shock_normals_reference

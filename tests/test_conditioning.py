@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import mcsim
-from mcsim import api, engine
+from mcsim import ConfigError, api, engine
 from mcsim.cli import main
-from mcsim.config import ConfigError
 from mcsim.engine import conditioning
 from tests.helpers import CONFIGS_DIR, minimal_config_text
 

@@ -12,7 +12,7 @@ from helpers import (
     money_scale,
 )
 
-from mcsim.config import load_config
+from mcsim import load_config
 from mcsim.draws import ParameterSampler
 from mcsim.reference import simulate_reference
 from mcsim.rng import shock_normals_reference

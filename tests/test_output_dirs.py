@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import CONFIGS_DIR
 
+from mcsim import ConfigError
 from mcsim.cli import main
-from mcsim.config import ConfigError
 from mcsim.report import outdir
 
 BASE = str(CONFIGS_DIR / "amendment_2026.toml")

@@ -11,8 +11,8 @@ import pytest
 from helpers import CONFIGS_DIR, short_config_file
 
 import mcsim
+from mcsim import ConfigError
 from mcsim.cli import main
-from mcsim.config import ConfigError
 from mcsim.precision import parse_targets, stages
 
 SHORT = {"simulation.horizon": "2028-12"}

@@ -18,9 +18,9 @@ import pytest
 from helpers import CONFIGS_DIR
 from helpers import short_config_file as write_short_config
 
+from mcsim import load_config
 from mcsim.accumulators import MoneyBins
 from mcsim.api import run
-from mcsim.config import load_config
 from mcsim.device_draws import draw_on_device
 from mcsim.distributions import Distribution
 from mcsim.draws import ParameterSampler, to_dtype

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 import mcsim
-from mcsim import api, with_overrides
+from mcsim import ConfigError, api, with_overrides
 from mcsim.cli import main
-from mcsim.config import ConfigError
 from mcsim.device_draws import DeviceSampler
 from mcsim.sensitivity import SHOCK_FACTOR, evaluate_rows, sensitivity
 from tests.helpers import CONFIGS_DIR, short_config

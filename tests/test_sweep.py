@@ -9,8 +9,8 @@ import jax
 import pytest
 from helpers import short_config_file
 
+from mcsim import ConfigError
 from mcsim.cli import main
-from mcsim.config import ConfigError
 from mcsim.overrides import grid_points, parse_sweep, split_values
 
 

@@ -18,8 +18,7 @@ from helpers import short_config
 from scipy.stats import chi2
 
 import mcsim
-from mcsim import api, engine
-from mcsim.config import ConfigError
+from mcsim import ConfigError, api, engine
 from mcsim.device_draws import DeviceSampler
 from mcsim.qmc import SobolPoints
 from mcsim.report import summarize

@@ -14,11 +14,10 @@ import jax
 import numpy as np
 
 from ..accumulators import BLOCK, MoneyBins
-from ..config import Config
-from ..device_draws import DeviceSampler
+from ..config import Config, ConfigError
 from ..layout import ANNUAL_FLOWS, StatLayout
 from ..months import MonthGrid
-from .kernel import shock_cholesky
+from .kernel import KernelSpec
 
 DEFAULT_CHUNK_CPU = 32 * BLOCK
 DEFAULT_CHUNK_ACCELERATOR = 1024 * BLOCK
@@ -106,9 +105,8 @@ def batch_key(config: Config) -> tuple:
     """What configs must share to run in one batched call: every static shape of the
     kernel, the paths and the seed (points then differ only in traced numbers)."""
     sim = config.simulation
-    return (config.grid, sim.paths, sim.seed, sim.variance_reduction, sim.chunk_size,
-            DeviceSampler(config).structure, shock_cholesky(config),
-            tuple(o.flow for o in config.observations))
+    return (KernelSpec.for_config(config, observed=True), sim.paths, sim.seed,
+            sim.variance_reduction, sim.chunk_size)
 
 
 def max_batch(grid: MonthGrid, *, weighted: bool = False, bins: MoneyBins | None = None,
@@ -160,17 +158,19 @@ def plan_run(num_paths: int, requested_chunk: int, num_devices: int, *,
     """The calls of one process: chunks of ``requested_chunk`` paths per device (rounded,
     :func:`round_chunk`), halved until every stage boundary falls between calls.
 
-    Raises ValueError for stages in a multi-process run or not multiples of 1024 paths.
+    Raises ConfigError (``stages``) for stages in a multi-process run or not multiples of
+    1024 paths.
     """
     shard = round_chunk(requested_chunk, num_paths, num_devices * process_count)
     if stages:
         if process_count > 1:
-            raise ValueError("stopping early (stages) runs in one process only")
+            raise ConfigError("stages", stages, "no stages in a run of several processes "
+                              "(stopping early runs in one process only)")
         step = np.gcd.reduce(np.array(stages, np.int64))
         while shard > BLOCK and step % shard:  # calls must end on every stage boundary
             shard //= 2
         if step % shard:
-            raise ValueError(f"stages must be multiples of {BLOCK} paths")
+            raise ConfigError("stages", stages, f"multiples of {BLOCK} paths")
     level = (shard // BLOCK).bit_length() - 1  # the sum tree's level of one shard
     units = process_units(-(-num_paths // shard), process_index, process_count)
     first = units.start * shard

@@ -214,11 +214,13 @@ def _check_batch(configs: list[Config], batch: int, stages, checkpoint, dtype: s
         key = batch_key(configs[0])
         for other in configs[1:]:
             if batch_key(other) != key:
-                raise ValueError("configs of a batch must share their grid, paths, seed, "
-                                 "variance reduction, distribution kinds, correlations "
-                                 "and observed flows (mcsim.engine.batch_key)")
+                raise ConfigError("configs", f"{len(configs)} configs",
+                                  "configs that share their grid, paths, seed, variance "
+                                  "reduction, distribution kinds, correlations and observed "
+                                  "flows (mcsim.engine.batch_key)")
         if stages or checkpoint is not None:
-            raise ValueError("a batch of configs runs without stages or checkpoints")
+            raise ConfigError("configs", f"{len(configs)} configs", "one config when "
+                              "stopping early (stages) or checkpointing")
     if dtype not in DTYPES:
         raise ConfigError("dtype", dtype, f"one of {', '.join(DTYPES)}")
     if weighted and not configs[0].observations:
