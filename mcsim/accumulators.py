@@ -204,6 +204,8 @@ class Accumulator:
     credit_counts: np.ndarray = field(init=False)      # (T+1,) int64
     #: paths with a NaN or inf, by the first month one appeared ([T]: not located)
     nonfinite_months: np.ndarray = field(init=False)   # (T+1,) int64
+    cap_counts: np.ndarray = field(init=False)         # (T+1,) int64: revenue-share cap reached
+    commitment_counts: np.ndarray = field(init=False)  # (T+1,) int64: Azure commitment met
     paths: int = 0
 
     def __post_init__(self) -> None:
@@ -213,6 +215,8 @@ class Accumulator:
         self.repayment_counts = np.zeros(self.num_months + 1, np.int64)
         self.credit_counts = np.zeros(self.num_months + 1, np.int64)
         self.nonfinite_months = np.zeros(self.num_months + 1, np.int64)
+        self.cap_counts = np.zeros(self.num_months + 1, np.int64)
+        self.commitment_counts = np.zeros(self.num_months + 1, np.int64)
 
     @property
     def nonfinite_paths(self) -> int:
@@ -223,16 +227,18 @@ class Accumulator:
         return self.tree.moments()
 
     def add_counts(self, histogram, repayment_counts, credit_counts,
-                   nonfinite_months) -> None:
+                   nonfinite_months, cap_counts=0, commitment_counts=0) -> None:
         """Add integer counts (exact, in any order)."""
         self.histogram += np.asarray(histogram, np.int64)
         self.repayment_counts += np.asarray(repayment_counts, np.int64)
         self.credit_counts += np.asarray(credit_counts, np.int64)
         self.nonfinite_months += np.asarray(nonfinite_months, np.int64)
+        self.cap_counts += np.asarray(cap_counts, np.int64)
+        self.commitment_counts += np.asarray(commitment_counts, np.int64)
 
     def merge(self, other: Accumulator) -> None:
         """Fold in another accumulator over disjoint paths (another process's)."""
         self.add_counts(other.histogram, other.repayment_counts, other.credit_counts,
-                        other.nonfinite_months)
+                        other.nonfinite_months, other.cap_counts, other.commitment_counts)
         self.paths += other.paths
         self.tree.merge(other.tree)

@@ -24,7 +24,7 @@ import numpy as np
 from .accumulators import Accumulator, SumTree
 from .config import ConfigError
 
-FORMAT = "mcsim.checkpoint/1"
+FORMAT = "mcsim.checkpoint/2"
 
 
 def run_identity(config, *, dtype: str, shard: int, devices, num_processes: int,
@@ -107,6 +107,7 @@ def _write(tmp: Path, identity: dict, acc: Accumulator, next_start: int) -> None
         np.savez_compressed(f, identity=np.array(json.dumps(identity, sort_keys=True)),
                  histogram=acc.histogram, repayment_counts=acc.repayment_counts,
                  credit_counts=acc.credit_counts, nonfinite_months=acc.nonfinite_months,
+                 cap_counts=acc.cap_counts, commitment_counts=acc.commitment_counts,
                  scalars=np.array([acc.paths, next_start], np.int64),
                  tree_keys=tree["keys"], tree_count=tree["count"], tree_s1=tree["s1"],
                  tree_s2=tree["s2"])
@@ -134,7 +135,7 @@ def load(path: Path, identity: dict, acc: Accumulator) -> int:
                           f"a checkpoint of this same run, but {what} (start over "
                           "without resuming)")
     acc.add_counts(data["histogram"], data["repayment_counts"], data["credit_counts"],
-                   data["nonfinite_months"])
+                   data["nonfinite_months"], data["cap_counts"], data["commitment_counts"])
     acc.paths = int(data["scalars"][0])
     acc.tree = SumTree.from_state(acc.tree_stats, {
         "keys": data["tree_keys"], "count": data["tree_count"], "s1": data["tree_s1"],

@@ -30,11 +30,13 @@ from .distributions import (
 from .errors import _MISSING, ConfigError
 from .months import MonthGrid, parse_month
 from .parameters import (
+    ALTERNATIVE_FORMS,
+    ALWAYS_REQUIRED,
     DECAYING_RATES,
     DOMAINS,
     PARAMETER_INDEX,
     PARAMETER_NAMES,
-    REQUIRED,
+    REVERSE_SHARE_PARAMETERS,
     SHOCK_NAMES,
 )
 
@@ -49,7 +51,7 @@ MAX_CONFIG_BYTES = 10 * 1024 * 1024
 #: Tables and arrays nest at most this deep (a valid config needs 4: deeper documents are
 #: refused before anything recurses over them).
 MAX_NESTING = 32
-RECOUP_SOURCES = ("profit_share", "revenue_share")
+RECOUP_SOURCES = ("profit_share", "revenue_share", "azure_margin")
 #: simulation.variance_reduction: plain Monte Carlo, antithetic pairs, scrambled Sobol points
 VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
 #: Monthly flows an observation may sum over a window (the annual flows of the report).
@@ -98,9 +100,27 @@ class Observation:
     sd: float
 
 
+#: Term fields a ``[[deal.change]]`` may set (MODEL.md v2 A); the rest of [deal] is run-level.
+CHANGE_TERMS = ("revenue_share", "revenue_share_end", "revenue_share_cap",
+                "revenue_share_cap_from", "profit_share_until_recouped", "profit_share_after",
+                "profit_cap", "reverse_share")
+
+
+@dataclass(frozen=True)
+class DealChange:
+    """One ``[[deal.change]]``: the terms it sets, in force from month ``start`` on."""
+
+    start: str                  # the ``from`` month, "YYYY-MM"
+    terms: tuple[tuple[str, Any], ...]  # (field of CHANGE_TERMS, value) pairs, as in DealConfig
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.terms).get(name, default)
+
+
 @dataclass(frozen=True)
 class DealConfig:
-    """``[deal]``: the revenue share and the profit-share waterfall (fixed numbers, $)."""
+    """``[deal]``: the terms in force from the start (fixed numbers, $), run-level fields,
+    and the later changes of terms (MODEL.md version 2, A)."""
 
     investment: float
     revenue_share: float = 0.0
@@ -113,6 +133,19 @@ class DealConfig:
     recoup_from: tuple[str, ...] = ("profit_share",)
     azure_credits: float | None = None
     losses_before_start: float = 0.0
+    #: version 2 (each default reproduces version 1)
+    revenue_share_cap_from: str | None = None   # None: the start
+    revenue_share_paid_before_start: float = 0.0
+    reverse_share: float = 0.0
+    azure_commitment: float | None = None
+    azure_commitment_from: str | None = None
+    azure_commitment_by: str | None = None
+    changes: tuple[DealChange, ...] = ()
+
+    def term_values(self, name: str) -> list[Any]:
+        """The values a term field takes over the run: the initial one, then each change's."""
+        return [getattr(self, name)] + [c.get(name) for c in self.changes
+                                        if name in dict(c.terms)]
 
 
 @dataclass(frozen=True)
@@ -429,16 +462,49 @@ def _check_shape(kind: str, g: dict[str, float], key: str) -> None:
                 raise bad(f, "a number > 0")
 
 
+def _check_reverse_share(deal: DealConfig, parameters: dict) -> None:
+    """A reverse share needs the revenue it is a share of."""
+    if max(deal.term_values("reverse_share")) > 0:
+        for name in REVERSE_SHARE_PARAMETERS:
+            if name not in parameters:
+                raise ConfigError(f"parameters.{name}", _MISSING,
+                                  "a number or a distribution (required when a "
+                                  "reverse_share > 0: the reverse share is a share of "
+                                  "Microsoft's revenue from OpenAI models)")
+
+
 def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
     valid = list(PARAMETER_NAMES)
     _check_keys(raw, valid, "parameters.")
-    for name in REQUIRED:
+    for name in ALWAYS_REQUIRED:
         if name not in raw:
             raise ConfigError(f"parameters.{name}", _MISSING,
                               "a number or a distribution table (all 33 model parameters "
                               "are required)")
+    for item, forms in ALTERNATIVE_FORMS.items():
+        given = [[n in raw for n in form] for form in forms]
+        used = [any(g) for g in given]
+        if all(used):
+            raise ConfigError(f"parameters.{forms[1][0]}", raw[next(
+                n for n in forms[1] if n in raw)], f"one form of {item}: either "
+                f"{' + '.join(forms[0])} or {' + '.join(forms[1])}, not both")
+        if not any(used):
+            raise ConfigError(f"parameters.{forms[0][0]}", _MISSING,
+                              f"a number or a distribution table: {item} is given either "
+                              f"as {' + '.join(forms[0])} or as {' + '.join(forms[1])}")
+        form = forms[used.index(True)]
+        for name in form:
+            if name not in raw:
+                raise ConfigError(f"parameters.{name}", _MISSING,
+                                  f"a number or a distribution table (with "
+                                  f"{' and '.join(n for n in form if n != name)})")
     for rate in DECAYING_RATES:
         has = [f"{rate}_inf" in raw, f"{rate}_halflife" in raw]
+        if any(has) and rate not in raw:
+            name = f"{rate}_inf" if has[0] else f"{rate}_halflife"
+            raise ConfigError(f"parameters.{name}", raw[name],
+                              f"no companion of {rate}, which is not given (its form is "
+                              "not used)")
         if any(has) and not all(has):
             missing = f"{rate}_halflife" if has[0] else f"{rate}_inf"
             raise ConfigError(f"parameters.{missing}", _MISSING,
@@ -554,23 +620,39 @@ def _parse_shocks(raw: dict) -> tuple[tuple[float, ...], ...]:
 
 DEAL_KEYS = ("investment", "revenue_share", "revenue_share_end", "revenue_share_cap",
              "profit_share_until_recouped", "profit_share_after", "profit_cap",
-             "loss_carryforward", "recoup_from", "azure_credits", "losses_before_start")
+             "loss_carryforward", "recoup_from", "azure_credits", "losses_before_start",
+             "revenue_share_cap_from", "revenue_share_paid_before_start", "reverse_share",
+             "azure_commitment", "azure_commitment_from", "azure_commitment_by", "change")
+COMMITMENT_KEYS = ("azure_commitment", "azure_commitment_from", "azure_commitment_by")
 
 
-def _parse_deal(raw: dict) -> DealConfig:
+def _deal_terms(raw: dict, prefix: str) -> dict[str, Any]:
+    """The term fields of [deal] or of one change, validated."""
+    kw: dict[str, Any] = {}
+    for k in ("revenue_share", "profit_share_until_recouped", "profit_share_after",
+              "reverse_share"):
+        if k in raw:
+            kw[k] = _in_range(raw[k], f"{prefix}{k}", 0.0, 1.0)
+    for k in ("revenue_share_cap", "profit_cap"):
+        if k in raw:
+            kw[k] = _in_range(raw[k], f"{prefix}{k}", 0.0)
+    for k in ("revenue_share_end", "revenue_share_cap_from"):
+        if k in raw:
+            kw[k] = _month(raw[k], f"{prefix}{k}")
+    return kw
+
+
+def _parse_deal(raw: dict, grid: MonthGrid) -> DealConfig:
     _check_keys(raw, DEAL_KEYS, "deal.")
     if "investment" not in raw:
         raise ConfigError("deal.investment", _MISSING, "a number of dollars > 0")
     kw: dict[str, Any] = {"investment": _in_range(raw["investment"], "deal.investment",
                                                   0.0, None, lo_open=True)}
-    for k in ("revenue_share", "profit_share_until_recouped", "profit_share_after"):
-        if k in raw:
-            kw[k] = _in_range(raw[k], f"deal.{k}", 0.0, 1.0)
-    for k in ("revenue_share_cap", "profit_cap", "azure_credits", "losses_before_start"):
+    kw.update(_deal_terms(raw, "deal."))
+    for k in ("azure_credits", "losses_before_start", "revenue_share_paid_before_start",
+              "azure_commitment"):
         if k in raw:
             kw[k] = _in_range(raw[k], f"deal.{k}", 0.0)
-    if "revenue_share_end" in raw:
-        kw["revenue_share_end"] = _month(raw["revenue_share_end"], "deal.revenue_share_end")
     if "loss_carryforward" in raw:
         if not isinstance(raw["loss_carryforward"], bool):
             raise ConfigError("deal.loss_carryforward", raw["loss_carryforward"],
@@ -581,9 +663,58 @@ def _parse_deal(raw: dict) -> DealConfig:
         if not (isinstance(r, list) and r and all(x in RECOUP_SOURCES for x in r)
                 and len(set(r)) == len(r)):
             raise ConfigError("deal.recoup_from", r, "a non-empty list drawn from "
-                              '["profit_share", "revenue_share"], each once')
+                              '["profit_share", "revenue_share", "azure_margin"], each once')
         kw["recoup_from"] = tuple(r)
+    given = [k for k in COMMITMENT_KEYS if k in raw]
+    if given and len(given) < 3:
+        missing = next(k for k in COMMITMENT_KEYS if k not in raw)
+        raise ConfigError(f"deal.{missing}", _MISSING, "azure_commitment, "
+                          "azure_commitment_from and azure_commitment_by together (a "
+                          "take-or-pay amount, $, and its first and last months)")
+    if given:
+        start = _month(raw["azure_commitment_from"], "deal.azure_commitment_from")
+        by = _month(raw["azure_commitment_by"], "deal.azure_commitment_by")
+        if parse_month(start) < parse_month(grid.labels[0]):
+            raise ConfigError("deal.azure_commitment_from", start,
+                              f"a month not before the start ({grid.labels[0]})")
+        if parse_month(by) < parse_month(start):
+            raise ConfigError("deal.azure_commitment_by", by,
+                              f"a month not before deal.azure_commitment_from ({start})")
+        kw["azure_commitment_from"], kw["azure_commitment_by"] = start, by
+    kw["changes"] = _parse_changes(raw.get("change", []), grid)
     return DealConfig(**kw)
+
+
+def _parse_changes(raw: Any, grid: MonthGrid) -> tuple[DealChange, ...]:
+    """``[[deal.change]]``: tables with ``from`` (strictly increasing, after the start) and
+    any of :data:`CHANGE_TERMS`."""
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        raise ConfigError("deal.change", raw, "an array of tables [[deal.change]], each with "
+                          "a month `from` and the terms it changes")
+    out, last = [], parse_month(grid.labels[0])
+    for i, table in enumerate(raw):
+        prefix = f"deal.change[{i}]."
+        for key in table:
+            if key in DEAL_KEYS and key not in CHANGE_TERMS:
+                raise ConfigError(f"{prefix}{key}", table[key], "only term fields in a "
+                                  f"change ({', '.join(CHANGE_TERMS)}): {key} is run-level, "
+                                  "set once in [deal]")
+        _check_keys(table, ("from",) + CHANGE_TERMS, prefix)
+        if "from" not in table:
+            raise ConfigError(f"{prefix}from", _MISSING, 'the first month of the new terms '
+                              '"YYYY-MM"')
+        start = _month(table["from"], f"{prefix}from")
+        if parse_month(start) <= last:
+            after = "the start" if i == 0 else f"deal.change[{i - 1}].from"
+            raise ConfigError(f"{prefix}from", start, f"a month after {after} "
+                              f"({grid.labels[0] if i == 0 else out[-1].start}): changes "
+                              "come in strictly increasing month order")
+        last = parse_month(start)
+        terms = _deal_terms(table, prefix)
+        if not terms:
+            raise ConfigError(prefix.rstrip("."), table, "at least one term to change")
+        out.append(DealChange(start, tuple(terms.items())))
+    return tuple(out)
 
 
 TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal",
@@ -609,7 +740,8 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     parameters = _parse_parameters(_table(raw, "parameters"))
     correlation = _parse_correlation(_table(raw, "parameter_correlation", False), parameters)
     shocks = _parse_shocks(_table(raw, "shocks", False))
-    deal = _parse_deal(_table(raw, "deal"))
+    deal = _parse_deal(_table(raw, "deal"), simulation.grid)
+    _check_reverse_share(deal, parameters)
     observations = _parse_observations(_table(raw, "observations", False), simulation.grid)
     return Config(simulation, parameters, deal, correlation, shocks, source_text,
                   source_path, observations, copy.deepcopy(raw))

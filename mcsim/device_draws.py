@@ -98,7 +98,7 @@ class DeviceSampler:
                   if n in params and not isinstance(params[n], Distribution)),
             uncertain, tuple(PARAMETER_INDEX[n] for n in uncertain),
             tuple(params[n].kind for n in uncertain), copula_cols, factor,
-            tuple(r for r in DECAYING_RATES if f"{r}_inf" not in params),
+            tuple(r for r in DECAYING_RATES if r in params and f"{r}_inf" not in params),
             tuple(params[n].kind in _NORMAL_FAMILY and params[n].truncated
                   for n in uncertain))
         self._config = config

@@ -142,7 +142,7 @@ class ParameterSampler:
             elif spec is not None:
                 theta[name] = np.full(n, float(spec))
         for rate in DECAYING_RATES:
-            if f"{rate}_inf" not in theta:
+            if rate in theta and f"{rate}_inf" not in theta:
                 theta[f"{rate}_inf"] = theta[rate].copy()
                 theta[f"{rate}_halflife"] = np.ones(n)
         return to_dtype(theta, np.float64)

@@ -31,10 +31,65 @@ DT = 1.0 / 12.0
 ACC = jnp.float64  # dtype of the reported sums
 
 
+class Features(NamedTuple):
+    """Which version-2 mechanisms a config uses (static: each one adds code to the kernel,
+    and a config using none of them traces version 1's kernel exactly).
+
+    ``timeline``: the deal's terms change during the run (or the cap counts from a month
+    after the start): term fields are per-month arrays. ``cap_froms``: with a timeline, the
+    distinct month indices from which a revenue-share cap counts (each keeps a snapshot of
+    cumulative revenue share). ``reverse``: some reverse share > 0. ``markup``,
+    ``training_intensity``, ``opex_intensity``: the version-2 forms of the API price,
+    training spend and other opex. ``commitment``: an Azure take-or-pay commitment.
+    ``margin``: Microsoft's Azure margin is given (or counts toward recouping).
+    """
+
+    timeline: bool = False
+    cap_froms: tuple[int, ...] = ()
+    reverse: bool = False
+    markup: bool = False
+    training_intensity: bool = False
+    opex_intensity: bool = False
+    commitment: bool = False
+    margin: bool = False
+
+
+#: A config that uses no version-2 mechanism.
+V1_FEATURES = Features()
+
+
+def features(config, grid: MonthGrid | None = None) -> Features:
+    """The version-2 mechanisms ``config`` uses (cap months as indices of ``grid``, default
+    the config's)."""
+    deal, params, grid = config.deal, config.parameters, grid or config.grid
+    cap_froms = sorted({_cap_from_index(m, grid) for m in deal.term_values(
+        "revenue_share_cap_from")})
+    timeline = bool(deal.changes) or cap_froms != [0] \
+        or deal.revenue_share_paid_before_start > 0
+    return Features(
+        timeline=timeline, cap_froms=tuple(cap_froms) if timeline else (),
+        reverse=max(deal.term_values("reverse_share")) > 0,
+        markup="api_markup_0" in params,
+        training_intensity="training_intensity_0" in params,
+        opex_intensity="other_opex_intensity_0" in params,
+        commitment=deal.azure_commitment is not None,
+        margin="azure_gross_margin" in params or "azure_margin" in deal.recoup_from)
+
+
+def _cap_from_index(month: str | None, grid: MonthGrid) -> int:
+    """A cap's first counted month as an index, clamped to [0, T] (None or before the start:
+    0, where revenue share paid before the start counts too)."""
+    if month is None:
+        return 0
+    return max(0, min(grid.index(month), grid.num_months))
+
+
 class DealTerms(NamedTuple):
     """The deal as float64 device scalars (traced, so sweeping them never recompiles).
 
-    $ unless said."""
+    $ unless said. With :attr:`Features.timeline` the term fields (those a
+    ``[[deal.change]]`` may set) are arrays over the months, [T]: the value in force in
+    each month."""
 
     investment: jax.Array
     revenue_share: jax.Array          # fraction of revenue
@@ -48,19 +103,31 @@ class DealTerms(NamedTuple):
     recoup_revenue_share: jax.Array   # bool: cumulative revenue share counts
     azure_credits: jax.Array          # inf: none
     losses_before_start: jax.Array
+    # version 2
+    reverse_share: jax.Array = 0.0    # fraction of Microsoft's AI revenue paid back
+    cap_from: jax.Array = 0           # [T] int32 with a timeline: which cap_froms entry counts
+    paid_before_start: jax.Array = 0.0  # revenue share paid before the start, $
+    recoup_azure_margin: jax.Array = False  # bool: Microsoft's Azure margin counts
+    commitment: jax.Array = 0.0       # Azure take-or-pay amount, $
+    commitment_from: jax.Array = 0    # int32 month index
+    commitment_by: jax.Array = 0      # int32 month index (may be >= T: never due in the run)
 
 
-def deal_terms(deal: DealConfig, grid: MonthGrid) -> DealTerms:
-    """Device form of a :class:`DealConfig` on ``grid``.
+def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None) -> DealTerms:
+    """Device form of a :class:`DealConfig` on ``grid`` (per-month term arrays when
+    ``feats.timeline``).
 
     Every amount and rate is float64 whatever the kernel dtype: in float32 $13B is
     $12,999,999,488 and $38B is $38,000,001,024, which would move the recoup line and let
     a cap be exceeded.
     """
+    feats = feats or Features()
     inf = float("inf")
-    end = grid.num_months if deal.revenue_share_end is None else grid.index(
-        deal.revenue_share_end)
-    end = max(min(end, grid.num_months), -1)
+    T = grid.num_months
+
+    def end_index(month):
+        end = T if month is None else grid.index(month)
+        return max(min(end, T), -1)
 
     tiny = float(np.finfo(np.float64).tiny)
 
@@ -72,19 +139,48 @@ def deal_terms(deal: DealConfig, grid: MonthGrid) -> DealTerms:
             x = tiny
         return jnp.asarray(inf if x is None else x, ACC)
 
+    def term(name: str, convert):
+        """A term's value: a scalar, or with a timeline the value in force each month."""
+        if not feats.timeline:
+            return convert(getattr(deal, name))
+        values = [getattr(deal, name)] * T
+        for change in deal.changes:
+            if name in dict(change.terms):
+                first = grid.index(change.start)
+                for t in range(max(first, 0), T):
+                    values[t] = change.get(name)
+        return jnp.stack([convert(v) for v in values]) if T else convert(values[0])
+
+    def index(month):
+        return jnp.asarray(end_index(month), jnp.int32)
+
+    def cap_from(month):
+        return jnp.asarray(feats.cap_froms.index(_cap_from_index(month, grid)), jnp.int32)
+
+    commit = deal.azure_commitment is not None
     return DealTerms(
         investment=amount(deal.investment),
-        revenue_share=amount(deal.revenue_share),
-        revenue_share_end=jnp.asarray(end, jnp.int32),
-        revenue_share_cap=amount(deal.revenue_share_cap),
-        rate_until_recouped=amount(deal.profit_share_until_recouped),
-        rate_after=amount(deal.profit_share_after),
-        profit_cap=amount(deal.profit_cap),
+        revenue_share=term("revenue_share", amount),
+        revenue_share_end=term("revenue_share_end", index),
+        revenue_share_cap=term("revenue_share_cap", amount),
+        rate_until_recouped=term("profit_share_until_recouped", amount),
+        rate_after=term("profit_share_after", amount),
+        profit_cap=term("profit_cap", amount),
         loss_carryforward=jnp.asarray(deal.loss_carryforward),
         recoup_profit_share=jnp.asarray("profit_share" in deal.recoup_from),
         recoup_revenue_share=jnp.asarray("revenue_share" in deal.recoup_from),
         azure_credits=amount(deal.azure_credits),
         losses_before_start=amount(deal.losses_before_start),
+        reverse_share=term("reverse_share", amount),
+        cap_from=term("revenue_share_cap_from", cap_from) if feats.timeline
+        else jnp.asarray(0, jnp.int32),
+        paid_before_start=amount(deal.revenue_share_paid_before_start),
+        recoup_azure_margin=jnp.asarray("azure_margin" in deal.recoup_from),
+        commitment=amount(deal.azure_commitment if commit else 0.0),
+        commitment_from=jnp.asarray(grid.index(deal.azure_commitment_from) if commit else 0,
+                                    jnp.int32),
+        commitment_by=jnp.asarray(min(grid.index(deal.azure_commitment_by), T) if commit
+                                  else 0, jnp.int32),
     )
 
 
@@ -97,9 +193,9 @@ class State(NamedTuple):
     log_users: jax.Array              # log weekly active users
     logit_conversion: jax.Array
     growth_throughput: jax.Array      # cumulative log growth of tokens per GPU-hour
-    growth_training: jax.Array        # ... of training spend
-    growth_api_price: jax.Array       # ... of API revenue per million tokens
-    growth_other_opex: jax.Array      # ... of other operating cost
+    growth_training: jax.Array        # ... of training spend (or its intensity of revenue)
+    growth_api_price: jax.Array       # ... of API revenue per million tokens (or the markup)
+    growth_other_opex: jax.Array      # ... of other operating cost (or its intensity)
     cum_revenue_share: jax.Array      # float64 $, M so far
     cum_profit_share: jax.Array       # float64 $, Q so far
     loss_pool: jax.Array              # float64 $ (<= 0): losses later profits fill first
@@ -111,33 +207,75 @@ class State(NamedTuple):
     openai_cash: jax.Array            # float64 $, running sum of P - q
     min_openai_cash: jax.Array        # float64 $, running minimum of openai_cash (<= 0)
     decay: tuple = ()                 # 2^(-s/h) of each HALFLIFE_RATES rate at month t
+    # version 2 (zeros, T or empty when its mechanism is off)
+    growth_ms_ai: jax.Array = 0.0     # cumulative log growth of Microsoft's AI revenue
+    cum_margin: jax.Array = 0.0       # float64 $: Microsoft's Azure margin so far
+    cum_reverse: jax.Array = 0.0      # float64 $: reverse revenue share so far
+    cap_snapshots: tuple = ()         # float64 $: cumulative M before each cap_from month
+    cum_commit: jax.Array = 0.0       # float64 $: Azure spend counted toward the commitment
+    cap_month: jax.Array = 0          # int32: first month the revenue-share cap is reached
+    commit_month: jax.Array = 0       # int32: first month the commitment is met
 
 
 class Flows(NamedTuple):
     """Money of month t, $ per month (kernel dtype; the waterfall's flows in float64)."""
 
-    azure_spend: jax.Array            # Z = a X
+    azure_spend: jax.Array            # Z + F: Azure spend, commitment shortfall included
     azure_inference_spend: jax.Array  # a I
     revenue: jax.Array                # V
-    revenue_share: jax.Array          # M
+    revenue_share: jax.Array          # M (gross)
     inference_spend: jax.Array        # I
-    compute_spend: jax.Array          # X
+    compute_spend: jax.Array          # X = I + R
     profit: jax.Array                 # P
     profit_share: jax.Array           # q
+    training_spend: jax.Array = 0.0   # R
+    other_opex: jax.Array = 0.0       # O
+    net_revenue_share: jax.Array = 0.0      # M - reverse
+    reverse_revenue_share: jax.Array = 0.0  # reverse_share x Microsoft's AI revenue
+    azure_commitment_shortfall: jax.Array = 0.0  # F, paid in the commitment's last month
+    microsoft_azure_margin: jax.Array = 0.0      # azure_gross_margin x (Z + F)
+    paid_to_microsoft: jax.Array = 0.0           # Z + F + net revenue share
 
 
-#: Rates with a half-life: r(s) = r_inf + (r_0 - r_inf) 2^(-s/h).
+class Stocks(NamedTuple):
+    """Levels at month t (kernel dtype): what the public facts measure at a date."""
+
+    weekly_active_users: jax.Array
+    paying_subscribers: jax.Array
+    tokens_per_month: jax.Array
+    gpu_price: jax.Array
+    azure_share: jax.Array
+
+
+#: Rates with a half-life: r(s) = r_inf + (r_0 - r_inf) 2^(-s/h) (version 1's; version 2's
+#: join them only when their form is used, :func:`halflife_rates`).
 HALFLIFE_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
                   "api_price_drift", "other_opex_growth", "token_growth", "azure_share")
+#: the version-2 form of the rate that each version-1 growth state follows instead
+_V2_FORM_RATES = {"training_growth": ("training_intensity", "training_intensity_drift"),
+                  "api_price_drift": ("markup", "api_markup_drift"),
+                  "other_opex_growth": ("opex_intensity", "other_opex_intensity_drift")}
+
+
+def halflife_rates(feats: Features | None = None) -> tuple[str, ...]:
+    """The rates whose decay factor the state carries, in order: version 1's, with a
+    version-2 form's rate in place of the one it replaces, then Microsoft's AI revenue
+    growth with a reverse share."""
+    feats = feats or Features()
+    rates = tuple(_V2_FORM_RATES[r][1] if r in _V2_FORM_RATES
+                  and getattr(feats, _V2_FORM_RATES[r][0]) else r for r in HALFLIFE_RATES)
+    return rates + (("microsoft_ai_revenue_growth",) if feats.reverse else ())
 
 
 #: Levels whose logs :func:`prepare` precomputes (``_log_NAME``): a flow is one exp of a
 #: sum of logs, so no factor overflows where the product would not.
 LOG_LEVELS = ("tokens_per_gpu_hour_0", "training_spend_0", "subscription_arpu",
               "api_revenue_per_mtok_0", "api_token_share", "other_opex_0", "users_cap")
+V2_LOG_LEVELS = ("api_markup_0", "training_intensity_0", "other_opex_intensity_0",
+                 "microsoft_ai_revenue_0")
 
 
-def prepare(theta: dict) -> dict:
+def prepare(theta: dict, feats: Features | None = None) -> dict:
     """theta plus per-path constants that every month would otherwise recompute (keys
     starting with ``_``): each half-life's monthly decay factor 2^(-dt/h), the logits of
     the utilization and conversion (start and mean; taken from theta where the draws
@@ -148,36 +286,49 @@ def prepare(theta: dict) -> dict:
     at r_0) and 0 for a tiny one (it jumps to r_inf after month 0)."""
     logit = jax.scipy.special.logit
     out = dict(theta)
-    for name in HALFLIFE_RATES:
+    for name in halflife_rates(feats):
         out[f"_decay_step_{name}"] = jnp.exp2(-DT / theta[f"{name}_halflife"])
     for name in LOGIT_PARAMETERS:
         if f"_logit_{name}" not in out:
             out[f"_logit_{name}"] = logit(theta[name])
-    for name in LOG_LEVELS:
-        out[f"_log_{name}"] = jnp.log(theta[name])  # log 0 = -inf: exp(-inf + x) = 0
-    # API revenue per token, in log: share * ($ per million tokens) / 1e6
-    out["_log_api_revenue_per_token_0"] = out["_log_api_token_share"] \
-        + out["_log_api_revenue_per_mtok_0"] - 6.0 * math.log(10.0)
+    for name in LOG_LEVELS + V2_LOG_LEVELS:
+        if name in theta:
+            out[f"_log_{name}"] = jnp.log(theta[name])  # log 0 = -inf: exp(-inf + x) = 0
+    if "api_revenue_per_mtok_0" in theta:
+        # API revenue per token, in log: share * ($ per million tokens) / 1e6
+        out["_log_api_revenue_per_token_0"] = out["_log_api_token_share"] \
+            + out["_log_api_revenue_per_mtok_0"] - 6.0 * math.log(10.0)
     return out
 
 
-def _rate(theta, name: str, state):
+def _rate(theta, name: str, state, feats: Features | None = None):
     """r(s) = r_inf + (r_0 - r_inf) 2^(-s/h) of a decaying rate (per year) at the state's
     month. 2^(-s/h) is carried as a running product of 2^(-dt/h) (one multiply a month
     instead of an exp2: the kernel's costliest operations are its transcendentals); in
     float32 the product drifts by at most ~t ulp, 1.2e-5 relative at t = 204 months."""
     r0 = theta[f"{name}_0" if name in ("token_growth", "azure_share") else name]
     rinf = theta[f"{name}_inf"]
-    return rinf + (r0 - rinf) * state.decay[HALFLIFE_RATES.index(name)]
+    return rinf + (r0 - rinf) * state.decay[halflife_rates(feats).index(name)]
 
 
-def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
+def initial_state(theta: dict, deal: DealTerms, num_months: int,
+                  feats: Features | None = None) -> State:
     """Month-0 state: every driver at its ``*_0`` value, nothing paid yet (``theta`` as
     :func:`prepare` returns it: the logit states start at its ``_logit_*`` values)."""
+    feats = feats or Features()
     x = theta["gpu_price_0"]
     zero = jnp.zeros_like(x)
     zero_acc = jnp.zeros(x.shape, ACC)
     never = jnp.full(x.shape, num_months, jnp.int32)
+    v2 = {}
+    if feats.reverse:
+        v2.update(growth_ms_ai=zero, cum_reverse=zero_acc)
+    if feats.margin:
+        v2.update(cum_margin=zero_acc)
+    if feats.timeline:
+        v2.update(cap_snapshots=tuple(zero_acc for _ in feats.cap_froms))
+    if feats.commitment:
+        v2.update(cum_commit=zero_acc)
     return State(
         log_price=jnp.log(theta["gpu_price_0"]),
         logit_utilization=theta["_logit_utilization_0"],
@@ -186,53 +337,127 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int) -> State:
         logit_conversion=theta["_logit_conversion_0"],
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
-        cum_revenue_share=zero_acc, cum_profit_share=zero_acc,
+        cum_revenue_share=zero_acc + deal.paid_before_start if feats.timeline else zero_acc,
+        cum_profit_share=zero_acc,
         loss_pool=zero_acc - deal.losses_before_start,
         repayment_month=never, credit_month=never,
         cum_azure_spend=zero_acc, cum_revenue=zero_acc, cum_profit=zero_acc,
         openai_cash=zero_acc, min_openai_cash=zero_acc,
-        decay=tuple(jnp.ones_like(x) for _ in HALFLIFE_RATES),
+        decay=tuple(jnp.ones_like(x) for _ in halflife_rates(feats)),
+        cap_month=never, commit_month=never,
+        **v2,
     )
 
 
-def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, Flows]:
-    """Money flows of month t (int32 scalar) and the waterfall's update of the state."""
+def _at(term, t, feats: Features):
+    """A deal term's value in month t (a scalar, or its per-month array's entry)."""
+    return term[t] if feats.timeline else term
+
+
+def stocks(state: State, theta: dict, feats: Features | None = None) -> Stocks:
+    """The levels of month t from the state (kernel dtype)."""
+    users = jnp.exp(state.log_users)
+    return Stocks(users, jnp.exp(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)),
+                  jnp.exp(state.log_tokens), jnp.exp(state.log_price),
+                  _rate(theta, "azure_share", state, feats))
+
+
+def month_flows(theta: dict, deal: DealTerms, state: State, t,
+                feats: Features | None = None) -> tuple[State, Flows]:
+    """Money flows of month t (int32 scalar) and the waterfall's update of the state, in
+    MODEL.md's order (version 2, D): revenue, then the costs, the commitment shortfall,
+    the revenue share with its cap, the reverse share, profit, the waterfall, the sums."""
+    feats = feats or Features()
     # Every flow is one exp of a sum of logs (the logs of its constant factors come from
     # prepare): tokens reach e^91 in a long run, beyond float32's 3.4e38, while the money
     # they bring in does not, so no factor may be formed on its own. Only a money flow
     # above float32's range itself still overflows.
-    a = _rate(theta, "azure_share", state)
+    a = _rate(theta, "azure_share", state, feats)
     u = jax.nn.sigmoid(state.logit_utilization)
     # I = D / eta / u * p with eta = eta_0 exp(G); dividing by u <= 1 last keeps the
     # exp below I itself
-    inference = jnp.exp(state.log_tokens - state.growth_throughput + state.log_price
-                        - theta["_log_tokens_per_gpu_hour_0"]) / u
-    training = jnp.exp(theta["_log_training_spend_0"] + state.growth_training)
-    compute = inference + training
-    azure = a * compute
+    log_cost = state.log_tokens - state.growth_throughput + state.log_price \
+        - theta["_log_tokens_per_gpu_hour_0"]
+    inference = jnp.exp(log_cost) / u
     # S = W c arpu, with log c = log sigmoid(z) (c may be tiny: W arpu alone may overflow)
     subscriptions = jnp.exp(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)
                             + theta["_log_subscription_arpu"])
-    # A = share D pi_0 exp(G_pi) / 1e6
-    api = jnp.exp(state.log_tokens + state.growth_api_price
-                  + theta["_log_api_revenue_per_token_0"])
+    if feats.markup:
+        # pi = markup 1e6 p / (eta u): A = share D pi / 1e6 = share markup I
+        api = jnp.exp(log_cost + theta["_log_api_token_share"] + theta["_log_api_markup_0"]
+                      + state.growth_api_price) / u
+    else:
+        # A = share D pi_0 exp(G_pi) / 1e6
+        api = jnp.exp(state.log_tokens + state.growth_api_price
+                      + theta["_log_api_revenue_per_token_0"])
     revenue = subscriptions + api
-    other = jnp.exp(theta["_log_other_opex_0"] + state.growth_other_opex)
+    if feats.training_intensity:
+        training = jnp.exp(theta["_log_training_intensity_0"] + state.growth_training) \
+            * revenue
+    else:
+        training = jnp.exp(theta["_log_training_spend_0"] + state.growth_training)
+    compute = inference + training
+    azure = a * compute
+    if feats.opex_intensity:
+        other = jnp.exp(theta["_log_other_opex_intensity_0"] + state.growth_other_opex) \
+            * revenue
+    else:
+        other = jnp.exp(theta["_log_other_opex_0"] + state.growth_other_opex)
 
     # The waterfall runs on float64 sums: the loss pool and the cumulative shares reach
     # 10^12 while a month's profit may be 10^6, which float32 (24-bit) cannot resolve.
     revenue64 = revenue.astype(ACC)
     profit_before_share = (revenue - compute - other).astype(ACC)
+    v2 = {}
+
+    # Azure take-or-pay: spend of months from..by counts; a shortfall is paid at `by`
+    shortfall = None
+    if feats.commitment:
+        azure64 = azure.astype(ACC)
+        inside = (t >= deal.commitment_from) & (t <= deal.commitment_by)
+        counted = state.cum_commit + jnp.where(inside, azure64, 0.0)
+        shortfall = jnp.where(t == deal.commitment_by,
+                              jnp.maximum(deal.commitment - counted, 0.0), 0.0)
+        met = inside & (counted >= deal.commitment)
+        v2.update(cum_commit=counted,
+                  commit_month=jnp.where(met, jnp.minimum(state.commit_month, t),
+                                         state.commit_month))
+        profit_before_share = profit_before_share - shortfall
 
     # revenue share: paid through revenue_share_end; the month reaching the cap pays the rest
-    owed = jnp.where(t <= deal.revenue_share_end, deal.revenue_share * revenue64,
-                     0.0)
-    room = deal.revenue_share_cap - state.cum_revenue_share
+    share, end = _at(deal.revenue_share, t, feats), _at(deal.revenue_share_end, t, feats)
+    cap = _at(deal.revenue_share_cap, t, feats)
+    owed = jnp.where(t <= end, share * revenue64, 0.0)
+    if feats.timeline:
+        # the cap counts revenue share paid from its cap_from month on: cumulative M less
+        # its value when that month began (a snapshot taken as each cap_from month starts)
+        snaps = tuple(jnp.where(t == c, state.cum_revenue_share, s) if c > 0 else s
+                      for c, s in zip(feats.cap_froms, state.cap_snapshots, strict=True))
+        which = _at(deal.cap_from, t, feats)
+        base = snaps[0]
+        for k in range(1, len(snaps)):
+            base = jnp.where(which == k, snaps[k], base)
+        room = cap - (state.cum_revenue_share - base)
+        v2.update(cap_snapshots=snaps)
+    else:
+        room = cap - state.cum_revenue_share
     hits_cap = owed >= room
     rev_share = jnp.where(hits_cap, room, owed)
-    cum_m = jnp.where(hits_cap, deal.revenue_share_cap,
-                      state.cum_revenue_share + owed)
+    v2.update(cap_month=jnp.where(hits_cap & (cap < jnp.inf),
+                                  jnp.minimum(state.cap_month, t), state.cap_month))
+    if feats.timeline:
+        rev_share = jnp.maximum(rev_share, 0.0)  # a cap lowered below what was paid
+        cum_m = state.cum_revenue_share + rev_share
+    else:
+        cum_m = jnp.where(hits_cap, deal.revenue_share_cap,
+                          state.cum_revenue_share + owed)
     profit = profit_before_share - rev_share
+    reverse = None
+    if feats.reverse:
+        ms_ai = jnp.exp(theta["_log_microsoft_ai_revenue_0"] + state.growth_ms_ai)
+        reverse = _at(deal.reverse_share, t, feats) * ms_ai.astype(ACC)
+        profit = profit + reverse
+        v2.update(cum_reverse=state.cum_reverse + reverse)
 
     # distributable profit d: losses carried forward must be filled first
     pool = state.loss_pool + profit
@@ -244,21 +469,30 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
     investment = deal.investment
     q_prev = state.cum_profit_share
     to_line = jnp.maximum(investment - q_prev, 0.0)
-    r1, r2 = deal.rate_until_recouped, deal.rate_after
+    r1, r2 = _at(deal.rate_until_recouped, t, feats), _at(deal.rate_after, t, feats)
     crosses = r1 * d > to_line  # implies r1 > 0
     d_at_r1 = jnp.where(crosses, to_line / jnp.where(crosses, r1, 1.0), d)
     q_new = jnp.where(crosses, jnp.maximum(q_prev, investment) + r2 * (d - d_at_r1),
                       q_prev + r1 * d)
-    q_new = jnp.minimum(q_new, deal.profit_cap)  # split first, then cap
+    q_new = jnp.minimum(q_new, _at(deal.profit_cap, t, feats))  # split first, then cap
+    if feats.timeline:
+        q_new = jnp.maximum(q_new, q_prev)  # a cap lowered below Q pays nothing, takes nothing
     profit_share = q_new - q_prev
 
+    azure_paid = azure.astype(ACC) if shortfall is None else azure.astype(ACC) + shortfall
+    margin = None
+    if feats.margin:
+        margin = theta["azure_gross_margin"].astype(ACC) * azure_paid
+        v2.update(cum_margin=state.cum_margin + margin)
     recouped = jnp.where(deal.recoup_profit_share, q_new, 0.0) \
         + jnp.where(deal.recoup_revenue_share, cum_m, 0.0)
+    if feats.margin:
+        recouped = recouped + jnp.where(deal.recoup_azure_margin, v2["cum_margin"], 0.0)
     repaid_now = recouped >= investment
     repayment = jnp.where(repaid_now, jnp.minimum(state.repayment_month, t),
                           state.repayment_month)
 
-    cum_azure = state.cum_azure_spend + azure.astype(ACC)
+    cum_azure = state.cum_azure_spend + azure_paid
     credit = jnp.where(cum_azure >= deal.azure_credits,
                        jnp.minimum(state.credit_month, t), state.credit_month)
     cash = state.openai_cash + (profit - profit_share)
@@ -270,19 +504,36 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t) -> tuple[State, F
         cum_revenue=state.cum_revenue + revenue.astype(ACC),
         cum_profit=state.cum_profit + profit,
         openai_cash=cash, min_openai_cash=jnp.minimum(state.min_openai_cash, cash),
+        **v2,
     )
-    flows = Flows(azure, a * inference, revenue, rev_share, inference, compute, profit,
-                  profit_share)
+    zero = jnp.zeros_like(rev_share)
+    net_share = rev_share if reverse is None else rev_share - reverse
+    azure_out = azure if shortfall is None else azure_paid
+    flows = Flows(azure_out, a * inference, revenue, rev_share, inference, compute, profit,
+                  profit_share, training, other, net_share,
+                  zero if reverse is None else reverse,
+                  zero if shortfall is None else shortfall,
+                  zero if margin is None else margin,
+                  azure_paid + net_share)
     return new, flows
 
 
-def advance(theta: dict, state: State, eps, t) -> State:
+def advance(theta: dict, state: State, eps, t, feats: Features | None = None) -> State:
     """Drivers from month t to t+1 with the correlated shocks ``eps`` (tuple of 5 arrays)."""
+    feats = feats or Features()
     dt, sqdt = DT, DT ** 0.5
     e_price, e_util, e_tokens, e_users, e_conv = eps
-    token_growth = _rate(theta, "token_growth", state)
+    rates = halflife_rates(feats)
+
+    def rate(name):
+        return _rate(theta, name, state, feats)
+
+    token_growth = rate("token_growth")
+    v2 = {}
+    if feats.reverse:
+        v2["growth_ms_ai"] = state.growth_ms_ai + rate("microsoft_ai_revenue_growth") * dt
     return state._replace(
-        log_price=state.log_price + _rate(theta, "gpu_price_drift", state) * dt
+        log_price=state.log_price + rate("gpu_price_drift") * dt
         + theta["gpu_price_vol"] * sqdt * e_price,
         logit_utilization=state.logit_utilization + theta["utilization_speed"]
         * (theta["_logit_utilization_mean"] - state.logit_utilization) * dt
@@ -294,12 +545,13 @@ def advance(theta: dict, state: State, eps, t) -> State:
         logit_conversion=state.logit_conversion + theta["conversion_speed"]
         * (theta["_logit_conversion_mean"] - state.logit_conversion) * dt
         + theta["conversion_vol"] * sqdt * e_conv,
-        growth_throughput=state.growth_throughput + _rate(theta, "efficiency_growth", state) * dt,
-        growth_training=state.growth_training + _rate(theta, "training_growth", state) * dt,
-        growth_api_price=state.growth_api_price + _rate(theta, "api_price_drift", state) * dt,
-        growth_other_opex=state.growth_other_opex + _rate(theta, "other_opex_growth", state) * dt,
+        growth_throughput=state.growth_throughput + rate("efficiency_growth") * dt,
+        growth_training=state.growth_training + rate(rates[2]) * dt,
+        growth_api_price=state.growth_api_price + rate(rates[3]) * dt,
+        growth_other_opex=state.growth_other_opex + rate(rates[4]) * dt,
         decay=tuple(d * theta[f"_decay_step_{name}"]
-                    for d, name in zip(state.decay, HALFLIFE_RATES, strict=True)),
+                    for d, name in zip(state.decay, rates, strict=True)),
+        **v2,
     )
 
 

@@ -91,14 +91,66 @@ REQUIRED: dict[str, tuple[Domain, str]] = {
     "other_opex_growth": (REAL, "per year, in log"),
 }
 
-#: Rates whose bare name is r_0 and which may decay toward ``NAME_inf`` with ``NAME_halflife``.
-DECAYING_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
-                  "api_price_drift", "other_opex_growth")
+#: Version 2's parameters (MODEL.md "Version 2 additions", B), all optional: the reverse
+#: revenue share's base, the two "tied to cost / revenue" alternative forms and Microsoft's
+#: Azure margin. Appended after version 1's names: the stream order is a contract.
+V2_PARAMETERS: dict[str, tuple[Domain, str]] = {
+    "microsoft_ai_revenue_0": (NON_NEGATIVE, "$ per month at start: Microsoft's revenue "
+                               "from OpenAI models (Azure OpenAI, Bing) owing the reverse "
+                               "share"),
+    "microsoft_ai_revenue_growth": (REAL, "per year, in log"),
+    "api_markup_0": (POSITIVE, "API price over inference cost per token, at start"),
+    "api_markup_drift": (REAL, "per year, in log"),
+    "training_intensity_0": (NON_NEGATIVE, "training spend per $ of revenue, at start"),
+    "training_intensity_drift": (REAL, "per year, in log"),
+    "other_opex_intensity_0": (NON_NEGATIVE, "other operating cost per $ of revenue, at "
+                               "start"),
+    "other_opex_intensity_drift": (REAL, "per year, in log"),
+    "azure_gross_margin": (CLOSED_UNIT, "Microsoft's gross margin on OpenAI's Azure bill"),
+}
 
-OPTIONAL: dict[str, tuple[Domain, str]] = {}
-for _rate in DECAYING_RATES:
-    OPTIONAL[f"{_rate}_inf"] = (REAL, "per year, in log, long run")
-    OPTIONAL[f"{_rate}_halflife"] = (POSITIVE, "years")
+#: Rates whose bare name is r_0 and which may decay toward ``NAME_inf`` with ``NAME_halflife``.
+V1_DECAYING_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
+                     "api_price_drift", "other_opex_growth")
+V2_DECAYING_RATES = ("microsoft_ai_revenue_growth", "api_markup_drift",
+                     "training_intensity_drift", "other_opex_intensity_drift")
+DECAYING_RATES = V1_DECAYING_RATES + V2_DECAYING_RATES
+
+
+def _companions(rates: tuple[str, ...]) -> dict[str, tuple[Domain, str]]:
+    out = {}
+    for rate in rates:
+        out[f"{rate}_inf"] = (REAL, "per year, in log, long run")
+        out[f"{rate}_halflife"] = (POSITIVE, "years")
+    return out
+
+
+OPTIONAL: dict[str, tuple[Domain, str]] = _companions(V1_DECAYING_RATES) | V2_PARAMETERS \
+    | _companions(V2_DECAYING_RATES)
+
+#: Items given in one of two forms (exactly one, each form complete): version 1's level
+#: and rate, or version 2's markup on cost / intensity of revenue.
+ALTERNATIVE_FORMS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "the API price": (("api_revenue_per_mtok_0", "api_price_drift"),
+                      ("api_markup_0", "api_markup_drift")),
+    "training spend": (("training_spend_0", "training_growth"),
+                       ("training_intensity_0", "training_intensity_drift")),
+    "other operating cost": (("other_opex_0", "other_opex_growth"),
+                             ("other_opex_intensity_0", "other_opex_intensity_drift")),
+}
+#: Required in every config: version 1's 33 names but the alternative forms' first forms.
+ALWAYS_REQUIRED = tuple(n for n in (
+    "gpu_price_0", "gpu_price_drift", "gpu_price_vol", "utilization_0", "utilization_mean",
+    "utilization_speed", "utilization_vol", "tokens_0", "token_growth_0", "token_growth_inf",
+    "token_growth_halflife", "token_vol", "tokens_per_gpu_hour_0", "efficiency_growth",
+    "users_0", "users_cap", "users_growth", "users_vol", "conversion_0", "conversion_mean",
+    "conversion_speed", "conversion_vol", "subscription_arpu", "api_revenue_per_mtok_0",
+    "api_price_drift", "api_token_share", "training_spend_0", "training_growth",
+    "azure_share_0", "azure_share_inf", "azure_share_halflife", "other_opex_0",
+    "other_opex_growth")
+    if not any(n in form for forms in ALTERNATIVE_FORMS.values() for form in forms))
+#: Required when some reverse_share > 0.
+REVERSE_SHARE_PARAMETERS = ("microsoft_ai_revenue_0", "microsoft_ai_revenue_growth")
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(REQUIRED) + tuple(OPTIONAL)
 PARAMETER_INDEX: dict[str, int] = {n: i for i, n in enumerate(PARAMETER_NAMES)}

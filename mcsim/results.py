@@ -17,9 +17,11 @@ import numpy as np
 from .accumulators import Accumulator, MoneyBins
 from .config import Config
 from .engine.conditioning import WeightedMoments, ess_warning, weighted_moments
-from .layout import ANNUAL_FLOWS, HORIZON_TOTALS, StatLayout
+from .layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS, StatLayout
 
 Z_95 = 1.959964
+#: The first-passage months a run reports (each a :class:`MonthDistribution`).
+EVENTS = ("repayment", "credit_exhaustion", "cap_reached", "commitment_met")
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 
@@ -182,9 +184,12 @@ class Results:
         of :data:`~mcsim.layout.ANNUAL_FLOWS`, or ``"horizon"``)."""
         rows = range(self.layout.num_stats)[self.layout.rows(group)]
         sign = self.layout.non_negative()
+        scale = self.layout.bin_scale()
         vals = np.array([histogram_quantiles(self._effective(self.accumulator.histogram[r]),
                                              self.bins, percentiles, bool(sign[r]))
                          for r in rows])
+        if group in STOCKS:  # binned scaled into the money range: back to the stock's unit
+            vals = vals / scale[rows.start]
         return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
 
     def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +207,19 @@ class Results:
     @property
     def credit_exhaustion(self) -> MonthDistribution:
         return month_distribution(self._effective(self.accumulator.credit_counts),
+                                  DEFAULT_PERCENTILES)
+
+    @property
+    def cap_reached(self) -> MonthDistribution:
+        """The month the revenue-share cap is reached (censored: never, or no cap)."""
+        return month_distribution(self._effective(self.accumulator.cap_counts),
+                                  DEFAULT_PERCENTILES)
+
+    @property
+    def commitment_met(self) -> MonthDistribution:
+        """The month Azure spend meets the take-or-pay commitment (censored: never met by
+        spend, including a shortfall paid instead, or no commitment)."""
+        return month_distribution(self._effective(self.accumulator.commitment_counts),
                                   DEFAULT_PERCENTILES)
 
     @property
@@ -255,9 +273,9 @@ class Results:
         """P(event by month) with its standard error and the survival 1 - P, by month."""
         import pandas as pd
 
-        if which not in ("repayment", "credit_exhaustion"):
-            raise ValueError(f"which = {which!r}: expected \"repayment\" or "
-                             "\"credit_exhaustion\"")
+        if which not in EVENTS:
+            raise ValueError(f"which = {which!r}: expected one of "
+                             + ", ".join(f'"{e}"' for e in EVENTS))
         dist = getattr(self, which)
         return pd.DataFrame({"probability": dist.cdf, "se": dist.cdf_se,
                              "survival": 1.0 - dist.cdf},

@@ -1,12 +1,15 @@
 """Compare every summary.json under two directory trees, outside their provenance.
 
-    python tools/same_summaries.py BEFORE_DIR AFTER_DIR
+    python tools/same_summaries.py BEFORE_DIR AFTER_DIR [--subset]
 
 Pairs files by their path relative to each root (pytest's ``--basetemp`` trees: the
 worker folder ``popen-gwN`` is dropped from the path, since tests land on either worker).
 A pair matches when the two files are byte-identical once the ``provenance`` block is
-removed (both re-serialised the way mcsim writes them: ``json.dumps(indent=1)``). Prints
-each difference and the counts; exits 1 when any pair differs or a file has no partner.
+removed (both re-serialised the way mcsim writes them: ``json.dumps(indent=1)``). With
+``--subset`` (a newer schema that adds outputs), every value of the BEFORE file must be in
+the AFTER file, identical, at the same place (dict keys may be added; ``schema`` may
+differ). Prints each difference and the counts; exits 1 when any pair differs or a file has
+no partner.
 """
 
 from __future__ import annotations
@@ -29,7 +32,24 @@ def without_provenance(path: Path) -> str:
     return json.dumps(doc, indent=1, allow_nan=False)
 
 
-def main(before: str, after: str) -> int:
+def contained(old, new, where: str = "") -> str | None:
+    """The first place where ``old`` is not contained in ``new`` (None: contained)."""
+    if isinstance(old, dict):
+        if not isinstance(new, dict):
+            return where or "/"
+        for k, v in old.items():
+            if k in ("schema", "provenance"):
+                continue
+            if k not in new:
+                return f"{where}/{k} (missing)"
+            bad = contained(v, new[k], f"{where}/{k}")
+            if bad:
+                return bad
+        return None
+    return None if old == new else (where or "/")
+
+
+def main(before: str, after: str, subset: bool = False) -> int:
     roots = Path(before), Path(after)
     files = [{}, {}]
     for side, root in enumerate(roots):
@@ -42,6 +62,13 @@ def main(before: str, after: str) -> int:
             print(f"unpaired: {k} ({len(a)} before, {len(b)} after)")
             differ += 1
             continue
+        if subset:
+            for pa, pb in zip(sorted(a), sorted(b), strict=True):
+                bad = contained(json.loads(pa.read_text()), json.loads(pb.read_text()))
+                same, differ = (same + 1, differ) if bad is None else (same, differ + 1)
+                if bad is not None:
+                    print(f"DIFFERENT: {k} at {bad}")
+            continue
         texts_a = sorted(without_provenance(p) for p in a)
         texts_b = sorted(without_provenance(p) for p in b)
         for ta, tb in zip(texts_a, texts_b, strict=True):
@@ -50,9 +77,10 @@ def main(before: str, after: str) -> int:
             else:
                 differ += 1
                 print(f"DIFFERENT: {k}")
-    print(f"{same} summary.json identical outside provenance, {differ} different or unpaired")
+    what = "contained in their successors" if subset else "identical outside provenance"
+    print(f"{same} summary.json {what}, {differ} different or unpaired")
     return 1 if differ else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(sys.argv[1], sys.argv[2], "--subset" in sys.argv[3:]))

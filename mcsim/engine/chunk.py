@@ -35,6 +35,8 @@ class ChunkCounts(NamedTuple):
     repayment_counts: jax.Array  # (D, T+1) int32
     credit_counts: jax.Array     # (D, T+1) int32
     nonfinite_months: jax.Array  # (D, T+1) int32: paths with a NaN/inf, by first month
+    cap_counts: jax.Array        # (D, T+1) int32: the revenue-share cap reached, by month
+    commitment_counts: jax.Array  # (D, T+1) int32: the Azure commitment met, by month
 
 
 class ChunkNode(NamedTuple):
@@ -73,7 +75,10 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     of the inputs (but the shock key), counts and windows; the same paths and shocks.
     """
     kernel = build_kernel(spec)
-    S = StatLayout(spec.grid).num_stats
+    layout = StatLayout(spec.grid)
+    S = layout.num_stats
+    bin_scale = layout.bin_scale()
+    first_scaled = int(np.flatnonzero(bin_scale != 1.0)[0])
     pairs = spec.antithetic
     weighted = bool(spec.observed)
     count_type = jnp.int64 if weighted else jnp.int32
@@ -105,7 +110,10 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
         # path's own values land anywhere: its weight is 0)
         copy = (local % jnp.uint32(options.hist_copies)).astype(jnp.int32)
         f32_max = float(np.finfo(np.float32).max)
-        idx = bins.index(jnp.clip(stats, -f32_max, f32_max).astype(jnp.float32), jnp) \
+        # stocks are binned scaled into the money range (prices and shares are below $1)
+        scaled = jnp.concatenate([stats[:first_scaled],
+                                  stats[first_scaled:] * bin_scale[first_scaled:, None]])
+        idx = bins.index(jnp.clip(scaled, -f32_max, f32_max).astype(jnp.float32), jnp) \
             + (jnp.arange(S, dtype=jnp.int32) * bins.num_bins)[:, None] \
             + (copy * (S * bins.num_bins))[None, :]
         weights = jnp.broadcast_to(w, stats.shape)
@@ -129,12 +137,14 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
             hist.reshape(1, options.hist_copies, S, bins.num_bins),
             counts.repayment_counts.at[0, final.repayment_month].add(w),
             counts.credit_counts.at[0, final.credit_month].add(w),
-            counts.nonfinite_months.at[0, first_bad].add(bad))
+            counts.nonfinite_months.at[0, first_bad].add(bad),
+            counts.cap_counts.at[0, final.cap_month].add(w),
+            counts.commitment_counts.at[0, final.commit_month].add(w))
         return new, node
 
     mesh = Mesh(np.array(devices), ("paths",))
     rep, split = P(), P(None, "paths") if batch else P("paths")
-    counts_spec = ChunkCounts(split, split, split, split)
+    counts_spec = ChunkCounts(*(split,) * len(ChunkCounts._fields))
     body = run_shard
     if batch:
         body = jax.vmap(run_shard, in_axes=(KernelInputs(0, 0, None), 0, None, None, None,
@@ -178,11 +188,11 @@ def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
     lead = (batch,) if batch else ()
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)),
                              P(None, "paths") if batch else P("paths"))
-    shape = ChunkCounts(lead + (D, options.hist_copies, S, bins.num_bins), lead + (D, T + 1),
-                        lead + (D, T + 1), lead + (D, T + 1))
+    shape = ChunkCounts(lead + (D, options.hist_copies, S, bins.num_bins),
+                        *(lead + (D, T + 1),) * (len(ChunkCounts._fields) - 1))
     kind = jnp.int64 if weighted else jnp.int32
     zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, kind) for s in shape)),
-                    out_shardings=ChunkCounts(*(sharding,) * 4))
+                    out_shardings=ChunkCounts(*(sharding,) * len(ChunkCounts._fields)))
     # int32 is enough: the engine flushes before any device passes 2^31 - 1 paths
     total = jax.jit(lambda c: c._replace(histogram=c.histogram.sum(axis=-3)))
     return zeros, total

@@ -85,7 +85,8 @@ class HostReducer:
         host = device_counts_total(self.counts, *self._layout)
         for a, h in zip(self.accumulators, self._per_point(host), strict=True):
             a.add_counts(h.histogram.sum(axis=0), h.repayment_counts.sum(0),
-                         h.credit_counts.sum(0), h.nonfinite_months.sum(0))
+                         h.credit_counts.sum(0), h.nonfinite_months.sum(0),
+                         h.cap_counts.sum(0), h.commitment_counts.sum(0))
         self.counts = zero_counts(*self._layout)
         self.since_flush = 0
 
@@ -134,6 +135,7 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
     pad[:n, 3 + acc.tree_stats:] = state["s2"]
     local = {"histogram": acc.histogram, "repay": acc.repayment_counts,
              "credit": acc.credit_counts, "nonfinite": acc.nonfinite_months,
+             "cap": acc.cap_counts, "commitment": acc.commitment_counts,
              "scalars": np.array([acc.paths, n], np.int64),
              "nodes": pad}
     every = multihost_utils.process_allgather(local)
@@ -142,7 +144,7 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
         paths, n = (int(v) for v in every["scalars"][p])
         other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats)
         other.add_counts(every["histogram"][p], every["repay"][p], every["credit"][p],
-                         every["nonfinite"][p])
+                         every["nonfinite"][p], every["cap"][p], every["commitment"][p])
         other.paths = paths
         rows = every["nodes"][p][:n]
         S = acc.tree_stats

@@ -31,7 +31,7 @@ import numpy as np
 from .. import model
 from ..config import Config
 from ..device_draws import DeviceSampler, SamplerStructure
-from ..layout import ANNUAL_FLOWS
+from ..layout import ANNUAL_FLOWS, STOCKS
 from ..months import MonthGrid
 from ..rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
 from ..x64 import enable_x64
@@ -61,6 +61,8 @@ class KernelSpec(NamedTuple):
     observed: tuple[str, ...] = ()
     unroll: int = 1
     record_flows: bool = False
+    #: the version-2 mechanisms the config uses (:class:`mcsim.model.Features`)
+    features: model.Features = model.Features()
 
     @classmethod
     def for_config(cls, config: Config, dtype: str = "float32", *, grid: MonthGrid | None = None,
@@ -70,11 +72,12 @@ class KernelSpec(NamedTuple):
         observations' flows when ``observed``)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype = {dtype!r}: expected one of {', '.join(DTYPES)}")
-        return cls(DeviceSampler(config).structure, grid or config.grid, dtype,
+        grid = grid or config.grid
+        return cls(DeviceSampler(config).structure, grid, dtype,
                    shock_cholesky(config),
                    config.simulation.variance_reduction == "antithetic",
                    tuple(o.flow for o in config.observations) if observed else (),
-                   unroll, record_flows)
+                   unroll, record_flows, model.features(config, grid))
 
     @property
     def sampler(self) -> DeviceSampler:
@@ -93,8 +96,9 @@ def kernel_inputs(config: Config, grid: MonthGrid | None = None) -> KernelInputs
     """``config``'s traced inputs as device arrays (on ``grid``, default its own). Switches
     on JAX's 64-bit mode (:func:`mcsim.x64.enable_x64`): the deal terms are float64."""
     enable_x64()
+    grid = grid or config.grid
     return KernelInputs(jax.tree.map(jnp.asarray, DeviceSampler(config).arguments()),
-                        model.deal_terms(config.deal, grid or config.grid),
+                        model.deal_terms(config.deal, grid, model.features(config, grid)),
                         jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
                                     jnp.uint32))
 
@@ -106,7 +110,7 @@ def stacked_inputs(configs: list[Config]) -> KernelInputs:
     args = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
                         *[DeviceSampler(c).arguments() for c in configs])
     deal = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
-                        *[model.deal_terms(c.deal, c.grid) for c in configs])
+                        *[model.deal_terms(c.deal, c.grid, model.features(c)) for c in configs])
     return KernelInputs(args, deal, kernel_inputs(configs[0]).shock_key)
 
 
@@ -117,7 +121,8 @@ class PathStatistics(NamedTuple):
     final: model.State        # the state after the last month
     first_bad: jax.Array      # [n] int32: first month with a non-finite running sum (T: none)
     observed_sums: jax.Array  # [O, n] float64: each observation's flow summed over its window
-    flows: model.Flows | None = None  # [T, n] each, with KernelSpec.record_flows
+    flows: model.Flows | None = None    # [T, n] each, with KernelSpec.record_flows
+    stocks: model.Stocks | None = None  # [T, n] each, with KernelSpec.record_flows
 
 
 def standard_normals(words, dtype):
@@ -151,19 +156,21 @@ def month_shocks(shock_key, shock_paths, month, dtype, mirrored=None) -> tuple:
 
 def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: tuple,
                 grid: MonthGrid, n: int, *, unroll: int = 1, observed: tuple[str, ...] = (),
-                windows=None, record_flows: bool = False) -> PathStatistics:
+                windows=None, record_flows: bool = False,
+                feats: model.Features = model.V1_FEATURES) -> PathStatistics:
     """Run every month of n paths from drawn parameters ``theta`` (before
     :func:`mcsim.model.prepare`). ``shocks(t)``: the five independent normals that drive
     the step from month t into month t + 1 (the last month's are never used)."""
     T = grid.num_months
     num_years = len(grid.years)
-    theta = model.prepare(theta)
-    state = model.initial_state(theta, deal, T)
+    theta = model.prepare(theta, feats)
+    state = model.initial_state(theta, deal, T, feats)
     year_index = jnp.asarray(grid.year_of_month(), jnp.int32)
 
     def body(carry, t):
-        state, annual, first_bad, obs = carry
-        state, flows = model.month_flows(theta, deal, state, t)
+        state, annual, yearend, first_bad, obs = carry
+        levels = model.stocks(state, theta, feats)
+        state, flows = model.month_flows(theta, deal, state, t, feats)
         # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
         # the first month a path's sum is not finite is the first month of a bad flow
         sums = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
@@ -178,26 +185,39 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
         year = jax.lax.dynamic_slice(annual, (zero, y, zero), (len(ANNUAL_FLOWS), 1, n))
         annual = jax.lax.dynamic_update_slice(annual, year + monthly[:, None, :],
                                               (zero, y, zero))
+        # a stock's year-end value: each month overwrites its year's slot, so the last
+        # month of the year (or of the run) stays
+        level = jnp.stack([getattr(levels, s).astype(jnp.float64) for s in STOCKS])
+        yearend = jax.lax.dynamic_update_slice(yearend, level[:, None, :], (zero, y, zero))
         if observed:
             inside = (windows["start"] <= t) & (t <= windows["end"])
             flow = jnp.stack([monthly[ANNUAL_FLOWS.index(f)] for f in observed])
             obs = obs + jnp.where(inside[:, None], flow, 0.0)
         cum_azure = state.cum_azure_spend
-        state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t)
-        return (state, annual, first_bad, obs), (cum_azure, flows) if record_flows \
-            else cum_azure
+        state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t, feats)
+        return (state, annual, yearend, first_bad, obs), \
+            (cum_azure, flows, levels) if record_flows else cum_azure
 
     annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
+    yearend0 = jnp.zeros((len(STOCKS), num_years, n), jnp.float64)
     never = jnp.full((n,), T, jnp.int32)
     obs0 = jnp.zeros((len(observed), n), jnp.float64)
-    (final, annual, first_bad, obs), out = jax.lax.scan(
-        body, (state, annual0, never, obs0), jnp.arange(T, dtype=jnp.int32), unroll=unroll)
-    cum_azure, flows = out if record_flows else (out, None)
+    (final, annual, yearend, first_bad, obs), out = jax.lax.scan(
+        body, (state, annual0, yearend0, never, obs0), jnp.arange(T, dtype=jnp.int32),
+        unroll=unroll)
+    cum_azure, flows, levels = out if record_flows else (out, None, None)
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
+    if feats.timeline:  # revenue share paid before the start is not a receipt of the run
+        receipts = receipts - deal.paid_before_start
+    # MODEL.md: profit share + (gross) revenue share + Azure margin
+    economic = receipts
+    if feats.margin:
+        economic = economic + final.cum_margin
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
-               -final.min_openai_cash]
-    stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), jnp.stack(horizon)])
-    return PathStatistics(stats, final, first_bad, obs, flows)
+               -final.min_openai_cash, economic, economic - deal.investment]
+    stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), yearend.reshape(-1, n),
+                             jnp.stack(horizon)])
+    return PathStatistics(stats, final, first_bad, obs, flows, levels)
 
 
 @functools.lru_cache(maxsize=64)
@@ -226,13 +246,14 @@ def build_kernel(spec: KernelSpec) -> Callable[..., PathStatistics]:
             theta, inputs.deal,
             lambda t: month_shocks(inputs.shock_key, streams, t + 1, dtype, mirrored),
             spec.cholesky, spec.grid, paths.shape[0], unroll=spec.unroll,
-            observed=spec.observed, windows=windows, record_flows=spec.record_flows)
+            observed=spec.observed, windows=windows, record_flows=spec.record_flows,
+            feats=spec.features)
 
     return kernel
 
 
 def flows_from_normals(theta: dict, deal: model.DealTerms, normals, cholesky: tuple,
-                       grid: MonthGrid | int):
+                       grid: MonthGrid | int, feats: model.Features = model.V1_FEATURES):
     """Every month's flows of N paths from given parameters and independent normals
     [T, N, 5] (row t drives the step into month t; row 0 unused), through the kernel's own
     month loop: (final State, Flows of [T, N] arrays). For tests against
@@ -247,5 +268,5 @@ def flows_from_normals(theta: dict, deal: model.DealTerms, normals, cholesky: tu
         return tuple(z[..., k] for k in range(5))
 
     out = scan_months(theta, deal, shocks, cholesky, grid, normals.shape[1],
-                      record_flows=True)
+                      record_flows=True, feats=feats)
     return out.final, out.flows
