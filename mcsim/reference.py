@@ -35,11 +35,27 @@ REQUIRED_PARAMETERS = (
     "api_price_drift", "api_token_share", "training_spend_0", "training_growth",
     "azure_share_0", "azure_share_inf", "azure_share_halflife", "other_opex_0",
     "other_opex_growth")
-#: rates whose bare name is r_0, with optional NAME_inf and NAME_halflife
+#: rates whose bare name is r_0, with optional NAME_inf and NAME_halflife (version 1's)
 DECAYING_RATES = ("gpu_price_drift", "efficiency_growth", "training_growth",
                   "api_price_drift", "other_opex_growth")
-ALL_PARAMETERS = REQUIRED_PARAMETERS + tuple(
-    f"{r}_{c}" for r in DECAYING_RATES for c in ("inf", "halflife"))
+#: MODEL.md version 2, B: the reverse share's base, the markup and intensity forms (each
+#: an alternative to a version-1 level and rate), Microsoft's Azure margin; all optional
+V2_PARAMETERS = (
+    "microsoft_ai_revenue_0", "microsoft_ai_revenue_growth", "api_markup_0",
+    "api_markup_drift", "training_intensity_0", "training_intensity_drift",
+    "other_opex_intensity_0", "other_opex_intensity_drift", "azure_gross_margin")
+#: version 2's rates, likewise with optional companions
+V2_DECAYING_RATES = ("microsoft_ai_revenue_growth", "api_markup_drift",
+                     "training_intensity_drift", "other_opex_intensity_drift")
+
+
+def _companions(rates):
+    return tuple(f"{r}_{c}" for r in rates for c in ("inf", "halflife"))
+
+
+#: every parameter name in stream order: version 1's 33 and companions, then version 2's
+ALL_PARAMETERS = REQUIRED_PARAMETERS + _companions(DECAYING_RATES) + V2_PARAMETERS \
+    + _companions(V2_DECAYING_RATES)
 
 
 def frozen_distribution(spec: dict):
@@ -100,8 +116,9 @@ def draw_parameters(parameters: dict, pairs, u: np.ndarray) -> dict[str, np.ndar
             :func:`drawn_parameters`.
 
     Returns:
-        name -> float64 [N] for all 43 names; a rate without companions gets
-        ``NAME_inf = NAME`` and ``NAME_halflife = 1`` (then r(s) = r_0 exactly).
+        name -> float64 [N] for every name the table gives (version 1's 33, and version
+        2's where given); a rate given without companions gets ``NAME_inf = NAME`` and
+        ``NAME_halflife = 1`` (then r(s) = r_0 exactly).
     """
     names = drawn_parameters(parameters)
     u = np.array(u, dtype=np.float64)
@@ -125,8 +142,8 @@ def draw_parameters(parameters: dict, pairs, u: np.ndarray) -> dict[str, np.ndar
             theta[name] = inverse_cdf(spec, u[:, names.index(name)])
         elif spec is not None:
             theta[name] = np.full(n, float(spec))
-    for rate in DECAYING_RATES:
-        if f"{rate}_inf" not in theta:
+    for rate in DECAYING_RATES + V2_DECAYING_RATES:
+        if rate in theta and f"{rate}_inf" not in theta:
             theta[f"{rate}_inf"] = theta[rate].copy()
             theta[f"{rate}_halflife"] = np.ones(n)
     return theta
@@ -137,23 +154,60 @@ def decaying_rate(r_0, r_inf, halflife, s):
     return r_inf + (r_0 - r_inf) * 2.0 ** (-s / halflife)
 
 
+#: Deal terms a ``[[deal.change]]`` may set (MODEL.md version 2, A)
+CHANGE_TERMS = ("revenue_share", "revenue_share_end", "revenue_share_cap",
+                "revenue_share_cap_from", "profit_share_until_recouped", "profit_share_after",
+                "profit_cap", "reverse_share")
+#: Monthly flows summed by calendar year (version 1's four, then version 2's, C)
+ANNUAL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share",
+                "inference_spend", "training_spend", "other_opex", "compute_spend", "profit",
+                "net_revenue_share", "reverse_revenue_share", "azure_commitment_shortfall",
+                "microsoft_azure_margin", "paid_to_microsoft")
+#: Levels reported at the last month of each calendar year (version 2, C)
+STOCKS = ("weekly_active_users", "paying_subscribers", "tokens_per_month", "gpu_price",
+          "azure_share")
+
+
+def terms_by_month(deal: DealConfig, grid: MonthGrid) -> dict[str, list]:
+    """The deal's timeline: term field -> the value in force in each month t = 0..T-1
+    (the ``[deal]`` value, replaced from each change's ``from`` month on; a field a change
+    does not name keeps its previous value; a change after the horizon does nothing)."""
+    T = grid.num_months
+    terms = {name: [getattr(deal, name)] * T for name in CHANGE_TERMS}
+    for change in deal.changes:
+        first = grid.index(change.start)
+        for name, value in dict(change.terms).items():
+            for t in range(max(first, 0), T):
+                terms[name][t] = value
+    return terms
+
+
 def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: MonthGrid,
                        normals: np.ndarray, shock_correlation) -> dict[str, np.ndarray]:
-    """Run the model for N paths.
+    """Run the model for N paths (MODEL.md, version 1 and the version 2 additions).
 
     Args:
-        theta: parameter name -> float64 [N] (as from :class:`mcsim.draws.ParameterSampler`).
-        deal: the deal terms.
+        theta: parameter name -> float64 [N] (as from :class:`mcsim.draws.ParameterSampler`):
+            every parameter the config gives, and both companions of every decaying rate.
+        deal: the deal terms (with their changes over time).
         grid: the month grid, T months.
         normals: independent standard normals [T, N, 5] (row 0 unused), shock order
             price, utilization, tokens, users, conversion.
         shock_correlation: 5x5 correlation of the monthly shocks.
 
     Returns:
-        dict of float64 [T, N] monthly flows and states, plus per-path outcomes [N]:
-        ``repayment_month`` and ``credit_exhaustion_month`` (month index, T when censored),
-        ``deepest_cumulative_loss``, ``cumulative_revenue``, ``cumulative_profit``,
-        ``microsoft_receipts``, ``microsoft_net``.
+        dict of float64 [T, N] monthly flows and states (the flows of :data:`ANNUAL_FLOWS`,
+        the stocks of :data:`STOCKS`, and the drivers, levels and running sums), plus
+        per-path outcomes [N]: month variables ``repayment_month``,
+        ``credit_exhaustion_month``, ``cap_reached_month``, ``commitment_met_month``
+        (month index, T when censored); horizon totals ``deepest_cumulative_loss``,
+        ``cumulative_revenue``, ``cumulative_profit``, ``microsoft_receipts``,
+        ``microsoft_net``, ``microsoft_economic_return``, ``microsoft_economic_net``; final
+        running sums ``cumulative_revenue_share`` (with the revenue share paid before the
+        start), ``cumulative_profit_share``, ``cumulative_azure_spend_total``,
+        ``cumulative_azure_margin``, ``cumulative_reverse_revenue_share``,
+        ``commitment_counted``. ``azure_spend`` is Z + F (the shortfall included);
+        ``azure_spend_before_shortfall`` is Z = a X.
     """
     th = {k: np.asarray(v, dtype=np.float64) for k, v in theta.items()}
     T = grid.num_months
@@ -161,6 +215,12 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
     eps = np.asarray(normals, dtype=np.float64) @ np.linalg.cholesky(
         np.asarray(shock_correlation, dtype=np.float64)).T
     sqdt = np.sqrt(DT)
+    # version 2's forms (B): each is used when the config gives its level
+    markup_form = "api_markup_0" in th
+    training_intensity_form = "training_intensity_0" in th
+    opex_intensity_form = "other_opex_intensity_0" in th
+    has_ms_ai = "microsoft_ai_revenue_0" in th
+    margin_rate = th.get("azure_gross_margin", np.zeros(N))
 
     def rate(name, s):
         return decaying_rate(th[name], th[f"{name}_inf"], th[f"{name}_halflife"], s)
@@ -172,33 +232,65 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
     log_W = np.log(th["users_0"])
     z = logit(th["conversion_0"])
     eta = th["tokens_per_gpu_hour_0"].copy()
-    R = th["training_spend_0"].copy()
-    pi = th["api_revenue_per_mtok_0"].copy()
-    O = th["other_opex_0"].copy()
+    # levels driven by rates: version 1's, or version 2's form in its place (nan: unused)
+    unused = np.full(N, np.nan)
+    R = unused if training_intensity_form else th["training_spend_0"].copy()
+    pi = unused if markup_form else th["api_revenue_per_mtok_0"].copy()
+    O = unused if opex_intensity_form else th["other_opex_0"].copy()
+    markup = th["api_markup_0"].copy() if markup_form else unused
+    training_intensity = th["training_intensity_0"].copy() if training_intensity_form \
+        else unused
+    opex_intensity = th["other_opex_intensity_0"].copy() if opex_intensity_form else unused
+    ms_ai = th["microsoft_ai_revenue_0"].copy() if has_ms_ai else np.zeros(N)
 
     names = ["gpu_price", "utilization", "tokens", "users", "conversion", "throughput",
              "training_spend", "api_revenue_per_mtok", "other_opex", "azure_share",
              "inference_spend", "compute_spend", "azure_spend", "azure_inference_spend",
              "subscription_revenue", "api_revenue", "revenue", "revenue_share", "profit",
              "distributable_profit", "profit_share", "cumulative_azure_spend",
-             "recouped", "openai_cash"]
+             "recouped", "openai_cash",
+             # version 2
+             "api_markup", "training_intensity", "other_opex_intensity",
+             "microsoft_ai_revenue", "azure_spend_before_shortfall",
+             "azure_commitment_shortfall", "reverse_revenue_share", "net_revenue_share",
+             "microsoft_azure_margin", "paid_to_microsoft", "weekly_active_users",
+             "paying_subscribers", "tokens_per_month", "cumulative_revenue_share",
+             "cumulative_profit_share", "cumulative_azure_margin"]
     out = {k: np.zeros((T, N)) for k in names}
 
-    end_index = T if deal.revenue_share_end is None else grid.index(deal.revenue_share_end)
-    rs_cap = np.inf if deal.revenue_share_cap is None else deal.revenue_share_cap
-    profit_cap = np.inf if deal.profit_cap is None else deal.profit_cap
+    # the deal's timeline (A): each term's value in force in month t
+    terms = terms_by_month(deal, grid)
+    end_index = [T if e is None else grid.index(e) for e in terms["revenue_share_end"]]
+    rs_cap = [np.inf if c is None else c for c in terms["revenue_share_cap"]]
+    # the first month the cap counts (None, or at or before the start: 0, where revenue
+    # share paid before the start counts too)
+    cap_from = [0 if m is None else max(grid.index(m), 0)
+                for m in terms["revenue_share_cap_from"]]
+    profit_cap = [np.inf if c is None else c for c in terms["profit_cap"]]
     credits = np.inf if deal.azure_credits is None else deal.azure_credits
+    # Azure take-or-pay (B): Z of months commit_from..commit_by, shortfall paid at by
+    commitment = deal.azure_commitment
+    if commitment is not None:
+        commit_from = grid.index(deal.azure_commitment_from)
+        commit_by = grid.index(deal.azure_commitment_by)
 
-    cum_M = np.zeros(N)                       # cumulative revenue share
+    cum_M = np.full(N, float(deal.revenue_share_paid_before_start))  # gross M, incl. before
+    # cumulative M at the beginning of each month (entry t), for caps counting from a month
+    cum_M_at_start_of = np.zeros((T + 1, N))
     Q = np.zeros(N)                           # cumulative profit share
     pool = np.full(N, -deal.losses_before_start)
-    cum_Z = np.zeros(N)
+    cum_Z = np.zeros(N)                       # Azure spend, shortfall included
+    cum_commit = np.zeros(N)                  # Z counted toward the commitment
+    cum_margin = np.zeros(N)                  # Microsoft's Azure margin
+    cum_reverse = np.zeros(N)
     cash = np.zeros(N)                        # running sum of P - q
     min_cash = np.zeros(N)
     cum_V = np.zeros(N)
     cum_P = np.zeros(N)
     tau = np.full(N, T)
     credit_month = np.full(N, T)
+    cap_month = np.full(N, T)
+    commit_month = np.full(N, T)
 
     for t in range(T):
         if t >= 1:
@@ -218,28 +310,70 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
                 + th["conversion_vol"] * sqdt * e[:, 4]
             # deterministic levels: log L_t = log L_{t-1} + r(s_{t-1}) dt (0 stays 0)
             eta = eta * np.exp(rate("efficiency_growth", s_prev) * DT)
-            R = R * np.exp(rate("training_growth", s_prev) * DT)
-            pi = pi * np.exp(rate("api_price_drift", s_prev) * DT)
-            O = O * np.exp(rate("other_opex_growth", s_prev) * DT)
+            if training_intensity_form:
+                training_intensity = training_intensity \
+                    * np.exp(rate("training_intensity_drift", s_prev) * DT)
+            else:
+                R = R * np.exp(rate("training_growth", s_prev) * DT)
+            if markup_form:
+                markup = markup * np.exp(rate("api_markup_drift", s_prev) * DT)
+            else:
+                pi = pi * np.exp(rate("api_price_drift", s_prev) * DT)
+            if opex_intensity_form:
+                opex_intensity = opex_intensity \
+                    * np.exp(rate("other_opex_intensity_drift", s_prev) * DT)
+            else:
+                O = O * np.exp(rate("other_opex_growth", s_prev) * DT)
+            if has_ms_ai:
+                ms_ai = ms_ai * np.exp(rate("microsoft_ai_revenue_growth", s_prev) * DT)
 
         s = t * DT
         a = th["azure_share_inf"] + (th["azure_share_0"] - th["azure_share_inf"]) \
             * 2.0 ** (-s / th["azure_share_halflife"])
         p, u, D, W, c = np.exp(log_p), expit(y), np.exp(log_D), np.exp(log_W), expit(z)
 
-        # money in month t
-        I = D / eta / u * p
-        X = I + R
-        Z = a * X
+        # money in month t, in MODEL.md's order (version 2, D): revenue first
         S = W * c * th["subscription_arpu"]
+        if markup_form:
+            # the inference cost of a million tokens times the markup
+            pi = markup * 1e6 * p / (eta * u)
         A = th["api_token_share"] * D * pi / 1e6
         V = S + A
-        M = deal.revenue_share * V if t <= end_index else np.zeros(N)
-        # the month that reaches the cap pays only the remainder: cumulative M = cap exactly
-        reaches_cap = M >= rs_cap - cum_M
-        M = np.where(reaches_cap, rs_cap - cum_M, M)
-        cum_M = np.where(reaches_cap, rs_cap, cum_M + M)
-        P = V - X - O - M
+        # then the costs (the intensity forms use this month's revenue)
+        I = D / eta / u * p
+        if training_intensity_form:
+            R = training_intensity * V
+        if opex_intensity_form:
+            O = opex_intensity * V
+        X = I + R
+        Z = a * X
+        # the commitment's shortfall, paid in month `by`
+        F = np.zeros(N)
+        if commitment is not None and commit_from <= t <= commit_by:
+            cum_commit = cum_commit + Z
+            commit_month = np.where((commit_month == T) & (cum_commit >= commitment), t,
+                                    commit_month)
+            if t == commit_by:
+                F = np.maximum(commitment - cum_commit, 0.0)
+        # revenue share, paid while the month is not after revenue_share_end
+        M = terms["revenue_share"][t] * V if t <= end_index[t] else np.zeros(N)
+        # the cap in force bounds revenue share paid from its cap_from month on: the month
+        # that reaches it pays only the remainder (nothing when a lowered cap is already
+        # exceeded); months before cap_from are not bounded by it
+        cum_M_at_start_of[t] = cum_M
+        if t >= cap_from[t]:
+            base = cum_M_at_start_of[cap_from[t]] if cap_from[t] > 0 else 0.0
+            room = rs_cap[t] - (cum_M - base)
+            reaches_cap = M >= room
+            if rs_cap[t] < np.inf:
+                cap_month = np.where((cap_month == T) & reaches_cap, t, cap_month)
+            M = np.where(reaches_cap, np.maximum(room, 0.0), M)
+            cum_M = np.where(reaches_cap & (room >= 0.0), base + rs_cap[t], cum_M + M)
+        else:
+            cum_M = cum_M + M
+        # the reverse share Microsoft pays OpenAI
+        reverse = terms["reverse_share"][t] * ms_ai
+        P = V - X - O - M + reverse - F
 
         # waterfall
         if deal.loss_carryforward:
@@ -248,41 +382,78 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
             pool = np.where(pool > 0, 0.0, pool)
         else:
             d = np.maximum(P, 0.0)
-        r1, r2 = deal.profit_share_until_recouped, deal.profit_share_after
+        r1 = terms["profit_share_until_recouped"][t]
+        r2 = terms["profit_share_after"][t]
         remaining = np.maximum(deal.investment - Q, 0.0)   # profit share left at rate r1
         crosses = r1 * d > remaining                       # this month reaches the line:
         with np.errstate(divide="ignore", invalid="ignore"):
             d_at_r1 = np.where(crosses, remaining / r1, d)  # split d exactly at it
         Q_new = np.where(crosses, np.maximum(Q, deal.investment) + r2 * (d - d_at_r1),
                          Q + r1 * d)
-        Q_new = np.minimum(Q_new, profit_cap)              # split first, then cap
+        Q_new = np.minimum(Q_new, profit_cap[t])           # split first, then cap
+        Q_new = np.maximum(Q_new, Q)                       # a lowered cap takes nothing back
         q = Q_new - Q
         Q = Q_new
+        margin = margin_rate * (Z + F)                     # Microsoft's profit on the bill
+        cum_margin = cum_margin + margin
         recouped = np.zeros(N)
         if "profit_share" in deal.recoup_from:
             recouped = recouped + Q
         if "revenue_share" in deal.recoup_from:
             recouped = recouped + cum_M
+        if "azure_margin" in deal.recoup_from:
+            recouped = recouped + cum_margin
         tau = np.where((tau == T) & (recouped >= deal.investment), t, tau)
 
-        cum_Z = cum_Z + Z
+        cum_Z = cum_Z + (Z + F)
         credit_month = np.where((credit_month == T) & (cum_Z >= credits), t, credit_month)
         cash = cash + P - q
         min_cash = np.minimum(min_cash, cash)
         cum_V = cum_V + V
         cum_P = cum_P + P
+        cum_reverse = cum_reverse + reverse
+        net_M = M - reverse
 
-        for k, v in zip(names, [p, u, D, W, c, eta, R, pi, O, a, I, X, Z, a * I, S, A, V, M,
-                                P, d, q, cum_Z, recouped, cash], strict=True):
+        for k, v in zip(names, [p, u, D, W, c, eta, R, pi, O, a, I, X, Z + F, a * I, S, A,
+                                V, M, P, d, q, cum_Z, recouped, cash,
+                                markup, training_intensity, opex_intensity, ms_ai, Z, F,
+                                reverse, net_M, margin, Z + F + net_M, W, W * c, D, cum_M,
+                                Q, cum_margin], strict=True):
             out[k][t] = v
 
+    receipts = Q + cum_M - deal.revenue_share_paid_before_start
+    economic = receipts + cum_margin
     out.update(
         repayment_month=tau,
         credit_exhaustion_month=credit_month,
+        cap_reached_month=cap_month,
+        commitment_met_month=commit_month,
         deepest_cumulative_loss=-np.minimum(0.0, min_cash),
         cumulative_revenue=cum_V,
         cumulative_profit=cum_P,
-        microsoft_receipts=Q + cum_M,
-        microsoft_net=Q + cum_M - deal.investment,
+        microsoft_receipts=receipts,
+        microsoft_net=receipts - deal.investment,
+        microsoft_economic_return=economic,
+        microsoft_economic_net=economic - deal.investment,
+        cumulative_azure_spend_total=cum_Z,
+        cumulative_azure_margin=cum_margin,
+        cumulative_reverse_revenue_share=cum_reverse,
+        commitment_counted=cum_commit,
     )
     return out
+
+
+def annual_sums(out: dict[str, np.ndarray], grid: MonthGrid) -> dict[str, np.ndarray]:
+    """Each flow of :data:`ANNUAL_FLOWS` summed by calendar year: name -> [years, N]
+    (partial first and last years as partial sums)."""
+    year = grid.year_of_month()
+    return {name: np.array([out[name][year == y].sum(axis=0)
+                            for y in range(len(grid.years))]) for name in ANNUAL_FLOWS}
+
+
+def year_end_stocks(out: dict[str, np.ndarray], grid: MonthGrid) -> dict[str, np.ndarray]:
+    """Each stock of :data:`STOCKS` at the last month of each calendar year (the horizon
+    for the last one): name -> [years, N]."""
+    year = grid.year_of_month()
+    ends = [np.flatnonzero(year == y)[-1] for y in range(len(grid.years))]
+    return {name: out[name][ends] for name in STOCKS}

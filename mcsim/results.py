@@ -170,6 +170,9 @@ class Results:
     #: with [observations]: the same paths weighted by their likelihood
     #: (:class:`ConditionedResults`)
     conditioned: Results | None = None
+    #: every drawn parameter's p5 / p50 / p95 and mean, as drawn (and conditioned)
+    #: (:func:`mcsim.engine.parameters.parameter_table`)
+    parameter_table: dict | None = None
 
     @property
     def grid(self):

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..months import parse_month
 from .format import money_text
 from .outdir import output_directory
-from .summary import SCHEMA
+from .summary import READABLE_SCHEMAS, SCHEMA
 
 Z_95 = 1.959964
 
@@ -32,7 +32,7 @@ def load_summary(out_dir: str | Path) -> dict:
     except (OSError, ValueError) as exc:
         raise ConfigError("compare", str(out_dir),
                           f"a report directory holding summary.json ({exc})") from None
-    if summary.get("schema") != SCHEMA:
+    if summary.get("schema") not in READABLE_SCHEMAS:
         raise ConfigError("compare", str(out_dir), f"a summary.json of schema {SCHEMA}")
     return summary
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._version import __version__
-from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCK_UNITS, STOCKS
 from ..results import DEFAULT_PERCENTILES
 from .format import _beyond, _num, _pkey, json_safe
 
@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from ..months import MonthGrid
     from ..results import MonthDistribution, QuantileTable, Results
 
-SCHEMA = "mcsim.summary/1"
+SCHEMA = "mcsim.summary/2"
+#: Earlier schemas a reader of summaries (compare) still accepts: version 2 only adds keys.
+READABLE_SCHEMAS = ("mcsim.summary/1", SCHEMA)
+MONEY = "nominal US dollars, undiscounted"
+REPAID = ("the first month in which what deal.recoup_from counts (profit share, revenue "
+          "share, Microsoft's Azure margin), summed from the start, reaches the investment: "
+          "an accounting line of the deal, not Microsoft's economic return (see "
+          "horizon.microsoft_economic_return)")
 NOT_BY_HORIZON = "not by the horizon"
 
 
@@ -132,6 +139,14 @@ def _statistics(results: Results, percentiles) -> dict:
     horizon = {name: {"mean": _num(hm[i]), "mean_se": _num(hse[i]),
                       "quantiles": _quantile_block(hq, i)}
                for i, name in enumerate(HORIZON_TOTALS)}
+    stocks = {"years": grid.year_labels(),
+              "at": "the last month of each calendar year (the horizon in a partial last "
+                    "year)", "units": dict(STOCK_UNITS)}
+    for name in STOCKS:
+        q = results.quantiles(name, percentiles)
+        m, se = results.mean(name)
+        stocks[name] = {"mean": [_num(v) for v in m], "mean_se": [_num(v) for v in se],
+                        "quantiles": _quantile_block(q, slice(None))}
     return {
         "cumulative_azure_spend": {
             "months": grid.labels,
@@ -142,7 +157,11 @@ def _statistics(results: Results, percentiles) -> dict:
         "annual": annual,
         "repayment": _month_block(results, results.repayment),
         "credit_exhaustion": _month_block(results, results.credit_exhaustion),
+        "revenue_share_cap_reached": _month_block(results, results.cap_reached),
+        "azure_commitment_met": _month_block(results, results.commitment_met),
         "horizon": horizon,
+        "stocks": stocks,
+        **({"parameters": results.parameter_table} if results.parameter_table else {}),
     }
 
 
@@ -199,6 +218,17 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
             "mean_se": MEAN_SE_METHOD[reduction],
             "month_quantile": "smallest month m with P(event by m) >= p; null when beyond "
                               "the horizon",
+            "money": MONEY,
+            "repaid": REPAID,
+            "revenue_share_cap_reached": "the first month whose revenue share reaches the "
+                                         "cap in force (never: no cap, or not reached)",
+            "azure_commitment_met": "the first month in the commitment's window whose "
+                                    "Azure spend, summed over the window, reaches the "
+                                    "commitment (never: no commitment, or a shortfall paid "
+                                    "instead)",
+            "stock_quantiles": "stocks are binned scaled into the money histogram's range "
+                               "(x 1e6 for the GPU price, x 1e9 for the Azure share, "
+                               "x 1e-6 for tokens); their bins are as fine in relative terms",
         },
         "paths": results.num_paths,
         "nonfinite_paths": results.accumulator.nonfinite_paths,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
 from ..results import DEFAULT_PERCENTILES
 from .format import _pkey, write_csv
 
@@ -33,8 +33,8 @@ def _quantile_cells(q: QuantileTable, i: int) -> list:
 
 def write_tables(results: Results, out: Path,
                  percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
-    """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv and horizon_totals.csv in
-    ``out``."""
+    """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv (every first-passage
+    month), horizon_totals.csv, stocks.csv and (when computed) parameters.csv in ``out``."""
     grid = results.grid
     q = results.quantiles("cumulative_azure_spend", percentiles)
     m, se = results.mean("cumulative_azure_spend")
@@ -51,11 +51,29 @@ def write_tables(results: Results, out: Path,
     write_csv(out / "annual.csv", ["flow", "year", "mean", "mean_se"]
               + _quantile_columns(percentiles), rows)
     rep, cred = results.repayment, results.credit_exhaustion
+    cap, commit = results.cap_reached, results.commitment_met
     write_csv(out / "repayment_cdf.csv",
               ["month", "p_repaid_by", "p_repaid_by_se", "p_credits_exhausted_by",
-               "p_credits_exhausted_by_se"],
-              [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t]]
+               "p_credits_exhausted_by_se", "p_cap_reached_by", "p_cap_reached_by_se",
+               "p_commitment_met_by", "p_commitment_met_by_se"],
+              [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t],
+                cap.cdf[t], cap.cdf_se[t], commit.cdf[t], commit.cdf_se[t]]
                for t in range(grid.num_months)])
+    rows = []
+    for name in STOCKS:
+        qs = results.quantiles(name, percentiles)
+        ms, ses = results.mean(name)
+        for y, label in enumerate(grid.year_labels()):
+            rows.append([name, label, ms[y], ses[y]] + _quantile_cells(qs, y))
+    write_csv(out / "stocks.csv", ["stock", "year_end", "mean", "mean_se"]
+              + _quantile_columns(percentiles), rows)
+    if results.parameter_table:
+        table = results.parameter_table
+        columns = ["parameter"] + [k for k in next(iter(table["prior"].values()))]
+        write_csv(out / "parameters.csv", ["weighting"] + columns,
+                  [[which, name] + list(row.values())
+                   for which in ("prior", "conditioned") if table.get(which)
+                   for name, row in table[which].items()])
     hq = results.quantiles("horizon", percentiles)
     hm, hse = results.mean("horizon")
     write_csv(out / "horizon_totals.csv",

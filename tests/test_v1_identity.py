@@ -1,0 +1,69 @@
+"""Version 1 configs give bit-identical results under version 2 of the model.
+
+``tests/data/v1/`` holds the shipped configs as they were before version 2 (``base.toml``,
+now ``configs/counterfactual_2019_terms.toml``, ``amendment_2026.toml`` and
+``observed.toml``) and, for each case below, the summary.json (without its provenance) that
+the version-1 code wrote: commit 6e9e434 (the last before version 2), 4,096 paths, seed 11,
+``mcsim.simulate`` then ``mcsim.report.summarize``. The cases cover a prior run, antithetic
+pairs, a revenue-share cap, the conditioned pass, and every version-1 feature together
+(``../shared/check/all_features_v1.toml``).
+
+Version 2 only adds outputs (more annual flows, year-end stocks, more months and totals,
+the parameter table), so the check is containment: every value of the version-1 summary
+must be in today's, identical, at the same place (``tools/same_summaries.py --subset`` is
+the same check for whole directories).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT
+
+import mcsim
+from mcsim.report import summarize
+
+DATA = Path(__file__).resolve().parent / "data" / "v1"
+CASES = {"base": (DATA / "base.toml", {}),
+         "base_antithetic": (DATA / "base.toml", {"simulation.variance_reduction": "antithetic"}),
+         "amendment_2026": (DATA / "amendment_2026.toml", {}),
+         "observed": (DATA / "observed.toml", {}),
+         "all_features_v1": (REPO_ROOT.parent / "shared" / "check" / "all_features_v1.toml", {})}
+
+
+def contained(old, new, where: str = "") -> str | None:
+    """The first place where ``old`` is not in ``new`` (None: every value is there)."""
+    if isinstance(old, dict):
+        if not isinstance(new, dict):
+            return where or "/"
+        for key, value in old.items():
+            if key == "schema":
+                continue
+            if key not in new:
+                return f"{where}/{key} (missing)"
+            bad = contained(value, new[key], f"{where}/{key}")
+            if bad:
+                return bad
+        return None
+    return None if old == new else (where or "/")
+
+
+def test_containment_finds_a_changed_value():
+    assert contained({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2], "c": 3}}) is None
+    assert contained({"a": {"b": [1, 2]}}, {"a": {"b": [1, 3]}}) == "/a/b"
+    assert contained({"a": 1}, {"b": 1}) == "/a (missing)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_version_1_config_gives_its_version_1_summary(name):
+    path, overrides = CASES[name]
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the v1 configs must be there")
+    results = mcsim.simulate(path, paths=4096, seed=11, overrides=overrides)
+    now = json.loads(json.dumps(summarize(results), allow_nan=False))
+    golden = json.loads((DATA / f"{name}.summary.json").read_text(encoding="utf-8"))
+    assert now["schema"] == "mcsim.summary/2"
+    assert contained(golden, now) is None, contained(golden, now)
