@@ -28,6 +28,7 @@ from .config import Config, ConfigError, load_config, parse_config
 from .engine import RunOutput, batch_key, max_batch
 from .engine import run_batch as engine_run_batch
 from .engine.parameters import parameter_table
+from .facts import facts_vs_model
 from .layout import StatLayout
 from .overrides import grid_points, with_overrides
 from .results import ConditionedResults, Results
@@ -118,15 +119,17 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
                                     progress=progress, **run_options)
     if condition:
         results = add_conditioned([results], dtype, progress, **run_options)[0]
-    return with_parameter_table(results, dtype)
+    return with_tables(results, dtype)
 
 
-def with_parameter_table(results: Results, dtype: str = "float32") -> Results:
+def with_tables(results: Results, dtype: str = "float32") -> Results:
     """``results`` with its parameter table (as drawn, and conditioned when it has
-    conditioned results) attached."""
-    table = parameter_table(results.config.with_simulation(paths=results.num_paths), dtype,
-                            conditioned=results.conditioned is not None)
-    return replace(results, parameter_table=table or None)
+    conditioned results) and its facts-vs-model table attached (each from the run's own
+    first paths, :mod:`mcsim.engine.parameters`, :mod:`mcsim.facts`)."""
+    config = results.config.with_simulation(paths=results.num_paths)
+    table = parameter_table(config, dtype, conditioned=results.conditioned is not None)
+    return replace(results, parameter_table=table or None,
+                   facts=facts_vs_model(config, dtype=dtype) or None)
 
 
 def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
@@ -181,7 +184,7 @@ def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = Tr
         if group[0].observations:
             runs = add_conditioned(runs, dtype, progress, **simulate_options)
         for i, r in zip(members, runs, strict=True):
-            results[i] = with_parameter_table(r, dtype)
+            results[i] = with_tables(r, dtype)
     return list(zip(points, results, strict=True))
 
 
@@ -218,4 +221,4 @@ def reproduce(summary_path: str | Path, **run_options) -> tuple[Results, dict]:
     results = run(config, dtype=dtype, **run_options)
     if prov.get("conditioned"):  # the run had its conditioned pass: so does the rerun
         results = add_conditioned([results], dtype, None, **run_options)[0]
-    return with_parameter_table(results, dtype), prov
+    return with_tables(results, dtype), prov

@@ -59,7 +59,7 @@ def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue")
         ax.set_ylim(0, 1.08 * top)
     _year_ticks(ax)
     ax.set_xlabel("year")
-    ax.set_ylabel("cumulative Azure spend ($B)")
+    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
     ax.set_title(f"Cumulative Azure spend since {results.grid.label(0)} "
                  f"({paths_text(results)})")
     ax.grid(alpha=0.3)
@@ -80,7 +80,7 @@ def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:ora
     ax.plot(x, mean / B, "x", color="tab:red", ms=5, label="mean")
     ax.set_xticks(x, [lab.replace(" (", "\n(") for lab in labels], fontsize=7, rotation=90)
     title = FLOW_TITLES.get(flow, flow.replace("_", " "))
-    ax.set_ylabel(f"{title} ($B per year)")
+    ax.set_ylabel(f"{title} ($B per year, nominal)")
     ax.set_yscale("log")
     ax.set_title(f"{title[0].upper() + title[1:]} per calendar year "
                  "(partial years are partial sums)")
@@ -99,7 +99,8 @@ def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green")
     end = x[-1] + 1 / 12
     ax.bar(end + 0.4, dist.censored, bottom=top, width=0.6, color="tab:gray",
            label=f"not by the horizon: {dist.censored:.1%}")
-    title = "Microsoft repaid" if which == "repayment" else "Azure credits exhausted"
+    title = "Microsoft repaid (recouped sum reaches the investment)" if which == "repayment" \
+        else "Azure credits exhausted"
     _probability_axes(ax, f"{title}: P(by month), {results.num_paths:,} paths", "upper left")
 
 
@@ -132,7 +133,7 @@ def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
         ax.set_ylim(0, 1.08 * top)
     _year_ticks(ax)
     ax.set_xlabel("year")
-    ax.set_ylabel("cumulative Azure spend ($B)")
+    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
     ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)

@@ -173,6 +173,9 @@ class Results:
     #: every drawn parameter's p5 / p50 / p95 and mean, as drawn (and conditioned)
     #: (:func:`mcsim.engine.parameters.parameter_table`)
     parameter_table: dict | None = None
+    #: the public facts inside the run and where the model puts them
+    #: (:func:`mcsim.facts.facts_vs_model`)
+    facts: list | None = None
 
     @property
     def grid(self):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
 from .format import _pkey, money_text
+from .summary import REPAID
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -111,15 +112,25 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
          f"{summary['paths']:,} ({summary['nonfinite']['paths']:,})"],
     ]
     annual = summary["annual"]
-    annual_rows = []
-    for y, year in enumerate(annual["years"]):
-        annual_rows.append([html.escape(year)] + [_q(annual[f], "p50", y) for f in ANNUAL_FLOWS])
+    first_flows = [f for f in ANNUAL_FLOWS[:4] if f in annual]
+    more_flows = [f for f in ANNUAL_FLOWS[4:] if f in annual]
+    annual_rows = [[html.escape(year)] + [_q(annual[f], "p50", y) for f in first_flows]
+                   for y, year in enumerate(annual["years"])]
+    more_rows = [[html.escape(year)] + [_q(annual[f], "p50", y) for f in more_flows]
+                 for y, year in enumerate(annual["years"])]
     horizon_rows = [[name.replace("_", " ")] + [_q(summary["horizon"][name], p) for p in pcts]
                     + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>"
                        f"{_pm_money(summary['horizon'][name]['mean_se'])}</span>"]
                     for name in HORIZON_TOTALS]
-    month_rows = [[f"{p}% of paths repaid by", _month(rep, f"p{p}"), _month(cred, f"p{p}")]
+    events = [b for b in (rep, cred, summary.get("revenue_share_cap_reached"),
+                          summary.get("azure_commitment_met")) if b is not None]
+    month_rows = [[f"{p}% of paths by"] + [_month(b, f"p{p}") for b in events]
                   for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]
+    month_rows.append(["not by the horizon"] + [
+        _probability(b["probability_not_by_horizon"], b["probability_not_by_horizon_se"])
+        for b in events])
+    month_header = ["", "Microsoft repaid", "credits exhausted", "revenue-share cap reached",
+                    "Azure commitment met"][:len(events) + 1]
     plots = "".join(
         f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" "
         f"src=\"data:image/png;base64,{base64.b64encode(images[name]).decode()}\">"
@@ -139,23 +150,113 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
 <h1>mcsim: OpenAI's Azure spend and Microsoft's repayment</h1>
 <p class=note>{summary['paths']:,} sampled futures, {html.escape(grid['start'])} to
 {html.escape(end)}, seed {prov['seed']}. Brackets are 95% intervals (order statistics
-widened to the histogram bins); &plusmn; is 1.96 standard errors.</p>
+widened to the histogram bins); &plusmn; is 1.96 standard errors. Money is in nominal US
+dollars, undiscounted. <b>Repaid</b> means: {html.escape(REPAID)}. What the model computes
+is described <a href="#model">at the end of this page</a>.</p>
 <h2>Headline</h2>{_table(['', 'value'], headline)}
 {conditioned}<h2>Plots</h2>{plots}
 <h2>Annual flows (medians)</h2>
-{_table(['year'] + [f.replace('_', ' ') for f in ANNUAL_FLOWS], annual_rows)}
+{_table(['year'] + [f.replace('_', ' ') for f in first_flows], annual_rows)}
+{_more_flows(more_flows, more_rows)}
 <h2>Totals at {html.escape(end)}</h2>
 {_table([''] + [p[1:] + '%' for p in pcts] + ['mean'], horizon_rows)}
-<h2>Repayment and credit exhaustion months</h2>
-{_table(['', 'Microsoft repaid', 'credits exhausted'], month_rows)}
+<h2>Months: repayment, credits, cap, commitment</h2>
+{_table(month_header, month_rows)}
+{_stocks_section(summary)}{_facts_section(summary)}{_parameters_section(summary)}
 <h2>Provenance</h2>{_table(['', ''], prov_rows)}
 <p class=note>Run it again from summary.json alone: <code>mcsim reproduce summary.json --out
 DIR</code>.</p>
 <h3>Config</h3><pre>{html.escape(prov.get('config_text', ''))}</pre>
+{_model_section()}
 <script type="application/json" id="summary-method">{html.escape(json.dumps(
         summary['method']))}</script>
 </body></html>
 """
+
+
+def _more_flows(flows: list[str], rows: list[list[str]]) -> str:
+    if not flows:
+        return ""
+    return ("<h3>Costs, profit and payments to Microsoft (medians)</h3>"
+            + _table(['year'] + [f.replace('_', ' ') for f in flows], rows))
+
+
+def _stock_text(x, unit: str) -> str:
+    if x is None:
+        return "n/a"
+    if unit.startswith("$"):
+        return f"${x:.3g}"
+    if unit.startswith("fraction"):
+        return f"{x:.1%}"
+    return f"{x:.3g}"
+
+
+def _stocks_section(summary: dict) -> str:
+    stocks = summary.get("stocks")
+    if not stocks:
+        return ""
+    names = [n for n in stocks if isinstance(stocks[n], dict) and "quantiles" in stocks[n]]
+    rows = []
+    for y, year in enumerate(stocks["years"]):
+        cells = []
+        for n in names:
+            q = stocks[n]["quantiles"]["p50"]
+            cells.append(_stock_text(q["value"][y], stocks["units"][n]))
+        rows.append([html.escape(year)] + cells)
+    header = ["year end"] + [f"{n.replace('_', ' ')} ({stocks['units'][n]})" for n in names]
+    return f"<h2>Stocks at each year's end (medians)</h2>{_table(header, rows)}"
+
+
+def _fact_value(x: float, unit: str) -> str:
+    return money_text(x) if unit == "$" else f"{x:.3g}"
+
+
+def _facts_section(summary: dict) -> str:
+    facts = summary.get("facts")
+    if not facts:
+        return ""
+    rows = []
+    for r in facts["rows"]:
+        m, u = r["model"], r["unit"]
+        band = "25-75" if r["firm"] else "5-95"
+        rows.append([html.escape(r["name"]) + (" (firm)" if r["firm"] else ""),
+                     _fact_value(r["value"], u), html.escape(r["source"]),
+                     f"{_fact_value(m['p50'], u)} <span class=ci>[{_fact_value(m['p5'], u)} "
+                     f".. {_fact_value(m['p95'], u)}]</span>",
+                     f"{r['percentile']:.0f} <span class=ci>&plusmn; "
+                     f"{1.96 * r['percentile_se']:.0f} (expected {band})</span>"])
+    return ("<h2>Facts vs model</h2><p class=note>" + html.escape(facts["rule"]) + "</p>"
+            + _table(["fact", "value", "source (calibration.md)", "model median [5%..95%]",
+                      "percentile"], rows))
+
+
+def _parameters_section(summary: dict) -> str:
+    table = summary.get("parameters")
+    if not table:
+        return ""
+    cond = table.get("conditioned")
+    rows = []
+    for name, row in table["prior"].items():
+        cells = [f"{row[k]:.4g}" for k in ("p5", "p50", "p95", "mean")]
+        if cond:
+            c = cond[name]
+            cells += [f"{c[k]:.4g}" for k in ("p5", "p50", "p95", "mean")]
+        rows.append([html.escape(name)] + cells)
+    header = ["parameter", "p5", "p50", "p95", "mean"]
+    if cond:
+        header += ["conditioned p5", "p50", "p95", "mean"]
+    return (f"<h2>Parameters as drawn</h2><p class=note>From the run's first "
+            f"{table['paths']:,} paths.</p>{_table(header, rows)}")
+
+
+def _model_section() -> str:
+    """docs/model.md, when this is a source checkout, as the page's own description of the
+    model (so the page links to nothing outside itself)."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "model.md"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else (
+        "The model's description is docs/model.md in the mcsim repository.")
+    return (f'<h2 id="model">The model</h2><details><summary>What mcsim computes '
+            f'(docs/model.md)</summary><pre>{html.escape(text)}</pre></details>')
 
 
 def _conditioned_section(summary: dict, pcts: list[str]) -> str:

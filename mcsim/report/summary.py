@@ -236,6 +236,13 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
         **({"precision": results.precision} if results.precision else {}),
         "investment": results.config.deal.investment,
         **_statistics(results, percentiles),
+        **({"facts": {"rule": "each public fact (calibration.md row in source), the "
+                              "model's distribution of the same quantity over the run's "
+                              "first paths, and the fact's percentile in it (its standard "
+                              "error sqrt(q(1-q)/n)); firm facts are expected between the "
+                              "25th and 75th percentiles, the others between the 5th and "
+                              "95th",
+                      "rows": results.facts}} if results.facts else {}),
         **({"conditioned": _conditioned_block(results, percentiles)}
            if results.conditioned is not None else {}),
     }
