@@ -141,8 +141,8 @@ def _record_call(spec: KernelSpec, n: int) -> Callable:
     @jax.jit
     def call(inputs, paths, uniforms):
         out = kernel(inputs, paths, uniforms=uniforms)
-        flows = jnp.stack([getattr(out.flows, f) for f in ANNUAL_FLOWS])
-        stocks = jnp.stack([getattr(out.stocks, s) for s in STOCKS])
+        flows = jnp.stack([getattr(out.flows, f).astype(jnp.float64) for f in ANNUAL_FLOWS])
+        stocks = jnp.stack([getattr(out.stocks, s).astype(jnp.float64) for s in STOCKS])
         return flows, stocks, jnp.all(jnp.isfinite(out.stats), axis=0)
 
     return call

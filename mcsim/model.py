@@ -238,7 +238,8 @@ class Flows(NamedTuple):
 
 
 class Stocks(NamedTuple):
-    """Levels at month t (kernel dtype): what the public facts measure at a date."""
+    """Levels at month t (float64: a token count may pass float32's range while the money
+    it brings in does not): what the public facts measure at a date."""
 
     weekly_active_users: jax.Array
     paying_subscribers: jax.Array
@@ -355,11 +356,14 @@ def _at(term, t, feats: Features):
 
 
 def stocks(state: State, theta: dict, feats: Features | None = None) -> Stocks:
-    """The levels of month t from the state (kernel dtype)."""
-    users = jnp.exp(state.log_users)
-    return Stocks(users, jnp.exp(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)),
-                  jnp.exp(state.log_tokens), jnp.exp(state.log_price),
-                  _rate(theta, "azure_share", state, feats))
+    """The levels of month t from the state, in float64."""
+    def exp64(x):
+        return jnp.exp(x.astype(ACC))
+
+    return Stocks(exp64(state.log_users),
+                  exp64(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)),
+                  exp64(state.log_tokens), exp64(state.log_price),
+                  _rate(theta, "azure_share", state, feats).astype(ACC))
 
 
 def month_flows(theta: dict, deal: DealTerms, state: State, t,
