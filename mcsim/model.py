@@ -41,7 +41,7 @@ class Features(NamedTuple):
     cumulative revenue share). ``reverse``: some reverse share > 0. ``markup``,
     ``training_intensity``, ``opex_intensity``: the version-2 forms of the API price,
     training spend and other opex. ``commitment``: an Azure take-or-pay commitment.
-    ``margin``: Microsoft's Azure margin is given (or counts toward recouping).
+    ``margin``: Microsoft's Azure margin is given (``azure_gross_margin``).
     """
 
     timeline: bool = False
@@ -73,7 +73,8 @@ def features(config, grid: MonthGrid | None = None) -> Features:
         training_intensity="training_intensity_0" in params,
         opex_intensity="other_opex_intensity_0" in params,
         commitment=deal.azure_commitment is not None,
-        margin="azure_gross_margin" in params or "azure_margin" in deal.recoup_from)
+        # without the parameter the margin is 0 (its default): nothing to add or count
+        margin="azure_gross_margin" in params)
 
 
 def _cap_from_index(month: str | None, grid: MonthGrid) -> int:
@@ -438,10 +439,12 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
         snaps = tuple(jnp.where(t == c, state.cum_revenue_share, s) if c > 0 else s
                       for c, s in zip(feats.cap_froms, state.cap_snapshots, strict=True))
         which = _at(deal.cap_from, t, feats)
-        base = snaps[0]
+        base, counts_from = snaps[0], feats.cap_froms[0]
         for k in range(1, len(snaps)):
             base = jnp.where(which == k, snaps[k], base)
-        room = cap - (state.cum_revenue_share - base)
+            counts_from = jnp.where(which == k, feats.cap_froms[k], counts_from)
+        # before its cap_from month a cap neither counts nor limits the revenue share
+        room = jnp.where(t >= counts_from, cap - (state.cum_revenue_share - base), jnp.inf)
         v2.update(cap_snapshots=snaps)
     else:
         room = cap - state.cum_revenue_share

@@ -1,8 +1,11 @@
 """NumPy float64 reference of the model, written to be read line by line against MODEL.md.
 
 Slow and simple on purpose: a loop over months, vectorized over paths, holding every flow of
-every month. Tests feed it and the JAX kernel the same theta and the same shocks and compare
-path by path. Units: dollars per month for flows, tokens per month, users, GPU-hours.
+every month. Version 2 (MODEL.md "Version 2 additions") is written here on its own: the
+deal's timeline is expanded from the config's changes (:func:`terms_by_month`), nothing is
+taken from :mod:`mcsim.model`. Tests feed it and the JAX kernel the same theta and the same
+shocks and compare path by path. Units: dollars per month for flows, tokens per month,
+users, GPU-hours.
 
 :func:`draw_parameters` is the reference for the per-path parameters: it reads the config's
 TOML tables (not the parsed :class:`~mcsim.distributions.Distribution` objects) and follows
@@ -202,12 +205,17 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         ``credit_exhaustion_month``, ``cap_reached_month``, ``commitment_met_month``
         (month index, T when censored); horizon totals ``deepest_cumulative_loss``,
         ``cumulative_revenue``, ``cumulative_profit``, ``microsoft_receipts``,
-        ``microsoft_net``, ``microsoft_economic_return``, ``microsoft_economic_net``; final
-        running sums ``cumulative_revenue_share`` (with the revenue share paid before the
-        start), ``cumulative_profit_share``, ``cumulative_azure_spend_total``,
-        ``cumulative_azure_margin``, ``cumulative_reverse_revenue_share``,
-        ``commitment_counted``. ``azure_spend`` is Z + F (the shortfall included);
-        ``azure_spend_before_shortfall`` is Z = a X.
+        ``microsoft_net``, ``microsoft_economic_return``, ``microsoft_economic_net``; the
+        running sums at the horizon ``cumulative_azure_spend_total``,
+        ``cumulative_reverse_revenue_share`` and ``commitment_counted`` (Z of the
+        commitment's months). Running sums month by month [T, N]:
+        ``cumulative_revenue_share`` (with the revenue share paid before the start),
+        ``cumulative_profit_share``, ``cumulative_azure_margin``,
+        ``cumulative_azure_spend``. ``azure_spend`` is Z + F (the shortfall included);
+        ``azure_spend_before_shortfall`` is Z = a X. ``api_markup``,
+        ``training_intensity`` and ``other_opex_intensity`` are NaN where the config uses
+        version 1's form of that item; with the markup form ``api_revenue_per_mtok`` is
+        pi_t computed from the markup.
     """
     th = {k: np.asarray(v, dtype=np.float64) for k, v in theta.items()}
     T = grid.num_months

@@ -5,8 +5,8 @@ with ``record_flows``) on paths 0 .. K-1, in the run's dtype, with the run's var
 reduction (antithetic mirrors, Sobol points), so every number is the one the run reduced.
 Written as two CSV files that pandas reads: ``sample_parameters.csv`` (one row per path:
 index, every parameter, the repayment and credit-exhaustion months) and
-``sample_paths.csv`` (one row per path and month: every flow, $ per month, and cumulative
-Azure spend).
+``sample_paths.csv`` (one row per path and month: every flow, $ per month; every stock:
+users, subscribers, tokens per month, GPU price, Azure share; and cumulative Azure spend).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def sample_paths(config: Config, k: int, dtype: str = "float32"):
                            "credit_exhaustion_month": [never(m) for m in
                                                        np.asarray(out.final.credit_month)]})
     columns = {f: np.asarray(getattr(out.flows, f), np.float64) for f in model.Flows._fields}
+    columns |= {s: np.asarray(getattr(out.stocks, s), np.float64) for s in model.Stocks._fields}
     long = pd.DataFrame({
         "path": np.tile(np.arange(k), T),
         "month": np.repeat(np.array(grid.labels), k),

@@ -152,9 +152,10 @@ def kernel_flows(cfg, theta: dict, normals, dtype):
 
     grid = cfg.grid
     chol = shock_cholesky(cfg)
+    feats = model.features(cfg)
     th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, grid)
-    fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, grid.num_months))
+    deal = model.deal_terms(cfg.deal, grid, feats)
+    fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, grid, feats))
     final, flows = fn(th, deal, jnp.asarray(normals, dtype))
     for name in KERNEL_FLOWS[:3]:
         assert getattr(flows, name).dtype == dtype, name

@@ -16,7 +16,7 @@ from mcsim import model
 from mcsim.config import DealConfig
 from mcsim.engine import flows_from_normals
 from mcsim.months import MonthGrid
-from mcsim.parameters import DECAYING_RATES
+from mcsim.parameters import V1_DECAYING_RATES
 from mcsim.reference import simulate_reference
 
 GRID = MonthGrid.from_labels("2030-01", "2030-06")  # 6 months, t = 0..5
@@ -41,7 +41,7 @@ def constant_theta(**overrides):
         azure_share_0=1.0, azure_share_inf=1.0, azure_share_halflife=1.0,
         other_opex_0=0.0, other_opex_growth=0.0)
     th.update(overrides)
-    for rate in DECAYING_RATES:
+    for rate in V1_DECAYING_RATES:
         th.setdefault(f"{rate}_inf", th[rate])
         th.setdefault(f"{rate}_halflife", 1.0)
     return {k: np.array([v]) for k, v in th.items()}
