@@ -126,20 +126,21 @@ def time_bare_scan(cfg, repeats: int, dtype: str, paths: int, unroll: int = 1) -
     grid = cfg.grid
     sampler = DeviceSampler(cfg)
     args = jax.tree.map(jnp.asarray, sampler.arguments())
-    deal = model.deal_terms(cfg.deal, grid)
+    feats = model.features(cfg)  # the version-2 mechanisms the config uses
+    deal = model.deal_terms(cfg.deal, grid, feats)
     key = jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     chol = shock_cholesky(cfg)
 
     @jax.jit
     def bare(args, deal, key):
         p = jnp.arange(paths, dtype=jnp.uint32)
-        theta = model.prepare(sampler.draw(args, p, jd))
-        state = model.initial_state(theta, deal, grid.num_months)
+        theta = model.prepare(sampler.draw(args, p, jd), feats)
+        state = model.initial_state(theta, deal, grid.num_months, feats)
 
         def body(state, t):
-            state, _ = model.month_flows(theta, deal, state, t)
+            state, _ = model.month_flows(theta, deal, state, t, feats)
             z = standard_normals(shock_words(key, p, t + 1, jnp), jd)
-            return model.advance(theta, state, model.correlate(z, chol), t), None
+            return model.advance(theta, state, model.correlate(z, chol), t, feats), None
 
         final, _ = jax.lax.scan(body, state, jnp.arange(grid.num_months, dtype=jnp.int32),
                                 unroll=unroll)

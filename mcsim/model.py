@@ -515,7 +515,8 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     )
     zero = jnp.zeros_like(rev_share)
     net_share = rev_share if reverse is None else rev_share - reverse
-    azure_out = azure if shortfall is None else azure_paid
+    # the flow in the kernel dtype, as every other; the sums above took it in float64
+    azure_out = azure if shortfall is None else azure + shortfall.astype(azure.dtype)
     flows = Flows(azure_out, a * inference, revenue, rev_share, inference, compute, profit,
                   profit_share, training, other, net_share,
                   zero if reverse is None else reverse,

@@ -29,8 +29,9 @@ def configs_dir() -> Path:
 
 @pytest.fixture
 def base_config_text() -> str:
-    """The text of ``configs/base.toml`` (a full valid config)."""
-    return (CONFIGS_DIR / "base.toml").read_text(encoding="utf-8")
+    """The text of ``configs/counterfactual_2019_terms.toml`` (a full valid version-1
+    config: version 1's base)."""
+    return (CONFIGS_DIR / "counterfactual_2019_terms.toml").read_text(encoding="utf-8")
 
 
 @pytest.fixture

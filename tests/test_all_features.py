@@ -12,13 +12,16 @@ float64 reference, two ways.
    * fan chart: cumulative Azure spend at every year end (13, the last is the horizon
      month): p5, p25, p50, p75, p95 and mean (13 x 6 = 78 comparisons);
    * annual flows by calendar year (azure spend, azure inference spend, revenue, revenue
-     share; 13 years, partial first and last): mean and median (4 x 13 x 2 = 104);
+     share, then version 2's ten: inference, training, other opex, compute, profit, net and
+     reverse revenue share, commitment shortfall, Azure margin, paid to Microsoft; 13
+     years, partial first and last): mean and median (14 x 13 x 2 = 364);
    * repayment and credit exhaustion: P(by the end of each calendar year before the last)
      and P(not by the horizon) (2 x (12 + 1) = 26);
    * at the horizon: cumulative revenue, cumulative profit, Microsoft receipts, Microsoft
-     net, deepest cumulative loss: mean and median (5 x 2 = 10).
+     net, deepest cumulative loss, Microsoft's economic return and its net: mean and median
+     (7 x 2 = 14).
 
-   218 comparisons in all (some are degenerate: revenue share is 0 on every path after
+   482 comparisons in all (some are degenerate: revenue share is 0 on every path after
    revenue_share_end, so both sides give exactly 0; they count as z = 0).
 
    Standard errors (z = difference / SE):
@@ -38,8 +41,8 @@ float64 reference, two ways.
      is added as one more term of size ``w |q|``, its largest possible error:
      ``SE = sqrt(se_e^2 + se_r^2 + (w q)^2)``.
 
-   Family-wise: a two-sided 4-SE excursion of a normal has probability 6.3e-5, so with 218
-   comparisons the chance of any false alarm is at most 218 x 6.3e-5 = 1.4% (union bound;
+   Family-wise: a two-sided 4-SE excursion of a normal has probability 6.3e-5, so with 482
+   comparisons the chance of any false alarm is at most 482 x 6.3e-5 = 3.0% (union bound;
    the comparisons are positively correlated, e.g. neighbouring year ends, so the real
    rate is lower). The estimates are close to normal at these sample sizes (the heaviest
    tail is the 2036 cumulative Azure spend, a sum of lognormal-like months). Measured over
@@ -238,7 +241,7 @@ def test_every_statistic_matches_the_reference_on_independent_samples(config):
     assert res.info.dtype == "float32"
 
     z = _comparisons(res, ref, config.grid)
-    assert len(z) == 218
+    assert len(z) == 482
     worst = max(z, key=lambda k: abs(z[k]))
     print(f"\n{len(z)} comparisons ({sum(v != 0 for v in z.values())} non-degenerate); "
           f"worst |z| = {abs(z[worst]):.2f} at {worst}; engine {t1 - t0:.1f} s "

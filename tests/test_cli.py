@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from helpers import CONFIGS_DIR, minimal_config_text
 
+from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
+
 MCSIM = shutil.which("mcsim", path=str(Path(sys.executable).parent)) or "mcsim"
 REPORT_FILES = {"summary.json", "cumulative_azure_spend.csv", "annual.csv",
                 "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png", "report.html",
                 "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png",
-                ".mcsim-output.json"}
+                "stocks.csv", "parameters.csv", ".mcsim-output.json"}
 
 
 def mcsim(*args, cwd=None):
@@ -49,7 +51,7 @@ def test_run_writes_every_file(report):
 def test_summary_json_schema(report):
     out, _ = report
     s = json.loads((out / "summary.json").read_text())
-    assert s["schema"] == "mcsim.summary/1"
+    assert s["schema"] == "mcsim.summary/2"
     assert s["paths"] == 3000 and s["provenance"]["seed"] == 11
     assert s["provenance"]["config_text"].count("# ===== ") == 2  # base and amendment
     T = s["grid"]["months"]
@@ -70,9 +72,16 @@ def test_summary_json_schema(report):
     cdf = rep["cdf"]["probability"]
     assert all(b >= a for a, b in zip(cdf, cdf[1:], strict=False))
     assert abs(cdf[-1] + rep["probability_not_by_horizon"] - 1.0) < 1e-12
-    assert set(s["horizon"]) == {"cumulative_revenue", "cumulative_profit",
-                                 "microsoft_receipts", "microsoft_net",
-                                 "deepest_cumulative_loss"}
+    assert set(s["horizon"]) == set(HORIZON_TOTALS)
+    assert set(s["stocks"]) == set(STOCKS) | {"years", "at", "units"}
+    for name in STOCKS:  # positive levels, in their own units (not binned dollars)
+        vals = [v for v in s["stocks"][name]["quantiles"]["p50"]["value"] if v is not None]
+        assert vals and all(v > 0 for v in vals)
+    assert s["stocks"]["azure_share"]["quantiles"]["p50"]["value"][0] < 1.0
+    for block in ("revenue_share_cap_reached", "azure_commitment_met"):
+        assert 0.0 <= s[block]["probability_not_by_horizon"] <= 1.0
+    assert set(s["parameters"]["prior"]) == set(s["parameters"]["prior"]) & set(
+        s["provenance"]["config_resolved"]["parameters"])
     assert s["annual"]["years"][0] == "2024" and len(s["annual"]["years"]) == 17
     assert set(s["annual"]) >= {"azure_spend", "azure_inference_spend", "revenue",
                                 "revenue_share"}
@@ -92,7 +101,7 @@ def test_csv_tables_agree_with_summary(report):
         s["repayment"]["cdf"]["probability"][-1], rel=1e-9)
     with open(out / "annual.csv") as fh:
         flows = {r["flow"] for r in csv.DictReader(fh)}
-    assert flows == {"azure_spend", "azure_inference_spend", "revenue", "revenue_share"}
+    assert flows == set(ANNUAL_FLOWS)
 
 
 def test_partial_years_are_labelled(tmp_path):

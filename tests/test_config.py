@@ -32,8 +32,28 @@ def _sym(i, j, v):
 
 # --- valid configs -------------------------------------------------------------------------
 
-def test_base_config_loads(configs_dir):
+def test_base_config_is_the_real_timeline(configs_dir):
+    """base.toml: the 2019-25 terms from the start, the Oct 2025 recapitalisation, the April
+    2026 amendment, the $250B commitment, version 2's cost and price forms."""
     config = load_config(configs_dir / "base.toml")
+    deal = config.deal
+    assert config.simulation.start == "2024-01" and config.simulation.horizon == "2040-12"
+    assert deal.investment == 13e9 and deal.revenue_share == 0.2
+    assert deal.profit_share_until_recouped == 0.75 and deal.reverse_share == 0.2
+    assert [c.start for c in deal.changes] == ["2025-10", "2026-04"]
+    recap, amendment = (dict(c.terms) for c in deal.changes)
+    assert recap["profit_share_until_recouped"] == recap["profit_share_after"] == 0.0
+    assert amendment["revenue_share_end"] == "2030-12"
+    assert amendment["revenue_share_cap"] == 38e9 and amendment["reverse_share"] == 0.0
+    assert deal.azure_commitment == 250e9
+    for name in ("api_markup_0", "training_intensity_0", "other_opex_intensity_0",
+                 "microsoft_ai_revenue_0", "azure_gross_margin"):
+        assert name in config.parameters
+
+
+def test_base_config_loads(configs_dir):
+    """The counterfactual (version 1's base): the 2019-25 terms throughout."""
+    config = load_config(configs_dir / "counterfactual_2019_terms.toml")
     assert isinstance(config, Config)
     assert config.simulation.start == "2024-01" and config.simulation.horizon == "2040-12"
     assert config.grid.num_months == 17 * 12
@@ -55,7 +75,7 @@ def test_base_config_text_parses_like_the_file(base_config_text):
 
 
 def test_amendment_config_extends_base(configs_dir):
-    base = load_config(configs_dir / "base.toml")
+    base = load_config(configs_dir / "counterfactual_2019_terms.toml")
     amend = load_config(configs_dir / "amendment_2026.toml")
     assert amend.parameters == base.parameters
     assert amend.simulation == base.simulation

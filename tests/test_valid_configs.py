@@ -1,5 +1,6 @@
-"""Any valid config runs: hypothesis generates configs over MODEL.md's whole version-1
-vocabulary (``valid_configs.py`` says what it covers) and each goes through the CLI in-process:
+"""Any valid config runs: hypothesis generates configs over MODEL.md's whole vocabulary,
+version 1 and (in half of them) version 2's additions (``valid_configs.py`` says what it
+covers) and each goes through the CLI in-process:
 ``validate``, then ``run --paths 2048 --no-plots`` in float32 (the default) and float64.
 
 Each must exit 0, print nothing unexplained on stderr and raise no Python warning (see
@@ -8,7 +9,13 @@ a strict-JSON summary.json whose invariants hold (``valid_configs.check_summary`
 order and inside their intervals, P(repaid by m) non-decreasing in [0, 1] and consistent with
 P(not by the horizon) and with the month quantiles, cumulative Azure spend non-decreasing,
 annual means summing to the horizon totals, no NaN, no null except a month beyond the horizon
-(with its label), no path with a NaN or inf.
+(with its label), no path with a NaN or inf; and version 2's: net revenue share = revenue
+share - reverse share and paid to Microsoft = Azure spend + net (annual means, float64
+rounding), compute = inference + training and profit = V - X - O - M + reverse - F (to the
+kernel dtype's rounding), the Azure margin and economic return, the commitment's shortfall
+only in its last month's year and never above it, the cap and commitment months (censored
+without a cap / commitment, inside the commitment's window), year-end stocks finite, >= 0,
+positive means, Azure's share in [0, 1].
 
 Two shares:
 

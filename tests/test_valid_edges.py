@@ -159,8 +159,9 @@ def test_reproduce_of_a_summary_with_a_bad_dtype_is_one_line(tmp_path, capsys):
 
 
 def _observed(tmp_path, rel_sd: str, paths: int = 4096) -> str:
-    text = (CONFIGS_DIR / "observed.toml").read_text().replace('"base.toml"',
-                                                              f'"{CONFIGS_DIR / "base.toml"}"')
+    parent = CONFIGS_DIR / "counterfactual_2019_terms.toml"
+    text = (CONFIGS_DIR / "observed.toml").read_text().replace(
+        '"counterfactual_2019_terms.toml"', f'"{parent}"')
     text = text.replace("rel_sd = 0.05", f"rel_sd = {rel_sd}")
     path = tmp_path / "obs.toml"
     path.write_text(text + f"\n[simulation]\npaths = {paths}\n" if "[simulation]" not in text

@@ -1,6 +1,7 @@
-"""Hypothesis strategies for VALID configs covering MODEL.md's whole version-1 vocabulary,
-and the checks that a run of one must pass (used by ``test_valid_configs.py`` and by
-anyone who wants to hunt for crashes with many more examples).
+"""Hypothesis strategies for VALID configs covering MODEL.md's whole vocabulary (version 1
+and the version-2 additions A-D), and the checks that a run of one must pass (used by
+``test_valid_configs.py`` and by anyone who wants to hunt for crashes with many more
+examples). Half the configs use version 2's keys (``configs(v2=True/False)`` forces it).
 
 What the generator covers:
 
@@ -18,7 +19,23 @@ What the generator covers:
 * random positive-definite 5x5 shock correlations (identity, random factor models, nearly
   singular ones);
 * every deal field in every combination (absent, zero, one, tiny, huge; revenue_share_end
-  before the start, inside, after the horizon; recoup_from each way, both, either order).
+  before the start, inside, after the horizon; recoup_from each way, both, either order);
+* version 2 (in half the configs):
+  - ``[[deal.change]]`` tables (0-4), ``from`` months strictly increasing after the start
+    (some after the horizon), each setting a non-empty subset of the eight term fields
+    (shares 0, 1 or any; caps as [deal]'s; ``revenue_share_end`` / ``revenue_share_cap_from``
+    any month from before the start to after the horizon);
+  - ``[deal]``'s ``revenue_share_cap_from`` (any month), ``revenue_share_paid_before_start``
+    (0 to 1e300 $), ``reverse_share``, the commitment triple (0 to 1e18 $, ``from`` from the
+    start to past the horizon, ``by`` from ``from`` to past the horizon) and ``recoup_from``
+    as any ordered non-empty selection of profit_share, revenue_share, azure_margin;
+  - each alternative form (``api_markup_0`` + ``api_markup_drift``,
+    ``training_intensity_0`` + ``training_intensity_drift``, ``other_opex_intensity_0`` +
+    ``other_opex_intensity_drift``) instead of version 1's, independently;
+    ``microsoft_ai_revenue_0`` + ``microsoft_ai_revenue_growth`` whenever some
+    reverse_share > 0 and at random otherwise; ``azure_gross_margin`` at random; the new
+    rates' ``_inf`` / ``_halflife`` companions; all of them numbers or distributions, and
+    rank-correlated like any drawn parameter.
 
 Magnitudes are "valid but extreme" within a budget that keeps every path's money far from
 float32's range (about e^88): per-rate drift over the horizon at most ``RATE_BUDGET`` in
@@ -26,13 +43,24 @@ log, random walks at most ``VOL_BUDGET`` (vol * sqrt(years)), levels inside boxe
 up to 1e13 a month, ...). So a NaN or inf in a run is a bug, not an overflow the config
 asked for. Mean-reversion speeds stay well below 24 per year (the explicit monthly Euler step of
 MODEL.md is unstable beyond), and a negative logistic user growth only comes with users far
-below their cap (above it, MODEL.md's logistic update explodes).
+below their cap (above it, MODEL.md's logistic update explodes). Version 2's levels keep
+the budgets of the ones they replace: a markup (1e-2 to 1e2) times the inference spend, an
+intensity (up to 3) times revenue, their drifts within ``RATE_BUDGET``; Microsoft's AI
+revenue in training spend's box; a commitment's shortfall (a flow) at most 1e18 $.
+
+The checks (:func:`check_summary`) are version 1's (quantiles in order and inside their
+intervals, first-passage months consistent with their cdf, sums of annual means equal to
+the cumulative and horizon means, no null or non-finite value, the deal's forced outcomes)
+extended to all 14 annual flows, the year-end stocks and the four first-passage months,
+plus version 2's identities (see :func:`_v2_identities`, :func:`_stock_checks`,
+:func:`_event_checks`), each exact or with its rounding tolerance stated where it is made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import math
 import re
@@ -112,11 +140,44 @@ def _boxes(years: float) -> dict[str, Box]:
         "azure_share_halflife": pos(1e-3, 1e3),
         "other_opex_0": pos(1.0, 1e11, True),
         "other_opex_growth": real,
+        # version 2 (B): the alternative forms' levels replace v1's levels with the same
+        # budgets: a markup multiplies the inference spend (up to 1e2 x, as v1's API price
+        # tops out at 1e2 $/Mtok), an intensity multiplies revenue (up to 3 x, the
+        # spend then bounded by revenue as training spend is by its box); their drifts,
+        # like every rate, within RATE_BUDGET over the horizon
+        "api_markup_0": pos(1e-2, 1e2),
+        "api_markup_drift": real,
+        "training_intensity_0": pos(1e-4, 3.0, True),
+        "training_intensity_drift": real,
+        "other_opex_intensity_0": pos(1e-4, 3.0, True),
+        "other_opex_intensity_drift": real,
+        "microsoft_ai_revenue_0": pos(1.0, 1e11, True),
+        "microsoft_ai_revenue_growth": real,
+        "azure_gross_margin": unit_closed(0.0, 1.0),
     }
 
 
+#: Version 1's levels and rates that a version-2 alternative form replaces (MODEL.md v2 B,
+#: ``mcsim.parameters.ALTERNATIVE_FORMS``), and version 2's other optional parameters.
+V2_FORMS = {
+    "api": (("api_revenue_per_mtok_0", "api_price_drift"), ("api_markup_0", "api_markup_drift")),
+    "training": (("training_spend_0", "training_growth"),
+                 ("training_intensity_0", "training_intensity_drift")),
+    "opex": (("other_opex_0", "other_opex_growth"),
+             ("other_opex_intensity_0", "other_opex_intensity_drift")),
+}
+V2_FORM_NAMES = tuple(n for _, v2 in V2_FORMS.values() for n in v2)
+REVERSE_PARAMETERS = ("microsoft_ai_revenue_0", "microsoft_ai_revenue_growth")
+V2_OPTIONAL = REVERSE_PARAMETERS + ("azure_gross_margin",)
+
+
 DECAYING = ("gpu_price_drift", "efficiency_growth", "training_growth", "api_price_drift",
-            "other_opex_growth")
+            "other_opex_growth", "microsoft_ai_revenue_growth", "api_markup_drift",
+            "training_intensity_drift", "other_opex_intensity_drift")
+#: Term fields a ``[[deal.change]]`` may set (MODEL.md v2 A; ``mcsim.config.CHANGE_TERMS``).
+CHANGE_TERMS = ("revenue_share", "revenue_share_end", "revenue_share_cap",
+                "revenue_share_cap_from", "profit_share_until_recouped", "profit_share_after",
+                "profit_cap", "reverse_share")
 
 # -------------------------------------------------------------------------------------
 # TOML text
@@ -143,12 +204,16 @@ def fmt(x) -> str:
 
 
 def to_toml(cfg: dict) -> str:
+    """The TOML text of a config dict; ``deal["change"]`` (a list of tables) is written as
+    ``[[deal.change]]`` array-of-tables after ``[deal]``'s own keys."""
     lines = []
     for table in ("simulation", "parameters", "parameter_correlation", "shocks", "deal"):
         if table not in cfg:
             continue
         lines.append(f"[{table}]")
         for k, v in cfg[table].items():
+            if table == "deal" and k == "change":
+                continue
             if table in ("parameter_correlation", "shocks") and isinstance(v, list):
                 lines.append(f"{k} = [")
                 lines.extend(f"  {fmt(row)}," for row in v)
@@ -156,6 +221,11 @@ def to_toml(cfg: dict) -> str:
             else:
                 lines.append(f"{k} = {fmt(v)}")
         lines.append("")
+        if table == "deal":
+            for change in cfg["deal"].get("change", []):
+                lines.append("[[deal.change]]")
+                lines.extend(f"{k} = {fmt(v)}" for k, v in change.items())
+                lines.append("")
     return "\n".join(lines)
 
 
@@ -529,15 +599,51 @@ def money(draw, lo=1e-2, hi=1e15):
                           st.sampled_from([5e-324, 1e-300, 1.0, 13e9, 1e300])))
 
 
+_SHARE = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0))
+#: every non-empty ordered selection of version 2's three recouping sources
+RECOUP_V2 = [list(p) for k in (1, 2, 3) for p in itertools.permutations(
+    ("profit_share", "revenue_share", "azure_margin"), k)]
+
+
 @st.composite
-def deal_table(draw, start: int, months: int):
+def commitment_money(draw):
+    """An Azure take-or-pay amount: its shortfall is a flow (Azure spend, costs), so unlike
+    the caps it stays inside the money budget (at most 1e18 $)."""
+    return draw(st.one_of(st.just(0.0), _log_between(1e-2, 1e18), _log_between(1e6, 1e13),
+                          st.sampled_from([5e-324, 1.0, 250e9])))
+
+
+@st.composite
+def month_near(draw, start: int, months: int, before: int = 30, after: int = 30) -> str:
+    """A month from ``before`` months before the start to ``after`` past the horizon."""
+    return fmt_month(start + draw(st.integers(-before, months - 1 + after)))
+
+
+@st.composite
+def change_table(draw, start: int, months: int, month: int) -> dict:
+    """One ``[[deal.change]]`` from absolute month ``month``: a non-empty subset of the
+    term fields, each drawn as [deal]'s are."""
+    change: dict = {"from": fmt_month(month)}
+    for k in draw(st.lists(st.sampled_from(CHANGE_TERMS), min_size=1, unique=True)):
+        if k in ("revenue_share", "profit_share_until_recouped", "profit_share_after",
+                 "reverse_share"):
+            change[k] = draw(_SHARE)
+        elif k in ("revenue_share_cap", "profit_cap"):
+            change[k] = draw(money())
+        else:  # revenue_share_end, revenue_share_cap_from: any month
+            change[k] = draw(month_near(start, months))
+    return change
+
+
+@st.composite
+def deal_table(draw, start: int, months: int, v2: bool = False):
     deal: dict = {}
     # tiny and huge investments now and then (1e300: means and variances of the net
     # against it near float64's range)
     deal["investment"] = draw(st.one_of(_log_between(1e-2, 1e15), _log_between(1e-2, 1e15),
                                         _log_between(1e-2, 1e15), st.sampled_from(
                                             [1e-300, 5e-324, 1.0, 13e9, 1e18, 1e300])))
-    share = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0))
+    share = _SHARE
     for k in ("revenue_share", "profit_share_until_recouped", "profit_share_after"):
         if draw(st.booleans()):
             deal[k] = draw(share)
@@ -548,10 +654,32 @@ def deal_table(draw, start: int, months: int):
             deal[k] = draw(money())
     if draw(st.booleans()):
         deal["loss_carryforward"] = draw(st.booleans())
+    if not v2:
+        if draw(st.booleans()):
+            deal["recoup_from"] = draw(st.sampled_from([
+                ["profit_share"], ["revenue_share"], ["profit_share", "revenue_share"],
+                ["revenue_share", "profit_share"]]))
+        return deal
+    # version 2 (MODEL.md A, B): the run-level fields, then the timeline of changes
     if draw(st.booleans()):
-        deal["recoup_from"] = draw(st.sampled_from([
-            ["profit_share"], ["revenue_share"], ["profit_share", "revenue_share"],
-            ["revenue_share", "profit_share"]]))
+        deal["recoup_from"] = draw(st.sampled_from(RECOUP_V2))
+    if draw(st.booleans()):
+        deal["revenue_share_cap_from"] = draw(month_near(start, months))
+    if draw(st.booleans()):
+        deal["revenue_share_paid_before_start"] = draw(money())
+    if draw(st.booleans()):
+        deal["reverse_share"] = draw(share)
+    if draw(st.booleans()):
+        first = start + draw(st.one_of(st.just(0), st.integers(0, months + 12)))
+        deal["azure_commitment"] = draw(commitment_money())
+        deal["azure_commitment_from"] = fmt_month(first)
+        deal["azure_commitment_by"] = fmt_month(first + draw(st.one_of(
+            st.just(0), st.integers(0, months + 30))))
+    n = draw(st.integers(0, 4))
+    if n:
+        offsets = sorted(draw(st.lists(st.integers(1, months + 30), min_size=n, max_size=n,
+                                       unique=True)))
+        deal["change"] = [draw(change_table(start, months, start + k)) for k in offsets]
     return deal
 
 
@@ -560,16 +688,25 @@ def deal_table(draw, start: int, months: int):
 
 
 @st.composite
-def configs(draw) -> dict:
-    """A valid config as a dict of tables (see :func:`to_toml`)."""
+def configs(draw, v2: bool | None = None) -> dict:
+    """A valid config as a dict of tables (see :func:`to_toml`). ``v2``: use version 2's
+    keys (None: half the time)."""
     months = draw(st.one_of(st.integers(1, 24), st.integers(1, 600),
                             st.sampled_from([1, 2, 12, 13, 600])))
     start = draw(st.integers(1990 * 12, 2199 * 12))
     years = max(months, 1) / 12.0
     boxes = _boxes(years)
+    if v2 is None:
+        v2 = draw(st.booleans())
+    # one form of each alternative item (version 2's only in a version-2 config)
+    forms = {item: (v2 and draw(st.booleans())) for item in V2_FORMS}
+    names = [n for n in boxes if n not in V2_FORM_NAMES and n not in V2_OPTIONAL]
+    for item, (v1_form, v2_form) in V2_FORMS.items():
+        if forms[item]:
+            names = [n for n in names if n not in v1_form] + list(v2_form)
     params: dict = {}
-    for name, box in boxes.items():
-        params[name] = draw(value_spec(name, box))
+    for name in names:
+        params[name] = draw(value_spec(name, boxes[name]))
     # a negative logistic growth explodes above the cap (MODEL.md's update): only with
     # users far below their cap
     ug = params["users_growth"]
@@ -579,8 +716,19 @@ def configs(draw) -> dict:
         if not (math.isfinite(u0_hi) and cap_lo > 0 and u0_hi * 1e4 < cap_lo):
             params["users_growth"] = abs(ug) if isinstance(ug, float) else \
                 {"dist": "uniform", "low": 0.0, "high": boxes["users_growth"].hi}
-    for rate in DECAYING:
+    deal = draw(deal_table(start, months, v2))
+    if v2:
+        # the reverse share's base: required once some reverse_share > 0, else optional
+        needs_base = any(t.get("reverse_share", 0.0) > 0 for t in
+                         [deal, *deal.get("change", [])])
+        if needs_base or draw(st.booleans()):
+            for name in REVERSE_PARAMETERS:
+                params[name] = draw(value_spec(name, boxes[name]))
         if draw(st.booleans()):
+            params["azure_gross_margin"] = draw(value_spec("azure_gross_margin",
+                                                           boxes["azure_gross_margin"]))
+    for rate in DECAYING:
+        if rate in params and draw(st.booleans()):
             params[f"{rate}_inf"] = draw(value_spec(f"{rate}_inf", boxes[rate]))
             params[f"{rate}_halflife"] = draw(value_spec(f"{rate}_halflife",
                                                          boxes["token_growth_halflife"]))
@@ -601,7 +749,7 @@ def configs(draw) -> dict:
     shocks = draw(shock_matrix())
     if shocks is not None:
         cfg["shocks"] = {"correlation": shocks}
-    cfg["deal"] = draw(deal_table(start, months))
+    cfg["deal"] = deal
     return cfg
 
 
@@ -702,7 +850,7 @@ def run_and_check(text: str, workdir: Path, dtypes=("float32", "float64"),
                 from None
         _expect_ok(step, code, out, err, warns)
         summary = _strict_json((out_dir / "summary.json").read_text())
-        problems = check_summary(summary, cfg, paths)
+        problems = check_summary(summary, cfg, paths, dtype)
         if problems:
             raise RunFailure("invariant", step, "; ".join(problems[:8]))
         summaries[dtype] = summary
@@ -761,7 +909,7 @@ def _nulls(x, path="") -> list[str]:
 
 def _allowed_null(path: str, s: dict) -> bool:
     # a month quantile (or its interval end) beyond the horizon: null with its label
-    m = re.fullmatch(r"(repayment|credit_exhaustion)\.quantiles\.(p\d+)\."
+    m = re.fullmatch(rf"({'|'.join(EVENTS)})\.quantiles\.(p\d+)\."
                      r"(month|ci95_low|ci95_high)", path)
     if m:
         q = s[m.group(1)]["quantiles"][m.group(2)]
@@ -769,6 +917,13 @@ def _allowed_null(path: str, s: dict) -> bool:
         return label == NOT_BY
     if path == "nonfinite.first_month":
         return s["nonfinite"]["paths"] == 0
+    if path.startswith("stocks."):
+        # a stock is a positive level far inside the histogram's range once scaled (the
+        # boxes keep users under 1e16, tokens under 1e22, prices under 1e10 $/GPU-hour),
+        # and 2048 paths bound every percentile's interval on both sides: no value or
+        # interval end is null (beyond_range is: null means inside the range)
+        return re.fullmatch(r"stocks\.\w+\.quantiles\.p\d+\.beyond_range\[\d+\]",
+                            path) is not None
     # money quantiles: beyond_range is null inside the histogram's range; the value is null
     # where beyond_range says "above"/"below"; an interval end is null (unbounded) where it
     # lies beyond the range, which only the rows reaching the range's edge can do
@@ -823,13 +978,59 @@ def _quantile_rows(block: dict, n: int | None):
         yield i, row(lambda p, f, i=i: q[p][f][i] if f in q[p] else None)
 
 
-def check_summary(s: dict, cfg: dict, paths: int) -> list[str]:
+#: The first-passage months of a summary (version 1's two, version 2's two).
+EVENTS = ("repayment", "credit_exhaustion", "revenue_share_cap_reached", "azure_commitment_met")
+#: Annual flows (mcsim.layout.ANNUAL_FLOWS) and which of them may be negative.
+ANNUAL = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share", "inference_spend",
+          "training_spend", "other_opex", "compute_spend", "profit", "net_revenue_share",
+          "reverse_revenue_share", "azure_commitment_shortfall", "microsoft_azure_margin",
+          "paid_to_microsoft")
+#: Flows that may be negative: profit, the net revenue share (M - reverse) and so "paid to
+#: Microsoft" (Z + net: a reverse share above Azure spend and M makes it negative).
+SIGNED = ("profit", "net_revenue_share", "paid_to_microsoft")
+STOCKS = ("weekly_active_users", "paying_subscribers", "tokens_per_month", "gpu_price",
+          "azure_share")
+HORIZON = ("cumulative_revenue", "cumulative_profit", "microsoft_receipts", "microsoft_net",
+           "deepest_cumulative_loss", "microsoft_economic_return", "microsoft_economic_net")
+NON_NEGATIVE_HORIZON = ("cumulative_revenue", "microsoft_receipts", "deepest_cumulative_loss",
+                        "microsoft_economic_return")
+#: Relative rounding of a linear identity between two reported sums (annual or horizon
+#: means), relative to the sum of the magnitudes involved. In float64 runs every sum
+#: (month by month over <= 2400 months, pairwise over paths) is within ~(T + log2 n) 2^-53
+#: < 1e-12 of exact: ``REL64`` = 1e-9 leaves three orders of margin. In float32 runs
+#: the monthly flows are float32 values, and XLA may compute "the same" float32 flow in
+#: more than one fusion, each rounded its own way (LLVM contracts a*b + c into an FMA in
+#: some fusions only: an Azure margin row and the economic return's cumulative margin
+#: were measured 2.2e-9 apart): two rows then agree to float32's 2^-24 ~ 6e-8 per
+#: operation, so ``REL32`` = 1e-6 (a few operations, with margin).
+REL64 = 1e-9
+REL32 = 1e-6
+
+
+def _terms(deal: dict, name: str) -> list:
+    """The values a deal term takes over the run: [deal]'s (None when absent), then each
+    change's that sets it (changes after the horizon included: conservative)."""
+    return [deal.get(name)] + [c[name] for c in deal.get("change", []) if name in c]
+
+
+def _month_index(label: str, start: str) -> int:
+    """Index of month ``label`` on the grid starting at ``start`` (may be < 0 or >= T)."""
+    (y, m), (y0, m0) = (map(int, label.split("-")), map(int, start.split("-")))
+    return (y - y0) * 12 + (m - m0)
+
+
+def _close(a: float, b: float, scale: float, rel: float) -> bool:
+    """|a - b| within ``rel`` of ``scale`` (a sum of the magnitudes involved), or 1e-300."""
+    return abs(a - b) <= rel * scale + 1e-300
+
+
+def check_summary(s: dict, cfg: dict, paths: int, dtype: str = "float64") -> list[str]:
     """Every invariant of one summary.json; returns the violations (empty: fine)."""
     bad: list[str] = []
     T = s["grid"]["months"]
-    deal = cfg["deal"]
     sim = cfg["simulation"]
-    if s["schema"] != "mcsim.summary/1":
+    rel = REL32 if dtype == "float32" else REL64
+    if s["schema"] != "mcsim.summary/2":
         bad.append(f"schema {s['schema']}")
     if s["paths"] != paths:
         bad.append(f"paths {s['paths']} != {paths}")
@@ -877,57 +1078,76 @@ def check_summary(s: dict, cfg: dict, paths: int) -> list[str]:
             bad.append("cumulative_azure_spend.mean negative")
     ann = s["annual"]
     Y = len(ann["years"])
-    for flow in ("azure_spend", "azure_inference_spend", "revenue", "revenue_share"):
+    y0, y1 = int(sim["start"][:4]), int(sim["horizon"][:4])
+    if Y != y1 - y0 + 1:
+        bad.append(f"annual: {Y} years for {sim['start']}..{sim['horizon']}")
+    for flow in ANNUAL:
+        if flow not in ann:
+            bad.append(f"annual.{flow} missing")
+            continue
         quantile_checks(f"annual.{flow}", ann[flow], Y)
         if len(ann[flow]["mean"]) != Y:
             bad.append(f"annual.{flow}: wrong length")
+        if flow in SIGNED:
+            continue
         for y in range(Y):
             for p in PCTS:
                 v = ann[flow]["quantiles"][p]["value"][y]
                 if v is not None and v < 0:
                     bad.append(f"annual.{flow}[{y}].{p} = {v} < 0")
-    # pathwise a*I <= a*X and M <= V: their quantiles too (to a bin)
+            mv = ann[flow]["mean"][y]
+            if mv is not None and mv < 0:
+                bad.append(f"annual.{flow}[{y}].mean = {mv} < 0")
+    if bad:
+        return bad  # the flows below are all there, each of the right length
+    # pathwise a <= b between flows of a year: their quantiles too (to a bin). Each holds
+    # in floating point as well: a*I <= I and g*Z <= Z for a, g in [0, 1]; M = min(owed,
+    # room) <= rho*V; fl(I + R) >= I, R; Z + F >= F; M - reverse <= M; Z + net >= net
+    pathwise = [("azure_inference_spend", "azure_spend"), ("revenue_share", "revenue"),
+                ("azure_inference_spend", "inference_spend"),
+                ("inference_spend", "compute_spend"), ("training_spend", "compute_spend"),
+                ("microsoft_azure_margin", "azure_spend"),
+                ("azure_commitment_shortfall", "azure_spend"),
+                ("net_revenue_share", "revenue_share"),
+                ("net_revenue_share", "paid_to_microsoft")]
     for y in range(Y):
         for p in PCTS:
             q = lambda f, p=p, y=y: ann[f]["quantiles"][p]["value"][y]  # noqa: E731
-            if None in (q("azure_inference_spend"), q("azure_spend"), q("revenue_share"),
-                        q("revenue")):
-                continue
-            if not _bin_le(q("azure_inference_spend"), q("azure_spend")):
-                bad.append(f"annual {y} {p}: inference {q('azure_inference_spend')} > "
-                           f"azure {q('azure_spend')}")
-            if not _bin_le(q("revenue_share"), q("revenue")):
-                bad.append(f"annual {y} {p}: revenue share > revenue")
-    # sums: the annual means add up to the cumulative / horizon means
+            for a, b in pathwise:
+                if q(a) is None or q(b) is None:
+                    continue
+                if not _bin_le(q(a), q(b)):
+                    bad.append(f"annual {y} {p}: {a} {q(a)} > {b} {q(b)}")
+
+    mean = lambda f: ann[f]["mean"]  # noqa: E731
     total = lambda f: sum(ann[f]["mean"])  # noqa: E731
     hor = s["horizon"]
+    inv = s["investment"]
     try:
-        if not math.isclose(total("azure_spend"), m[-1], rel_tol=1e-9, abs_tol=1e-3):
+        # sums: the annual means add up to the cumulative / horizon means
+        # (rel: a float32 run's annual Azure spend, shortfall included, is float32 values)
+        if not math.isclose(total("azure_spend"), m[-1], rel_tol=rel, abs_tol=1e-3):
             bad.append(f"annual azure means sum {total('azure_spend')} != cumulative {m[-1]}")
         if not math.isclose(total("revenue"), hor["cumulative_revenue"]["mean"],
                             rel_tol=1e-9, abs_tol=1e-3):
             bad.append("annual revenue means do not sum to cumulative revenue")
-        inv = s["investment"]
-        if not math.isclose(hor["microsoft_net"]["mean"],
-                            hor["microsoft_receipts"]["mean"] - inv, rel_tol=1e-9,
-                            abs_tol=1e-6 * max(1.0, abs(inv))):
-            bad.append("microsoft_net mean != receipts - investment")
-        cap = deal.get("revenue_share_cap")
-        if cap is not None and total("revenue_share") > cap * (1 + 1e-9) + 1e-3:
-            bad.append(f"revenue share paid {total('revenue_share')} > cap {cap}")
-        if deal.get("revenue_share", 0.0) == 0.0 and total("revenue_share") != 0.0:
-            bad.append("revenue share paid with revenue_share = 0")
+        for net, gross in (("microsoft_net", "microsoft_receipts"),
+                           ("microsoft_economic_net", "microsoft_economic_return")):
+            if not math.isclose(hor[net]["mean"], hor[gross]["mean"] - inv, rel_tol=1e-9,
+                                abs_tol=1e-6 * max(1.0, abs(inv))):
+                bad.append(f"{net} mean != {gross} - investment")
+        bad += _v2_identities(s, cfg, rel, mean, total)
     except TypeError:
         pass  # a null, reported above
-    for name in ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
-                 "microsoft_net", "deepest_cumulative_loss"):
+    for name in HORIZON:
         quantile_checks(f"horizon.{name}", hor[name], None)
-    for name in ("cumulative_revenue", "microsoft_receipts", "deepest_cumulative_loss"):
+    for name in NON_NEGATIVE_HORIZON:
         v = hor[name]["quantiles"]["p5"]["value"]
         if v is not None and v < 0:
             bad.append(f"horizon.{name}.p5 = {v} < 0")
-    # the two first-passage months
-    for ev in ("repayment", "credit_exhaustion"):
+    bad += _stock_checks(s, quantile_checks)
+    # the four first-passage months
+    for ev in EVENTS:
         b = s[ev]
         cdf = b["cdf"]["probability"]
         if len(cdf) != T or b["cdf"]["months"] != cum["months"]:
@@ -966,34 +1186,254 @@ def check_summary(s: dict, cfg: dict, paths: int) -> list[str]:
                 bad.append(f"{ev}.{p} = {q['month']} disagrees with the cdf")
             if k == T and not cdf[-1] < frac + 1e-12:
                 bad.append(f"{ev}.{p} not by the horizon but P(by horizon) = {cdf[-1]}")
-    # events the deal decides
+    bad += _event_checks(s, cfg)
+    return bad
+
+
+def _fixed(params: dict, name: str):
+    """A parameter's value if it is a bare number, else None (a distribution or absent)."""
+    v = params.get(name)
+    return v if isinstance(v, float | int) and not isinstance(v, bool) else None
+
+
+def _v2_identities(s: dict, cfg: dict, rel: float, mean, total) -> list[str]:
+    """Version 2's accounting identities between annual and horizon means (MODEL.md v2 B-D).
+
+    Each is linear in per-path values, so it holds for the means up to rounding: ``rel``
+    (the dtype's, see ``REL64``/``REL32``) of the sum of the magnitudes of the terms (every
+    term is a non-negative flow, so the sum of their means bounds the per-path sums of
+    magnitudes). A flow that is structurally zero (no reverse share, no commitment, no
+    margin parameter) is checked to be exactly 0."""
+    bad: list[str] = []
+    deal, params = cfg["deal"], cfg["parameters"]
+    hor = s["horizon"]
+    Y = len(s["annual"]["years"])
+    F = "azure_commitment_shortfall"
+    for y in range(Y):
+        M, rev, Z = mean("revenue_share")[y], mean("reverse_revenue_share")[y], \
+            mean("azure_spend")[y]
+        net, paid = mean("net_revenue_share")[y], mean("paid_to_microsoft")[y]
+        # net = M - reverse, each month (float64 in the kernel)
+        if not _close(net, M - rev, M + rev, rel):
+            bad.append(f"annual {y}: net revenue share {net} != revenue share {M} - reverse "
+                       f"{rev}")
+        # paid to Microsoft = Azure spend (shortfall included) + net revenue share
+        if not _close(paid, Z + net, Z + M + rev, rel):
+            bad.append(f"annual {y}: paid to Microsoft {paid} != Azure {Z} + net {net}")
+        # X = I + R in the kernel's dtype (float32: one rounding of 2^-24 per month)
+        inf_, tr, X = mean("inference_spend")[y], mean("training_spend")[y], \
+            mean("compute_spend")[y]
+        if not _close(X, inf_ + tr, inf_ + tr, rel):
+            bad.append(f"annual {y}: compute {X} != inference {inf_} + training {tr}")
+        # P = V - X - O - M + reverse - F: V - X - O in the kernel's dtype, the rest float64
+        V, O, Fy = mean("revenue")[y], mean("other_opex")[y], mean(F)[y]
+        P = mean("profit")[y]
+        if not _close(P, V - X - O - M + rev - Fy, V + X + O + M + rev + Fy, rel):
+            bad.append(f"annual {y}: profit {P} != V - X - O - M + reverse - F = "
+                       f"{V - X - O - M + rev - Fy}")
+        # Microsoft's Azure margin: g (Z + F), g drawn in the kernel's dtype
+        g = _fixed(params, "azure_gross_margin")
+        marg = mean("microsoft_azure_margin")[y]
+        if "azure_gross_margin" not in params and marg != 0.0:
+            bad.append(f"annual {y}: Azure margin {marg} without azure_gross_margin")
+        if g is not None and not _close(marg, g * Z, Z, rel):
+            bad.append(f"annual {y}: Azure margin {marg} != {g} x Azure spend {Z}")
+        if not _tol_le(marg, Z, rel):
+            bad.append(f"annual {y}: Azure margin {marg} > Azure spend {Z}")
+    # the horizon: cumulative profit sums the monthly profits (float64)
+    scale = sum(total(f) for f in ("revenue", "compute_spend", "other_opex", "revenue_share",
+                                   "reverse_revenue_share", F))
+    if not _close(hor["cumulative_profit"]["mean"], total("profit"), scale, rel):
+        bad.append(f"cumulative profit {hor['cumulative_profit']['mean']} != the annual "
+                   f"profits' sum {total('profit')}")
+    # economic return = receipts + Azure margin >= receipts (margin >= 0 on every path)
+    rec, eco = hor["microsoft_receipts"]["mean"], hor["microsoft_economic_return"]["mean"]
+    margin = total("microsoft_azure_margin")
+    if not _close(eco, rec + margin, rec + margin, rel):
+        bad.append(f"economic return {eco} != receipts {rec} + Azure margin {margin}")
+    if not _tol_le(rec, eco):
+        bad.append(f"economic return {eco} < receipts {rec}")
+    if (g := params.get("azure_gross_margin", 0.0)) == 0.0 and not _close(eco, rec, rec, rel):
+        # no margin: the same per-path values (up to the duplicated fusions' rounding)
+        bad.append(f"economic return {eco} != receipts {rec} with no Azure margin ({g})")
+    # receipts = profit share + revenue share paid in the run (>= the latter); the paid
+    # before the start is added to cumulative M and subtracted again, which can absorb up
+    # to T ulps of it: rel of it too
+    pbs = deal.get("revenue_share_paid_before_start", 0.0)
+    if not total("revenue_share") <= rec + rel * (rec + pbs + total("revenue_share")):
+        bad.append(f"receipts {rec} < revenue share paid {total('revenue_share')}")
+    # what the deal's terms force
+    rs = _terms(deal, "revenue_share")
+    if all((v or 0.0) == 0.0 for v in rs) and total("revenue_share") != 0.0:
+        bad.append(f"revenue share paid {total('revenue_share')} with every revenue_share 0")
+    caps = _terms(deal, "revenue_share_cap")
+    start = cfg["simulation"]["start"]
+    cap_froms = _terms(deal, "revenue_share_cap_from")
+    if caps[0] is not None and all(c is None or _month_index(c, start) <= 0
+                                   for c in cap_froms):
+        # a cap in force from the start, counting everything paid in the run (and before
+        # it): what is paid never exceeds the largest cap the run has (a lowered cap pays
+        # nothing, never takes back)
+        top = max(caps)
+        if total("revenue_share") > top * (1 + 1e-9) + 1e-3:
+            bad.append(f"revenue share paid {total('revenue_share')} > cap {top}")
+    if all((v or 0.0) == 0.0 for v in _terms(deal, "reverse_share")):
+        for y in range(Y):
+            if mean("reverse_revenue_share")[y] != 0.0:
+                bad.append(f"annual {y}: reverse share paid with every reverse_share 0")
+            # no reverse share: net is the same per-path values as M
+            if not _close(mean("net_revenue_share")[y], mean("revenue_share")[y],
+                          mean("revenue_share")[y], rel):
+                bad.append(f"annual {y}: net revenue share != revenue share without a "
+                           "reverse share")
+    # the commitment's shortfall: paid only in month `by` (the year holding it), at most
+    # the commitment; nothing without a commitment or with `by` beyond the horizon
+    commit = deal.get("azure_commitment")
+    T = s["grid"]["months"]
+    by_year = None
+    if commit is not None and _month_index(deal["azure_commitment_by"], start) < T:
+        by_year = int(deal["azure_commitment_by"][:4]) - int(start[:4])
+    for y in range(Y):
+        fy = mean(F)[y]
+        qs = [s["annual"][F]["quantiles"][p]["value"][y] for p in PCTS]
+        if y != by_year and (fy != 0.0 or any(v != 0.0 for v in qs)):
+            bad.append(f"annual {y}: commitment shortfall {fy} (quantiles {qs}) outside "
+                       f"the year of azure_commitment_by (commitment {commit})")
+        if commit is not None and not _tol_le(fy, commit):
+            bad.append(f"annual {y}: commitment shortfall {fy} > commitment {commit}")
+        if commit is not None and any(v is not None and not _bin_le(v, commit) for v in qs):
+            bad.append(f"annual {y}: shortfall quantiles {qs} > commitment {commit}")
+    met = s["azure_commitment_met"]
+    if by_year is not None and met["probability_not_by_horizon"] == 0.0 and \
+            not mean(F)[by_year] <= rel * commit:
+        # met by spend on every path: the sum at `by` reaches the commitment, F = 0 (up to
+        # the float32 rounding of a sum computed in two fusions: rel of the commitment)
+        bad.append(f"commitment met on every path but a shortfall {mean(F)[by_year]} paid")
+    return bad
+
+
+def _stock_checks(s: dict, quantile_checks) -> list[str]:
+    """Year-end stocks (MODEL.md v2 C): finite, non-negative quantiles (a level below the
+    scaled histogram's $1 reads as 0); tokens and the GPU price are exps of random walks
+    whose drift and volatility the budgets bound (never below e^-30 of their boxes), so
+    their means are > 0; users (and subscribers) are >= 0 only: MODEL.md's explicit
+    logistic step takes users far above their cap to exactly 0 in one month (a valid
+    config may start there); Azure's share lies in [0, 1]."""
+    bad: list[str] = []
+    st_ = s.get("stocks")
+    if st_ is None:
+        return ["stocks missing"]
+    Y = len(s["annual"]["years"])
+    if st_.get("years") != s["annual"]["years"]:
+        bad.append("stocks: years differ from the annual flows'")
+    for name in STOCKS:
+        if name not in st_:
+            bad.append(f"stocks.{name} missing")
+            continue
+        blk = st_[name]
+        if len(blk["mean"]) != Y:
+            bad.append(f"stocks.{name}: wrong length")
+            continue
+        quantile_checks(f"stocks.{name}", blk, Y)
+        for y in range(Y):
+            vals = [blk["quantiles"][p]["value"][y] for p in PCTS]
+            mv = blk["mean"][y]
+            if any(v is None or not math.isfinite(v) or v < 0 for v in vals):
+                bad.append(f"stocks.{name}[{y}]: quantiles {vals} not finite and >= 0")
+            if mv is None:
+                continue
+            if name == "azure_share":
+                # a = a_inf + (a_0 - a_inf) 2^(-s/h) in [0, 1], rounded in float32: 1e-6
+                if not -1e-6 <= mv <= 1 + 1e-6:
+                    bad.append(f"stocks.azure_share[{y}].mean = {mv} outside [0, 1]")
+                if any(v is not None and v > BIN * (1 + 1e-12) for v in vals):
+                    bad.append(f"stocks.azure_share[{y}]: quantiles {vals} above 1 (a bin)")
+            elif name in ("tokens_per_month", "gpu_price") and not mv > 0:
+                bad.append(f"stocks.{name}[{y}].mean = {mv}: not > 0")
+    return bad
+
+
+def _event_checks(s: dict, cfg: dict) -> list[str]:
+    """What the deal's terms force on the four first-passage months (exact)."""
+    bad: list[str] = []
+    deal, params = cfg["deal"], cfg["parameters"]
+    start = cfg["simulation"]["start"]
+    T = s["grid"]["months"]
+    hor = s["horizon"]
     credits = deal.get("azure_credits")
     ce = s["credit_exhaustion"]
     if credits is None and ce["probability_not_by_horizon"] != 1.0:
         bad.append("credits exhausted without azure_credits")
     if credits == 0.0 and ce["cdf"]["probability"][0] != 1.0:
         bad.append("azure_credits = 0 not exhausted in the first month")
+    # the revenue-share cap: never reached without one; a cap of 0 in force from the
+    # start (its cap_from, if any, not after the start: before cap_from a cap neither
+    # counts nor limits) is reached in the first month (cumulative M >= 0)
+    caps = _terms(deal, "revenue_share_cap")
+    cr = s["revenue_share_cap_reached"]
+    if all(c is None for c in caps) and cr["probability_not_by_horizon"] != 1.0:
+        bad.append(f"cap reached without a revenue_share_cap "
+                   f"(P(not) = {cr['probability_not_by_horizon']})")
+    from_start = all(c is None or _month_index(c, start) <= 0
+                     for c in _terms(deal, "revenue_share_cap_from"))
+    if caps[0] == 0.0 and from_start and cr["cdf"]["probability"][0] != 1.0:
+        bad.append("revenue_share_cap = 0 not reached in the first month "
+                   f"(P = {cr['cdf']['probability'][0]})")
+    # the commitment: met only inside its window from..by; a commitment of 0 is met in
+    # month `from`; never without one
+    cm = s["azure_commitment_met"]
+    cdf = cm["cdf"]["probability"]
+    if deal.get("azure_commitment") is None:
+        if cm["probability_not_by_horizon"] != 1.0:
+            bad.append("commitment met without an azure_commitment")
+    else:
+        f = _month_index(deal["azure_commitment_from"], start)
+        b = _month_index(deal["azure_commitment_by"], start)
+        if any(cdf[t] != 0.0 for t in range(min(f, T))):
+            bad.append(f"commitment met before azure_commitment_from (month {f})")
+        if b < T and any(cdf[t] != cdf[b] for t in range(b, T)):
+            bad.append(f"commitment met after azure_commitment_by (month {b})")
+        if deal["azure_commitment"] == 0.0 and f < T and cdf[f] != 1.0:
+            bad.append(f"azure_commitment = 0 not met in its first month (P = {cdf[f]})")
+    # repayment: what counts toward recouping (MODEL.md v2 A, B) is at most, pathwise,
+    # the receipts (or the economic return, with the Azure margin counted) plus the revenue
+    # share paid before the start
     recoup = deal.get("recoup_from", ["profit_share"])
     rep = s["repayment"]
-    rs_zero = deal.get("revenue_share", 0.0) == 0.0 or deal.get("revenue_share_cap") == 0.0
-    ps_zero = deal.get("profit_cap") == 0.0 or (
-        deal.get("profit_share_until_recouped", 0.75) == 0.0)
+    pbs = deal.get("revenue_share_paid_before_start", 0.0) if "revenue_share" in recoup \
+        else 0.0
+    no_margin = params.get("azure_gross_margin", 0.0) == 0.0
+    # no revenue share is ever paid: every rate 0, or every cap 0 (from the start: a
+    # month reaching a cap of 0 pays what is left of it, nothing)
+    rs_zero = all((v or 0.0) == 0.0 for v in _terms(deal, "revenue_share")) or (
+        all(c == 0.0 for c in caps) and from_start)
+    ps_zero = all((v if v is not None else 0.75) == 0.0
+                  for v in _terms(deal, "profit_share_until_recouped")) or \
+        all(v == 0.0 for v in _terms(deal, "profit_cap"))
     never = (("profit_share" not in recoup or ps_zero)
-             and ("revenue_share" not in recoup or rs_zero))
+             and ("revenue_share" not in recoup or (rs_zero and pbs == 0.0))
+             and ("azure_margin" not in recoup or no_margin))
     if never and rep["probability_not_by_horizon"] != 1.0:
         bad.append("repaid although nothing can count toward recouping")
-    # what counts toward recouping is part of Microsoft's receipts (pathwise), so a path is
-    # repaid by the horizon only if its receipts reach the investment
+    if pbs >= s["investment"] and rep["cdf"]["probability"][0] != 1.0:
+        bad.append(f"revenue share paid before the start {pbs} >= investment "
+                   f"{s['investment']} but not repaid in the first month")
     inv = s["investment"]
-    rec = hor["microsoft_receipts"]
+    counted = "microsoft_economic_return" if "azure_margin" in recoup else \
+        "microsoft_receipts"
+    rec = hor[counted]
     by_horizon = 1.0 - rep["probability_not_by_horizon"]
-    if rec["mean"] == 0.0 and by_horizon > 0.0:  # non-negative receipts, all exactly 0
-        bad.append(f"P(repaid by the horizon) = {by_horizon} with no receipts at all "
-                   f"(investment {inv!r})")
+    if rec["mean"] == 0.0 and pbs < inv and by_horizon > 0.0:
+        # non-negative per-path totals, all exactly 0
+        bad.append(f"P(repaid by the horizon) = {by_horizon} with no {counted} at all and "
+                   f"{pbs} paid before the start (investment {inv!r})")
     for p in PCTS:
         hi = rec["quantiles"][p]["ci95_high"]
-        if hi is not None and hi < inv and by_horizon > 1.0 - float(p[1:]) / 100 + 1e-9:
+        # (with a paid-before-start, recouped and receipts + pbs differ by its rounding)
+        if hi is not None and (hi + pbs) * (1 + 1e-9) < inv and \
+                by_horizon > 1.0 - float(p[1:]) / 100 + 1e-9:
             bad.append(f"P(repaid by the horizon) = {by_horizon} but at least {p[1:]}% of "
-                       f"paths received under {hi} < investment {inv}")
+                       f"paths received under {hi} (+ {pbs} before the start) < investment "
+                       f"{inv}")
             break
     return bad
