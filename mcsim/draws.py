@@ -124,7 +124,13 @@ class ParameterSampler:
 
     def uniforms(self, path_start: int, num_paths: int) -> np.ndarray:
         """Uniforms [n, len(uncertain)] after the copula (independent ones pass unchanged)."""
-        u = parameter_uniforms(self.seed, path_start, num_paths, self.indices)
+        return self.correlated(parameter_uniforms(self.seed, path_start, num_paths,
+                                                  self.indices))
+
+    def correlated(self, u: np.ndarray) -> np.ndarray:
+        """Independent uniforms [n, len(uncertain)] (the paths' own, antithetic mirrors or
+        Sobol points) through the Gaussian copula."""
+        u = np.array(u, np.float64)
         if self.copula_cholesky is not None:
             cols = [self.uncertain.index(n) for n in self.copula_names]
             z = lower_triangular_apply(self.copula_cholesky, ndtri(u[:, cols]))

@@ -69,7 +69,7 @@ def test_base_config_loads(configs_dir):
 
 def test_base_config_text_parses_like_the_file(base_config_text):
     a = parse_config_text(base_config_text)
-    b = load_config(CONFIGS_DIR / "base.toml")
+    b = load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml")
     assert a.parameters == b.parameters and a.deal == b.deal
     assert a.simulation == b.simulation
 

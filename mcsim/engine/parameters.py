@@ -3,8 +3,11 @@ conditioned run, weighted by the paths' likelihood of the observations.
 
 Computed from the run's own first paths (at most :data:`TABLE_PATHS`: the same streams,
 antithetic mirrors and Sobol points as the run), not from the histograms: parameters live
-far from the money bins' range (a conversion of 0.05, a half-life of 3 years). Each mean
-carries its standard error; the quantiles are sample quantiles of those paths.
+far from the money bins' range (a conversion of 0.05, a half-life of 3 years). The values
+are drawn on the host by the NumPy sampler (:class:`mcsim.draws.ParameterSampler`, equal
+to the device's draws to float64 rounding), so the table is the same whatever the devices;
+the conditioned weights come from the engine's kernel. Each mean carries its standard
+error; the quantiles are sample quantiles of those paths.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import Config
+from ..draws import ParameterSampler
 from ..months import MonthGrid
 from ..qmc import sobol_points_for
+from ..rng import parameter_uniforms
 from .conditioning import log_likelihood, observation_windows
 from .kernel import KernelSpec, build_kernel, kernel_inputs
 
@@ -43,19 +48,28 @@ def parameter_table(config: Config, dtype: str = "float32", *,
     if weighted:  # the likelihood needs the months up to the last observed one only
         last = max(grid.index(o.end) for o in config.observations)
         grid = MonthGrid(grid.start, max(last + 1, 1))
-    call = _table_call(KernelSpec.for_config(config, dtype, grid=grid, observed=weighted),
-                       min(CALL_PATHS, n + n % 2), weighted)
+    call = _loglik_call(KernelSpec.for_config(config, dtype, grid=grid, observed=True),
+                        min(CALL_PATHS, n + n % 2)) if weighted else None
     inputs = kernel_inputs(config, grid)
     windows = observation_windows(config) if weighted else None
     source = sobol_points_for(config)
+    host = ParameterSampler(config)
+    antithetic = config.simulation.variance_reduction == "antithetic"
     values, logliks = [], []
     step = min(CALL_PATHS, n + n % 2)
     for start in range(0, n, step):
-        u = None if source is None else jnp.asarray(source.points(start, step))
-        theta, ll = jax.device_get(call(inputs, jnp.uint32(start)
-                                        + jnp.arange(step, dtype=jnp.uint32), u, windows))
-        values.append(theta)
-        logliks.append(ll)
+        points = None if source is None else source.points(start, step)
+        u = parameter_uniforms(config.simulation.seed, start, step, host.indices) \
+            if points is None else points
+        if antithetic:  # path 2k+1 mirrors path 2k, before the copula (as on the device)
+            u = u.copy()
+            u[1::2] = 1.0 - u[0::2]
+        theta = host.from_uniforms(host.correlated(u))
+        values.append(np.stack([theta[name] for name in names], axis=1))
+        if weighted:
+            logliks.append(np.asarray(jax.device_get(call(
+                inputs, jnp.uint32(start) + jnp.arange(step, dtype=jnp.uint32),
+                None if points is None else jnp.asarray(points), windows))))
     x = np.concatenate(values)[:n]
     out = {"paths": n, "prior": _rows(names, x, np.ones(n))}
     if weighted:
@@ -69,20 +83,16 @@ def parameter_table(config: Config, dtype: str = "float32", *,
 
 
 @functools.lru_cache(maxsize=16)
-def _table_call(spec: KernelSpec, n: int, weighted: bool) -> Callable:
-    sampler, kernel = spec.sampler, build_kernel(spec)
+def _loglik_call(spec: KernelSpec, n: int) -> Callable:
+    """Each path's log-likelihood of the observations (-inf for a non-finite path)."""
+    kernel = build_kernel(spec)
 
     @jax.jit
     def call(inputs, paths, uniforms, windows):
-        theta = sampler.draw(inputs.args, paths, jnp.float64, uniforms=uniforms,
-                             antithetic=spec.antithetic)
-        values = jnp.stack([theta[name] for name in spec.structure.uncertain], axis=1)
-        if not weighted:
-            return values, jnp.zeros((paths.shape[0],))
         out = kernel(inputs, paths, uniforms=uniforms, windows=windows)
         ll = log_likelihood(out.observed_sums, windows)
         ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
-        return values, jnp.where(ok, ll, -jnp.inf)
+        return jnp.where(ok, ll, -jnp.inf)
 
     return call
 
