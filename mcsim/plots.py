@@ -88,19 +88,28 @@ def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:ora
     ax.legend(fontsize=8)
 
 
+#: first-passage months: Results attribute, line label, title
+EVENT_PLOTS = {
+    "repayment": ("repayment", "repaid by month",
+                  "Microsoft repaid (recouped sum reaches the investment)"),
+    "credit": ("credit_exhaustion", "credits exhausted by month", "Azure credits exhausted"),
+    "cap_reached": ("cap_reached", "cap reached by month", "Revenue-share cap reached"),
+    "commitment_met": ("commitment_met", "commitment met by month",
+                       "Azure commitment met by spend"),
+}
+
+
 def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green") -> None:
-    """P(event by month) with its 95% band, and the mass not reached by the horizon."""
-    dist = results.repayment if which == "repayment" else results.credit_exhaustion
+    """P(event by month) with its 95% band, and the mass not reached by the horizon
+    (``which``: a key of :data:`EVENT_PLOTS`)."""
+    attr, label, title = EVENT_PLOTS[which]
+    dist = getattr(results, attr)
     x = _month_axis(results)
-    _probability_step(ax, x, dist.cdf, dist.cdf_se, color, alpha=0.25,
-                      label="repaid by month" if which == "repayment"
-                      else "credits exhausted by month")
+    _probability_step(ax, x, dist.cdf, dist.cdf_se, color, alpha=0.25, label=label)
     top = dist.cdf[-1] if len(dist.cdf) else 0.0
     end = x[-1] + 1 / 12
     ax.bar(end + 0.4, dist.censored, bottom=top, width=0.6, color="tab:gray",
            label=f"not by the horizon: {dist.censored:.1%}")
-    title = "Microsoft repaid (recouped sum reaches the investment)" if which == "repayment" \
-        else "Azure credits exhausted"
     _probability_axes(ax, f"{title}: P(by month), {results.num_paths:,} paths", "upper left")
 
 
@@ -211,11 +220,20 @@ def new_axes(figsize=(8, 4.5)):
 def write_plots(results: Results, out: Path) -> list[Path]:
     """The report's PNGs: fan chart, annual Azure spend, repayment and credit CDFs."""
     files = []
+    deal = results.config.deal
+    extra = []
+    if any(c is not None for c in deal.term_values("revenue_share_cap")):
+        extra.append(("cap_reached_cdf.png",
+                      lambda ax: event_cdf(results, ax, "cap_reached", "tab:brown")))
+    if deal.azure_commitment is not None:
+        extra.append(("commitment_met_cdf.png",
+                      lambda ax: event_cdf(results, ax, "commitment_met", "tab:olive")))
     for name, draw in (("fan_chart.png", lambda ax: fan_chart(results, ax)),
                        ("annual_azure_spend.png", lambda ax: annual_chart(results, ax)),
                        ("repayment_cdf.png", lambda ax: event_cdf(results, ax)),
                        ("credit_exhaustion_cdf.png",
-                        lambda ax: event_cdf(results, ax, "credit", "tab:purple"))):
+                        lambda ax: event_cdf(results, ax, "credit", "tab:purple")),
+                       *extra):
         # a bare Figure (no pyplot): the report's files never touch the user's backend
         fig = Figure(figsize=(8, 4.5), layout="constrained")
         draw(fig.add_subplot())

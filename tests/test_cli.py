@@ -18,7 +18,7 @@ MCSIM = shutil.which("mcsim", path=str(Path(sys.executable).parent)) or "mcsim"
 REPORT_FILES = {"summary.json", "cumulative_azure_spend.csv", "annual.csv",
                 "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png", "report.html",
                 "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png",
-                "stocks.csv", "parameters.csv", ".mcsim-output.json"}
+                "stocks.csv", "parameters.csv", "cap_reached_cdf.png", ".mcsim-output.json"}
 
 
 def mcsim(*args, cwd=None):

@@ -49,6 +49,8 @@ PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
          ("annual_azure_spend.png", "Azure spend by calendar year"),
          ("repayment_cdf.png", "When Microsoft is repaid"),
          ("credit_exhaustion_cdf.png", "When the Azure credits run out"),
+         ("cap_reached_cdf.png", "When the revenue-share cap is reached"),
+         ("commitment_met_cdf.png", "When Azure spend meets the commitment"),
          ("fan_chart_conditioned.png", "Cumulative Azure spend: prior vs conditioned"),
          ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"))
 
