@@ -154,8 +154,8 @@ class Distribution:
             xc = np.clip(x, a, b)
             # a mode a subnormal away from an end overflows the branch np.where discards
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                left = (xc - a) ** 2 / ((b - a) * (c - a)) if c > a else np.zeros_like(xc)
-                right = 1.0 - (b - xc) ** 2 / ((b - a) * (b - c)) if b > c \
+                left = _triangle_part(xc - a, b - a, c - a) if c > a else np.zeros_like(xc)
+                right = 1.0 - _triangle_part(b - xc, b - a, b - c) if b > c \
                     else np.ones_like(xc)
             return np.where(xc <= c, left if c > a else 0.0, right)
         if k == "pert":
@@ -430,3 +430,13 @@ def spearman_to_normal(rho: float) -> float:
     For a bivariate normal, rho_S = (6/pi) asin(r/2), so r = 2 sin(pi rho_S / 6).
     """
     return 2.0 * math.sin(math.pi * rho / 6.0)
+
+
+def _triangle_part(d, width: float, side: float):
+    """d^2 / (width side), one side of the triangular CDF. When the product of the two
+    widths underflows to 0 (a mode a subnormal distance from an end, still a valid
+    distribution) the ratios are taken one at a time instead; otherwise the product form,
+    whose last bits every result so far was computed with."""
+    if width * side > 0.0:
+        return d ** 2 / (width * side)
+    return (d / width) * (d / side)

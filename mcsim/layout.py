@@ -17,7 +17,7 @@ V2_ANNUAL_FLOWS = ("inference_spend", "training_spend", "other_opex", "compute_s
                    "paid_to_microsoft")
 ANNUAL_FLOWS = V1_ANNUAL_FLOWS + V2_ANNUAL_FLOWS
 #: Annual flows that can be negative (the others never are, by construction).
-SIGNED_FLOWS = ("profit", "net_revenue_share")
+SIGNED_FLOWS = ("profit", "net_revenue_share", "paid_to_microsoft")
 #: Levels at the last month of each calendar year (version 2, C), with their units.
 STOCKS = ("weekly_active_users", "paying_subscribers", "tokens_per_month", "gpu_price",
           "azure_share")

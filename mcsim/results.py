@@ -113,12 +113,14 @@ def _interpolate(lo: float, hi: float, frac: float) -> float:
 
 
 def net_error_from_receipts(layout: StatLayout, group: str, stderr: np.ndarray) -> np.ndarray:
-    """``stderr`` (every statistic's) with Microsoft's net taking its receipts' error: the
-    net is receipts minus a constant, so the two errors are equal, while the net's own
-    sum of squares overflows float64 for an investment past ~1e154 (its error came out
-    null at an investment of 1e300)."""
+    """``stderr`` (every statistic's) with Microsoft's nets taking their receipts' (and
+    economic return's) errors: a net is its total minus a constant, so the two errors are
+    equal, while the net's own sum of squares overflows float64 for an investment past
+    ~1e154 (its error came out null at an investment of 1e300)."""
     if group == "horizon":
         stderr[layout.row("microsoft_net")] = stderr[layout.row("microsoft_receipts")]
+        stderr[layout.row("microsoft_economic_net")] = \
+            stderr[layout.row("microsoft_economic_return")]
     return stderr
 
 

@@ -293,3 +293,51 @@ def test_a_rate_whose_monthly_step_diverges_is_refused_by_validate(tmp_path, cap
     assert f"parameters.{name} = 30.0: expected a rate below 24 per year" in line
     ok = _config(tmp_path, "ok.toml", parameters={name: "23.9"})
     assert main(["run", ok, "--paths", "1024", "--out", str(tmp_path / "o"), *QUICK]) == 0
+
+
+# --- found by the version-2 valid-config generator -----------------------------------------
+
+
+def test_economic_net_keeps_its_error_at_a_huge_investment():
+    """At investment = 1e300 a net's own sum of squares overflows float64: like Microsoft's
+    net, its economic net takes the error of the total it is that total minus a constant
+    of (it was null)."""
+    from helpers import minimal_config_text
+
+    from mcsim import parse_config_text, simulate
+    from mcsim.report import summarize
+
+    cfg = parse_config_text(minimal_config_text(deal={"investment": "1e300"}))
+    h = summarize(simulate(cfg, paths=2048, progress=False))["horizon"]
+    assert h["microsoft_economic_net"]["mean_se"] is not None
+    assert h["microsoft_economic_net"]["mean_se"] == h["microsoft_economic_return"]["mean_se"]
+
+
+def test_paid_to_microsoft_may_be_negative_and_its_interval_holds_it():
+    """A reverse share larger than Azure spend plus the revenue share makes the money paid
+    to Microsoft negative: its intervals must not start at $0 (a value below its own
+    interval)."""
+    from helpers import minimal_config_text
+
+    from mcsim import parse_config_text, simulate
+
+    cfg = parse_config_text(minimal_config_text(
+        parameters={"microsoft_ai_revenue_0": '{ dist = "uniform", low = 1e12, high = 2e12 }',
+                    "microsoft_ai_revenue_growth": "0.0"},
+        deal={"reverse_share": "0.2"}))
+    q = simulate(cfg, paths=2048, progress=False).quantiles("paid_to_microsoft", (5, 50))
+    assert (q.value < 0).all()
+    assert (q.ci_low <= q.value).all() and (q.value <= q.ci_high).all()
+
+
+def test_a_triangular_mode_a_subnormal_from_its_low_end_is_valid():
+    """(b - a)(c - a) underflows to 0 when the mode is a subnormal distance above low; the
+    truncated CDF then read 0/0 and the valid distribution was refused."""
+    from helpers import minimal_config_text
+
+    from mcsim import parse_config_text
+
+    cfg = parse_config_text(minimal_config_text(parameters={
+        "conversion_vol": '{ dist = "triangular", low = 0.0, mode = 1.37957204e-316, '
+                          'high = 1e-9, min = 0.0 }'}))
+    assert cfg.parameters["conversion_vol"].kind == "triangular"
