@@ -701,3 +701,75 @@ def test_oversized_config_file_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(big)
     assert "at most 10 MB" in str(info.value) and str(big) in str(info.value)
+
+
+# --- version 2's keys: each bad value named ------------------------------------------------
+
+V2_BAD = [
+    # (extra TOML after a minimal config's [deal] / parameters, the key the error names)
+    ('[[deal.change]]\nfrom = "2024-06"\ninvestment = 1e9\n', "deal.change[0].investment"),
+    ('[[deal.change]]\nfrom = "2024-06"\nrevenue_share = 0.1\n[[deal.change]]\n'
+     'from = "2024-06"\nrevenue_share = 0.2\n', "deal.change[1].from"),
+    ('[[deal.change]]\nfrom = "2023-06"\nrevenue_share = 0.1\n', "deal.change[0].from"),
+    ('[[deal.change]]\nrevenue_share = 0.1\n', "deal.change[0].from"),
+    ('[[deal.change]]\nfrom = "2024-06"\n', "deal.change[0]"),
+    ('[[deal.change]]\nfrom = "2024-06"\nreverse_share = 1.5\n', "deal.change[0].reverse_share"),
+    ('[[deal.change]]\nfrom = "2024-06"\nzz = 1\n', "deal.change[0].zz"),
+]
+DEAL_BAD = [
+    ({"azure_commitment": "250e9", "azure_commitment_from": '"2025-11"'},
+     "deal.azure_commitment_by"),
+    ({"azure_commitment": "250e9", "azure_commitment_from": '"2025-11"',
+      "azure_commitment_by": '"2025-01"'}, "deal.azure_commitment_by"),
+    ({"azure_commitment": "-1", "azure_commitment_from": '"2025-11"',
+      "azure_commitment_by": '"2026-01"'}, "deal.azure_commitment"),
+    ({"revenue_share_paid_before_start": "-1"}, "deal.revenue_share_paid_before_start"),
+    ({"revenue_share_cap_from": '"2024-13"'}, "deal.revenue_share_cap_from"),
+    ({"recoup_from": '["azure_margin", "nonsense"]'}, "deal.recoup_from"),
+    ({"reverse_share": "0.2"}, "parameters.microsoft_ai_revenue_0"),
+]
+PARAM_BAD = [
+    ({"api_markup_0": "2.0", "api_markup_drift": "0.0"}, "parameters.api_markup_0"),
+    ({"api_revenue_per_mtok_0": None, "api_price_drift": None},
+     "parameters.api_revenue_per_mtok_0"),
+    ({"training_spend_0": None, "training_growth": None, "training_intensity_0": "0.5"},
+     "parameters.training_intensity_drift"),
+    ({"api_markup_drift_inf": "0.0", "api_markup_drift_halflife": "2.0"},
+     "parameters.api_markup_drift_inf"),
+    ({"azure_gross_margin": "1.5"}, "parameters.azure_gross_margin"),
+]
+
+
+@pytest.mark.parametrize("extra, key", V2_BAD)
+def test_bad_deal_changes_are_named(extra, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(minimal_config_text() + "\n" + extra)
+    assert info.value.key == key, str(info.value)
+
+
+@pytest.mark.parametrize("deal, key", DEAL_BAD)
+def test_bad_version_2_deal_fields_are_named(deal, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(minimal_config_text(deal=deal))
+    assert info.value.key == key, str(info.value)
+
+
+@pytest.mark.parametrize("parameters, key", PARAM_BAD)
+def test_bad_version_2_parameters_are_named(parameters, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(minimal_config_text(parameters=parameters))
+    assert info.value.key == key, str(info.value)
+
+
+def test_version_2_keys_parse():
+    cfg = parse_config_text(minimal_config_text(
+        parameters={"api_revenue_per_mtok_0": None, "api_price_drift": None,
+                    "api_markup_0": "2.0", "api_markup_drift": "0.1",
+                    "microsoft_ai_revenue_0": "1e8", "microsoft_ai_revenue_growth": "0.5",
+                    "azure_gross_margin": '{ dist = "pert", low = 0.2, mode = 0.4, high = 0.6 }'},
+        deal={"reverse_share": "0.2", "recoup_from": '["revenue_share", "azure_margin"]',
+              "azure_commitment": "250e9", "azure_commitment_from": '"2025-11"',
+              "azure_commitment_by": '"2033-10"'})
+        + '\n[[deal.change]]\nfrom = "2026-04"\nrevenue_share_cap = 38e9\nreverse_share = 0.0\n')
+    assert [c.start for c in cfg.deal.changes] == ["2026-04"]
+    assert cfg.deal.term_values("reverse_share") == [0.2, 0.0]

@@ -3,7 +3,8 @@
 ``tests/data/v1/`` holds the shipped configs as they were before version 2 (``base.toml``,
 now ``configs/counterfactual_2019_terms.toml``, ``amendment_2026.toml`` and
 ``observed.toml``) and, for each case below, the summary.json (without its provenance) that
-the version-1 code wrote: commit 6e9e434 (the last before version 2), 4,096 paths, seed 11,
+the version-1 code wrote (commit 589e055; issue 12 kept every summary byte-identical up
+to 868e4aa, the last commit before version 2), 4,096 paths, seed 11,
 ``mcsim.simulate`` then ``mcsim.report.summarize``. The cases cover a prior run, antithetic
 pairs, a revenue-share cap, the conditioned pass, and every version-1 feature together
 (``../shared/check/all_features_v1.toml``).
