@@ -18,10 +18,14 @@ the same check for whole directories).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from same_summaries import contained  # noqa: E402  (the check tools/ runs on directories)
 
 import mcsim
 from mcsim.report import summarize
@@ -32,23 +36,6 @@ CASES = {"base": (DATA / "base.toml", {}),
          "amendment_2026": (DATA / "amendment_2026.toml", {}),
          "observed": (DATA / "observed.toml", {}),
          "all_features_v1": (REPO_ROOT.parent / "shared" / "check" / "all_features_v1.toml", {})}
-
-
-def contained(old, new, where: str = "") -> str | None:
-    """The first place where ``old`` is not in ``new`` (None: every value is there)."""
-    if isinstance(old, dict):
-        if not isinstance(new, dict):
-            return where or "/"
-        for key, value in old.items():
-            if key == "schema":
-                continue
-            if key not in new:
-                return f"{where}/{key} (missing)"
-            bad = contained(value, new[key], f"{where}/{key}")
-            if bad:
-                return bad
-        return None
-    return None if old == new else (where or "/")
 
 
 def test_containment_finds_a_changed_value():

@@ -31,6 +31,17 @@ def _quantile_cells(q: QuantileTable, i: int) -> list:
     return cells
 
 
+def _by_year(results: Results, groups: Sequence[str], percentiles) -> list[list]:
+    """One row per group and calendar year: name, year, mean, its error, the quantiles."""
+    rows = []
+    for name in groups:
+        q = results.quantiles(name, percentiles)
+        mean, se = results.mean(name)
+        for y, label in enumerate(results.grid.year_labels()):
+            rows.append([name, label, mean[y], se[y]] + _quantile_cells(q, y))
+    return rows
+
+
 def write_tables(results: Results, out: Path,
                  percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
     """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv (every first-passage
@@ -42,14 +53,8 @@ def write_tables(results: Results, out: Path,
               ["month", "mean", "mean_se"] + _quantile_columns(percentiles),
               [[grid.label(t), m[t], se[t]] + _quantile_cells(q, t)
                for t in range(grid.num_months)])
-    rows = []
-    for flow in ANNUAL_FLOWS:
-        qf = results.quantiles(flow, percentiles)
-        mf, sef = results.mean(flow)
-        for y, label in enumerate(grid.year_labels()):
-            rows.append([flow, label, mf[y], sef[y]] + _quantile_cells(qf, y))
     write_csv(out / "annual.csv", ["flow", "year", "mean", "mean_se"]
-              + _quantile_columns(percentiles), rows)
+              + _quantile_columns(percentiles), _by_year(results, ANNUAL_FLOWS, percentiles))
     rep, cred = results.repayment, results.credit_exhaustion
     cap, commit = results.cap_reached, results.commitment_met
     write_csv(out / "repayment_cdf.csv",
@@ -59,14 +64,8 @@ def write_tables(results: Results, out: Path,
               [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t],
                 cap.cdf[t], cap.cdf_se[t], commit.cdf[t], commit.cdf_se[t]]
                for t in range(grid.num_months)])
-    rows = []
-    for name in STOCKS:
-        qs = results.quantiles(name, percentiles)
-        ms, ses = results.mean(name)
-        for y, label in enumerate(grid.year_labels()):
-            rows.append([name, label, ms[y], ses[y]] + _quantile_cells(qs, y))
     write_csv(out / "stocks.csv", ["stock", "year_end", "mean", "mean_se"]
-              + _quantile_columns(percentiles), rows)
+              + _quantile_columns(percentiles), _by_year(results, STOCKS, percentiles))
     if results.parameter_table:
         table = results.parameter_table
         columns = ["parameter"] + [k for k in next(iter(table["prior"].values()))]
