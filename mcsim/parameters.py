@@ -139,16 +139,9 @@ ALTERNATIVE_FORMS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
                              ("other_opex_intensity_0", "other_opex_intensity_drift")),
 }
 #: Required in every config: version 1's 33 names but the alternative forms' first forms.
-ALWAYS_REQUIRED = tuple(n for n in (
-    "gpu_price_0", "gpu_price_drift", "gpu_price_vol", "utilization_0", "utilization_mean",
-    "utilization_speed", "utilization_vol", "tokens_0", "token_growth_0", "token_growth_inf",
-    "token_growth_halflife", "token_vol", "tokens_per_gpu_hour_0", "efficiency_growth",
-    "users_0", "users_cap", "users_growth", "users_vol", "conversion_0", "conversion_mean",
-    "conversion_speed", "conversion_vol", "subscription_arpu", "api_revenue_per_mtok_0",
-    "api_price_drift", "api_token_share", "training_spend_0", "training_growth",
-    "azure_share_0", "azure_share_inf", "azure_share_halflife", "other_opex_0",
-    "other_opex_growth")
-    if not any(n in form for forms in ALTERNATIVE_FORMS.values() for form in forms))
+ALWAYS_REQUIRED = tuple(n for n in REQUIRED
+                        if not any(n in form for forms in ALTERNATIVE_FORMS.values()
+                                   for form in forms))
 #: Required when some reverse_share > 0.
 REVERSE_SHARE_PARAMETERS = ("microsoft_ai_revenue_0", "microsoft_ai_revenue_growth")
 
