@@ -17,6 +17,8 @@ Python argument (``target_se``, ``grid``) or the config key.
 from __future__ import annotations
 
 import json
+import math
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
@@ -24,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from . import precision
+from .accumulators import BLOCK, Accumulator
 from .config import Config, ConfigError, load_config, parse_config
 from .engine import RunOutput, batch_key, max_batch
 from .engine import run_batch as engine_run_batch
 from .engine.parameters import parameter_table
+from .engine.smc import PosteriorSource, smc_posterior
 from .facts import facts_vs_model
 from .layout import StatLayout
 from .overrides import grid_points, with_overrides
-from .results import ConditionedResults, Results
+from .results import ConditionedResults, PosteriorResults, Results
 from .x64 import enable_x64
 
 
@@ -67,13 +71,61 @@ def add_conditioned(results: list[Results], dtype: str = "float32", progress: bo
     """Each of ``results`` (one batch: configs sharing a batch key) with the same paths'
     conditioned results attached as ``.conditioned``: the second, weighted pass. A small
     effective sample size raises a ``UserWarning``."""
-    configs = [r.config.with_simulation(paths=r.num_paths) for r in results]
     options = {k: v for k, v in options.items() if k not in _PRIOR_ONLY}
+    if results and results[0].config.conditioning.method == "smc":
+        conditioned = [smc_conditioned(r.config, dtype, progress, **options) for r in results]
+        for c in conditioned:
+            if c.warning:
+                warnings.warn(c.warning, UserWarning, stacklevel=3)
+        return [replace(r, conditioned=c) for r, c in zip(results, conditioned, strict=True)]
+    configs = [r.config.with_simulation(paths=r.num_paths) for r in results]
     conditioned = run_batch(configs, dtype=dtype, progress=progress, weighted=True, **options)
     for c in conditioned:
         if c.warning:
             warnings.warn(c.warning, UserWarning, stacklevel=3)
     return [replace(r, conditioned=c) for r, c in zip(results, conditioned, strict=True)]
+
+
+def smc_conditioned(config: Config, dtype: str = "float32", progress: bool | None = None,
+                    **options) -> PosteriorResults:
+    """The config conditioned on its observations by tempered SMC
+    (:mod:`mcsim.engine.smc`): ``conditioning.runs`` independent runs of
+    ``conditioning.particles`` particles, each particle then forecast as one path of an
+    ordinary run over the whole grid; the runs pooled, with errors from their spread."""
+    enable_x64()
+    devices = options.get("devices")
+    say = None
+    if progress:
+        def say(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+    posterior = smc_posterior(config, dtype, tuple(devices) if devices else None, say)
+    N = posterior.settings.particles
+    forecast = config.with_simulation(paths=N, variance_reduction="none")
+    outs = [engine_run_batch([forecast], dtype=dtype, progress=progress,
+                             posterior=PosteriorSource(posterior, r, dtype), **options)[0]
+            for r in range(posterior.settings.runs)]
+    pooled = _pooled([o.accumulator for o in outs], N)
+    info = outs[0].info._replace(paths=pooled.paths,
+                                 seconds=sum(r.seconds for r in posterior.runs)
+                                 + sum(o.info.seconds for o in outs))
+    return PosteriorResults(forecast.with_simulation(paths=pooled.paths), outs[0].layout,
+                            outs[0].bins, pooled, info,
+                            run_results=[_results(o) for o in outs], posterior=posterior)
+
+
+def _pooled(accumulators: list[Accumulator], particles: int) -> Accumulator:
+    """The runs' accumulators as one, run r's paths taking the r-th aligned subtree of
+    the sum tree (each run's root is a node at the level of ``particles``), so the pooled
+    sums are fixed by the runs alone, like any run's."""
+    first = accumulators[0]
+    out = Accumulator(first.num_stats, first.num_bins, first.num_months, first.tree_stats)
+    level = max(0, math.ceil(math.log2(-(-particles // BLOCK))))
+    for r, a in enumerate(accumulators):
+        out.add_counts(a.histogram, a.repayment_counts, a.credit_counts, a.nonfinite_months,
+                       a.cap_counts, a.commitment_counts)
+        out.paths += a.paths
+        out.tree.insert(level, r, *a.tree.total())
+    return out
 
 
 def simulate(config: Config | str | Path, *, paths: int | None = None,

@@ -28,6 +28,7 @@ from .distributions import (
     canonical_fields,
 )
 from .errors import _MISSING, ConfigError
+from .layout import ANNUAL_FLOWS, SIGNED_FLOWS, STOCK_UNITS, STOCKS
 from .months import MonthGrid, parse_month
 from .parameters import (
     ALTERNATIVE_FORMS,
@@ -54,9 +55,23 @@ MAX_NESTING = 32
 RECOUP_SOURCES = ("profit_share", "revenue_share", "azure_margin")
 #: simulation.variance_reduction: plain Monte Carlo, antithetic pairs, scrambled Sobol points
 VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
-#: Monthly flows an observation may sum over a window (the annual flows of the report).
-OBSERVABLE_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share")
-OBSERVATION_KEYS = ("flow", "start", "end", "value", "sd", "rel_sd")
+#: Monthly flows an observation may sum over a window (the annual flows of the report,
+#: MODEL.md v2 C), and the stocks it may observe at a month.
+OBSERVABLE_FLOWS = ANNUAL_FLOWS
+OBSERVABLE_STOCKS = STOCKS
+OBSERVATION_KEYS = ("flow", "flows", "stock", "month", "start", "end", "value", "sd",
+                    "rel_sd", "error", "dof", "bias")
+#: An observation's error: Gaussian, or Student's t with ``dof`` degrees of freedom.
+OBSERVATION_ERRORS = ("normal", "student_t")
+#: Distributions a bias factor may have: positive support and a closed-form quantile.
+BIAS_KINDS = ("lognormal", "uniform", "triangular")
+#: [conditioning] methods: tempered sequential Monte Carlo, or importance sampling of the
+#: prior paths (version 1's weighting).
+CONDITIONING_METHODS = ("smc", "importance")
+CONDITIONING_KEYS = ("method", "particles", "ess_fraction", "moves", "runs", "seed")
+MIN_PARTICLES, MAX_PARTICLES = 64, 2**24
+MAX_MOVES = 1000
+MAX_RUNS = 1000
 
 
 @dataclass(frozen=True)
@@ -86,18 +101,44 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class Observation:
-    """One ``[observations.NAME]`` entry: a flow summed over months ``start``..``end``
-    (inclusive) was observed to be ``value`` $, with a Gaussian error of ``sd`` $.
-
-    Each path is weighted by the likelihood ``exp(-((sum - value) / sd)^2 / 2)`` of all
-    observations together (independent errors)."""
+    """One ``[observations.NAME]`` entry (MODEL.md v2 C): the model's value of ``series``
+    (annual flows summed over months ``start``..``end`` inclusive, or one stock at month
+    ``start == end``), times the ``bias`` factor, was observed to be ``value`` with an error
+    of scale ``sd`` (in the value's unit), Gaussian or Student's t with ``dof`` degrees of
+    freedom. Observations' errors are independent."""
 
     name: str
-    flow: str
-    start: str
+    series: tuple[str, ...]   # annual-flow names (layout.ANNUAL_FLOWS), or ONE stock name
+    start: str                # "YYYY-MM"; for a stock, the observed month (start == end)
     end: str
-    value: float
-    sd: float
+    value: float              # observed value ($ for flows; the stock's unit for stocks)
+    sd: float                 # absolute error sd (rel_sd * |value| when rel_sd was given)
+    error: str = "normal"     # "normal" or "student_t"
+    dof: float = math.inf     # student_t degrees of freedom (> 0; inf for normal)
+    bias: Distribution | float | None = None  # multiplicative factor on the model's value
+
+    @property
+    def stock(self) -> bool:
+        """True when ``series`` is one stock (observed at month ``start``)."""
+        return len(self.series) == 1 and self.series[0] in STOCKS
+
+    @property
+    def flow(self) -> str:
+        """``"+".join(series)``: a label (kept for version-1 callers)."""
+        return "+".join(self.series)
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """``[conditioning]``: how a config's observations condition the run (without
+    observations it does nothing)."""
+
+    method: str = "smc"          # tempered sequential Monte Carlo, or importance sampling
+    particles: int = 16384       # particles per SMC run (>= 64, <= 2**24)
+    ess_fraction: float = 0.5    # each tempering step keeps this fraction effective (0, 1)
+    moves: int = 10              # pCN moves per tempering step (1..1000)
+    runs: int = 4                # independent SMC runs (>= 2; their spread is the MC error)
+    seed: int | None = None      # None: simulation.seed
 
 
 #: Term fields a ``[[deal.change]]`` may set (MODEL.md v2 A); the rest of [deal] is run-level.
@@ -164,6 +205,8 @@ class Config:
     source_path: str = ""
     #: ``[observations]``: what the paths are conditioned on (empty: prior only)
     observations: tuple[Observation, ...] = ()
+    #: ``[conditioning]``: how they are conditioned on
+    conditioning: ConditioningConfig = ConditioningConfig()
     #: the TOML document after ``extends`` was resolved (JSON-ready), for provenance
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -344,41 +387,185 @@ def _parse_simulation(raw: dict) -> SimulationConfig:
     return SimulationConfig(start, horizon, paths, seed, chunk, max_bad, reduction)
 
 
-def _parse_observations(raw: dict, grid: MonthGrid) -> tuple[Observation, ...]:
-    out = []
-    for name, spec in raw.items():
-        key = f"observations.{name}"
-        if not isinstance(spec, dict):
-            raise ConfigError(key, spec, "a table with flow, start, end, value and sd "
-                              "(or rel_sd)")
-        _check_keys(spec, OBSERVATION_KEYS, key + ".")
-        for k in ("flow", "start", "end", "value"):
+def _grid_month(value: Any, key: str, grid: MonthGrid) -> str:
+    """A month "YYYY-MM" inside the simulation's grid."""
+    month = _month(value, key)
+    first, last = grid.labels[0], grid.labels[-1]
+    if not parse_month(first) <= parse_month(month) <= parse_month(last):
+        raise ConfigError(key, month, f"a month within the simulation, {first} to {last}")
+    return month
+
+
+def _observed_series(spec: dict, key: str) -> tuple[tuple[str, ...], bool]:
+    """An observation's ``flow`` / ``flows`` / ``stock`` as (series, is_stock)."""
+    forms = [k for k in ("flow", "flows", "stock") if k in spec]
+    flows_txt = "one of " + ", ".join(ANNUAL_FLOWS)
+    if not forms:
+        raise ConfigError(f"{key}.flow", _MISSING, "one of flow (an annual flow summed over "
+                          "start..end), flows (a list of them, summed) or stock (a stock at "
+                          "a month)")
+    if len(forms) > 1:
+        raise ConfigError(f"{key}.{forms[1]}", spec[forms[1]], f"only one of flow, flows or "
+                          f"stock ({key}.{forms[0]} is given)")
+    form = forms[0]
+    value = spec[form]
+    if form == "flow":
+        if not isinstance(value, str) or value not in ANNUAL_FLOWS:
+            raise ConfigError(f"{key}.flow", value, flows_txt)
+        return (value,), False
+    if form == "stock":
+        if not isinstance(value, str) or value not in STOCKS:
+            raise ConfigError(f"{key}.stock", value, "one of " + ", ".join(STOCKS))
+        return (value,), True
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}.flows", value, "a non-empty list of distinct annual flows "
+                          f"(summed), each {flows_txt}")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or name not in ANNUAL_FLOWS:
+            raise ConfigError(f"{key}.flows[{i}]", name, flows_txt)
+        if name in value[:i]:
+            raise ConfigError(f"{key}.flows[{i}]", name, "each flow listed once")
+    return tuple(value), False
+
+
+def _parse_observation(name: str, spec: Any, grid: MonthGrid) -> Observation:
+    key = f"observations.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(key, spec, "a table with flow (or flows, or stock), its window "
+                          "(start and end, or month), value and sd (or rel_sd)")
+    _check_keys(spec, OBSERVATION_KEYS, key + ".")
+    series, is_stock = _observed_series(spec, key)
+    if is_stock:
+        for k in ("start", "end"):
+            if k in spec:
+                raise ConfigError(f"{key}.{k}", spec[k], "no start/end with stock (a stock "
+                                  'is observed at one month: give month = "YYYY-MM")')
+        if "month" not in spec:
+            raise ConfigError(f"{key}.month", _MISSING, 'the month the stock was observed, '
+                              '"YYYY-MM"')
+        start = end = _grid_month(spec["month"], f"{key}.month", grid)
+    else:
+        if "month" in spec:
+            raise ConfigError(f"{key}.month", spec["month"], "no month with flow/flows (a "
+                              "flow is summed over months start..end; month is for a stock)")
+        for k in ("start", "end"):
             if k not in spec:
-                raise ConfigError(f"{key}.{k}", _MISSING, {
-                    "flow": "one of " + ", ".join(OBSERVABLE_FLOWS),
-                    "start": 'a month "YYYY-MM"', "end": 'a month "YYYY-MM"',
-                    "value": "the observed sum, $"}[k])
-        flow = spec["flow"]
-        if flow not in OBSERVABLE_FLOWS:
-            raise ConfigError(f"{key}.flow", flow, "one of " + ", ".join(OBSERVABLE_FLOWS))
-        start, end = _month(spec["start"], f"{key}.start"), _month(spec["end"], f"{key}.end")
-        first, last = grid.labels[0], grid.labels[-1]
-        for k, m in (("start", start), ("end", end)):
-            if not parse_month(first) <= parse_month(m) <= parse_month(last):
-                raise ConfigError(f"{key}.{k}", m, f"a month within the simulation, "
-                                  f"{first} to {last}")
+                raise ConfigError(f"{key}.{k}", _MISSING, 'a month "YYYY-MM" (the window '
+                                  'is start..end, inclusive)')
+        start = _grid_month(spec["start"], f"{key}.start", grid)
+        end = _grid_month(spec["end"], f"{key}.end", grid)
         if parse_month(end) < parse_month(start):
             raise ConfigError(f"{key}.end", end, f"a month not before {key}.start ({start})")
-        value = _in_range(spec["value"], f"{key}.value", 0.0, None, lo_open=True)
-        if ("sd" in spec) == ("rel_sd" in spec):
-            raise ConfigError(f"{key}.sd", spec.get("sd", _MISSING),
-                              "exactly one of sd ($) or rel_sd (a fraction of value)")
-        if "sd" in spec:
-            sd = _in_range(spec["sd"], f"{key}.sd", 0.0, None, lo_open=True)
-        else:
-            sd = value * _in_range(spec["rel_sd"], f"{key}.rel_sd", 0.0, None, lo_open=True)
-        out.append(Observation(name, flow, start, end, value, sd))
-    return tuple(out)
+    unit = STOCK_UNITS[series[0]] if is_stock else "$"
+    signed = any(f in SIGNED_FLOWS for f in series)
+    if "value" not in spec:
+        raise ConfigError(f"{key}.value", _MISSING, f"the observed value ({unit})")
+    if signed:
+        value = _number(spec["value"], f"{key}.value", f"a finite number ({unit}; "
+                        "negative allowed: the sum includes a signed flow)")
+    else:
+        value = _number(spec["value"], f"{key}.value", f"a number > 0 ({unit})")
+        if not value > 0:
+            raise ConfigError(f"{key}.value", spec["value"], f"a number > 0 ({unit}; only "
+                              f"{', '.join(SIGNED_FLOWS)} can be negative or 0)")
+    if ("sd" in spec) == ("rel_sd" in spec):
+        raise ConfigError(f"{key}.sd", spec.get("sd", _MISSING),
+                          f"exactly one of sd ({unit}) or rel_sd (a fraction of |value|)")
+    if "sd" in spec:
+        sd = _in_range(spec["sd"], f"{key}.sd", 0.0, None, lo_open=True)
+    else:
+        rel = _in_range(spec["rel_sd"], f"{key}.rel_sd", 0.0, None, lo_open=True)
+        if value == 0:
+            raise ConfigError(f"{key}.rel_sd", spec["rel_sd"], f"sd ({unit}) instead: "
+                              "rel_sd is a fraction of |value|, and value is 0")
+        sd = rel * abs(value)
+        if not (sd > 0 and math.isfinite(sd)):
+            raise ConfigError(f"{key}.rel_sd", spec["rel_sd"], "a fraction whose sd, "
+                              f"rel_sd x |value|, is a finite number > 0 (it is {sd:g})")
+    error = spec.get("error", "normal")
+    if not isinstance(error, str) or error not in OBSERVATION_ERRORS:
+        raise ConfigError(f"{key}.error", error,
+                          "one of " + ", ".join(f'"{e}"' for e in OBSERVATION_ERRORS))
+    if error == "normal":
+        if "dof" in spec:
+            raise ConfigError(f"{key}.dof", spec["dof"], 'no dof with error = "normal" (set '
+                              'error = "student_t" for a heavy-tailed error)')
+        dof = math.inf
+    else:
+        if "dof" not in spec:
+            raise ConfigError(f"{key}.dof", _MISSING, 'degrees of freedom, a number > 0 '
+                              '(required with error = "student_t"; e.g. 4)')
+        dof = _in_range(spec["dof"], f"{key}.dof", 0.0, None, lo_open=True)
+    bias = _parse_bias(spec["bias"], f"{key}.bias") if "bias" in spec else None
+    return Observation(name, series, start, end, value, sd, error, dof, bias)
+
+
+def _parse_observations(raw: dict, grid: MonthGrid) -> tuple[Observation, ...]:
+    return tuple(_parse_observation(name, spec, grid) for name, spec in raw.items())
+
+
+def _parse_bias(value: Any, key: str) -> Distribution | float:
+    """An observation's multiplicative bias factor: a number > 0, or a lognormal, uniform or
+    triangular distribution (any field form of FIELD_SETS, canonical fields kept) whose
+    support is > 0, untruncated."""
+    if not isinstance(value, dict):
+        x = _number(value, key, 'a number > 0 or a distribution table { dist = "lognormal", '
+                    '... } (a positive factor on the model\'s value)')
+        if not x > 0:
+            raise ConfigError(key, value, "a number > 0 (a factor on the model's value)")
+        return x
+    expected_kind = ("one of " + ", ".join(BIAS_KINDS) + " (a positive factor with a "
+                     "closed-form quantile)")
+    if "dist" not in value:
+        raise ConfigError(f"{key}.dist", _MISSING, expected_kind)
+    kind = value["dist"]
+    if not isinstance(kind, str) or kind not in BIAS_KINDS:
+        raise ConfigError(f"{key}.dist", kind, expected_kind)
+    allowed = sorted({f for fs in FIELD_SETS[kind] for f in fs})
+    fields = {k: v for k, v in value.items() if k != "dist"}
+    for f in fields:
+        if f in TRUNCATION_FIELDS:
+            raise ConfigError(f"{key}.{f}", fields[f], "no min/max on a bias factor (no "
+                              "truncation: choose a distribution whose support is > 0)")
+        if f not in allowed:
+            raise _unknown(f, allowed, f"{key}.")
+    given = {f: _number(v, f"{key}.{f}") for f, v in fields.items()}
+    forms = FIELD_SETS[kind]
+    if not any(set(fs) == set(given) for fs in forms):
+        wanted = " or ".join("{" + ", ".join(fs) + "}" for fs in forms)
+        raise ConfigError(key, value, f"{kind} with fields {wanted}")
+    _check_shape(kind, given, key)
+    if kind in ("uniform", "triangular") and not given["low"] > 0:
+        raise ConfigError(f"{key}.low", given["low"], "a number > 0 (a bias factor's "
+                          "support must be > 0)")
+    return Distribution(kind, canonical_fields(kind, given))
+
+
+def _parse_conditioning(raw: dict) -> ConditioningConfig:
+    _check_keys(raw, CONDITIONING_KEYS, "conditioning.")
+    kw: dict[str, Any] = {}
+    if "method" in raw:
+        method = raw["method"]
+        if not isinstance(method, str) or method not in CONDITIONING_METHODS:
+            raise ConfigError("conditioning.method", method, "one of " + ", ".join(
+                f'"{m}"' for m in CONDITIONING_METHODS))
+        kw["method"] = method
+    if "particles" in raw:
+        kw["particles"] = _integer(raw["particles"], "conditioning.particles",
+                                   MIN_PARTICLES, MAX_PARTICLES)
+    if "ess_fraction" in raw:
+        expected = "a number in (0, 1)"
+        f = _number(raw["ess_fraction"], "conditioning.ess_fraction", expected)
+        if not 0.0 < f < 1.0:
+            raise ConfigError("conditioning.ess_fraction", raw["ess_fraction"], expected)
+        kw["ess_fraction"] = f
+    if "moves" in raw:
+        kw["moves"] = _integer(raw["moves"], "conditioning.moves", 1, MAX_MOVES)
+    if "runs" in raw:
+        kw["runs"] = _integer(raw["runs"], "conditioning.runs", 2, MAX_RUNS)
+    if "seed" in raw:
+        kw["seed"] = _integer(raw["seed"], "conditioning.seed", 0, 2**63 - 1)
+    return ConditioningConfig(**kw)
 
 
 def _parse_distribution(name: str, spec: dict) -> Distribution:
@@ -718,10 +905,11 @@ def _parse_changes(raw: Any, grid: MonthGrid) -> tuple[DealChange, ...]:
 
 
 TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal",
-            "observations")
+            "observations", "conditioning")
 #: Tables of a parent config that a child's same-named table updates key by key; any other
-#: table given in the child replaces the parent's whole (a new [deal] is a new deal).
-MERGED_TABLES = ("simulation", "parameters")
+#: table given in the child replaces the parent's whole (a new [deal] is a new deal, new
+#: [observations] are a new set of facts).
+MERGED_TABLES = ("simulation", "parameters", "conditioning")
 MAX_EXTENDS_DEPTH = 8
 
 
@@ -743,8 +931,10 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     deal = _parse_deal(_table(raw, "deal"), simulation.grid)
     _check_reverse_share(deal, parameters)
     observations = _parse_observations(_table(raw, "observations", False), simulation.grid)
-    return Config(simulation, parameters, deal, correlation, shocks, source_text,
-                  source_path, observations, copy.deepcopy(raw))
+    conditioning = _parse_conditioning(_table(raw, "conditioning", False))
+    return Config(simulation, parameters, deal, correlation, shocks, source_text=source_text,
+                  source_path=source_path, observations=observations,
+                  conditioning=conditioning, resolved=copy.deepcopy(raw))
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:
@@ -822,8 +1012,8 @@ def load_config(path: str | Path) -> Config:
     """Read, parse and validate a TOML config file. Raises :class:`ConfigError`.
 
     A config may name a parent with ``extends = "other.toml"`` (relative to itself): its
-    [simulation] and [parameters] keys update the parent's, and any other table it gives
-    replaces the parent's table whole.
+    [simulation], [parameters] and [conditioning] keys update the parent's, and any other
+    table it gives (e.g. [deal], [observations]) replaces the parent's table whole.
     """
     path = Path(path)
     raw, files = _resolve_extends(path)
@@ -842,5 +1032,5 @@ def parse_config_text(text: str, source_path: str = "<string>") -> Config:
     return parse_config(_loads(text, source_path), source_text=text, source_path=source_path)
 
 
-__all__ = ["Config", "ConfigError", "DealConfig", "Observation", "SimulationConfig", "load_config",
-           "parse_config", "parse_config_text"]
+__all__ = ["ConditioningConfig", "Config", "ConfigError", "DealConfig", "Observation",
+           "SimulationConfig", "load_config", "parse_config", "parse_config_text"]

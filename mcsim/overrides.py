@@ -17,7 +17,7 @@ from typing import Any
 from .config import Config, ConfigError, parse_config
 
 TABLES = ("simulation", "parameters", "parameter_correlation", "shocks", "deal",
-          "observations")
+          "observations", "conditioning")
 
 
 def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:

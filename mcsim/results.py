@@ -10,7 +10,8 @@ Months are indices into the grid; a quantile beyond the horizon is ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -389,5 +390,95 @@ class ConditionedResults(Results):
                                                           m.stderr.copy())[sl]
 
 
-__all__ = ["Results", "ConditionedResults", "QuantileTable", "MonthDistribution",
-           "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles", "month_distribution"]
+@dataclass
+class PosteriorResults(Results):
+    """Results of the posterior particles of ``runs`` independent tempered SMC runs
+    (:mod:`mcsim.engine.smc`), each particle one path of the forecast, pooled.
+
+    Resampling makes a run's particles dependent, so errors come from the spread of the
+    independent runs: a mean's error is the sd of the runs' means over sqrt(R), and every
+    interval (quantiles, month probabilities) counts :attr:`ess` independent paths, the
+    pooled particles divided by the design effect the runs measure
+    (:func:`mcsim.posterior.effective_paths`). ``run_results``: each run's own Results;
+    ``posterior``: the runs' particles and diagnostics.
+    """
+
+    run_results: list = field(default_factory=list)
+    posterior: object = None
+
+    @property
+    def method(self) -> str:
+        return "smc"
+
+    @functools.cached_property
+    def ess(self) -> float:
+        from .posterior import effective_paths
+        m = self.accumulator.moments
+        return effective_paths(m.variance(), [r.accumulator.moments.mean
+                                            for r in self.run_results], self.num_paths)
+
+    @property
+    def ess_fraction(self) -> float:
+        return self.ess / max(self.num_paths, 1)
+
+    @property
+    def warning(self) -> str | None:
+        return ess_warning(self.ess, self.num_paths)
+
+    def _effective(self, counts: np.ndarray) -> np.ndarray:
+        c = np.asarray(counts, np.float64)
+        total = c.sum()
+        return c * (self.ess / total) if total > 0 else c
+
+    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        from .posterior import spread_error
+        sl = self.layout.rows(group)
+        se = spread_error([r.accumulator.moments.mean for r in self.run_results])
+        return self.accumulator.moments.mean[sl].copy(), \
+            net_error_from_receipts(self.layout, group, se.copy())[sl]
+
+    def posterior_frame(self):
+        """Every drawn parameter (and bias factor), prior vs posterior: mean, sd, 5/50/95%,
+        the posterior mean's error, the shift in prior sds (a pandas DataFrame)."""
+        import pandas as pd
+
+        from .posterior import posterior_table
+        return pd.DataFrame(posterior_table(self.config, self.posterior)) \
+            .set_index("parameter")
+
+    def observation_frame(self):
+        """The posterior predictive check of every observation (a pandas DataFrame)."""
+        import pandas as pd
+
+        from .posterior import observation_table
+        return pd.DataFrame(observation_table(self.config, self.posterior)) \
+            .set_index("observation")
+
+    def smc_diagnostics(self) -> dict:
+        """Temperatures, ESS, acceptance and step size per step of every run."""
+        from .posterior import diagnostics
+        return diagnostics(self.posterior)
+
+    def step_frame(self):
+        """One row per (run, tempering step): temperature, ESS, distinct particles after
+        resampling, acceptance, step size (a pandas DataFrame)."""
+        import pandas as pd
+        rows = []
+        for r in self.posterior.runs:
+            for k, st in enumerate(r.steps):
+                rows.append({"run": r.run, "step": k + 1, "temperature": st.temperature,
+                             "ess": st.ess,
+                             "distinct_after_resampling": st.distinct_after_resampling,
+                             "acceptance": st.acceptance, "rho": st.rho})
+        return pd.DataFrame(rows)
+
+    def inference_data(self):
+        """The prior and posterior parameter draws as ``arviz.InferenceData`` (chains:
+        the SMC runs); needs the optional extra ``mcsim[arviz]``."""
+        from .posterior import inference_data
+        return inference_data(self.config, self.posterior)
+
+
+__all__ = ["Results", "ConditionedResults", "PosteriorResults", "QuantileTable",
+           "MonthDistribution", "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles",
+           "month_distribution"]

@@ -21,6 +21,9 @@ _PARITY = 0x1BD11BDA
 #: Stream tags: the seed's key is hashed with these to give independent keys per use.
 STREAM_PARAMETERS = 0x70617261  # "para"
 STREAM_SHOCKS = 0x73686F63  # "shoc"
+STREAM_BIAS = 0x62696173  # "bias": observations' bias factors of importance-sampled paths
+STREAM_SMC = 0x736D6300  # "smc": tempered SMC (initial particles, moves, resampling)
+STREAM_FORECAST = 0x66636173  # "fcas": posterior particles' shocks after the last observation
 
 
 def _rotl(x, r: int, xp):

@@ -34,7 +34,7 @@ DATA = Path(__file__).resolve().parent / "data" / "v1"
 CASES = {"base": (DATA / "base.toml", {}),
          "base_antithetic": (DATA / "base.toml", {"simulation.variance_reduction": "antithetic"}),
          "amendment_2026": (DATA / "amendment_2026.toml", {}),
-         "observed": (DATA / "observed.toml", {}),
+         "observed": (DATA / "observed.toml", {"conditioning.method": "importance"}),
          "all_features_v1": (REPO_ROOT.parent / "shared" / "check" / "all_features_v1.toml", {})}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR, minimal_config_text
+from helpers import CONFIGS_DIR, REPO_ROOT, minimal_config_text
 
 from mcsim.cli import _positive_int, main
 
@@ -160,8 +160,8 @@ def test_reproduce_of_a_summary_with_a_bad_dtype_is_one_line(tmp_path, capsys):
 
 def _observed(tmp_path, rel_sd: str, paths: int = 4096) -> str:
     parent = CONFIGS_DIR / "counterfactual_2019_terms.toml"
-    text = (CONFIGS_DIR / "observed.toml").read_text().replace(
-        '"counterfactual_2019_terms.toml"', f'"{parent}"')
+    text = (REPO_ROOT / "tests" / "data" / "observed_importance.toml").read_text().replace(
+        '"../../configs/counterfactual_2019_terms.toml"', f'"{parent}"')
     text = text.replace("rel_sd = 0.05", f"rel_sd = {rel_sd}")
     path = tmp_path / "obs.toml"
     path.write_text(text + f"\n[simulation]\npaths = {paths}\n" if "[simulation]" not in text
@@ -188,7 +188,8 @@ def test_no_weight_is_clipped_the_reference_is_the_runs_best_path():
     from mcsim.engine import KernelSpec, build_kernel, kernel_inputs
     from mcsim.engine import conditioning as cond
 
-    cfg = load_config(CONFIGS_DIR / "observed.toml").with_simulation(paths=20_000)
+    cfg = load_config(REPO_ROOT / "tests" / "data" / "observed_importance.toml") \
+        .with_simulation(paths=20_000)
     ref = cond.reference_log_likelihood(cfg)
     windows = cond.observation_windows(cfg)
     kernel = build_kernel(KernelSpec.for_config(cfg, observed=True))

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 from ..accumulators import MoneyBins
 from ..layout import StatLayout
 from ..months import MonthGrid
-from .conditioning import likelihood_weights, weighted_rows
+from .conditioning import likelihood_weights, path_bias_normals, weighted_rows
 from .kernel import KernelInputs, KernelSpec, build_kernel, pair_sums
 from .plan import CPU_OPTIONS, KernelOptions
 
@@ -61,9 +61,9 @@ def pairwise_sum(x):
 @functools.lru_cache(maxsize=32)
 def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
                  options: KernelOptions = CPU_OPTIONS, sobol: bool = False,
-                 batch: int = 0) -> Callable:
-    """The jit-compiled call ``(inputs, counts, chunk_start, num_valid, uniforms, windows)
-    -> (counts, node)`` that runs ``shard`` paths on each of ``devices`` and folds them
+                 batch: int = 0, latent: bool = False) -> Callable:
+    """The jit-compiled call ``(inputs, counts, chunk_start, num_valid, uniforms, windows,
+    shocks) -> (counts, node)`` that runs ``shard`` paths on each of ``devices`` and folds them
     into the device-resident counts (cached per static shape).
 
     Antithetic pairs (``spec.antithetic``): the sum tree holds the pairs' means, so that
@@ -73,6 +73,8 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     are :func:`mcsim.engine.conditioning.weighted_rows`. ``batch`` G > 0: G points
     (configs that differ only in traced numbers) in one call, vmapped over a leading axis
     of the inputs (but the shock key), counts and windows; the same paths and shocks.
+    ``latent``: a posterior forecast (:class:`mcsim.engine.smc.PosteriorSource`): the call
+    takes each path's uniforms and its replayed shock normals ``shocks`` [n, K, 5].
     """
     kernel = build_kernel(spec)
     layout = StatLayout(spec.grid)
@@ -83,12 +85,15 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     weighted = bool(spec.observed)
     count_type = jnp.int64 if weighted else jnp.int32
 
-    def run_shard(inputs, counts: ChunkCounts, chunk_start, num_valid, uniforms, windows):
+    def run_shard(inputs, counts: ChunkCounts, chunk_start, num_valid, uniforms, windows,
+                  shocks):
         d = jax.lax.axis_index("paths")
         offset = d.astype(jnp.uint32) * jnp.uint32(shard)
         local = jnp.arange(shard, dtype=jnp.uint32)
         paths = chunk_start + offset + local
-        out = kernel(inputs, paths, uniforms=uniforms if sobol else None, windows=windows)
+        out = kernel(inputs, paths, uniforms=uniforms if sobol or latent else None,
+                     windows=windows,
+                     latent_shocks=shocks.transpose(1, 0, 2) if latent else None)
         stats, final, first_bad = out.stats, out.final, out.first_bad
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
@@ -101,7 +106,8 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
             ok = jnp.repeat(ok[0::2] & ok[1::2], 2)
         w = ok.astype(count_type)
         if weighted:
-            w = jnp.where(ok, likelihood_weights(out.observed_sums, windows), 0)
+            w = jnp.where(ok, likelihood_weights(out.observed_sums, windows,
+                                                 path_bias_normals(windows, paths)), 0)
 
         # bins are assigned in float32: its rounding (6e-8) is far inside a bin (4.6e-3) and
         # log10 costs half as much; the assignment is still a pure function of the value.
@@ -148,9 +154,10 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     body = run_shard
     if batch:
         body = jax.vmap(run_shard, in_axes=(KernelInputs(0, 0, None), 0, None, None, None,
-                                            0 if weighted else None))
+                                            0 if weighted else None, None))
     sharded = jax.shard_map(body, mesh=mesh,
-                            in_specs=(rep, counts_spec, rep, rep, P("paths"), rep),
+                            in_specs=(rep, counts_spec, rep, rep, P("paths"), rep,
+                                      P("paths")),
                             out_specs=(counts_spec, ChunkNode(split, split, split)),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(1,))

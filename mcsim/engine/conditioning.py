@@ -1,9 +1,13 @@
 """Conditioning on observations: the run's paths weighted by their likelihood.
 
 A config's ``[observations]`` (e.g. the leaked Azure inference spend of 2024) give each
-path the weight ``w = exp(-sum_o ((sum_o - value_o) / sd_o)^2 / 2)`` (independent Gaussian
-errors of the stated sizes). The conditioned distribution is the prior's, reweighted:
-self-normalized importance sampling with the prior as proposal.
+path the likelihood ``prod_o f_o((b_o m_o - value_o) / sd_o)``: ``m_o`` the path's sum of
+the observed series over the window (or its stock at the month), ``b_o`` the observation's
+bias factor (1 unless given), ``f_o`` a standard normal or Student-t density (independent
+errors of the stated sizes). This module holds the likelihood, which both methods share,
+and importance sampling (``conditioning.method = "importance"``): the conditioned
+distribution is the prior's, reweighted, self-normalized with the prior as proposal.
+Tempered sequential Monte Carlo (the default) is :mod:`mcsim.engine.smc`.
 
 Everything about the weighting is here, in the order a weighted run uses it:
 
@@ -36,6 +40,7 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..months import MonthGrid
 from ..qmc import sobol_points_for
+from ..rng import STREAM_BIAS, stream_key, threefry2x32
 from .kernel import KernelSpec, build_kernel, kernel_inputs, pair_sums
 
 #: Likelihood weights are counted in units of 2^-20 (integers): integer adds are exact in
@@ -56,38 +61,108 @@ MIN_ESS = 1000
 MIN_ESS_FRACTION = 0.01
 
 
+#: An observation's bias factor: none (1), a constant, or drawn per path from one of these
+#: (closed-form quantiles of a standard normal z, so the factor is a latent normal like
+#: every parameter's).
+BIAS_KINDS = ("none", "constant", "lognormal", "uniform", "triangular")
+
+
+def bias_code(bias) -> tuple[int, tuple[float, float, float]]:
+    """(index in :data:`BIAS_KINDS`, up to three fields) of an observation's ``bias``."""
+    if bias is None:
+        return 0, (1.0, 0.0, 0.0)
+    if isinstance(bias, (int, float)):
+        return 1, (float(bias), 0.0, 0.0)
+    f = bias.params
+    names = {"lognormal": ("median", "sigma"), "uniform": ("low", "high"),
+             "triangular": ("low", "mode", "high")}[bias.kind]
+    fields = tuple(f[k] for k in names) + (0.0,) * (3 - len(names))
+    return BIAS_KINDS.index(bias.kind), tuple(float(x) for x in fields)
+
+
 def observation_windows(config: Config) -> dict:
-    """The observations' month windows (indices, inclusive), values and errors, as the
-    kernel's traced arguments (a new value or window reuses the compiled kernel)."""
+    """The observations as the kernel's traced arguments (a new value or window reuses
+    the compiled kernel): month windows (indices, inclusive), values, error sizes, the
+    Student-t degrees of freedom (inf: normal), bias factors and the key of the bias
+    factors' per-path stream (importance sampling)."""
     grid, obs = config.grid, config.observations
+    codes = [bias_code(o.bias) for o in obs]
     return {"start": jnp.array([grid.index(o.start) for o in obs], jnp.int32),
             "end": jnp.array([grid.index(o.end) for o in obs], jnp.int32),
             "value": jnp.array([o.value for o in obs], jnp.float64),
-            "sd": jnp.array([o.sd for o in obs], jnp.float64)}
+            "sd": jnp.array([o.sd for o in obs], jnp.float64),
+            "dof": jnp.array([o.dof for o in obs], jnp.float64),
+            "bias_code": jnp.array([c for c, _ in codes], jnp.int32),
+            "bias_fields": jnp.array([f for _, f in codes], jnp.float64).reshape(-1, 3),
+            "bias_key": jnp.asarray(stream_key(config.simulation.seed, STREAM_BIAS),
+                                    jnp.uint32)}
 
 
 def no_windows() -> dict:
     """The windows argument of an unweighted run: no observations, reference 0."""
     return {**{k: jnp.zeros((0,), t) for k, t in (
         ("start", jnp.int32), ("end", jnp.int32), ("value", jnp.float64),
-        ("sd", jnp.float64))}, "reference": jnp.float64(0.0)}
+        ("sd", jnp.float64), ("dof", jnp.float64), ("bias_code", jnp.int32))},
+        "bias_fields": jnp.zeros((0, 3), jnp.float64),
+        "bias_key": jnp.zeros((2,), jnp.uint32), "reference": jnp.float64(0.0)}
 
 
-def log_likelihood(observed_sums, windows):
-    """Each path's log-likelihood of the observations (independent Gaussian errors), [n]."""
-    r = (observed_sums - windows["value"][:, None]) / windows["sd"][:, None]
-    return -0.5 * jnp.sum(r * r, axis=0)
+def bias_factors(windows, z):
+    """Each observation's bias factor [O, n] from standard normals z [O, n] (float64)."""
+    code, f = windows["bias_code"][:, None], windows["bias_fields"]
+    a, b, c = f[:, 0:1], f[:, 1:2], f[:, 2:3]
+    u = jax.scipy.special.ndtr(z)
+    # triangular(low a, mode b, high c) by its inverse CDF
+    split = (b - a) / jnp.where(c > a, c - a, 1.0)
+    left = a + jnp.sqrt(u * (c - a) * (b - a))
+    right = c - jnp.sqrt(jnp.maximum(1.0 - u, 0.0) * (c - a) * (c - b))
+    return jnp.select([code <= 1, code == 2, code == 3],
+                      [jnp.broadcast_to(a, z.shape), a * jnp.exp(b * z), a + (b - a) * u],
+                      jnp.where(u < split, left, right))
 
 
-def likelihood_weights(observed_sums, windows):
+def path_bias_normals(windows, paths):
+    """Importance sampling's bias normals [O, n]: counter-based per (path, observation),
+    so they depend on the path alone, whatever the chunking."""
+    O = windows["value"].shape[0]
+    k = windows["bias_key"]
+    w0, w1 = threefry2x32(k[0], k[1], paths[None, :],
+                          jnp.arange(O, dtype=jnp.uint32)[:, None], jnp)
+    u = ((w0 >> jnp.uint32(6)).astype(jnp.float64) * 2.0**26
+         + (w1 >> jnp.uint32(6)).astype(jnp.float64) + 0.5) * 2.0**-52
+    return jax.scipy.special.ndtri(u)
+
+
+def predicted(observed_sums, windows, bias_z):
+    """What the model says each observation measures [O, n]: the path's sum times its
+    bias factor (unchanged where there is none)."""
+    if bias_z is None:
+        return observed_sums
+    return jnp.where(windows["bias_code"][:, None] == 0, observed_sums,
+                     observed_sums * bias_factors(windows, bias_z))
+
+
+def log_likelihood(observed_sums, windows, bias_z=None):
+    """Each path's log-likelihood of the observations, [n]: independent errors, normal
+    (``dof`` inf) or Student-t, each without its constant (a path-free term that cancels
+    in every weight and tempering ratio). ``bias_z`` [O, n]: the bias factors' normals."""
+    r = (predicted(observed_sums, windows, bias_z) - windows["value"][:, None]) \
+        / windows["sd"][:, None]
+    r2 = r * r
+    dof = windows["dof"][:, None]
+    student = -0.5 * (dof + 1.0) * jnp.log1p(r2 / jnp.where(jnp.isinf(dof), 1.0, dof))
+    return jnp.sum(jnp.where(jnp.isinf(dof), -0.5 * r2, student), axis=0)
+
+
+def likelihood_weights(observed_sums, windows, bias_z=None):
     """Each path's likelihood of the observations relative to the run's best path
     (``windows["reference"]``, see :func:`reference_log_likelihood`), in units of 2^-20
     (int64 [n]). Relative, so that tight observations, which leave every path far below
     the Gaussian's peak, still give integer weights of full resolution (the constant
     cancels in every self-normalized statistic). A path with a NaN or inf sum gets 0.
     """
-    rel = jnp.minimum(log_likelihood(observed_sums, windows) - windows["reference"],
-                      MAX_RELATIVE_LOGLIK)
+    rel = jnp.minimum(log_likelihood(observed_sums, windows, bias_z)
+                      - windows["reference"], MAX_RELATIVE_LOGLIK)
     w = jnp.round(jnp.exp(rel) * WEIGHT_ONE)
     return jnp.where(jnp.isfinite(w), w, 0.0).astype(jnp.int64)
 
@@ -149,7 +224,8 @@ def _pilot(spec: KernelSpec, n: int) -> Callable:
     def pilot(inputs, uniforms, windows, start, remaining):
         local = jnp.arange(n, dtype=jnp.uint32)
         out = kernel(inputs, start + local, uniforms=uniforms, windows=windows)
-        ll = log_likelihood(out.observed_sums, windows)
+        ll = log_likelihood(out.observed_sums, windows,
+                            path_bias_normals(windows, start + local))
         ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll) \
             & (local.astype(jnp.int64) < remaining)
         return jnp.max(jnp.where(ok, ll, -jnp.inf))

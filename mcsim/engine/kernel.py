@@ -47,8 +47,9 @@ def shock_cholesky(config: Config) -> tuple[tuple[float, ...], ...]:
 class KernelSpec(NamedTuple):
     """What a kernel is compiled for: hashable, so compiled kernels are cached on it.
 
-    ``observed``: flow names whose sums over the observation windows the kernel returns
-    (a conditioned run). ``unroll``: months per step of the compiled loop (a layout
+    ``observed``: per observation, the series whose sum over its window the kernel
+    returns (a conditioned run): annual-flow names summed, or one stock name (its window
+    is one month). ``unroll``: months per step of the compiled loop (a layout
     choice, see :class:`mcsim.engine.plan.KernelOptions`). ``record_flows``: also return
     every month's flows ([T, n] each: saved sample paths only).
     """
@@ -58,7 +59,7 @@ class KernelSpec(NamedTuple):
     dtype: str
     cholesky: tuple
     antithetic: bool = False
-    observed: tuple[str, ...] = ()
+    observed: tuple[tuple[str, ...], ...] = ()
     unroll: int = 1
     record_flows: bool = False
     #: the version-2 mechanisms the config uses (:class:`mcsim.model.Features`)
@@ -76,7 +77,7 @@ class KernelSpec(NamedTuple):
         return cls(DeviceSampler(config).structure, grid, dtype,
                    shock_cholesky(config),
                    config.simulation.variance_reduction == "antithetic",
-                   tuple(o.flow for o in config.observations) if observed else (),
+                   tuple(o.series for o in config.observations) if observed else (),
                    unroll, record_flows, model.features(config, grid))
 
     @property
@@ -155,7 +156,8 @@ def month_shocks(shock_key, shock_paths, month, dtype, mirrored=None) -> tuple:
 
 
 def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: tuple,
-                grid: MonthGrid, n: int, *, unroll: int = 1, observed: tuple[str, ...] = (),
+                grid: MonthGrid, n: int, *, unroll: int = 1,
+                observed: tuple[tuple[str, ...], ...] = (),
                 windows=None, record_flows: bool = False,
                 feats: model.Features = model.V1_FEATURES) -> PathStatistics:
     """Run every month of n paths from drawn parameters ``theta`` (before
@@ -191,8 +193,9 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
         yearend = jax.lax.dynamic_update_slice(yearend, level[:, None, :], (zero, y, zero))
         if observed:
             inside = (windows["start"] <= t) & (t <= windows["end"])
-            flow = jnp.stack([monthly[ANNUAL_FLOWS.index(f)] for f in observed])
-            obs = obs + jnp.where(inside[:, None], flow, 0.0)
+            obs = obs + jnp.where(inside[:, None],
+                                  jnp.stack([_observed_series(s, monthly, level)
+                                             for s in observed]), 0.0)
         cum_azure = state.cum_azure_spend
         state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t, feats)
         return (state, annual, yearend, first_bad, obs), \
@@ -220,6 +223,34 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
     return PathStatistics(stats, final, first_bad, obs, flows, levels)
 
 
+def _observed_series(series: tuple[str, ...], monthly, level):
+    """One observation's monthly value: its flows summed in the given order, or its stock's
+    level (its window is its one month)."""
+    if series[0] in STOCKS:
+        return level[STOCKS.index(series[0])]
+    out = monthly[ANNUAL_FLOWS.index(series[0])]
+    for name in series[1:]:
+        out = out + monthly[ANNUAL_FLOWS.index(name)]
+    return out
+
+
+def replayed_shocks(fresh: Callable, latent) -> Callable:
+    """Monthly shocks that replay ``latent`` [K, n, 5] (row t drives the step into month
+    t + 1) for the first K steps, and take ``fresh(t)`` after: a conditioned path keeps the
+    shocks its posterior particle was found with up to the last observed month."""
+    K = latent.shape[0]
+
+    def shocks(t):
+        z = fresh(t)
+        if K == 0:
+            return z
+        zl = jax.lax.dynamic_index_in_dim(latent, jnp.minimum(t, K - 1), keepdims=False)
+        return tuple(jnp.where(t < K, zl[:, k].astype(zk.dtype), zk)
+                     for k, zk in enumerate(z))
+
+    return shocks
+
+
 @functools.lru_cache(maxsize=64)
 def build_kernel(spec: KernelSpec) -> Callable[..., PathStatistics]:
     """The per-path function of ``spec``: ``kernel(inputs, paths, uniforms=None,
@@ -231,20 +262,26 @@ def build_kernel(spec: KernelSpec) -> Callable[..., PathStatistics]:
     designs); ``shock_paths`` [n] uint32 names whose monthly shocks each row uses
     (default: its own path's). Under antithetic pairs path 2k+1 mirrors path 2k (uniforms
     1 - u, shocks -z). ``windows``: the observations' ``start``/``end`` month indices [O]
-    (inclusive), for a spec with ``observed`` flows.
+    (inclusive), for a spec with ``observed`` flows. ``latent_shocks`` [K, n, 5]: the
+    independent normals of the steps into months 1..K, replayed instead of the streams'
+    (a posterior forecast, :mod:`mcsim.engine.smc`).
     """
     sampler = spec.sampler
     dtype = DTYPES[spec.dtype]
 
     def kernel(inputs: KernelInputs, paths, uniforms=None, shock_paths=None,
-               windows=None) -> PathStatistics:
+               windows=None, latent_shocks=None) -> PathStatistics:
         theta = sampler.draw(inputs.args, paths, dtype, uniforms=uniforms,
                              antithetic=spec.antithetic)
         own_streams, mirrored = pair_streams(paths, spec.antithetic)
         streams = own_streams if shock_paths is None else shock_paths
+
+        def shocks(t):
+            return month_shocks(inputs.shock_key, streams, t + 1, dtype, mirrored)
+
         return scan_months(
             theta, inputs.deal,
-            lambda t: month_shocks(inputs.shock_key, streams, t + 1, dtype, mirrored),
+            shocks if latent_shocks is None else replayed_shocks(shocks, latent_shocks),
             spec.cholesky, spec.grid, paths.shape[0], unroll=spec.unroll,
             observed=spec.observed, windows=windows, record_flows=spec.record_flows,
             feats=spec.features)

@@ -24,7 +24,7 @@ from ..draws import ParameterSampler
 from ..months import MonthGrid
 from ..qmc import sobol_points_for
 from ..rng import parameter_uniforms
-from .conditioning import log_likelihood, observation_windows
+from .conditioning import log_likelihood, observation_windows, path_bias_normals
 from .kernel import KernelSpec, build_kernel, kernel_inputs
 
 #: Paths the table is computed from (its quantiles' sampling error is then ~0.5% of the
@@ -90,7 +90,7 @@ def _loglik_call(spec: KernelSpec, n: int) -> Callable:
     @jax.jit
     def call(inputs, paths, uniforms, windows):
         out = kernel(inputs, paths, uniforms=uniforms, windows=windows)
-        ll = log_likelihood(out.observed_sums, windows)
+        ll = log_likelihood(out.observed_sums, windows, path_bias_normals(windows, paths))
         ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
         return jnp.where(ok, ll, -jnp.inf)
 

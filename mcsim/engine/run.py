@@ -72,7 +72,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
               resume: bool = False, checkpoint_at_end: bool = True,
               stages: list[int] | None = None,
               should_stop: Callable[[Accumulator], bool] | None = None,
-              weighted: bool = False) -> list[RunOutput]:
+              weighted: bool = False, posterior=None) -> list[RunOutput]:
     """Simulate configs that share a :func:`mcsim.engine.plan.batch_key` in one batched
     kernel (one config: an ordinary run); one :class:`RunOutput` per config, each exactly
     what its own run would give.
@@ -104,12 +104,19 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
             :mod:`mcsim.precision`). One process only.
         weighted: run the same paths weighted by their likelihood of the config's
             ``[observations]`` (:mod:`mcsim.engine.conditioning`).
+        posterior: a :class:`mcsim.engine.smc.PosteriorSource`: path i is posterior
+            particle i of an SMC run (its parameters, its shocks up to the last observed
+            month, fresh shocks after); one config, ``paths`` = its particles.
     """
     enable_x64()
     # -- 1. the batch: configs that can share one kernel --------------------------------
     config, G = configs[0], len(configs)
     batch = G if G > 1 else 0
     _check_batch(configs, batch, stages, checkpoint, dtype, weighted)
+    if posterior is not None and (batch or weighted or stages
+                                  or config.simulation.variance_reduction != "none"):
+        raise ConfigError("posterior", "a posterior forecast", "one config, unweighted, "
+                          "without stages, with variance_reduction = \"none\"")
     grid, bins = config.grid, bins or MoneyBins()
     devices = tuple(devices or jax.local_devices())
     nproc, pid = jax.process_count(), jax.process_index()
@@ -125,10 +132,13 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     options = options or default_kernel_options(devices[0])
     reduction = config.simulation.variance_reduction
     spec = KernelSpec.for_config(config, dtype, observed=weighted, unroll=options.unroll)
+    latent = posterior is not None
     call = chunk_kernel(spec, bins, plan.shard, devices, options, reduction == "sobol",
-                        batch)
+                        batch, latent)
     inputs = stacked_inputs(configs) if batch else kernel_inputs(config)
-    sobol = sobol_points_for(config)
+    sobol = posterior if latent else sobol_points_for(config)
+    if latent:  # fresh shocks after the last observed month: the forecast's own stream
+        inputs = inputs._replace(shock_key=posterior.shock_key)
     uniform_sharding = NamedSharding(Mesh(np.array(devices), ("paths",)), P("paths"))
     empty_uniforms = no_uniforms(devices)
 
@@ -168,8 +178,10 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
         valid = min(plan.paths_per_call, stage_end - start)
         uniforms = empty_uniforms if sobol is None else jax.device_put(
             sobol.points(start, plan.paths_per_call), uniform_sharding)
+        shocks = empty_uniforms if not latent else jax.device_put(
+            posterior.shocks(start, plan.paths_per_call), uniform_sharding)
         counts, node = call(inputs, reducer.counts, jnp.uint32(start % 2**32),
-                            jnp.int64(valid), uniforms, windows)
+                            jnp.int64(valid), uniforms, windows, shocks)
         if i == 0:
             jax.block_until_ready(node)
             compile_seconds = time.perf_counter() - t_begin  # first call: compile + 1 chunk

@@ -1,0 +1,194 @@
+"""What an SMC posterior says, as tables: the parameters prior vs posterior, the posterior
+predictive check of every observation, the tempering diagnostics, and the Monte Carlo
+error of conditioned statistics from the spread of independent SMC runs.
+
+Pure functions of :class:`mcsim.engine.smc.SMCPosterior` (host arrays) and of per-run
+:class:`mcsim.results.Results`; no I/O. Percentiles are the nearest-rank sample ones of
+the pooled particles of all runs; a posterior mean's error is the standard deviation of
+the R runs' means over sqrt(R) (resampling correlates the particles of one run, so their
+i.i.d. formula would be too small; independent runs are independent).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Config
+from .device_draws import DeviceSampler
+from .engine.smc import SMCPosterior, uniforms_from_normals
+from .x64 import enable_x64
+
+PERCENTILES = (5, 50, 95)
+
+
+def _row(x: np.ndarray) -> dict[str, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": math.nan, "sd": math.nan, "p5": math.nan, "p50": math.nan,
+                "p95": math.nan}
+    q = np.percentile(x, PERCENTILES, method="inverted_cdf")
+    return {"mean": float(x.mean()), "sd": float(x.std()),
+            **{f"p{p}": float(v) for p, v in zip(PERCENTILES, q, strict=True)}}
+
+
+def _spread_se(per_run: list[float]) -> float:
+    """sd of R independent runs' estimates / sqrt(R): the error of their pooled mean."""
+    v = np.asarray(per_run, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size >= 2 else math.nan
+
+
+def parameter_draws(config: Config, z: np.ndarray) -> dict[str, np.ndarray]:
+    """Each drawn parameter's values (float64) at latent normals ``z`` [n, >= m]."""
+    enable_x64()
+    sampler = DeviceSampler(config)
+    names = sampler.structure.uncertain
+    if not names:
+        return {}
+    m = len(names)
+    theta = jax.jit(lambda args, zz: sampler.draw(
+        args, jnp.arange(zz.shape[0], dtype=jnp.uint32), jnp.float64,
+        uniforms=uniforms_from_normals(zz)))(
+            jax.tree.map(jnp.asarray, sampler.arguments()), jnp.asarray(z[:, :m]))
+    return {n: np.asarray(theta[n]) for n in names}
+
+
+def bias_draws(config: Config, posterior: SMCPosterior, z: np.ndarray) -> dict[str, np.ndarray]:
+    """Each drawn bias factor's values, keyed ``bias:OBSERVATION``."""
+    from .engine.conditioning import bias_factors, observation_windows
+    lay = posterior.layout
+    if not lay.bias_rows:
+        return {}
+    w = observation_windows(config)
+    rows = np.array(lay.bias_rows)
+    sub = {"bias_code": w["bias_code"][rows], "bias_fields": w["bias_fields"][rows]}
+    f = np.asarray(bias_factors(sub, jnp.asarray(z[:, lay.bias_columns].T)))
+    return {f"bias:{config.observations[k].name}": f[i] for i, k in enumerate(lay.bias_rows)}
+
+
+def posterior_table(config: Config, posterior: SMCPosterior) -> list[dict]:
+    """One row per drawn parameter (and drawn bias factor): prior and posterior mean, sd
+    and 5/50/95%, the posterior mean's Monte Carlo error (spread of runs), the shift of
+    the mean in prior sds and the ratio of sds; sorted by |shift|, largest first."""
+    prior_z = np.concatenate([r.prior_z for r in posterior.runs])
+    post_z = np.concatenate([r.z for r in posterior.runs])
+    prior = {**parameter_draws(config, prior_z), **bias_draws(config, posterior, prior_z)}
+    post = {**parameter_draws(config, post_z), **bias_draws(config, posterior, post_z)}
+    per_run = [{**parameter_draws(config, r.z), **bias_draws(config, posterior, r.z)}
+               for r in posterior.runs]
+    rows = []
+    for name in prior:
+        a, b = _row(prior[name]), _row(post[name])
+        se = _spread_se([float(np.mean(run[name])) for run in per_run])
+        shift = (b["mean"] - a["mean"]) / a["sd"] if a["sd"] > 0 else math.nan
+        rows.append({"parameter": name,
+                     **{f"prior_{k}": v for k, v in a.items()},
+                     **{f"posterior_{k}": v for k, v in b.items()},
+                     "posterior_mean_se": se, "shift_in_prior_sd": shift,
+                     "sd_ratio": b["sd"] / a["sd"] if a["sd"] > 0 else math.nan})
+    rows.sort(key=lambda r: -abs(r["shift_in_prior_sd"])
+              if math.isfinite(r["shift_in_prior_sd"]) else 0.0)
+    return rows
+
+
+def error_scale(o) -> float:
+    """The standard deviation of an observation's error (Student-t: sd sqrt(dof/(dof-2))
+    where finite, else its sd as a scale)."""
+    if math.isinf(o.dof) or o.dof <= 2:
+        return o.sd
+    return o.sd * math.sqrt(o.dof / (o.dof - 2))
+
+
+def observation_table(config: Config, posterior: SMCPosterior) -> list[dict]:
+    """The posterior predictive check of every observation: its value and error, the
+    model's prior and posterior median and 90% interval (bias included), and the posterior
+    z = (value - posterior mean) / sqrt(posterior variance + error variance)."""
+    prior = np.concatenate([r.prior_predicted for r in posterior.runs], axis=1)
+    post = np.concatenate([r.predicted for r in posterior.runs], axis=1)
+    rows = []
+    for k, o in enumerate(config.observations):
+        a, b = _row(prior[k]), _row(post[k])
+        scale = error_scale(o)
+        z = (o.value - b["mean"]) / math.sqrt(b["sd"] ** 2 + scale ** 2)
+        rows.append({"observation": o.name, "series": o.flow, "start": o.start,
+                     "end": o.end, "value": o.value, "sd": o.sd, "error": o.error,
+                     "dof": o.dof,
+                     **{f"prior_{p}": a[p] for p in ("p5", "p50", "p95")},
+                     **{f"posterior_{p}": b[p] for p in ("p5", "p50", "p95")},
+                     "posterior_mean": b["mean"], "posterior_sd": b["sd"],
+                     "posterior_z": z})
+    return rows
+
+
+def diagnostics(posterior: SMCPosterior) -> dict:
+    """The tempering schedule, ESS, acceptance and step size per step of every run, the
+    distinct particles at the end and the log evidence: functions of the config and seed
+    alone (the runs' times are in :func:`timing`, with a run's provenance)."""
+    s = posterior.settings
+    return {
+        "method": "smc",
+        "particles": s.particles, "runs": s.runs, "ess_fraction": s.ess_fraction,
+        "moves": s.moves, "seed": s.seed, "latent_dimension": posterior.layout.dimension,
+        "last_observed_step": posterior.layout.num_steps,
+        "runs_detail": [{
+            "run": r.run, "steps": len(r.steps), "distinct_particles": r.distinct,
+            "log_evidence": r.log_evidence,
+            "likelihood_evaluations": r.evaluations,
+            "temperature": [st.temperature for st in r.steps],
+            "ess": [st.ess for st in r.steps],
+            "distinct_after_resampling": [st.distinct_after_resampling for st in r.steps],
+            "acceptance": [st.acceptance for st in r.steps],
+            "rho": [st.rho for st in r.steps]} for r in posterior.runs],
+    }
+
+
+def timing(posterior: SMCPosterior) -> list[float]:
+    """Seconds of each SMC run (tempering and moves; the forecast is the run's own)."""
+    return [r.seconds for r in posterior.runs]
+
+
+def spread_error(per_run: list[np.ndarray]) -> np.ndarray:
+    """Elementwise sd of the runs' estimates / sqrt(R) (NaN where fewer than 2 finite)."""
+    v = np.stack([np.asarray(x, np.float64) for x in per_run])
+    finite = np.isfinite(v)
+    count = finite.sum(axis=0)
+    mean = np.where(finite, v, 0.0).sum(axis=0) / np.maximum(count, 1)
+    dev = np.where(finite, v - mean, 0.0)
+    var = (dev * dev).sum(axis=0) / np.maximum(count - 1, 1)
+    return np.where(count >= 2, np.sqrt(var / np.maximum(count, 1)), np.nan)
+
+
+def effective_paths(pooled_variance: np.ndarray, per_run_means: list[np.ndarray],
+                    total_paths: int) -> float:
+    """The number of independent paths the pooled particles are worth: ``total / deff``,
+    the design effect ``deff`` the average over statistics of (spread-of-runs variance of
+    the pooled mean) / (i.i.d. variance ``sigma^2 / total``). Averaging the ratios (not
+    their inverses) keeps each unbiased; capped to [runs, total]."""
+    se = spread_error(per_run_means)
+    iid = pooled_variance / total_paths
+    ok = np.isfinite(se) & np.isfinite(iid) & (iid > 0)
+    if not ok.any():
+        return float(total_paths)
+    deff = float(np.mean(se[ok] ** 2 / iid[ok]))
+    return float(np.clip(total_paths / max(deff, 1e-12), len(per_run_means), total_paths))
+
+
+def inference_data(config: Config, posterior: SMCPosterior):
+    """The posterior (and prior) parameter draws as ``arviz.InferenceData``: chains are
+    the SMC runs, draws their particles (needs the optional extra ``mcsim[arviz]``)."""
+    try:
+        import arviz as az
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("posterior draws as InferenceData need ArviZ: "
+                          "pip install 'mcsim[arviz]'") from e
+
+    def stacked(attr: str) -> dict[str, np.ndarray]:
+        runs = [{**parameter_draws(config, getattr(r, attr)),
+                 **bias_draws(config, posterior, getattr(r, attr))} for r in posterior.runs]
+        return {k: np.stack([run[k] for run in runs]) for k in runs[0]}
+
+    return az.from_dict(posterior=stacked("z"), prior=stacked("prior_z"))
