@@ -35,6 +35,7 @@ from .engine.smc import PosteriorSource, smc_posterior
 from .facts import facts_vs_model
 from .layout import StatLayout
 from .overrides import grid_points, with_overrides
+from .posterior import posterior_table
 from .results import ConditionedResults, PosteriorResults, Results
 from .x64 import enable_x64
 
@@ -179,7 +180,15 @@ def with_tables(results: Results, dtype: str = "float32") -> Results:
     conditioned results) and its facts-vs-model table attached (each from the run's own
     first paths, :mod:`mcsim.engine.parameters`, :mod:`mcsim.facts`)."""
     config = results.config.with_simulation(paths=results.num_paths)
-    table = parameter_table(config, dtype, conditioned=results.conditioned is not None)
+    cond = results.conditioned
+    table = parameter_table(config, dtype, conditioned=isinstance(cond, ConditionedResults))
+    if isinstance(cond, PosteriorResults) and table:  # SMC: the posterior particles' own
+        table["conditioned"] = {
+            r["parameter"]: {"p5": r["posterior_p5"], "p50": r["posterior_p50"],
+                             "p95": r["posterior_p95"], "mean": r["posterior_mean"],
+                             "mean_se": r["posterior_mean_se"]}
+            for r in posterior_table(config, cond.posterior)
+            if not r["parameter"].startswith("bias:")}
     return replace(results, parameter_table=table or None,
                    facts=facts_vs_model(config, dtype=dtype) or None)
 
