@@ -11,6 +11,7 @@ i.i.d. formula would be too small; independent runs are independent).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -49,12 +50,18 @@ def parameter_draws(config: Config, z: np.ndarray) -> dict[str, np.ndarray]:
     names = sampler.structure.uncertain
     if not names:
         return {}
-    m = len(names)
-    theta = jax.jit(lambda args, zz: sampler.draw(
-        args, jnp.arange(zz.shape[0], dtype=jnp.uint32), jnp.float64,
-        uniforms=uniforms_from_normals(zz)))(
-            jax.tree.map(jnp.asarray, sampler.arguments()), jnp.asarray(z[:, :m]))
+    theta = _draw_call(sampler.structure)(jax.tree.map(jnp.asarray, sampler.arguments()),
+                                          jnp.asarray(z[:, :len(names)]))
     return {n: np.asarray(theta[n]) for n in names}
+
+
+@functools.lru_cache(maxsize=16)
+def _draw_call(structure):
+    """The parameters at given latent normals, compiled once per sampler structure."""
+    sampler = DeviceSampler.from_structure(structure)
+    return jax.jit(lambda args, zz: sampler.draw(
+        args, jnp.arange(zz.shape[0], dtype=jnp.uint32), jnp.float64,
+        uniforms=uniforms_from_normals(zz)))
 
 
 def bias_draws(config: Config, posterior: SMCPosterior, z: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,10 +39,12 @@ def browser() -> str:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    # the conditioned config: its page has every section and all six plots
+    # the conditioned config: its page has every section and every plot, the SMC
+    # posterior's included (few particles: the page, not the posterior, is tested here)
     tmp = tmp_path_factory.mktemp("html")
     config = tmp / "observed.toml"
-    config.write_text(f'extends = "{CONFIGS_DIR / "observed.toml"}"\n')
+    config.write_text(f'extends = "{CONFIGS_DIR / "observed.toml"}"\n'
+                      "[conditioning]\nparticles = 512\nruns = 2\nmoves = 3\n")
     out = tmp / "report"
     assert main(["run", str(config), "--out", str(out), "--paths", "4096",
                  "--no-progress"]) == 0
@@ -65,7 +67,7 @@ def _load(browser: str, page: Path) -> tuple[dict, str]:
 def _drawn(report) -> list[str]:
     """The report's plots (the cap and commitment CDFs only when its deal has them)."""
     names = [name for name, _ in PLOTS if (report.parent / name).exists()]
-    assert len(names) >= 6  # fan, annual, two CDFs, the two conditioned ones
+    assert len(names) >= 9  # fan, annual, two CDFs, two conditioned ones, three SMC ones
     return names
 
 

@@ -46,6 +46,14 @@ def contained(old, new, where: str = "") -> str | None:
             if bad:
                 return bad
         return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) \
+            and any(isinstance(a, (dict, list)) for a in old):
+        # lists of records (observations): each old record contained in the new one
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            bad = contained(a, b, f"{where}/{i}")
+            if bad:
+                return bad
+        return None
     return None if old == new else (where or "/")
 
 

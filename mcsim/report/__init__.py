@@ -10,7 +10,8 @@ leaves):
 * :mod:`~mcsim.report.summary` -- :class:`~mcsim.results.Results` as summary.json's plain
   data (statistics with their errors, method, provenance).
 * :mod:`~mcsim.report.text` -- the short terminal summary.
-* :mod:`~mcsim.report.tables` -- the four CSV tables.
+* :mod:`~mcsim.report.tables` -- the CSV tables (and, for an SMC-conditioned run, its posterior
+  parameters, predictive check and tempering steps).
 * :mod:`~mcsim.report.html` -- report.html, one self-contained page (plots inline).
 * :mod:`~mcsim.report.files` -- a run's report directory: all of the above, atomically.
 * :mod:`~mcsim.report.compare` -- finished runs side by side: differences with their

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
                  sample_paths: int = 0, force: bool = False) -> Path:
     """Write summary.json, the CSV tables, the plots and report.html under ``out_dir``;
-    returns it.
+    returns it. With an SMC posterior also posterior_parameters.csv,
+    posterior_predictive.csv, smc_steps.csv and their three plots.
 
     ``sample_paths``: also the parameters and monthly flows of the first K paths
     (:mod:`mcsim.sample_paths`).
@@ -41,7 +42,7 @@ def write_report(results: Results, out_dir: str | Path, *, plots: bool = True,
         if plots:
             from .. import plots as plotting
 
-            plotting.write_plots(results, tmp)
+            plotting.write_plots(results, tmp, summary)
         write_html(summary, tmp)
         if sample_paths:
             from ..sample_paths import write_sample_paths

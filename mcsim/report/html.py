@@ -30,6 +30,7 @@ td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:30em}
 .note{color:#555;font-size:.85em}
+tr.top td{background:#fff6e5}.flag{color:#b00000;font-weight:600}
 """
 
 SCRIPT = """
@@ -52,7 +53,12 @@ PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
          ("cap_reached_cdf.png", "When the revenue-share cap is reached"),
          ("commitment_met_cdf.png", "When Azure spend meets the commitment"),
          ("fan_chart_conditioned.png", "Cumulative Azure spend: prior vs conditioned"),
-         ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"))
+         ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"),
+         ("parameter_shift.png", "Posterior: the parameters the observations moved most"),
+         ("smc_diagnostics.png", "SMC diagnostics: temperature, ESS and acceptance by step"),
+         ("posterior_predictive.png", "Posterior predictive check of every observation"))
+#: the SMC posterior's plots: shown in the conditioned section, not under "Plots"
+SMC_PLOTS = ("parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png")
 
 
 def _q(block, p, i=None) -> str:
@@ -87,10 +93,19 @@ def _month(block, p) -> str:
             f".. {html.escape(q['ci95_high_label'])}]</span>")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], row_class: list[str] | None = None,
+           table_id: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    classes = row_class or [""] * len(rows)
+    body = "".join((f"<tr class={c}>" if c else "<tr>") + "".join(f"<td>{x}</td>" for x in r)
+                   + "</tr>" for r, c in zip(rows, classes, strict=True))
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><tr>{head}</tr>{body}</table>"
+
+
+def _image(name: str, title: str, images: dict[str, bytes]) -> str:
+    return (f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" "
+            f"src=\"data:image/png;base64,{base64.b64encode(images[name]).decode()}\">")
 
 
 def render(summary: dict, images: dict[str, bytes]) -> str:
@@ -133,12 +148,10 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
         for b in events])
     month_header = ["", "Microsoft repaid", "credits exhausted", "revenue-share cap reached",
                     "Azure commitment met"][:len(events) + 1]
-    plots = "".join(
-        f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" "
-        f"src=\"data:image/png;base64,{base64.b64encode(images[name]).decode()}\">"
-        for name, title in PLOTS if name in images) or \
+    plots = "".join(_image(name, title, images) for name, title in PLOTS
+                    if name in images and name not in SMC_PLOTS) or \
         "<p class=note>Plots were skipped (--no-plots).</p>"
-    conditioned = _conditioned_section(summary, pcts)
+    conditioned = _conditioned_section(summary, pcts, images)
     prov_rows = [[html.escape(k), html.escape(str(prov[k]))] for k in
                  ("mcsim_version", "jax_version", "device", "num_devices", "num_processes",
                   "dtype", "paths", "seed", "chunk_size", "kernel_options", "run_seconds",
@@ -261,15 +274,22 @@ def _model_section() -> str:
             f'(docs/model.md)</summary><pre>{html.escape(text)}</pre></details>')
 
 
-def _conditioned_section(summary: dict, pcts: list[str]) -> str:
-    """Prior vs conditioned headline numbers, with the observations and the ESS."""
+def _conditioned_section(summary: dict, pcts: list[str],
+                         images: dict[str, bytes] | None = None) -> str:
+    """Prior vs conditioned headline numbers, with the observations and the ESS; for an SMC
+    posterior also each run's spread, the tempering diagnostics, the posterior of every
+    parameter, the posterior predictive check and their plots."""
     cond = summary.get("conditioned")
     if cond is None:
         return ""
+    if "smc" in cond:
+        return _smc_section(summary, cond, pcts, images or {})
     end = summary["grid"]["horizon"]
+    units = (summary.get("stocks") or {}).get("units", {})
     obs_rows = [[html.escape(o["name"]), html.escape(o["flow"].replace("_", " ")),
                  f"{html.escape(o['start'])} .. {html.escape(o['end'])}",
-                 f"{money_text(o['value'])} &plusmn; {money_text(o['sd'])}"]
+                 f"{_obs_value(o['value'], o['flow'], units)} &plusmn; "
+                 f"{_obs_value(o['sd'], o['flow'], units)}"]
                 for o in cond["observations"]]
     rows = []
     for title, key in ((f"Cumulative Azure spend by {end}, median", None),
@@ -290,6 +310,206 @@ def _conditioned_section(summary: dict, pcts: list[str]) -> str:
             f"<p class=note>Effective sample size {cond['effective_sample_size']:,.0f} of "
             f"{cond['paths']:,} paths ({cond['ess_fraction']:.1%}).</p>{warning}"
             f"{_table(['', 'prior', 'conditioned'], rows)}")
+
+
+def _obs_value(x, series: str, units: dict) -> str:
+    """An observed value: dollars for flows, the stock's own unit for a stock."""
+    if x is None:
+        return "n/a"
+    if series in units and not units[series].startswith("$"):
+        return f"{x:.3g}"
+    return f"${x:.3g}" if series in units else money_text(x)
+
+
+def _months(o: dict) -> str:
+    """An observation's months: ``2024-01 .. 2024-12``, or the one month of a stock."""
+    if o["start"] == o["end"]:
+        return html.escape(o["start"])
+    return f"{html.escape(o['start'])} .. {html.escape(o['end'])}"
+
+
+def _series(series: str) -> str:
+    """``compute_spend+other_opex`` as ``compute spend + other opex``."""
+    return html.escape(series.replace("+", " + ").replace("_", " "))
+
+
+def _g(x, fmt: str = ".4g") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _pm(se, unit: str = "", fmt: str = ".3g", text=None) -> str:
+    """The 95% half-width from a Monte Carlo standard error (the runs' spread), as
+    ``format(half, fmt) + unit`` or ``text(half)``."""
+    if se is None:
+        return "<span class=ci>&plusmn; n/a</span>"
+    half = 1.96 * se
+    return (f"<span class=ci>&plusmn; "
+            f"{text(half) if text else format(half, fmt) + unit}</span>")
+
+
+def _error_text(o: dict) -> str:
+    text = "Student t, " + _g(o["dof"], "g") + " dof" if o["error"] == "student_t" \
+        else "normal"
+    bias = o.get("bias")
+    if isinstance(bias, dict):
+        params = ", ".join(f"{k} {v:.3g}" for k, v in bias["params"].items())
+        text += f"; bias {bias['kind']} ({params})"
+    elif bias is not None:
+        text += f"; bias x{bias:g}"
+    return html.escape(text)
+
+
+def _smc_headline(summary: dict, cond: dict, pcts: list[str]) -> str:
+    """Prior vs posterior: spend at the horizon (median and 90% band), the repayment and
+    cap months' medians and P(commitment met), each posterior value with the 95% half-width
+    of its Monte Carlo error from the runs' spread, and each run's own value."""
+    end = summary["grid"]["horizon"]
+    lo, hi = pcts[0], pcts[-1]
+    se, runs = cond["per_run_se"], cond["per_run"]
+
+    def spend(block, err: str = "") -> str:
+        q = block["cumulative_azure_spend"]["quantiles"]
+        return (f"{money_text(q['p50']['value'][-1])} {err} <span class=ci>"
+                f"[{lo[1:]}%: {money_text(q[lo]['value'][-1])} .. {hi[1:]}%: "
+                f"{money_text(q[hi]['value'][-1])}]</span>")
+
+    def month(block, key: str, err: str = "") -> str:
+        return f"{html.escape(block[key]['quantiles']['p50']['label'])} {err}"
+
+    def met(block, err: str | None = None) -> str:
+        b = block["azure_commitment_met"]
+        p, s = b["probability_not_by_horizon"], b["probability_not_by_horizon_se"]
+        if p is None:
+            return "n/a"
+        if err is None:
+            return _probability(1.0 - p, s)
+        return f"{1.0 - p:.3f} {err}"
+
+    rows = [
+        [f"Cumulative Azure spend by {end}, median [{lo[1:]}% .. {hi[1:]}%]", spend(summary),
+         spend(cond, _pm(se["cumulative_azure_spend_p50"], text=money_text)),
+         " / ".join(money_text(r["cumulative_azure_spend_p50"]) for r in runs)],
+        ["Microsoft repaid, median month", _month(summary["repayment"], "p50"),
+         month(cond, "repayment", _pm(se["repayment_p50_months"], " months", ".2g")),
+         " / ".join(html.escape(r["repayment_p50_label"]) for r in runs)],
+        ["Revenue-share cap reached, median month",
+         _month(summary["revenue_share_cap_reached"], "p50"),
+         month(cond, "revenue_share_cap_reached",
+               _pm(se["revenue_share_cap_reached_p50_months"], " months", ".2g")),
+         " / ".join(html.escape(r["revenue_share_cap_reached_p50_label"]) for r in runs)],
+        ["P(Azure commitment met by spend)", met(summary),
+         met(cond, _pm(se["p_azure_commitment_met"], "", ".3f")),
+         " / ".join(f"{r['p_azure_commitment_met']:.3f}" for r in runs)],
+    ]
+    return _table(["", "prior", "posterior (\u00b1 from the runs' spread)",
+                   "each run (its own particles)"], rows, table_id="smc-headline")
+
+
+def _smc_diagnostics(cond: dict, seconds: list) -> str:
+    diag = cond["smc"]
+    n = diag["particles"]
+    seconds = list(seconds) + [None] * (len(diag["runs_detail"]) - len(seconds))
+    run_rows = [[f"run {r['run'] + 1}", str(r["steps"]), f"{r['distinct_particles']:,}",
+                 _g(r["acceptance"][-1] if r["acceptance"] else None, ".2f"),
+                 _g(t, ".3g"), _g(r.get("log_evidence"), ".4g"),
+                 f"{r['likelihood_evaluations']:,}"]
+                for r, t in zip(diag["runs_detail"], seconds, strict=False)]
+    first = diag["runs_detail"][0]
+    step_rows = [[str(k + 1), _g(first["temperature"][k], ".4g"),
+                  _g(first["ess"][k], ",.0f"),
+                  _g(None if first["ess"][k] is None else first["ess"][k] / n, ".2f"),
+                  f"{first['distinct_after_resampling'][k]:,}",
+                  _g(first["acceptance"][k], ".2f"), _g(first["rho"][k], ".3f")]
+                 for k in range(first["steps"])]
+    return (f'<h3 id="smc-diagnostics">SMC diagnostics</h3><p class=note>{diag["runs"]} '
+            f"independent runs of {n:,} particles; each tempering step keeps an ESS of "
+            f"{diag['ess_fraction']:g} of them, then {diag['moves']} pCN moves (acceptance "
+            f"steered into 0.2-0.4); latent dimension {diag['latent_dimension']:,}.</p>"
+            + _table(["run", "steps", "distinct particles at the end", "final acceptance",
+                      "seconds", "log evidence", "likelihood evaluations"], run_rows,
+                     table_id="smc-runs")
+            + "<p class=note>Every tempering step of run 1:</p>"
+            + _table(["step", "temperature", "ESS", "ESS / particles",
+                      "distinct after resampling", "acceptance", "step size rho"],
+                     step_rows, table_id="smc-steps"))
+
+
+#: the posterior table's rows highlighted (the parameters shifted most)
+TOP_SHIFTED = 10
+
+
+def _posterior_parameters(cond: dict) -> str:
+    rows = sorted(cond["posterior_parameters"],
+                  key=lambda r: -abs(r["shift_in_prior_sd"])
+                  if r["shift_in_prior_sd"] is not None else 0.0)
+    cells = [[html.escape(r["parameter"]), _g(r["prior_mean"]), _g(r["prior_sd"]),
+              f"{_g(r['prior_p5'], '.3g')} .. {_g(r['prior_p95'], '.3g')}",
+              f"{_g(r['posterior_mean'])} {_pm(r['posterior_mean_se'], fmt='.2g')}",
+              _g(r["posterior_sd"]),
+              f"{_g(r['posterior_p5'], '.3g')} .. {_g(r['posterior_p95'], '.3g')}",
+              _g(r["shift_in_prior_sd"], "+.2f"), _g(r["sd_ratio"], ".2f")] for r in rows]
+    classes = ["top" if k < TOP_SHIFTED and r["shift_in_prior_sd"] is not None else ""
+               for k, r in enumerate(rows)]
+    return (f'<h3 id="posterior-parameters">Posterior of the parameters</h3><p class=note>'
+            f"Every drawn parameter (and drawn bias factor), prior vs posterior, sorted by "
+            f"the size of the shift of its mean in prior standard deviations; the "
+            f"{TOP_SHIFTED} shifted most are highlighted. &plusmn;: 1.96 x the Monte Carlo "
+            f"error of the posterior mean (the runs' spread).</p>"
+            + _table(["parameter", "prior mean", "prior sd", "prior 5% .. 95%",
+                      "posterior mean", "posterior sd", "posterior 5% .. 95%",
+                      "shift (prior sds)", "sd ratio"], cells, classes,
+                     table_id="posterior-parameters-table"))
+
+
+def _posterior_predictive(cond: dict, units: dict) -> str:
+    rows, classes = [], []
+    for r in cond["posterior_predictive"]:
+        def v(x, r=r):
+            return _obs_value(x, r["series"], units)
+        z = r["posterior_z"]
+        bad = z is not None and abs(z) >= 3
+        rows.append([html.escape(r["observation"]), _series(r["series"]), _months(r),
+                     f"{v(r['value'])} &plusmn; {v(r['sd'])}",
+                     f"{v(r['prior_p50'])} <span class=ci>[{v(r['prior_p5'])} .. "
+                     f"{v(r['prior_p95'])}]</span>",
+                     f"{v(r['posterior_p50'])} <span class=ci>[{v(r['posterior_p5'])} .. "
+                     f"{v(r['posterior_p95'])}]</span>",
+                     (f"<span class=flag>{z:+.2f} &#9888;</span>" if bad else _g(z, "+.2f"))])
+        classes.append("miss" if bad else "")
+    missed = sum(c == "miss" for c in classes)
+    note = (f" <span class=flag>{missed} observation{'s' if missed > 1 else ''} with |z| "
+            f"&ge; 3: the posterior does not reproduce {'them' if missed > 1 else 'it'}."
+            f"</span>" if missed else "")
+    return ('<h3 id="posterior-predictive">Posterior predictive check</h3><p class=note>'
+            "Each observation with its error, and the model's value of it (bias included), "
+            "median [5% .. 95%], under the prior and the posterior; z = (value - posterior "
+            "mean) / sqrt(posterior variance + error variance)." + note + "</p>"
+            + _table(["observation", "series", "months", "value", "prior", "posterior", "z"],
+                     rows, classes, table_id="posterior-predictive-table"))
+
+
+def _smc_section(summary: dict, cond: dict, pcts: list[str], images: dict[str, bytes]) -> str:
+    units = (summary.get("stocks") or {}).get("units", {})
+    obs_rows = [[html.escape(o["name"]), _series(o["flow"]), _months(o),
+                 f"{_obs_value(o['value'], o['flow'], units)} &plusmn; "
+                 f"{_obs_value(o['sd'], o['flow'], units)}", _error_text(o)]
+                for o in cond["observations"]]
+    warning = (f"<p class=note><b>Warning:</b> {html.escape(cond['warning'])}</p>"
+               if cond.get("warning") else "")
+    plots = "".join(_image(name, title, images) for name, title in PLOTS
+                    if name in SMC_PLOTS and name in images)
+    return (f"<h2>Conditioned on the observations</h2>"
+            f"{_table(['observation', 'series', 'months', 'value', 'error'], obs_rows)}"
+            f"<p class=note>Tempered sequential Monte Carlo: {cond['runs']} independent runs "
+            f"of {cond['particles']:,} particles, each final particle forecast as one path "
+            f"({cond['paths']:,} pooled paths, worth an effective sample size of "
+            f"{cond['effective_sample_size']:,.0f}, {cond['ess_fraction']:.1%}). Posterior "
+            f"&plusmn; is 1.96 x the Monte Carlo error from the spread of the independent "
+            f"runs (sd of the runs' values / sqrt({cond['runs']})).</p>{warning}"
+            f"<h3>Prior vs posterior</h3>{_smc_headline(summary, cond, pcts)}"
+            f"{_smc_diagnostics(cond, summary['provenance'].get('smc_run_seconds', []))}"
+            f"{_posterior_parameters(cond)}"
+            f"{_posterior_predictive(cond, units)}{plots}")
 
 
 def write_html(summary: dict, out: Path) -> Path:

@@ -5,10 +5,13 @@ nothing (:mod:`mcsim.report.files` does).
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import math
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -101,7 +104,19 @@ def provenance(results: Results) -> dict:
         "reproduce": "mcsim reproduce THIS_FILE --out DIR (config_resolved with the paths, "
                      "seed and dtype above)",
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **_smc_timing(results),
     }
+
+
+def _smc_timing(results: Results) -> dict:
+    """An SMC posterior's seconds per run (tempering and moves): times belong with the
+    provenance, the conditioned block holds what the config and seed alone fix."""
+    cond = results.conditioned
+    if cond is None or getattr(cond, "posterior", None) is None:
+        return {}
+    from ..posterior import timing
+
+    return {"smc_run_seconds": [round(t, 3) for t in timing(cond.posterior)]}
 
 
 def _nonfinite_block(results: Results) -> dict:
@@ -174,24 +189,149 @@ MEAN_SE_METHOD = {
 }
 
 
+IMPORTANCE_METHOD = ("paths weighted by their likelihood of the observations (independent "
+                     "Gaussian errors) relative to the best path of the run "
+                     "(reference_log_likelihood), self-normalized; the effective sample size "
+                     "(Kish, over paths) replaces the number of paths in every interval; "
+                     "means carry the delta-method error")
+SMC_METHOD = ("independent tempered SMC runs (runs, of particles paths each: pCN moves on "
+              "the paths' latent normals), each final particle forecast as one path and the "
+              "runs pooled; resampling makes one run's particles dependent, so errors come "
+              "from the spread of the independent runs: a mean's error is the sd of the "
+              "runs' means over sqrt(runs), and every interval counts effective_sample_size "
+              "independent paths (the pooled particles over the design effect that spread "
+              "measures)")
+
+
+def plain(value: Any) -> Any:
+    """Plain JSON data: NumPy scalars and arrays as Python numbers and lists, tuples as
+    lists, and a non-finite number as null (an undefined value, as everywhere in
+    summary.json)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _num(value)
+    return value
+
+
+def _bias(bias) -> dict | float | None:
+    """An observation's bias factor: null (none), a number (fixed) or its distribution
+    ``{kind, params}`` (with ``lower``/``upper`` where truncated)."""
+    if bias is None:
+        return None
+    if isinstance(bias, (int, float)):
+        return float(bias)
+    out = {"kind": bias.kind, "params": plain(dict(bias.params))}
+    for end in ("lower", "upper"):
+        if math.isfinite(getattr(bias, end)):
+            out[end] = float(getattr(bias, end))
+    return out
+
+
+def observation_block(o) -> dict:
+    """One observation as summary.json writes it (version 1's keys first: ``flow`` is the
+    series joined by "+"); ``dof`` is null for a Gaussian error."""
+    return {"name": o.name, "flow": o.flow, "start": o.start, "end": o.end,
+            "value": o.value, "sd": o.sd, "series": list(o.series), "stock": o.stock,
+            "error": o.error, "dof": _num(o.dof), "bias": _bias(o.bias)}
+
+
+#: each SMC posterior's tables, computed once (the parameter table runs the sampler):
+#: id(posterior) -> (a weak reference to it, its blocks)
+_POSTERIOR_BLOCKS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def posterior_blocks(cond) -> dict:
+    """The SMC posterior's tables as plain data: ``smc`` (the tempering diagnostics of
+    every run), ``posterior_parameters`` (:func:`mcsim.posterior.posterior_table`) and
+    ``posterior_predictive`` (:func:`mcsim.posterior.observation_table`); computed once per
+    posterior (summary.json, the CSVs, the plots and the text share them)."""
+    post = cond.posterior
+    key = id(post)
+    hit = _POSTERIOR_BLOCKS.get(key)
+    if hit is not None and hit[0]() is post:
+        return copy.deepcopy(hit[1])
+    from ..posterior import diagnostics, observation_table, posterior_table
+
+    blocks = {"smc": plain(diagnostics(post)),
+              "posterior_parameters": plain(posterior_table(cond.config, post)),
+              "posterior_predictive": plain(observation_table(cond.config, post))}
+    _POSTERIOR_BLOCKS[key] = (weakref.ref(post, lambda _, k=key: _POSTERIOR_BLOCKS.pop(k, None)),
+                              blocks)
+    return copy.deepcopy(blocks)
+
+
+def _median_month(dist: MonthDistribution) -> int | None:
+    return dist.quantiles[50.0][0]
+
+
+def per_run_block(cond) -> tuple[list[dict], dict]:
+    """Each SMC run's own headline numbers (its particles forecast alone), and the Monte
+    Carlo error of the pooled ones from their spread (sd / sqrt(runs); a month median's in
+    months, null where a run's median is beyond the horizon)."""
+    from ..posterior import spread_error
+
+    rows = []
+    for k, r in enumerate(cond.run_results):
+        T = r.grid.num_months
+        rep, cap = _median_month(r.repayment), _median_month(r.cap_reached)
+        rows.append({
+            "run": k, "paths": r.num_paths,
+            "cumulative_azure_spend_p50": _num(
+                r.quantiles("cumulative_azure_spend", (50.0,)).value[T - 1, 0]),
+            "repayment_p50": r.month_label(rep), "repayment_p50_label": _month_text(r.grid,
+                                                                                    rep),
+            "revenue_share_cap_reached_p50": r.month_label(cap),
+            "revenue_share_cap_reached_p50_label": _month_text(r.grid, cap),
+            "p_azure_commitment_met": 1.0 - r.commitment_met.censored,
+            "_months": (rep, cap)})
+
+    def spread(values) -> float | None:
+        if len(values) < 2 or any(v is None for v in values):
+            return None
+        return _num(spread_error([np.float64(v) for v in values]))
+
+    se = {"cumulative_azure_spend_p50": spread([r["cumulative_azure_spend_p50"]
+                                                for r in rows]),
+          "repayment_p50_months": spread([r["_months"][0] for r in rows]),
+          "revenue_share_cap_reached_p50_months": spread([r["_months"][1] for r in rows]),
+          "p_azure_commitment_met": spread([r["p_azure_commitment_met"] for r in rows])}
+    for r in rows:
+        del r["_months"]
+    return rows, se
+
+
 def _conditioned_block(results: Results, percentiles) -> dict:
+    """The conditioned statistics and how they were made: ``conditioning_method``
+    "importance" (the run's paths weighted; version 1's keys) or "smc" (tempered SMC runs,
+    with their diagnostics, the posterior of every parameter, the posterior predictive
+    check of every observation and each run's headline numbers)."""
     cond = results.conditioned
-    obs = [{"name": o.name, "flow": o.flow, "start": o.start, "end": o.end,
-            "value": o.value, "sd": o.sd} for o in results.config.observations]
-    return {
+    smc = getattr(cond, "posterior", None) is not None
+    obs = [observation_block(o) for o in results.config.observations]
+    block = {
         "observations": obs,
         "paths": cond.num_paths,
-        "reference_log_likelihood": cond.reference_loglik,
+        "reference_log_likelihood": None if smc else cond.reference_loglik,
         "effective_sample_size": cond.ess,
         "ess_fraction": cond.ess_fraction,
         "warning": cond.warning,
-        "method": "paths weighted by their likelihood of the observations (independent "
-                  "Gaussian errors) relative to the best path of the run "
-                  "(reference_log_likelihood), self-normalized; the effective sample size "
-                  "(Kish, over paths) replaces the number of paths in every interval; "
-                  "means carry the delta-method error",
-        **_statistics(cond, percentiles),
+        "method": SMC_METHOD if smc else IMPORTANCE_METHOD,
+        "conditioning_method": "smc" if smc else "importance",
     }
+    if smc:
+        rows, se = per_run_block(cond)
+        blocks = posterior_blocks(cond)
+        block.update({"particles": blocks["smc"]["particles"],
+                      "runs": blocks["smc"]["runs"], **blocks,
+                      "per_run": rows, "per_run_se": se})
+    return {**block, **_statistics(cond, percentiles)}
 
 
 def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> dict:

@@ -4,6 +4,7 @@ its 95% interval."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
 from ..results import DEFAULT_PERCENTILES
 from .format import _pkey, write_csv
+from .summary import posterior_blocks
 
 if TYPE_CHECKING:
     from ..results import QuantileTable, Results
@@ -45,7 +47,9 @@ def _by_year(results: Results, groups: Sequence[str], percentiles) -> list[list]
 def write_tables(results: Results, out: Path,
                  percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
     """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv (every first-passage
-    month), horizon_totals.csv, stocks.csv and (when computed) parameters.csv in ``out``."""
+    month), horizon_totals.csv, stocks.csv and (when computed) parameters.csv in ``out``;
+    with an SMC posterior also posterior_parameters.csv, posterior_predictive.csv and
+    smc_steps.csv (:func:`write_posterior_tables`)."""
     grid = results.grid
     q = results.quantiles("cumulative_azure_spend", percentiles)
     m, se = results.mean("cumulative_azure_spend")
@@ -79,3 +83,38 @@ def write_tables(results: Results, out: Path,
               ["statistic", "mean", "mean_se"] + _quantile_columns(percentiles),
               [[name, hm[i], hse[i]] + _quantile_cells(hq, i)
                for i, name in enumerate(HORIZON_TOTALS)])
+    cond = results.conditioned
+    if cond is not None and getattr(cond, "posterior", None) is not None:
+        write_posterior_tables(posterior_blocks(cond), out)
+
+
+#: smc_steps.csv's columns: one row per (SMC run, tempering step)
+STEP_COLUMNS = ("run", "step", "temperature", "ess", "ess_over_particles",
+                "distinct_after_resampling", "acceptance", "rho")
+
+
+def write_posterior_tables(blocks: dict, out: Path) -> None:
+    """An SMC posterior's tables (:func:`mcsim.report.summary.posterior_blocks`):
+    posterior_parameters.csv (every drawn parameter and bias factor, prior vs posterior,
+    sorted by the shift's size), posterior_predictive.csv (every observation) and
+    smc_steps.csv (every run's tempering steps)."""
+    for name, rows in (("posterior_parameters.csv", blocks["posterior_parameters"]),
+                       ("posterior_predictive.csv", blocks["posterior_predictive"])):
+        header = list(rows[0]) if rows else []
+        write_csv(out / name, header, [[_cell(r[k]) for k in header] for r in rows])
+    diag = blocks["smc"]
+    n = diag["particles"]
+    steps = []
+    for run in diag["runs_detail"]:
+        for k in range(run["steps"]):
+            ess = run["ess"][k]
+            steps.append([run["run"], k + 1, _cell(run["temperature"][k]), _cell(ess),
+                          _cell(ess / n if ess is not None else None),
+                          run["distinct_after_resampling"][k], _cell(run["acceptance"][k]),
+                          _cell(run["rho"][k])])
+    write_csv(out / "smc_steps.csv", list(STEP_COLUMNS), steps)
+
+
+def _cell(v):
+    """A CSV cell: null (undefined) as an empty cell, like a non-finite number."""
+    return math.nan if v is None else v

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..layout import HORIZON_TOTALS
+from ..layout import HORIZON_TOTALS, STOCKS
 from .format import interval_end_text, money_text
-from .summary import _month_text, _nonfinite_block
+from .summary import _month_text, _nonfinite_block, posterior_blocks
 
 if TYPE_CHECKING:
     from ..results import MonthDistribution, QuantileTable, Results
@@ -69,6 +69,8 @@ def format_summary(results: Results) -> str:
                      f"{end}: median {_money_ci(cq, T - 1, 0)}; Microsoft repaid: median "
                      f"{_month_ci(cond, cond.repayment, 50)}; P(not by the horizon) = "
                      f"{cond.repayment.censored:.3f} +- {1.96 * cond.repayment.censored_se:.3f}")
+        if getattr(cond, "posterior", None) is not None:
+            lines += _smc_lines(cond)
         if cond.warning:
             lines.append(f"  WARNING: {cond.warning}")
     if results.accumulator.nonfinite_paths:
@@ -76,3 +78,37 @@ def format_summary(results: Results) -> str:
         lines.append(f"  WARNING: {block['paths']:,} paths had a NaN or inf (first in "
                      f"{block['first_month']}) and are left out of every statistic above")
     return "\n".join(lines)
+
+
+def _smc_lines(cond) -> list[str]:
+    """The SMC posterior in a few lines: particles x runs, tempering steps and final
+    acceptance per run, the effective sample size, the parameters shifted most and any
+    observation the posterior misses (|z| >= 3)."""
+    blocks = posterior_blocks(cond)
+    diag = blocks["smc"]
+    runs = diag["runs_detail"]
+    steps = "/".join(str(r["steps"]) for r in runs)
+    acc = "/".join("n/a" if not r["acceptance"] or r["acceptance"][-1] is None
+                   else f"{r['acceptance'][-1]:.2f}" for r in runs)
+    lines = [f"  method: smc, {diag['particles']:,} particles x {diag['runs']} runs; "
+             f"tempering steps per run {steps}; final acceptance {acc}; effective sample "
+             f"size {cond.ess:,.0f} of {cond.num_paths:,} pooled paths"]
+    top = [r for r in blocks["posterior_parameters"]
+           if r["shift_in_prior_sd"] is not None][:5]
+    if top:
+        lines.append("  shifted most (posterior mean - prior mean, in prior sds): " + ", ".join(
+            f"{r['parameter']} {r['shift_in_prior_sd']:+.2f}" for r in top))
+    missed = [r for r in blocks["posterior_predictive"]
+              if r["posterior_z"] is not None and abs(r["posterior_z"]) >= 3]
+    for r in missed:
+        lines.append(f"  WARNING: observation {r['observation']} is far from the posterior "
+                     f"(z = {r['posterior_z']:+.1f}): value {_value_text(r['value'], r)}, "
+                     f"posterior median {_value_text(r['posterior_p50'], r)}")
+    return lines
+
+
+def _value_text(x, row) -> str:
+    """An observation's value: dollars for a flow, a plain number for a stock."""
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}" if row["series"] in STOCKS else money_text(x)

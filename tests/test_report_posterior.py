@@ -1,0 +1,368 @@
+"""Every report output carries the SMC posterior: summary.json's ``conditioned`` block (the
+diagnostics, the posterior of every parameter, the posterior predictive check, each run's
+headline numbers), the three CSVs, report.html's sections, the three plots and the terminal
+text; and the importance method still writes its version-1 block.
+
+One small SMC run per module (256 particles x 2 runs, 3 moves, 1,024 prior paths to 2030; two
+observations, one a stock with a Student-t error and a drawn bias factor)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import CONFIGS_DIR
+from matplotlib.figure import Figure
+
+import mcsim
+from mcsim import api, plots
+from mcsim.report import format_summary, render, summarize, write_report
+from mcsim.report.html import PLOTS
+from mcsim.report.summary import IMPORTANCE_METHOD, SCHEMA
+from mcsim.report.tables import STEP_COLUMNS
+
+OBSERVATIONS = f'''extends = "{CONFIGS_DIR / "base.toml"}"
+[simulation]
+paths = 1024
+horizon = "2030-12"
+[observations.azure_inference_2024]
+flow = "azure_inference_spend"
+start = "2024-01"
+end = "2024-12"
+value = 3.77e9
+rel_sd = 0.05
+[observations.wau]
+stock = "weekly_active_users"
+month = "2025-10"
+value = 8e8
+rel_sd = 0.1
+error = "student_t"
+dof = 4
+bias = {{ dist = "lognormal", p5 = 0.8, p95 = 1.25 }}
+'''
+SMC = OBSERVATIONS + "[conditioning]\nparticles = 256\nruns = 2\nmoves = 3\n"
+IMPORTANCE = OBSERVATIONS + '[conditioning]\nmethod = "importance"\n'
+
+PARAMETER_COLUMNS = ["parameter", "prior_mean", "prior_sd", "prior_p5", "prior_p50",
+                     "prior_p95", "posterior_mean", "posterior_sd", "posterior_p5",
+                     "posterior_p50", "posterior_p95", "posterior_mean_se",
+                     "shift_in_prior_sd", "sd_ratio"]
+PREDICTIVE_COLUMNS = ["observation", "series", "start", "end", "value", "sd", "error", "dof",
+                      "prior_p5", "prior_p50", "prior_p95", "posterior_p5", "posterior_p50",
+                      "posterior_p95", "posterior_mean", "posterior_sd", "posterior_z"]
+
+
+def _strict(text: str):
+    """JSON that refuses NaN and Infinity (Python's reader accepts them by default)."""
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _run(tmp: Path, text: str, name: str):
+    """The prior run and its conditioned pass, as ``mcsim.simulate`` makes them (without
+    the parameter and facts tables, which the posterior's outputs do not use), and its
+    report."""
+    path = tmp / f"{name}.toml"
+    path.write_text(text)
+    results = api.add_conditioned([api.run(mcsim.load_config(path), progress=False)],
+                                  progress=False)[0]
+    out = write_report(results, tmp / name)
+    return results, out
+
+
+@pytest.fixture(scope="module")
+def smc(tmp_path_factory):
+    with pytest.warns(UserWarning, match="effective sample size"):  # 512 pooled paths
+        results, out = _run(tmp_path_factory.mktemp("smc"), SMC, "smc")
+    summary = _strict((out / "summary.json").read_text())
+    return results, out, summary
+
+
+@pytest.fixture(scope="module")
+def importance(tmp_path_factory):
+    with pytest.warns(UserWarning, match="effective sample size"):
+        return _run(tmp_path_factory.mktemp("importance"), IMPORTANCE, "importance")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+# --- summary.json ----------------------------------------------------------------------
+
+def _summary_has_the_smc_blocks(smc):
+    results, _, summary = smc
+    assert summary["schema"] == SCHEMA
+    cond = summary["conditioned"]
+    assert cond["conditioning_method"] == "smc"
+    assert "spread of the independent runs" in cond["method"]
+    assert cond["reference_log_likelihood"] is None
+    assert (cond["particles"], cond["runs"], cond["paths"]) == (256, 2, 512)
+    assert 2 <= cond["effective_sample_size"] <= 512
+    diag = cond["smc"]
+    assert len(diag["runs_detail"]) == 2
+    for run in diag["runs_detail"]:
+        n = run["steps"]
+        assert n >= 1
+        for key in ("temperature", "ess", "acceptance", "rho", "distinct_after_resampling"):
+            assert len(run[key]) == n, key
+        temps = run["temperature"]
+        assert temps[-1] == 1.0 and all(np.diff(temps) > 0)
+        assert all(0.0 <= a <= 1.0 for a in run["acceptance"])
+    # every drawn parameter and the one drawn bias factor, sorted by |shift|
+    config = results.config
+    names = [r["parameter"] for r in cond["posterior_parameters"]]
+    assert sorted(names) == sorted(config.uncertain_parameters() + ["bias:wau"])
+    shifts = [abs(r["shift_in_prior_sd"]) for r in cond["posterior_parameters"]]
+    assert shifts == sorted(shifts, reverse=True)
+    assert all(r["posterior_mean_se"] > 0 for r in cond["posterior_parameters"])
+    assert [r["observation"] for r in cond["posterior_predictive"]] == \
+        ["azure_inference_2024", "wau"]
+    assert all(set(r) == set(PREDICTIVE_COLUMNS) for r in cond["posterior_predictive"])
+    # the conditioned statistics, through the Results interface
+    assert len(cond["cumulative_azure_spend"]["mean"]) == results.grid.num_months
+    assert cond["cumulative_azure_spend"]["mean_se"][-1] > 0
+    # times are provenance, one per run
+    assert len(summary["provenance"]["smc_run_seconds"]) == 2
+
+
+def _observations_carry_their_new_fields(smc):
+    obs = {o["name"]: o for o in smc[2]["conditioned"]["observations"]}
+    flow, stock = obs["azure_inference_2024"], obs["wau"]
+    assert flow["series"] == ["azure_inference_spend"] and flow["stock"] is False
+    assert flow["error"] == "normal" and flow["dof"] is None and flow["bias"] is None
+    assert math.isclose(flow["sd"], 0.05 * 3.77e9)
+    assert stock["series"] == ["weekly_active_users"] and stock["stock"] is True
+    assert (stock["start"], stock["end"]) == ("2025-10", "2025-10")
+    assert stock["error"] == "student_t" and stock["dof"] == 4.0
+    assert stock["bias"]["kind"] == "lognormal"
+    assert math.isclose(stock["bias"]["params"]["median"], 1.0, rel_tol=0.02)
+
+
+def _per_run_headlines_and_their_spread(smc):
+    results, _, summary = smc
+    cond = summary["conditioned"]
+    runs = results.conditioned.run_results
+    assert len(cond["per_run"]) == len(runs) == 2
+    values = []
+    for row, run in zip(cond["per_run"], runs, strict=True):
+        T = run.grid.num_months
+        v = run.quantiles("cumulative_azure_spend", (50,)).value[T - 1, 0]
+        assert row["cumulative_azure_spend_p50"] == pytest.approx(v, rel=1e-12)
+        assert row["repayment_p50"] == run.month_label(run.repayment.quantiles[50.0][0])
+        assert row["p_azure_commitment_met"] == pytest.approx(
+            1.0 - run.commitment_met.censored)
+        values.append(v)
+    # sd of two runs over sqrt(2) is half their difference
+    se = cond["per_run_se"]
+    assert se["cumulative_azure_spend_p50"] == \
+        pytest.approx(abs(values[0] - values[1]) / 2, rel=1e-9)
+    months = [run.repayment.quantiles[50.0][0] for run in runs]
+    assert None not in months  # repaid by 2030 in both runs: the spread is in months
+    assert se["repayment_p50_months"] == pytest.approx(abs(months[0] - months[1]) / 2)
+    # the pooled mean's error is the runs' spread too
+    means = [r.mean("cumulative_azure_spend")[0][-1] for r in runs]
+    assert cond["cumulative_azure_spend"]["mean_se"][-1] == \
+        pytest.approx(abs(means[0] - means[1]) / 2, rel=1e-9)
+
+
+# --- CSV tables ----------------------------------------------------------------------
+
+def _posterior_csvs(smc):
+    _, out, summary = smc
+    cond = summary["conditioned"]
+    header, rows = _read_csv(out / "posterior_parameters.csv")
+    assert header == PARAMETER_COLUMNS
+    assert [r[0] for r in rows] == [r["parameter"] for r in cond["posterior_parameters"]]
+    assert float(rows[0][header.index("shift_in_prior_sd")]) == pytest.approx(
+        cond["posterior_parameters"][0]["shift_in_prior_sd"], rel=1e-8)
+    header, rows = _read_csv(out / "posterior_predictive.csv")
+    assert header == PREDICTIVE_COLUMNS and len(rows) == 2
+    assert rows[0][header.index("dof")] == ""  # a Gaussian error: no degrees of freedom
+    assert float(rows[1][header.index("dof")]) == 4.0
+    header, rows = _read_csv(out / "smc_steps.csv")
+    assert header == list(STEP_COLUMNS)
+    detail = cond["smc"]["runs_detail"]
+    assert len(rows) == sum(r["steps"] for r in detail)
+    assert [(int(r[0]), int(r[1])) for r in rows] == [
+        (d["run"], k + 1) for d in detail for k in range(d["steps"])]
+    assert float(rows[-1][header.index("temperature")]) == 1.0
+    manifest = json.loads((out / ".mcsim-output.json").read_text())["files"]
+    for name in ("posterior_parameters.csv", "posterior_predictive.csv", "smc_steps.csv",
+                 "parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"):
+        assert name in manifest, name
+
+
+# --- report.html -------------------------------------------------------------------------
+
+def _table_rows(page: str, table_id: str) -> list[str]:
+    table = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S)
+    assert table, table_id
+    return re.findall(r"<tr[ >].*?</tr>", table.group(1), re.S)[1:]  # without the header
+
+
+def _html_has_the_posterior_sections(smc):
+    _, out, summary = smc
+    page = (out / "report.html").read_text(encoding="utf-8")
+    cond = summary["conditioned"]
+    for anchor in ('id="smc-diagnostics"', 'id="posterior-parameters"',
+                   'id="posterior-predictive"', 'id="smc-headline"'):
+        assert anchor in page, anchor
+    assert len(_table_rows(page, "smc-headline")) == 4
+    assert len(_table_rows(page, "smc-runs")) == 2
+    assert len(_table_rows(page, "smc-steps")) == cond["smc"]["runs_detail"][0]["steps"]
+    params = _table_rows(page, "posterior-parameters-table")
+    assert len(params) == len(cond["posterior_parameters"])
+    assert sum(r.startswith("<tr class=top>") for r in params) == 10
+    assert all(r.startswith("<tr class=top>") for r in params[:10])
+    assert len(_table_rows(page, "posterior-predictive-table")) == 2
+    # every PNG written is inline, the SMC ones in the conditioned section
+    drawn = [name for name, _ in PLOTS if (out / name).exists()]
+    assert {"parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"} <= \
+        set(drawn)
+    assert page.count("data:image/png;base64,") == len(drawn)
+    section = page[page.index("<h2>Conditioned"):page.index("<h2>Plots")]
+    assert section.count("data:image/png;base64,") == 3
+
+
+def _html_flags_an_observation_the_posterior_misses(smc):
+    summary = json.loads(json.dumps(smc[2]))
+    page = render(summary, {})
+    assert "class=miss" not in page  # both observations are reproduced here
+    summary["conditioned"]["posterior_predictive"][1]["posterior_z"] = -3.4
+    page = render(summary, {})
+    rows = _table_rows(page, "posterior-predictive-table")
+    assert rows[1].startswith("<tr class=miss>") and "-3.40" in rows[1]
+    assert not rows[0].startswith("<tr class=miss>")
+
+
+# --- plots --------------------------------------------------------------------------------
+
+def _plot_parameter_shift_draws_the_top_bars(smc):
+    rows = smc[2]["conditioned"]["posterior_parameters"]
+    ax = plots.plot_parameter_shift(rows, Figure().add_subplot(), top=5)
+    assert len(ax.patches) == 5
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[::-1] == [plots._name_text(r["parameter"]) for r in rows[:5]]
+    widths = [p.get_width() for p in ax.patches]
+    assert widths[::-1] == pytest.approx([r["shift_in_prior_sd"] for r in rows[:5]])
+    ratio = ax.sd_ratio_axis.get_lines()[0].get_xdata()
+    assert list(ratio[::-1]) == pytest.approx([r["sd_ratio"] for r in rows[:5]])
+    everything = plots.plot_parameter_shift(rows, Figure().add_subplot(), top=100)
+    assert len(everything.patches) == len(rows)
+
+
+def _plot_smc_diagnostics_draws_one_line_per_run(smc):
+    diag = smc[2]["conditioned"]["smc"]
+    axes = plots.plot_smc_diagnostics(diag, Figure().subplots(1, 3))
+    assert len(axes) == 3
+    for ax in axes:
+        runs = [line for line in ax.get_lines() if line.get_label().startswith("run ")]
+        assert len(runs) == 2
+        assert [len(line.get_xdata()) for line in runs] == \
+            [r["steps"] for r in diag["runs_detail"]]
+    ess = [line for line in axes[1].get_lines() if line.get_label() == "run 1"][0]
+    first = diag["runs_detail"][0]
+    assert list(ess.get_ydata()) == pytest.approx(np.array(first["ess"]) / 256)
+    band = [p for p in axes[2].patches if p.get_label().startswith("target")]
+    assert len(band) == 1
+    ys = band[0].get_path().transformed(band[0].get_patch_transform()).vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((0.2, 0.4))
+
+
+def _plot_predictive_normalises_by_the_value(smc):
+    rows = json.loads(json.dumps(smc[2]["conditioned"]["posterior_predictive"]))
+    ax = plots.plot_predictive(rows, Figure().add_subplot())
+    assert ax.get_xscale() == "log"
+    assert len(ax.get_yticks()) == 2
+    posterior = [line for line in ax.get_lines() if line.get_linewidth() == 5]
+    assert len(posterior) == 2
+    top = rows[-1]  # drawn at the bottom row first: rows are reversed
+    assert list(posterior[0].get_xdata()) == pytest.approx(
+        [top["posterior_p5"] / top["value"], top["posterior_p95"] / top["value"]])
+    rows[0]["posterior_z"] = 4.5
+    ax = plots.plot_predictive(rows, Figure().add_subplot())
+    flagged = [t for t in ax.get_yticklabels() if "z = +4.5" in t.get_text()]
+    assert len(flagged) == 1 and flagged[0].get_color() == "tab:red"
+
+
+def _every_plot_returns_its_axes_without_one(smc):
+    cond = smc[2]["conditioned"]
+    import matplotlib.pyplot as plt
+
+    try:
+        assert plots.plot_parameter_shift(cond["posterior_parameters"]).patches
+        assert len(plots.plot_smc_diagnostics(cond["smc"])) == 3
+        assert plots.plot_predictive(cond["posterior_predictive"]).get_lines()
+    finally:
+        plt.close("all")
+
+
+# --- terminal text --------------------------------------------------------------------------
+
+def _text_names_the_method_and_the_shifts(smc, monkeypatch):
+    results, _, summary = smc
+    text = format_summary(results)
+    cond = summary["conditioned"]
+    steps = "/".join(str(r["steps"]) for r in cond["smc"]["runs_detail"])
+    assert "method: smc, 256 particles x 2 runs" in text
+    assert f"tempering steps per run {steps}" in text
+    top = [r["parameter"] for r in cond["posterior_parameters"][:5]]
+    line = next(x for x in text.splitlines() if "shifted most" in x)
+    assert [w.split()[0] for w in line.split(": ", 1)[1].split(", ")] == top
+    assert "far from the posterior" not in text  # both observations are reproduced
+    # an observation the posterior misses gets a line of its own
+    import mcsim.report.text as text_module
+
+    blocks = text_module.posterior_blocks(results.conditioned)
+    blocks["posterior_predictive"][1]["posterior_z"] = -3.4
+    monkeypatch.setattr(text_module, "posterior_blocks", lambda cond: blocks)
+    missed = [x for x in format_summary(results).splitlines() if "far from the posterior" in x]
+    assert len(missed) == 1 and "observation wau" in missed[0] and "z = -3.4" in missed[0]
+
+
+def test_smc_report(smc, monkeypatch):
+    """One SMC run's report, checked part by part (one test: the run is made once, on one
+    worker)."""
+    _summary_has_the_smc_blocks(smc)
+    _observations_carry_their_new_fields(smc)
+    _per_run_headlines_and_their_spread(smc)
+    _posterior_csvs(smc)
+    _html_has_the_posterior_sections(smc)
+    _html_flags_an_observation_the_posterior_misses(smc)
+    _plot_parameter_shift_draws_the_top_bars(smc)
+    _plot_smc_diagnostics_draws_one_line_per_run(smc)
+    _plot_predictive_normalises_by_the_value(smc)
+    _every_plot_returns_its_axes_without_one(smc)
+    _text_names_the_method_and_the_shifts(smc, monkeypatch)
+
+
+# --- the importance method ------------------------------------------------------------------
+
+def test_importance_keeps_its_block(importance):
+    results, out = importance
+    summary = _strict((out / "summary.json").read_text())
+    cond = summary["conditioned"]
+    assert cond["conditioning_method"] == "importance"
+    assert cond["method"] == IMPORTANCE_METHOD
+    assert isinstance(cond["reference_log_likelihood"], float)
+    assert cond["paths"] == results.num_paths == 1024
+    for key in ("smc", "posterior_parameters", "posterior_predictive", "per_run"):
+        assert key not in cond, key
+    assert [o["name"] for o in cond["observations"]] == ["azure_inference_2024", "wau"]
+    for name in ("posterior_parameters.csv", "posterior_predictive.csv", "smc_steps.csv",
+                 "parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"):
+        assert not (out / name).exists(), name
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Conditioned on the observations" in page and "smc-diagnostics" not in page
+    assert "method: smc" not in format_summary(results)
+    assert summarize(results)["conditioned"]["effective_sample_size"] == \
+        pytest.approx(results.conditioned.ess)
