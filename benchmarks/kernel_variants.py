@@ -36,7 +36,7 @@ def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     inputs = kernel_inputs(cfg)
     counts = zero_counts(grid, bins, devices, options)
     t0 = time.perf_counter()
-    extra = (no_uniforms(devices), no_windows())
+    extra = (no_uniforms(devices), no_windows(), no_uniforms(devices))  # no latent shocks
     counts, node = kernel(inputs, counts, jnp.uint32(0), jnp.int64(chunk), *extra)
     jax.block_until_ready(node)
     first = time.perf_counter() - t0

@@ -129,7 +129,7 @@ def test_device_memory_is_one_chunk(short_config_file):
         kernel = chunk_kernel(KernelSpec.for_config(cfg), bins, chunk, devices)
         compiled = kernel.lower(kernel_inputs(cfg), zero_counts(grid, bins, devices),
                                 jnp.uint32(0), jnp.int64(chunk), no_uniforms(devices),
-                                no_windows()).compile()
+                                no_windows(), no_uniforms(devices)).compile()
         mem = compiled.memory_analysis()
         assert mem.temp_size_in_bytes <= bytes_per_path(grid) * chunk
     run(cfg.with_simulation(paths=20000), chunk_size=4096, progress=False)
