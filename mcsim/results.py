@@ -6,24 +6,76 @@ of ranks ``n p -+ 1.96 sqrt(n p (1-p))`` (normal approximation to the binomial),
 are bracketed by the lower and upper edges of the bins that hold them. The interval thus
 covers both the Monte Carlo error and the bin width. Means carry ``sqrt(var/n)``.
 Months are indices into the grid; a quantile beyond the horizon is ``None``.
+
+The ``*_frame`` methods label all of it as pandas DataFrames, with one column scheme shared
+with the report's CSV files (whose header is a frame's index names, then its columns):
+
+* ``p5``, ``p5_low``, ``p5_high``, ``p25``, ... ``p95_high``: each quantile and its 95%
+  interval; then ``mean``, ``mean_se`` (the mean and its Monte Carlo standard error).
+* months: a ``pandas.PeriodIndex`` (freq "M") named ``month``; years: int calendar years
+  named ``year``, with a bool column ``partial`` (a partial first or last year); horizon
+  totals: their names, ``statistic``.
+* event months (:meth:`Results.event_quantile_frame`): ``month``, ``month_low``,
+  ``month_high`` as Periods, ``NaT`` beyond the horizon, and ``beyond_horizon``;
+  :meth:`Results.event_frame`: ``survival``, ``survival_se``, ``cdf``, ``cdf_se``.
+* :meth:`Results.summary_frame`: ``mean``, ``sd``, ``p5`` ... ``p95``, ``mc_error``,
+  ``unit``; months there as offsets from the start month (+inf beyond the horizon).
+
+A group or event name that is not one raises ValueError naming the valid ones.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .accumulators import Accumulator, MoneyBins
 from .config import Config
 from .engine.conditioning import WeightedMoments, ess_warning, weighted_moments
-from .layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS, StatLayout
+from .layout import ANNUAL_FLOWS, GROUPS, HORIZON_TOTALS, STOCKS, StatLayout
 
 Z_95 = 1.959964
 #: The first-passage months a run reports (each a :class:`MonthDistribution`).
 EVENTS = ("repayment", "credit_exhaustion", "cap_reached", "commitment_met")
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+
+
+class Estimate(NamedTuple):
+    """A mean with its Monte Carlo standard error, arrays over a group's rows (unpacks as
+    ``mean, se = results.mean(group)``)."""
+
+    mean: np.ndarray
+    se: np.ndarray
+
+
+def _bad_name(what: str, value, choices, hint: str = "") -> str:
+    """The message for a name not among ``choices``: every valid one, and the closest."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    guess = f" (did you mean \"{close[0]}\"?)" if close else ""
+    return (f"{what} = {value!r}: expected one of " + ", ".join(f'"{c}"' for c in choices)
+            + guess + hint)
+
+
+def check_group(group: str) -> str:
+    """``group`` if it names a group of rows (:data:`~mcsim.layout.GROUPS`), else a
+    ValueError naming the valid groups (and the group a horizon total belongs to)."""
+    if group in GROUPS:
+        return group
+    hint = (f"; {group} is a row of \"horizon\": quantile_frame(\"horizon\")"
+            f".loc[\"{group}\"]" if group in HORIZON_TOTALS else "")
+    raise ValueError(_bad_name("group", group, GROUPS, hint))
+
+
+def check_event(which: str) -> str:
+    """``which`` if it names a first-passage month of :data:`EVENTS`, else a ValueError
+    naming them."""
+    if which in EVENTS:
+        return which
+    raise ValueError(_bad_name("which", which, EVENTS))
 
 
 @dataclass(frozen=True)
@@ -190,8 +242,9 @@ class Results:
 
     def quantiles(self, group: str, percentiles=DEFAULT_PERCENTILES) -> QuantileTable:
         """Quantiles of every row of ``group`` (``"cumulative_azure_spend"``, an annual flow
-        of :data:`~mcsim.layout.ANNUAL_FLOWS`, or ``"horizon"``)."""
-        rows = range(self.layout.num_stats)[self.layout.rows(group)]
+        of :data:`~mcsim.layout.ANNUAL_FLOWS`, a stock of :data:`~mcsim.layout.STOCKS`, or
+        ``"horizon"``); a ValueError names the valid groups."""
+        rows = range(self.layout.num_stats)[self.layout.rows(check_group(group))]
         sign = self.layout.non_negative()
         scale = self.layout.bin_scale()
         vals = np.array([histogram_quantiles(self._effective(self.accumulator.histogram[r]),
@@ -201,35 +254,48 @@ class Results:
             vals = vals / scale[rows.start]
         return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
 
-    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, standard error) of every row of ``group``."""
+    def mean(self, group: str) -> Estimate:
+        """``Estimate(mean, se)`` of every row of ``group``: arrays (a 2-tuple, so
+        ``mean, se = results.mean(group)`` works); :meth:`mean_frame` labels them."""
+        return Estimate(*self._mean_and_se(check_group(group)))
+
+    def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
         m = self.accumulator.moments
         return m.mean[sl].copy(), net_error_from_receipts(self.layout, group,
                                                           m.stderr().copy())[sl]
 
+    def _sd(self, group: str) -> np.ndarray:
+        """The sd of every row of ``group`` over the paths (the statistic's spread)."""
+        return np.sqrt(self.accumulator.moments.variance()[self.layout.rows(group)])
+
+    def event(self, which: str, percentiles=DEFAULT_PERCENTILES) -> MonthDistribution:
+        """The distribution of one first-passage month of :data:`EVENTS` (a ValueError
+        names them), with quantiles at ``percentiles``."""
+        counts = {"repayment": self.accumulator.repayment_counts,
+                  "credit_exhaustion": self.accumulator.credit_counts,
+                  "cap_reached": self.accumulator.cap_counts,
+                  "commitment_met": self.accumulator.commitment_counts}[check_event(which)]
+        return month_distribution(self._effective(counts), percentiles)
+
     @property
     def repayment(self) -> MonthDistribution:
-        return month_distribution(self._effective(self.accumulator.repayment_counts),
-                                  DEFAULT_PERCENTILES)
+        return self.event("repayment")
 
     @property
     def credit_exhaustion(self) -> MonthDistribution:
-        return month_distribution(self._effective(self.accumulator.credit_counts),
-                                  DEFAULT_PERCENTILES)
+        return self.event("credit_exhaustion")
 
     @property
     def cap_reached(self) -> MonthDistribution:
         """The month the revenue-share cap is reached (censored: never, or no cap)."""
-        return month_distribution(self._effective(self.accumulator.cap_counts),
-                                  DEFAULT_PERCENTILES)
+        return self.event("cap_reached")
 
     @property
     def commitment_met(self) -> MonthDistribution:
         """The month Azure spend meets the take-or-pay commitment (censored: never met by
         spend, including a shortfall paid instead, or no commitment)."""
-        return month_distribution(self._effective(self.accumulator.commitment_counts),
-                                  DEFAULT_PERCENTILES)
+        return self.event("commitment_met")
 
     @property
     def pair_factor(self) -> float:
@@ -251,15 +317,50 @@ class Results:
     def month_label(self, t: int | None) -> str | None:
         return None if t is None else self.grid.label(t)
 
+    def month_period(self, t: int | None):
+        """Month index ``t`` as a ``pandas.Period`` (freq "M"); ``NaT`` for None (beyond
+        the horizon)."""
+        import pandas as pd
+
+        return pd.NaT if t is None else pd.Period(self.grid.label(t), freq="M")
+
     # --- tables as pandas DataFrames --------------------------------------------------
+    # Column scheme, the same in every frame and in the report's CSV files (whose header
+    # is the index names followed by the frame's columns):
+    #   pP, pP_low, pP_high   the P% quantile and its 95% interval (mean, mean_se after)
+    #   mean, mean_se         the mean and its Monte Carlo standard error
+    #   index "month"         a pandas PeriodIndex, freq "M" (CSV: "YYYY-MM")
+    #   index "year"          int calendar years, with a bool column ``partial`` first
+    #                         (a partial first/last year: a partial sum, or a stock's level
+    #                         at its last simulated month)
+    #   index "statistic"     the horizon totals by name
+    def _index(self, group: str):
+        import pandas as pd
+
+        if group == "cumulative_azure_spend":
+            return pd.period_range(self.grid.label(0), periods=self.grid.num_months,
+                                   freq="M", name="month")
+        if group == "horizon":
+            return pd.Index(list(HORIZON_TOTALS), name="statistic")
+        return pd.Index(np.asarray(self.grid.years, np.int64), name="year")
+
+    def _labelled(self, group: str, data: dict):
+        import pandas as pd
+
+        index = self._index(group)
+        if index.name == "year":
+            data = {"partial": np.asarray(self.grid.year_is_partial(), bool), **data}
+        return pd.DataFrame(data, index=index)
+
     def quantile_frame(self, group: str, percentiles=DEFAULT_PERCENTILES):
         """Quantiles of a group with their 95% intervals, one row per statistic.
 
-        Columns ``p5``, ``p5_low``, ``p5_high``, ... and ``mean``, ``mean_se``; the index
-        is the month label, the year label or the horizon total's name ($).
+        Columns ``p5``, ``p5_low``, ``p5_high``, ... then ``mean``, ``mean_se`` (floats; a
+        quantile beyond the histogram's range is +-inf). Index: a ``PeriodIndex`` "month"
+        (``"cumulative_azure_spend"``), int "year" with a leading bool column ``partial``
+        (annual flows, stocks), or the total's name, "statistic" (``"horizon"``). A bad
+        group raises ValueError naming the valid ones.
         """
-        import pandas as pd
-
         q = self.quantiles(group, percentiles)
         mean, se = self.mean(group)
         data = {}
@@ -268,82 +369,174 @@ class Results:
             data[name], data[f"{name}_low"], data[f"{name}_high"] = (
                 q.value[:, j], q.ci_low[:, j], q.ci_high[:, j])
         data["mean"], data["mean_se"] = mean, se
-        return pd.DataFrame(data, index=pd.Index(self._row_labels(group), name=group))
+        return self._labelled(group, data)
+
+    def mean_frame(self, group: str):
+        """:meth:`mean` labelled: columns ``mean``, ``mean_se`` on the index of
+        :meth:`quantile_frame` (with ``partial`` for years)."""
+        mean, se = self.mean(group)
+        return self._labelled(group, {"mean": mean, "mean_se": se})
 
     def annual_frame(self, percentiles=DEFAULT_PERCENTILES):
-        """Every annual flow by calendar year: a long table (flow, year) -> quantiles."""
+        """Every annual flow by calendar year: a long table (flow, year) -> ``partial``,
+        quantiles, mean (as :meth:`quantile_frame`)."""
         import pandas as pd
 
-        frames = {flow: self.quantile_frame(flow, percentiles).rename_axis("year")
-                  for flow in ANNUAL_FLOWS}
-        return pd.concat(frames, names=["flow"])
+        return pd.concat({flow: self.quantile_frame(flow, percentiles)
+                          for flow in ANNUAL_FLOWS}, names=["flow"])
+
+    def stock_frame(self, percentiles=DEFAULT_PERCENTILES):
+        """Every stock at each year's last simulated month, in its own unit: a long table
+        (stock, year) -> ``partial``, quantiles, mean (as :meth:`quantile_frame`)."""
+        import pandas as pd
+
+        return pd.concat({stock: self.quantile_frame(stock, percentiles)
+                          for stock in STOCKS}, names=["stock"])
 
     def event_frame(self, which: str = "repayment"):
-        """P(event by month) with its standard error and the survival 1 - P, by month."""
+        """One first-passage month of :data:`EVENTS` by month (``PeriodIndex`` "month"):
+        ``survival`` = P(not yet by the month's end), ``survival_se``, ``cdf`` = P(by the
+        month) = 1 - survival, ``cdf_se`` (the same error). A bad name raises ValueError
+        naming the events."""
+        dist = self.event(which)
+        return self._labelled("cumulative_azure_spend", {
+            "survival": 1.0 - dist.cdf, "survival_se": dist.cdf_se.copy(),
+            "cdf": dist.cdf.copy(), "cdf_se": dist.cdf_se.copy()}).rename_axis("month")
+
+    def event_quantile_frame(self, percentiles=DEFAULT_PERCENTILES):
+        """The months of every event of :data:`EVENTS` at each percentile: one row per
+        (event, percentile), columns ``month``, ``month_low``, ``month_high`` (the month
+        and its 95% interval, ``pandas.Period`` freq "M"; ``NaT`` where it lies beyond the
+        horizon) and ``beyond_horizon`` (bool: the month itself is beyond it, i.e.
+        fewer than P% of paths have the event by the horizon)."""
         import pandas as pd
 
-        if which not in EVENTS:
-            raise ValueError(f"which = {which!r}: expected one of "
-                             + ", ".join(f'"{e}"' for e in EVENTS))
-        dist = getattr(self, which)
-        return pd.DataFrame({"probability": dist.cdf, "se": dist.cdf_se,
-                             "survival": 1.0 - dist.cdf},
-                            index=pd.Index(self.grid.labels, name="month"))
+        rows, keys = [], []
+        for which in EVENTS:
+            dist = self.event(which, percentiles)
+            for p in percentiles:
+                m, lo, hi = dist.quantiles[float(p)]
+                keys.append((which, float(p)))
+                rows.append((self.month_period(m), self.month_period(lo),
+                             self.month_period(hi), m is None))
+        index = pd.MultiIndex.from_tuples(keys, names=["event", "percentile"])
+        frame = pd.DataFrame(rows, index=index,
+                             columns=["month", "month_low", "month_high", "beyond_horizon"])
+        for c in ("month", "month_low", "month_high"):
+            frame[c] = frame[c].astype("period[M]")
+        frame["beyond_horizon"] = frame["beyond_horizon"].astype(bool)
+        return frame
 
-    def _row_labels(self, group: str) -> list[str]:
-        if group == "cumulative_azure_spend":
-            return list(self.grid.labels)
-        if group == "horizon":
-            return list(HORIZON_TOTALS)
-        return list(self.grid.year_labels())
+    def summary_frame(self, percentiles=DEFAULT_PERCENTILES):
+        """One row per headline statistic, in the spirit of ``arviz.summary``.
+
+        Rows ("statistic"): ``cumulative_azure_spend`` (at the horizon), every horizon
+        total of :data:`~mcsim.layout.HORIZON_TOTALS`, then for each event of
+        :data:`EVENTS` its month ``<event>_month`` and ``<event>_beyond_horizon``
+        (P(not by the horizon)). Columns: ``mean``, ``sd`` (the spread over paths),
+        ``p5`` ... ``p95``, ``mc_error`` (the mean's Monte Carlo standard error; for
+        conditioned and SMC results their own, see :meth:`mean`), all floats, and
+        ``unit``. Months are offsets in months from the start month (0 = the start
+        month; ``results.month_period(int(x))`` turns one into a Period); a month
+        quantile beyond the horizon is +inf, and a month's mean, sd and mc_error are NaN
+        when any path has no event by the horizon (the mean is then undefined). A
+        probability row has mean = P, sd = sqrt(P (1 - P)), no quantiles.
+        """
+        import pandas as pd
+
+        pcols = [f"p{p:g}" for p in percentiles]
+        cols = ["mean", "sd", *pcols, "mc_error", "unit"]
+        rows, names = [], []
+
+        def money(group: str, i: int, name: str) -> None:
+            q = self.quantiles(group, percentiles)
+            mean, se = self.mean(group)
+            sd = self._sd(group)
+            names.append(name)
+            rows.append([mean[i], sd[i], *q.value[i], se[i], "$"])
+
+        money("cumulative_azure_spend", self.grid.num_months - 1, "cumulative_azure_spend")
+        for i, name in enumerate(HORIZON_TOTALS):
+            money("horizon", i, name)
+        unit = f"months since {self.grid.label(0)}"
+        for which in EVENTS:
+            dist = self.event(which, percentiles)
+            qs = [np.inf if dist.quantiles[float(p)][0] is None
+                  else float(dist.quantiles[float(p)][0]) for p in percentiles]
+            c = np.asarray(dist.counts, np.float64)
+            n = c.sum()
+            if c[-1] > 0 or n <= 1:
+                mean = sd = err = np.nan
+            else:
+                t = np.arange(len(c) - 1, dtype=np.float64)
+                mean = float((t * c[:-1]).sum() / n)
+                sd = float(np.sqrt(((t - mean) ** 2 * c[:-1]).sum() / (n - 1)))
+                err = sd / np.sqrt(n)
+            names.append(f"{which}_month")
+            rows.append([mean, sd, *qs, err, unit])
+            p = dist.censored
+            names.append(f"{which}_beyond_horizon")
+            rows.append([p, np.sqrt(p * (1 - p)), *[np.nan] * len(pcols),
+                         dist.censored_se, "probability"])
+        frame = pd.DataFrame(rows, columns=cols, index=pd.Index(names, name="statistic"))
+        return frame.astype({c: np.float64 for c in cols if c != "unit"})
 
     # --- plots on a matplotlib Axes -----------------------------------------------------
-    def plot_fan(self, ax=None, bands=((5, 95), (25, 75)), **style):
-        """Fan chart of cumulative Azure spend with the given percentile bands."""
+    # Thin delegates to mcsim.plots: every keyword is forwarded; each returns the Axes.
+    def _delegate(self, name: str, ax, kw: dict, fallback):
         from . import plots
 
+        fn = getattr(plots, name, None)
+        if fn is not None:
+            out = fn(self, ax, **kw)
+            return out if out is not None else ax
         ax = ax if ax is not None else plots.new_axes()
-        plots.fan_chart(self, ax, bands=tuple(map(tuple, bands)), **style)
+        fallback(plots, ax)
         return ax
 
-    def plot_annual(self, ax=None, flow: str = "azure_spend", **style):
-        """Box-style chart of one annual flow by calendar year."""
-        from . import plots
+    def plot_fan(self, ax=None, **kw):
+        """Fan chart of cumulative Azure spend (:func:`mcsim.plots.plot_fan`)."""
+        def old(plots, ax):
+            bands = tuple(map(tuple, kw.pop("bands", ((5, 95), (25, 75)))))
+            plots.fan_chart(self, ax, bands=bands, **kw)
+        return self._delegate("plot_fan", ax, kw, old)
 
-        ax = ax if ax is not None else plots.new_axes()
-        plots.annual_chart(self, ax, flow=flow, **style)
-        return ax
+    def plot_annual(self, ax=None, **kw):
+        """One annual flow by calendar year (:func:`mcsim.plots.plot_annual`)."""
+        return self._delegate("plot_annual", ax, kw,
+                              lambda plots, ax: plots.annual_chart(self, ax, **kw))
 
-    def plot_conditioned_fan(self, ax=None, band=(5, 95)):
-        """Prior and conditioned fan charts overlaid (needs ``conditioned``)."""
-        from . import plots
+    def plot_survival(self, ax=None, which: str = "repayment", **kw):
+        """P(event not yet by month) (:func:`mcsim.plots.plot_survival`)."""
+        check_event(which)
+        return self._delegate("plot_survival", ax, {"which": which, **kw},
+                              lambda plots, ax: plots.survival_curve(self, ax, which=which,
+                                                                     **kw))
 
+    def plot_repayment_survival(self, ax=None, **kw):
+        """P(Microsoft not yet repaid by month): :meth:`plot_survival` of "repayment"."""
+        return self.plot_survival(ax, which="repayment", **kw)
+
+    def plot_conditioned_fan(self, ax=None, **kw):
+        """Prior and conditioned fan charts overlaid (needs ``conditioned``;
+        :func:`mcsim.plots.plot_conditioned_fan`)."""
         self._need_conditioned()
-        ax = ax if ax is not None else plots.new_axes()
-        plots.prior_vs_conditioned_fan(self, self.conditioned, ax, band)
-        return ax
+        return self._delegate("plot_conditioned_fan", ax, kw,
+                              lambda plots, ax: plots.prior_vs_conditioned_fan(
+                                  self, self.conditioned, ax, **kw))
 
-    def plot_conditioned_survival(self, ax=None):
-        """Prior and conditioned P(not yet repaid) overlaid (needs ``conditioned``)."""
-        from . import plots
-
+    def plot_conditioned_survival(self, ax=None, **kw):
+        """Prior and conditioned P(not yet repaid) overlaid (needs ``conditioned``;
+        :func:`mcsim.plots.plot_conditioned_survival`)."""
         self._need_conditioned()
-        ax = ax if ax is not None else plots.new_axes()
-        plots.prior_vs_conditioned_survival(self, self.conditioned, ax)
-        return ax
+        return self._delegate("plot_conditioned_survival", ax, kw,
+                              lambda plots, ax: plots.prior_vs_conditioned_survival(
+                                  self, self.conditioned, ax, **kw))
 
     def _need_conditioned(self) -> None:
         if self.conditioned is None:
             raise ValueError("no conditioned results: the config has no [observations] "
                              "(or condition=False was given)")
-
-    def plot_repayment_survival(self, ax=None, **style):
-        """P(Microsoft not yet repaid by month), with a 95% band."""
-        from . import plots
-
-        ax = ax if ax is not None else plots.new_axes()
-        plots.survival_curve(self, ax, **style)
-        return ax
 
 
 @dataclass
@@ -383,11 +576,14 @@ class ConditionedResults(Results):
         total = c.sum()
         return c * (self.pair_factor * self.ess / total) if total > 0 else c
 
-    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+    def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
         m = self.weighted
         return m.mean[sl].copy(), net_error_from_receipts(self.layout, group,
                                                           m.stderr.copy())[sl]
+
+    def _sd(self, group: str) -> np.ndarray:
+        return np.sqrt(self.weighted.variance[self.layout.rows(group)])
 
 
 @dataclass
@@ -430,7 +626,8 @@ class PosteriorResults(Results):
         total = c.sum()
         return c * (self.ess / total) if total > 0 else c
 
-    def mean(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+    def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        # errors from the spread of the independent runs (see the class)
         from .posterior import spread_error
         sl = self.layout.rows(group)
         se = spread_error([r.accumulator.moments.mean for r in self.run_results])
@@ -480,5 +677,5 @@ class PosteriorResults(Results):
 
 
 __all__ = ["Results", "ConditionedResults", "PosteriorResults", "QuantileTable",
-           "MonthDistribution", "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles",
-           "month_distribution"]
+           "MonthDistribution", "Estimate", "EVENTS", "check_group", "check_event",
+           "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles", "month_distribution"]

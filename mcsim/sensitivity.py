@@ -21,11 +21,28 @@ Outputs, per design row:
   output describe the censored variable);
 * ``cumulative_azure_spend``: cumulative Azure spend at the horizon, $;
 * ``repaid_by``: 1 if repaid by the given month, else 0 (its variance is p (1 - p)).
+
+Sobol indices say how much of an output's variance a parameter carries, not in which
+direction it pushes. Beside them, over the 2N base rows (A and B: independent draws from the
+prior), :meth:`SensitivityResult.frame` gives two signed measures per parameter, each of the
+parameter's *marginal* association (a parameter correlated with others through the copula
+carries theirs too):
+
+* ``rank_correlation``: Spearman's rank correlation of the parameter with the output, with a
+  Fisher-z interval (standard error sqrt(1.06 / (n - 3)), Fieller et al., 1957);
+* ``top_minus_bottom_decile``: the output's mean on the rows whose parameter is in its top
+  decile minus its mean on those in the bottom decile, in the output's unit (months, $ or
+  probability), with the standard error of a difference of two independent means.
+
+:meth:`SensitivityResult.drivers_frame` turns it round: on the rows with the highest (and the
+lowest) 10% of an output, each parameter's mean percentile (its rank in its own prior,
+0-100; 50 = those rows say nothing about it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +57,10 @@ SHOCK_FACTOR = "monthly_shocks"
 OUTPUTS = ("repayment_month", "cumulative_azure_spend", "repaid_by")
 #: rows per compiled call (a power of two; the last call is padded)
 ROWS_PER_CALL = 8192
+#: the wide-interval warning: a first-order index's interval wider than this, or a
+#: first-order lower bound below ``-FIRST_LOW_FLOOR``, means the design is too small
+MAX_FIRST_WIDTH = 0.2
+FIRST_LOW_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -53,27 +74,214 @@ class SensitivityResult:
     seed: int
     output_means: dict[str, float]          # over the rows of A and B
     seconds: float
+    #: the uncertain parameters, in the columns' order of ``base_percentiles``
+    parameters: tuple[str, ...] = ()
+    #: [2N, parameters]: each base row's (A's, then B's) parameters as prior CDF ranks in
+    #: (0, 1), after the copula (so a parameter's rank is that of its value)
+    base_percentiles: np.ndarray | None = field(default=None, repr=False)
+    #: output name -> [2N] its values on the base rows (A's, then B's)
+    base_outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: the wide-interval warnings emitted (empty when the design was large enough)
+    warnings: tuple[str, ...] = ()
 
     def frame(self):
-        """One long table: (output, factor) -> first, total and their intervals."""
+        """One long table: (output, factor) -> first, total and their intervals, and the
+        signed measures ``rank_correlation`` (with ``rank_correlation_low`` and ``_high``,
+        its 95% Fisher-z interval) and ``top_minus_bottom_decile`` (output units, with
+        ``top_minus_bottom_decile_se``); NaN for the monthly shocks (no direction) and for
+        an output that is constant on the base rows."""
         import pandas as pd
 
-        return pd.concat({k: v.to_frame() for k, v in self.indices.items()},
-                         names=["output", "factor"])
+        frames = {}
+        for k, v in self.indices.items():
+            f = v.to_frame()
+            d = self.direction_frame(k)
+            frames[k] = f.join(d) if d is not None else f
+        return pd.concat(frames, names=["output", "factor"])
 
-    def plot_tornado(self, ax=None, output: str = "repayment_month", top: int = 12):
-        """Tornado chart of one output's indices on ``ax`` (or a new one); returns it."""
-        from . import plots
+    def direction_frame(self, output: str = "repayment_month"):
+        """The signed measures of ``output`` per parameter (index ``factor``), or None when
+        the result carries no base rows."""
+        import pandas as pd
 
-        ax = ax if ax is not None else plots.new_axes((8, 5))
-        plots.tornado(self, ax, output, top)
-        return ax
+        self._check_output(output)
+        if self.base_percentiles is None or output not in self.base_outputs:
+            return None
+        stats = direction(self.base_percentiles, self.base_outputs[output])
+        return pd.DataFrame(stats, index=pd.Index(list(self.parameters), name="factor"))
+
+    def drivers_frame(self, output: str = "repayment_month", fraction: float = 0.1):
+        """What drives the highest and the lowest ``fraction`` of ``output``: on those base
+        rows, each parameter's mean percentile (its rank in its prior, 0-100; 50 = no
+        information) with its standard error.
+
+        Rows tied with the cut-off are all included (``num_rows`` says how many there are:
+        more than ``fraction`` of the rows when many share the cut-off value, as censored
+        repayment months and the 0/1 ``repaid_by`` do). Long form: index (``group``,
+        ``parameter``), group ``"top"`` (the highest values) then ``"bottom"``, each sorted
+        by ``|mean_percentile - 50|``, largest first. Columns: ``mean_percentile``,
+        ``mean_percentile_se``, ``num_rows``, ``share`` (num_rows over all base rows),
+        ``cutoff`` (the output's value at the cut, in its unit).
+        """
+        import pandas as pd
+
+        self._check_output(output)
+        if not 0.0 < fraction <= 0.5:
+            raise ValueError(f"fraction={fraction!r}: expected a number in (0, 0.5]")
+        if self.base_percentiles is None:
+            raise ValueError("this SensitivityResult carries no base rows (made by an "
+                             "older mcsim?): run mcsim.sensitivity again")
+        y = self.base_outputs[output]
+        P = 100.0 * self.base_percentiles
+        n = len(y)
+        pieces = {}
+        for group, rows, cutoff in (("top", *_tail(y, fraction, upper=True)),
+                                    ("bottom", *_tail(y, fraction, upper=False))):
+            sel = P[rows]
+            m = len(sel)
+            mean = sel.mean(axis=0) if m else np.full(P.shape[1], np.nan)
+            se = sel.std(axis=0, ddof=1) / np.sqrt(m) if m > 1 else np.full(P.shape[1],
+                                                                               np.nan)
+            f = pd.DataFrame({"mean_percentile": mean, "mean_percentile_se": se,
+                              "num_rows": m, "share": m / n, "cutoff": cutoff},
+                             index=pd.Index(list(self.parameters), name="parameter"))
+            f = f.iloc[np.argsort(-np.abs(mean - 50.0), kind="stable")]
+            pieces[group] = f
+        return pd.concat(pieces, names=["group", "parameter"])
+
+    def plot_tornado(self, ax=None, output: str = "repayment_month", top: int = 12,
+                     by: str = "sobol"):
+        """Signed tornado chart of ``output`` on ``ax`` (or a new one); returns it. See
+        :func:`mcsim.plots_sensitivity.plot_tornado`."""
+        from . import plots_sensitivity
+
+        return plots_sensitivity.plot_tornado(self, ax, output=output, top=top, by=by)
+
+    def plot_drivers(self, ax=None, output: str = "repayment_month", fraction: float = 0.1,
+                     top: int = 12):
+        """What drives the top and bottom ``fraction`` of ``output``; returns the Axes. See
+        :func:`mcsim.plots_sensitivity.plot_drivers`."""
+        from . import plots_sensitivity
+
+        return plots_sensitivity.plot_drivers(self, ax, output=output, fraction=fraction,
+                                              top=top)
+
+    def _check_output(self, output: str) -> None:
+        if output not in self.indices:
+            raise ValueError(f"output={output!r}: expected one of {', '.join(self.indices)}")
 
     def top(self, output: str = "repayment_month", k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` factors with the largest total index for ``output``."""
+        self._check_output(output)
         idx = self.indices[output]
         order = np.argsort(-np.nan_to_num(idx.total, nan=-np.inf))[:k]
         return [(idx.names[i], float(idx.total[i])) for i in order]
+
+
+def _tail(y: np.ndarray, fraction: float, upper: bool) -> tuple[np.ndarray, float]:
+    """(row indices, cutoff) of the highest (``upper``) or lowest ``fraction`` of ``y``,
+    every row tied with the cut-off included."""
+    m = max(1, int(np.ceil(fraction * len(y))))
+    ordered = np.sort(y)
+    cutoff = float(ordered[-m] if upper else ordered[m - 1])
+    rows = np.flatnonzero(y >= cutoff if upper else y <= cutoff)
+    return rows, cutoff
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks along axis 0 (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=0, method="average")
+
+
+def direction(percentiles: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> dict:
+    """Signed measures of ``y`` [n] against each column of ``percentiles`` [n, k] (the
+    parameters' prior CDF ranks): Spearman's rank correlation with its Fisher-z interval,
+    and the mean of ``y`` where the parameter is in its top decile minus where it is in its
+    bottom decile, with a standard error. Each float64 [k]; NaN where ``y`` is constant."""
+    from scipy.special import ndtri
+
+    P = np.asarray(percentiles, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, k = P.shape
+    nan = np.full(k, np.nan)
+    out = {"rank_correlation": nan, "rank_correlation_low": nan,
+           "rank_correlation_high": nan, "top_minus_bottom_decile": nan,
+           "top_minus_bottom_decile_se": nan}
+    if n < 4 or np.all(y == y[0]):
+        return out
+    rp = _ranks(P)
+    ry = _ranks(y)
+    rp = rp - rp.mean(axis=0)
+    ry = ry - ry.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rp * ry[:, None]).sum(axis=0) / np.sqrt((rp**2).sum(axis=0) * (ry**2).sum())
+    rho = np.clip(rho, -1.0, 1.0)
+    # Fisher z with the Spearman variance of Fieller, Hartley and Pearson (1957)
+    half = ndtri(0.5 + 0.5 * confidence) * np.sqrt(1.06 / (n - 3))
+    z = np.arctanh(np.clip(rho, -1 + 1e-15, 1 - 1e-15))
+    low, high = np.tanh(z - half), np.tanh(z + half)
+    diff, se = np.empty(k), np.empty(k)
+    for j in range(k):
+        lo_cut, hi_cut = np.quantile(P[:, j], [0.1, 0.9])
+        top, bottom = y[P[:, j] >= hi_cut], y[P[:, j] <= lo_cut]
+        diff[j] = top.mean() - bottom.mean()
+        se[j] = np.sqrt(top.var(ddof=1) / len(top) + bottom.var(ddof=1) / len(bottom))
+    return {"rank_correlation": rho, "rank_correlation_low": low,
+            "rank_correlation_high": high, "top_minus_bottom_decile": diff,
+            "top_minus_bottom_decile_se": se}
+
+
+def prior_percentiles(config: Config, uniforms: np.ndarray) -> np.ndarray:
+    """The parameters' prior CDF ranks of design rows: the independent ``uniforms``
+    [n, k] through the Gaussian copula (as :meth:`mcsim.device_draws.DeviceSampler.draw`
+    does), in (0, 1). A parameter's value is its inverse CDF at its rank."""
+    from scipy.special import ndtr
+    from scipy.special import ndtri as host_ndtri
+
+    from .device_draws import DeviceSampler
+
+    st = DeviceSampler(config).structure
+    u = np.array(uniforms, dtype=np.float64)
+    if st.copula_columns:
+        cc = np.array(st.copula_columns)
+        L = np.array(st.copula_factor)
+        u[:, cc] = np.clip(ndtr(host_ndtri(u[:, cc]) @ L.T), np.finfo(np.float64).tiny,
+                           np.nextafter(1.0, 0.0))
+    return u
+
+
+def wide_interval_warnings(indices: dict[str, sobol.SobolIndices], num_base: int
+                           ) -> list[str]:
+    """One line per output whose first-order intervals are too wide for the design: any
+    interval wider than :data:`MAX_FIRST_WIDTH` or a lower bound below
+    ``-FIRST_LOW_FLOOR``."""
+    lines = []
+    for output, idx in indices.items():
+        width = np.asarray(idx.first_high) - np.asarray(idx.first_low)
+        low = np.asarray(idx.first_low)
+        if not np.isfinite(width).any():
+            continue
+        worst = int(np.nanargmax(width))
+        too_wide = np.nanmax(width) > MAX_FIRST_WIDTH
+        too_low = np.nanmin(low) < -FIRST_LOW_FLOOR
+        if too_wide or too_low:
+            what = []
+            if too_wide:
+                what.append(f"widest first-order interval {np.nanmax(width):.2f} "
+                            f"({idx.names[worst]}) > {MAX_FIRST_WIDTH}")
+            if too_low:
+                j = int(np.nanargmin(low))
+                what.append(f"first-order lower bound {low[j]:.2f} ({idx.names[j]}) < "
+                            f"-{FIRST_LOW_FLOOR}")
+            # widths shrink as 1/sqrt(N): the size that would bring the widest to the limit
+            ratio = max(4.0, (np.nanmax(width) / MAX_FIRST_WIDTH) ** 2)
+            suggest = num_base << int(np.ceil(np.log2(ratio)))
+            lines.append(f"sensitivity of {output}: Sobol intervals too wide for "
+                         f"N = {num_base:,} base rows ({'; '.join(what)}); increase "
+                         f"--base-rows (num_base), e.g. to {suggest:,}")
+    return lines
 
 
 def evaluate_rows(config: Config, uniforms: np.ndarray, shock_paths: np.ndarray,
@@ -163,12 +371,18 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
               "cumulative_azure_spend": out["cumulative_azure_spend"],
               "repaid_by": (out["repayment_month"] <= by).astype(np.float64)}
     factors = tuple(names) + (SHOCK_FACTOR,)
-    indices, means = {}, {}
+    indices, means, base = {}, {}, {}
     for j, (name, f) in enumerate(values.items()):
         blocks = f.reshape(k + 3, N)
         f_A, f_B, f_AB = blocks[0], blocks[1], blocks[2:]
         indices[name] = sobol.estimate(f_A, f_B, f_AB, factors, num_bootstrap=num_bootstrap,
                                        confidence=confidence, seed=seed + j)
-        means[name] = float(np.concatenate([f_A, f_B]).mean())
+        base[name] = np.concatenate([f_A, f_B])
+        means[name] = float(base[name].mean())
+    lines = wide_interval_warnings(indices, N)
+    for line in lines:
+        warnings.warn(line, UserWarning, stacklevel=2)
+    percentiles = prior_percentiles(config, np.concatenate([A, B]))
     return SensitivityResult(indices, by_month, N, len(uniforms), seed, means,
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, tuple(names), percentiles, base,
+                             tuple(lines))

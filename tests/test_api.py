@@ -69,7 +69,8 @@ def test_dataframes(results):
     q = results.quantile_frame("cumulative_azure_spend", (10, 50, 90))
     assert list(q.columns) == ["p10", "p10_low", "p10_high", "p50", "p50_low", "p50_high",
                                "p90", "p90_low", "p90_high", "mean", "mean_se"]
-    assert q.index[0] == "2024-01" and len(q) == results.grid.num_months
+    assert q.index[0] == pd.Period("2024-01", "M") and len(q) == results.grid.num_months
+    assert isinstance(q.index, pd.PeriodIndex) and q.index.name == "month"
     table = results.quantiles("cumulative_azure_spend", (10, 50, 90))
     np.testing.assert_array_equal(q["p50"].to_numpy(), table.value[:, 1])
     assert (q["p50_low"] <= q["p50"]).all() and (q["p50"] <= q["p50_high"]).all()
@@ -77,8 +78,8 @@ def test_dataframes(results):
     assert annual.index.names == ["flow", "year"]
     assert set(annual.index.get_level_values(0)) == set(ANNUAL_FLOWS)
     ev = results.event_frame()
-    np.testing.assert_allclose(ev["survival"], 1 - ev["probability"])
-    assert ev["probability"].is_monotonic_increasing
+    np.testing.assert_allclose(ev["survival"], 1 - ev["cdf"])
+    assert ev["cdf"].is_monotonic_increasing
     h = results.quantile_frame("horizon")
     assert "microsoft_net" in h.index
 

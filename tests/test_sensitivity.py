@@ -22,6 +22,10 @@ from mcsim.device_draws import DeviceSampler
 from mcsim.sensitivity import SHOCK_FACTOR, evaluate_rows, sensitivity
 from tests.helpers import CONFIGS_DIR, short_config
 
+# small designs on purpose: their "intervals too wide" warning is tested in
+# tests/test_sensitivity_direction.py
+pytestmark = pytest.mark.filterwarnings("ignore:sensitivity of .* Sobol intervals too wide")
+
 SHOCK_VOLS = ("gpu_price_vol", "utilization_vol", "token_vol", "users_vol", "conversion_vol")
 
 
@@ -94,8 +98,9 @@ def test_sensitivity_cli_writes_indices_and_tornado(tmp_path):
     out = tmp_path / "sens"
     assert main(["sensitivity", str(cfg), "--out", str(out), "--base-rows", "256",
                  "--bootstrap", "200", "--by", "2029-06"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".mcsim-output.json", "sensitivity.csv",
-                                                       "sensitivity.json", "tornado.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".mcsim-output.json", "drivers.csv", "drivers.png", "sensitivity.csv",
+        "sensitivity.json", "tornado.png"]
     doc = json.loads((out / "sensitivity.json").read_text())
     assert doc["repaid_by_month"] == "2029-06"
     assert set(doc["outputs"]) == {"repayment_month", "cumulative_azure_spend", "repaid_by"}

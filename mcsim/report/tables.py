@@ -1,6 +1,15 @@
 """The report's CSV tables (:func:`write_tables`): cumulative Azure spend by month, annual
-flows, the repayment and credit-exhaustion CDFs and the horizon totals, each quantile with
-its 95% interval."""
+flows, stocks, the first-passage CDFs and month quantiles, and the horizon totals, each
+quantile with its 95% interval; with conditioned results the same tables again, suffixed
+``_conditioned``.
+
+Every table but repayment_cdf.csv is a frame of :class:`~mcsim.results.Results` written
+as it is (:func:`write_frame`): the header is the frame's index names followed by its
+columns, so CSV and API share one column scheme: ``p5``, ``p5_low``, ``p5_high``, ...
+(the quantile and its 95% interval), ``mean``, ``mean_se`` (its standard error); months
+as ``YYYY-MM``; years as integers with a ``partial`` flag (True/False); an undefined or
+open (infinite) value, or a month beyond the horizon, as an empty cell.
+"""
 
 from __future__ import annotations
 
@@ -9,67 +18,90 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
+import numpy as np
+
 from ..results import DEFAULT_PERCENTILES
-from .format import _pkey, write_csv
+from .format import write_csv
 from .summary import posterior_blocks
 
 if TYPE_CHECKING:
-    from ..results import QuantileTable, Results
+    import pandas as pd
+
+    from ..results import Results
+
+#: the tables :func:`write_tables` writes for every run (and again with ``_conditioned``
+#: before ``.csv`` for conditioned results), besides parameters.csv and the SMC tables
+RESULT_TABLES = ("cumulative_azure_spend.csv", "annual.csv", "stocks.csv",
+                 "repayment_cdf.csv", "event_quantiles.csv", "horizon_totals.csv")
 
 
-def _quantile_columns(percentiles) -> list[str]:
-    cols = []
-    for p in percentiles:
-        k = _pkey(p)
-        cols += [k, f"{k}_ci95_low", f"{k}_ci95_high"]
-    return cols
+def _frame_cell(v):
+    """A frame's value as a CSV cell: a Period as ``YYYY-MM``, NaT as empty, numpy
+    scalars as Python ones (floats then go through :func:`write_csv`'s format)."""
+    import pandas as pd
+
+    if v is pd.NaT or v is None:
+        return ""
+    if isinstance(v, pd.Period):
+        return str(v)
+    if isinstance(v, np.bool_ | bool):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
 
 
-def _quantile_cells(q: QuantileTable, i: int) -> list:
-    cells = []
-    for j in range(len(q.percentiles)):
-        cells += [q.value[i, j], q.ci_low[i, j], q.ci_high[i, j]]
-    return cells
-
-
-def _by_year(results: Results, groups: Sequence[str], percentiles) -> list[list]:
-    """One row per group and calendar year: name, year, mean, its error, the quantiles."""
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as a CSV file: its index names, then its columns, one row per row."""
+    index_names = list(frame.index.names)
     rows = []
-    for name in groups:
-        q = results.quantiles(name, percentiles)
-        mean, se = results.mean(name)
-        for y, label in enumerate(results.grid.year_labels()):
-            rows.append([name, label, mean[y], se[y]] + _quantile_cells(q, y))
-    return rows
+    for key, values in zip(frame.index, frame.itertuples(index=False, name=None),
+                           strict=True):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append([_frame_cell(v) for v in (*key, *values)])
+    write_csv(path, index_names + list(frame.columns), rows)
 
 
-def write_tables(results: Results, out: Path,
-                 percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
-    """cumulative_azure_spend.csv, annual.csv, repayment_cdf.csv (every first-passage
-    month), horizon_totals.csv, stocks.csv and (when computed) parameters.csv in ``out``;
-    with an SMC posterior also posterior_parameters.csv, posterior_predictive.csv and
-    smc_steps.csv (:func:`write_posterior_tables`)."""
+def write_result_tables(results: Results, out: Path, suffix: str = "",
+                        percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> list[Path]:
+    """:data:`RESULT_TABLES` of one set of results, ``suffix`` before ``.csv``; returns
+    the paths written."""
     grid = results.grid
-    q = results.quantiles("cumulative_azure_spend", percentiles)
-    m, se = results.mean("cumulative_azure_spend")
-    write_csv(out / "cumulative_azure_spend.csv",
-              ["month", "mean", "mean_se"] + _quantile_columns(percentiles),
-              [[grid.label(t), m[t], se[t]] + _quantile_cells(q, t)
-               for t in range(grid.num_months)])
-    write_csv(out / "annual.csv", ["flow", "year", "mean", "mean_se"]
-              + _quantile_columns(percentiles), _by_year(results, ANNUAL_FLOWS, percentiles))
+
+    def path(name: str) -> Path:
+        return out / name.replace(".csv", f"{suffix}.csv")
+
+    frames = {"cumulative_azure_spend.csv": results.quantile_frame("cumulative_azure_spend",
+                                                                   percentiles),
+              "annual.csv": results.annual_frame(percentiles),
+              "stocks.csv": results.stock_frame(percentiles),
+              "event_quantiles.csv": results.event_quantile_frame(percentiles),
+              "horizon_totals.csv": results.quantile_frame("horizon", percentiles)}
+    for name, frame in frames.items():
+        write_frame(frame, path(name))
     rep, cred = results.repayment, results.credit_exhaustion
     cap, commit = results.cap_reached, results.commitment_met
-    write_csv(out / "repayment_cdf.csv",
+    write_csv(path("repayment_cdf.csv"),
               ["month", "p_repaid_by", "p_repaid_by_se", "p_credits_exhausted_by",
                "p_credits_exhausted_by_se", "p_cap_reached_by", "p_cap_reached_by_se",
                "p_commitment_met_by", "p_commitment_met_by_se"],
               [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t],
                 cap.cdf[t], cap.cdf_se[t], commit.cdf[t], commit.cdf_se[t]]
                for t in range(grid.num_months)])
-    write_csv(out / "stocks.csv", ["stock", "year_end", "mean", "mean_se"]
-              + _quantile_columns(percentiles), _by_year(results, STOCKS, percentiles))
+    return [path(name) for name in RESULT_TABLES]
+
+
+def write_tables(results: Results, out: Path,
+                 percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
+    """cumulative_azure_spend.csv, annual.csv, stocks.csv, repayment_cdf.csv (every
+    first-passage month's CDF), event_quantiles.csv (their months at each percentile),
+    horizon_totals.csv and (when computed) parameters.csv in ``out``; with conditioned
+    results the same six tables of them, ``*_conditioned.csv``; with an SMC posterior also
+    posterior_parameters.csv, posterior_predictive.csv and smc_steps.csv
+    (:func:`write_posterior_tables`)."""
+    write_result_tables(results, out, "", percentiles)
     if results.parameter_table:
         table = results.parameter_table
         columns = ["parameter"] + [k for k in next(iter(table["prior"].values()))]
@@ -77,15 +109,11 @@ def write_tables(results: Results, out: Path,
                   [[which, name] + list(row.values())
                    for which in ("prior", "conditioned") if table.get(which)
                    for name, row in table[which].items()])
-    hq = results.quantiles("horizon", percentiles)
-    hm, hse = results.mean("horizon")
-    write_csv(out / "horizon_totals.csv",
-              ["statistic", "mean", "mean_se"] + _quantile_columns(percentiles),
-              [[name, hm[i], hse[i]] + _quantile_cells(hq, i)
-               for i, name in enumerate(HORIZON_TOTALS)])
     cond = results.conditioned
-    if cond is not None and getattr(cond, "posterior", None) is not None:
-        write_posterior_tables(posterior_blocks(cond), out)
+    if cond is not None:
+        write_result_tables(cond, out, "_conditioned", percentiles)
+        if getattr(cond, "posterior", None) is not None:
+            write_posterior_tables(posterior_blocks(cond), out)
 
 
 #: smc_steps.csv's columns: one row per (SMC run, tempering step)

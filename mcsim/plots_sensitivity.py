@@ -1,0 +1,296 @@
+"""Plots of a sensitivity study (:class:`mcsim.sensitivity.SensitivityResult`): the signed
+tornado chart, "what drives the top and bottom 10%" and the report's PNGs; and readable
+labels, with units, for the model's parameters and the study's outputs.
+
+Each ``plot_*`` draws on the given Axes (or a new one) and returns it; it sets a title only
+when the Axes has none, and adds its own artists without touching the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .parameters import PARAMETER_NAMES, UNITS
+
+if TYPE_CHECKING:
+    from .sensitivity import SensitivityResult
+
+#: the quantities the parameters' names are about (a name is ``STEM``, ``STEM_0``,
+#: ``STEM_inf``, ``STEM_halflife``, ...)
+_STEMS = {
+    "gpu_price": "GPU price", "gpu_price_drift": "GPU price drift",
+    "gpu_price_vol": "GPU price volatility", "utilization": "utilization",
+    "utilization_mean": "utilization, long-run level",
+    "utilization_speed": "utilization mean reversion",
+    "utilization_vol": "utilization volatility", "tokens": "tokens served",
+    "token_growth": "token growth", "token_vol": "token volatility",
+    "tokens_per_gpu_hour": "tokens per GPU-hour", "efficiency_growth": "efficiency growth",
+    "users": "weekly active users", "users_cap": "weekly active users, ceiling",
+    "users_growth": "user growth", "users_vol": "user volatility",
+    "conversion": "paid conversion", "conversion_mean": "paid conversion, long-run level",
+    "conversion_speed": "conversion mean reversion",
+    "conversion_vol": "conversion volatility", "subscription_arpu": "subscription ARPU",
+    "api_revenue_per_mtok": "API revenue per M tokens", "api_price_drift": "API price drift",
+    "api_token_share": "API share of tokens", "training_spend": "training spend",
+    "training_growth": "training spend growth", "azure_share": "Azure share of compute",
+    "other_opex": "other opex", "other_opex_growth": "other opex growth",
+    "microsoft_ai_revenue": "Microsoft AI revenue",
+    "microsoft_ai_revenue_growth": "Microsoft AI revenue growth",
+    "api_markup": "API markup on cost", "api_markup_drift": "API markup drift",
+    "training_intensity": "training spend / revenue",
+    "training_intensity_drift": "training intensity drift",
+    "other_opex_intensity": "other opex / revenue",
+    "other_opex_intensity_drift": "other opex intensity drift",
+    "azure_gross_margin": "Microsoft's Azure gross margin",
+}
+_SUFFIXES = (("_0", ", at start"), ("_inf", ", long run"), ("_halflife", ", half-life"))
+
+#: :data:`mcsim.parameters.UNITS`' descriptions, shortened for an axis
+_SHORT_UNITS = {
+    "$ per H100-equivalent GPU-hour at start": "$ / H100-hour",
+    "$ per million API tokens at start": "$ / M tokens",
+    "$ per month at start": "$ / month",
+    "$ per paying subscriber per month": "$ / subscriber / month",
+    "API price over inference cost per token, at start": "ratio",
+    "Azure's long-run share of compute spend": "fraction",
+    "Azure's share of compute spend at start": "fraction",
+    "Microsoft's gross margin on OpenAI's Azure bill": "fraction",
+    "fraction of paid GPU-hours doing useful work, at start": "fraction",
+    "fraction of tokens served through the API": "fraction",
+    "long-run paid conversion": "subscribers / user",
+    "long-run utilization": "fraction",
+    "mean reversion per year (of logit)": "logit, 1 / yr",
+    "other operating cost per $ of revenue, at start": "$ / $ revenue",
+    "paying subscribers per weekly active user at start": "subscribers / user",
+    "per sqrt(year)": "log, 1 / √yr",
+    "per sqrt(year), of logit": "logit, 1 / √yr",
+    "per year, in log": "log rate / yr",
+    "per year, in log, at start": "log rate / yr",
+    "per year, in log, long run": "log rate / yr",
+    "per year, logistic rate": "logistic rate / yr",
+    "tokens per GPU-hour at start": "tokens / GPU-hour",
+    "tokens served per month at start (ChatGPT and API)": "tokens / month",
+    "training spend per $ of revenue, at start": "$ / $ revenue",
+    "weekly active users at start": "users",
+    "weekly active users, logistic ceiling": "users",
+    "years": "years",
+}
+
+#: the study's outputs: (what, unit)
+OUTPUT_LABELS = {"repayment_month": ("repayment month", "months"),
+                 "cumulative_azure_spend": ("cumulative Azure spend at the horizon", "$"),
+                 "repaid_by": ("probability of repayment by the month", "probability")}
+
+
+def _describe(name: str) -> str:
+    if name in _STEMS:
+        return _STEMS[name]
+    for suffix, words in _SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in _STEMS:
+            return _STEMS[name[: -len(suffix)]] + words
+    return name
+
+
+def _unit(name: str) -> str:
+    unit = UNITS[name]
+    return _SHORT_UNITS.get(unit, unit.split(",")[0])
+
+
+#: parameter name -> readable label with its unit, for every model parameter
+PARAMETER_LABELS: dict[str, str] = {n: f"{_describe(n)} ({_unit(n)})"
+                                    for n in PARAMETER_NAMES}
+PARAMETER_LABELS["monthly_shocks"] = "monthly shocks (all, together)"
+
+
+def parameter_label(name: str) -> str:
+    """A readable label with units: ``gpu_price_drift_inf`` -> ``GPU price drift, long run
+    (log rate / yr)``; an unknown name is returned as it is."""
+    return PARAMETER_LABELS.get(name, name)
+
+
+def _new_axes(figsize):
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+#: output -> (a higher output in words, a lower one)
+_DIRECTION_WORDS = {"repayment_month": ("later repayment", "earlier repayment"),
+                    "cumulative_azure_spend": ("more Azure spend", "less Azure spend"),
+                    "repaid_by": ("likelier repaid by {month}", "less likely repaid by {month}")}
+#: output -> (its highest values in words, its lowest)
+_TAIL_WORDS = {"repayment_month": ("latest {pct}% of repayment months (censored: not repaid "
+                                   "by the horizon)", "earliest {pct}% of repayment months"),
+               "cumulative_azure_spend": ("highest {pct}% of cumulative Azure spend",
+                                          "lowest {pct}% of cumulative Azure spend")}
+
+
+def _legend_on_top(ax, num_rows: int, ncol: int, headroom: float | None = None) -> None:
+    """A legend above the rows, inside the Axes, in ``headroom`` rows added for it."""
+    lo, hi = ax.get_ylim()
+    headroom = 0.9 * (2 / ncol) if headroom is None else headroom
+    ax.set_ylim(min(lo, -0.6), max(hi, num_rows - 0.4 + headroom))
+    ax.legend(loc="upper center", ncol=ncol, fontsize=7, frameon=False)
+
+
+def _legend_columns(ax) -> int:
+    """Two legend columns on a wide Axes, one on a narrow one."""
+    return 2 if ax.figure.get_size_inches()[0] * ax.get_position().width > 5.5 else 1
+
+
+def _output_what(result: SensitivityResult, output: str) -> tuple[str, str]:
+    what, unit = OUTPUT_LABELS.get(output, (output, ""))
+    if output == "repaid_by":
+        what = f"probability of repayment by {result.by_month}"
+    return what, unit
+
+
+def _money_scale(values: np.ndarray) -> tuple[float, str]:
+    peak = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
+    for scale, name in ((1e12, "$T"), (1e9, "$B"), (1e6, "$M")):
+        if peak >= scale:
+            return scale, name
+    return 1.0, "$"
+
+
+def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_month",
+                 top: int = 12, by: str = "sobol", *, color_up: str = "tab:red",
+                 color_down: str = "tab:blue"):
+    """Signed tornado chart of ``output`` on ``ax`` (or a new Axes); returns the Axes.
+
+    One row per factor, the ``top`` largest first: ``by="sobol"`` takes and orders them by
+    total Sobol index, ``by="correlation"`` by the size of the rank correlation. Each bar is
+    the change in the output (in its unit: months, $ or probability) from the parameter's
+    bottom decile to its top decile, with its 95% error bar: right (``color_up``) when a
+    higher value of the parameter raises the output, left (``color_down``) when it lowers
+    it. Beside each bar, across zero, the total Sobol index ``ST`` and the rank correlation
+    ``ρ``. The monthly shocks, which have no direction, get a row without a bar.
+    """
+    if by not in ("sobol", "correlation"):
+        raise ValueError(f"by={by!r}: expected 'sobol' or 'correlation'")
+    idx = result.indices[output]
+    direction = result.direction_frame(output)
+    names = list(idx.names)
+    total = np.asarray(idx.total, dtype=float)
+    k = len(names)
+    diff, se, rho = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    if direction is not None:
+        for i, name in enumerate(names):
+            if name in direction.index:
+                row = direction.loc[name]
+                diff[i] = row["top_minus_bottom_decile"]
+                se[i] = row["top_minus_bottom_decile_se"]
+                rho[i] = row["rank_correlation"]
+    key = total if by == "sobol" else np.abs(rho)
+    order = np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")[:top][::-1]
+    what, unit = _output_what(result, output)
+    scale, unit_text = (_money_scale(diff[order]) if unit == "$" else (1.0, unit))
+    ax = ax if ax is not None else _new_axes((9, 1.4 + 0.36 * len(order)))
+    y = np.arange(len(order))
+    d, e = diff[order] / scale, 1.96 * se[order] / scale
+    up = np.nan_to_num(d) >= 0
+    more, less = (w.format(month=result.by_month) for w in _DIRECTION_WORDS.get(
+        output, (f"higher {what}", f"lower {what}")))
+    ax.barh(y[up], d[up], height=0.7, color=color_up, alpha=0.8,
+            label=f"higher parameter → {more}")
+    ax.barh(y[~up], d[~up], height=0.7, color=color_down, alpha=0.8,
+            label=f"higher parameter → {less}")
+    ok = np.isfinite(d) & np.isfinite(e)
+    ax.errorbar(d[ok], y[ok], xerr=e[ok], fmt="none", ecolor="black", elinewidth=0.8,
+                capsize=2)
+    ax.axvline(0.0, color="black", lw=0.8)
+    longest = 0
+    for yi, i, di in zip(y, order, d, strict=True):
+        text = f"ST {total[i]:.2f}" if np.isfinite(total[i]) else "ST n/a"
+        if np.isfinite(rho[i]):
+            text += f"  ρ {rho[i]:+.2f}"
+        longest = max(longest, len(text))
+        right = not (np.isfinite(di) and di < 0)  # text on the side without the bar
+        ax.annotate(text, (0.0, yi), xytext=(-4 if right else 4, 0),
+                    textcoords="offset points", va="center", fontsize=7, color="0.25",
+                    ha="right" if right else "left")
+    ax.set_yticks(y, [parameter_label(names[i]) for i in order], fontsize=8)
+    # room for the texts on both sides of zero (only ever widens the limits): a text of
+    # ``longest`` characters at 7 pt takes about 0.055 in per character
+    reach_right = np.nan_to_num(np.where(d > 0, d + e, 0.0)).max(initial=0.0)
+    reach_left = np.nan_to_num(np.where(d < 0, -d + e, 0.0)).max(initial=0.0)
+    fig_width = ax.figure.get_size_inches()[0] * ax.get_position().width
+    share = min(0.4, (0.055 * longest + 0.1) / max(fig_width, 0.5))
+    span = max(reach_left + reach_right, 1e-12) / (1.0 - 2.0 * share)
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, -max(reach_left * 1.03, share * span)),
+                max(hi, max(reach_right * 1.03, share * span)))
+    ax.set_xlabel(f"{what}: parameter's top decile − bottom decile\n({unit_text}, with 95% "
+                  f"error bars; ST total Sobol index, ρ rank correlation)", fontsize=8)
+    if not ax.get_title():
+        order_text = "total Sobol index ST" if by == "sobol" else "|rank correlation ρ|"
+        ax.set_title(f"What drives the {what}\n(N = {result.num_base:,} base rows; sorted "
+                     f"by {order_text})", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    _legend_on_top(ax, len(order), _legend_columns(ax))
+    return ax
+
+
+def plot_drivers(result: SensitivityResult, ax=None, output: str = "repayment_month",
+                 fraction: float = 0.1, top: int = 12, *, color_top: str = "tab:red",
+                 color_bottom: str = "tab:blue"):
+    """What drives the highest and the lowest ``fraction`` of ``output``: for the ``top``
+    parameters that move most, each one's mean percentile on those rows (0-100, its rank in
+    its prior; 50 = no information) as a bar from 50, with its 95% error bar. Returns the
+    Axes (a new one when ``ax`` is None)."""
+    frame = result.drivers_frame(output, fraction)
+    what, _ = _output_what(result, output)
+    t, b = frame.loc["top"], frame.loc["bottom"]
+    strength = np.maximum(np.abs(t["mean_percentile"] - 50),
+                          np.abs(b["mean_percentile"].reindex(t.index) - 50))
+    names = list(strength.sort_values(ascending=False, kind="stable").index[:top])[::-1]
+    ax = ax if ax is not None else _new_axes((9, 1.4 + 0.42 * len(names)))
+    y = np.arange(len(names))
+    pct = fraction * 100
+    share = {g: frame.loc[g]["share"].iloc[0] for g in ("top", "bottom")}
+    for g, dy, color in (("top", 0.2, color_top), ("bottom", -0.2, color_bottom)):
+        f = frame.loc[g].reindex(names)
+        m = f["mean_percentile"].to_numpy()
+        e = 1.96 * f["mean_percentile_se"].to_numpy()
+        words = _TAIL_WORDS.get(output, (f"highest {{pct}}% of the {what}",
+                                         f"lowest {{pct}}% of the {what}"))
+        text = words[0 if g == "top" else 1].format(pct=f"{pct:.0f}")
+        extra = f"; with ties {share[g]:.0%} of rows" if share[g] > fraction * 1.05 else ""
+        ax.barh(y + dy, m - 50, left=50, height=0.38, color=color, alpha=0.8,
+                label=f"{text}{extra}")
+        ax.errorbar(m, y + dy, xerr=e, fmt="none", ecolor="black", elinewidth=0.8,
+                    capsize=2)
+    ax.axvline(50, color="black", lw=0.8)
+    ax.set_yticks(y, [parameter_label(n) for n in names], fontsize=8)
+    ax.set_xlabel("mean percentile of the parameter in its prior on those rows (50 = no "
+                  "information; 95% error bars)", fontsize=8)
+    if not ax.get_title():
+        ax.set_title(f"What drives the highest and lowest {pct:.0f}% of the {what}\n"
+                     f"(N = {result.num_base:,} base rows)", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    _legend_on_top(ax, len(names), 1, headroom=1.1)  # two long entries, tall rows
+    return ax
+
+
+def write_tornado(result: SensitivityResult, path: Path) -> Path:
+    """Signed tornado panels, one per output, in one PNG."""
+    outputs = list(result.indices)
+    fig = Figure(figsize=(9, 5 * len(outputs)), layout="constrained")
+    for k, output in enumerate(outputs):
+        plot_tornado(result, fig.add_subplot(len(outputs), 1, k + 1), output)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_drivers(result: SensitivityResult, path: Path,
+                  output: str = "repayment_month") -> Path:
+    """The drivers of the top and bottom 10% of ``output``, as a PNG."""
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    plot_drivers(result, fig.add_subplot(), output)
+    fig.savefig(path, dpi=110)
+    return path
