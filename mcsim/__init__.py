@@ -20,5 +20,15 @@ from .sensitivity import SensitivityResult, sensitivity
 from .x64 import enable_x64
 
 __all__ = ["Config", "ConditionedResults", "ConfigError", "Results", "SensitivityResult",
-           "enable_x64", "load_config", "parse_config_text", "reproduce", "run_sweep",
-           "sensitivity", "simulate", "with_overrides", "__version__"]
+           "enable_x64", "load_config", "parse_config_text", "plot_compare", "reproduce",
+           "run_sweep", "sensitivity", "simulate", "with_overrides", "__version__"]
+
+
+def __getattr__(name: str):
+    """``mcsim.plot_compare`` (:func:`mcsim.plots.plot_compare`), imported on first use:
+    importing mcsim does not import matplotlib."""
+    if name == "plot_compare":
+        from .plots import plot_compare
+
+        return plot_compare
+    raise AttributeError(f"module 'mcsim' has no attribute {name!r}")

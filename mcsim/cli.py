@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, load_config
@@ -108,6 +110,9 @@ def _positive_int(text: str) -> int:
             number = float(clean)
         except ValueError:
             raise argparse.ArgumentTypeError(expected) from None
+        if math.isfinite(number) and not number.is_integer():
+            raise argparse.ArgumentTypeError(f"{expected}; {number:g} is not a whole "
+                                             "number") from None
         if not (number.is_integer() and 1 <= number < 2**63):
             raise argparse.ArgumentTypeError(expected) from None
         value = int(number)
@@ -127,11 +132,66 @@ def _seed(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcsim", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = ("mcsim simulates the economics of OpenAI's compute on Azure and its deal "
+               "with Microsoft as a Monte Carlo of many possible futures, and reports the "
+               "distributions (Azure spend, revenue, when Microsoft is repaid) with their "
+               "Monte Carlo errors.")
+EPILOG = ("Every command takes --help. In the terminal output, \"±\" is 1.96 standard "
+          "errors (a 95% interval) of a Monte Carlo estimate.")
 
-    r = sub.add_parser("run", help="simulate a config and write its report")
+#: Each subcommand: (one-line help in ``mcsim --help``, description in its own ``--help``).
+SUBCOMMANDS = {
+    "run": ("simulate a config and write its report",
+            "Simulate a config's paths (and, with [observations], its conditioned pass) and "
+            "write the report directory: summary.json, CSV tables, plots and report.html."),
+    "reproduce": ("run again the run that wrote a summary.json",
+                  "Rebuild a run from its summary.json alone (config, paths, seed and dtype) "
+                  "and run it again into a new report directory."),
+    "sensitivity": ("Sobol indices of every uncertain parameter; tornado chart",
+                    "Estimate the Sobol indices (first-order and total) of every uncertain "
+                    "parameter for the repayment month, cumulative Azure spend and "
+                    "repaid-by-a-month, and draw the tornado chart."),
+    "sweep": ("run a grid of overrides and compare the runs",
+              "Run a config at every point of a grid of overridden values (batched in one "
+              "kernel where shapes allow), one report per point, and tabulate and plot "
+              "them."),
+    "compare": ("headline differences (with their errors) of finished runs, or paired "
+                "differences of two configs",
+                "Compare finished runs from their report directories (conditioned results "
+                "where a run has them): headline numbers side by side, each difference with "
+                "its error, and overlaid charts. With --paired, run two configs on the same "
+                "paths (common random numbers) and print each difference with its paired "
+                "error."),
+    "validate": ("check a config without running it",
+                 "Check a config (after any --set overrides) without running it, and say "
+                 "what it holds."),
+}
+
+
+def _version_text() -> str:
+    """``mcsim X.Y.Z (jax A.B.C)``, JAX's version read without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ._version import __version__
+
+    try:
+        jax_version = version("jax")
+    except PackageNotFoundError:
+        jax_version = "not installed"
+    return f"mcsim {__version__} (jax {jax_version})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcsim", description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("--version", action="version", version=_version_text())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands")
+
+    def command(name: str):
+        short, long = SUBCOMMANDS[name]
+        return sub.add_parser(name, help=short, description=long)
+
+    r = command("run")
     r.add_argument("config", help="TOML config file")
     r.add_argument("--out", required=True, help=OUT_HELP)
     r.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -187,18 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-processes", type=_positive_int, metavar="N")
     d.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
 
-    rp = sub.add_parser("reproduce", help="run again the run that wrote a summary.json")
+    rp = command("reproduce")
     rp.add_argument("summary", help="a summary.json written by mcsim run")
     rp.add_argument("--out", required=True, help=OUT_HELP)
     rp.add_argument("--force", action="store_true", help=FORCE_HELP)
     rp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
-    se = sub.add_parser("sensitivity", help="Sobol indices of every uncertain parameter "
-                                             "for the repayment month, cumulative Azure "
-                                             "spend and repaid-by-a-month; tornado chart")
+    se = command("sensitivity")
     se.add_argument("config", help="TOML config file")
     se.add_argument("--out", required=True, help="directory for sensitivity.csv, "
-                                                 "sensitivity.json and tornado.png")
+                                                 "sensitivity.json, drivers.csv, tornado.png "
+                                                 "and drivers.png")
     se.add_argument("--force", action="store_true", help=FORCE_HELP)
     se.add_argument("--base-rows", type=_positive_int, default=4096, metavar="N",
                     help="rows of each base matrix, a power of two (default 4096); the "
@@ -212,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--seed", type=_seed, help="seed of the design, shocks and bootstrap")
     se.add_argument("--dtype", choices=("float32", "float64"), default="float32")
 
-    sw = sub.add_parser("sweep", help="run a grid of overrides and compare the runs")
+    sw = command("sweep")
     sw.add_argument("config", help="TOML config file")
     sw.add_argument("--set", action="append", required=True, metavar="TABLE.KEY=V1,V2,...",
                     help="values to sweep for one key (TOML literals; repeat for a grid)")
@@ -227,15 +286,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the points one after the other (each then bit-identical to "
                          "its own mcsim run) instead of batched in one kernel")
 
-    cp = sub.add_parser("compare", help="headline differences (with their errors) and "
-                                         "overlaid charts of finished runs")
-    cp.add_argument("runs", nargs="+", metavar="OUT", help="report directories")
-    cp.add_argument("--names", help="comma-separated labels (default: directory names)")
-    cp.add_argument("--out", help="write compare.txt and compare.png into this directory")
+    cp = command("compare")
+    cp.add_argument("runs", nargs="+", metavar="OUT",
+                    help="report directories; with --paired, two TOML config files A B")
+    cp.add_argument("--names", help="comma-separated labels (default: directory names; "
+                                    "with --paired: the files' names)")
+    cp.add_argument("--out", help="write compare.txt and compare.png into this directory "
+                                  "(report directories only)")
     cp.add_argument("--force", action="store_true", help=FORCE_HELP)
+    pr = cp.add_argument_group(
+        "paired", "mcsim compare --paired A.toml B.toml: both configs run on the same paths "
+        "(same seed: common random numbers); prints B - A with its paired error")
+    pr.add_argument("--paired", action="store_true",
+                    help="the two arguments are configs to run on common paths")
+    pr.add_argument("--paths", type=_positive_int,
+                    help="paths of both runs (default: the configs' common simulation.paths)")
+    pr.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                    help="override a key of config B only (repeatable), e.g. mcsim compare "
+                         "--paired base.toml base.toml --set deal.revenue_share=0.25")
+    pr.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="kernel precision (the differences are summed in float64)")
 
-    v = sub.add_parser("validate", help="check a config without running it")
-    v.add_argument("config")
+    v = command("validate")
+    v.add_argument("config", help="TOML config file")
+    v.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="override a config key before checking, as mcsim run's --set "
+                        "(repeatable)")
     return p
 
 
@@ -256,13 +332,18 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _validate(args) -> int:
-    """``mcsim validate``: parse the config and say what it holds."""
+    """``mcsim validate``: parse the config (after ``--set``) and say what it holds."""
+    from .overrides import parse_override, with_overrides
+
     try:
         config = load_config(args.config)
+        config = with_overrides(config, dict(parse_override(t) for t in args.set))
     except ConfigError as exc:
         return _bad_input(exc)
     n = len(config.uncertain_parameters())
-    print(f"{args.config}: valid ({config.grid.num_months} months, "
+    changed = f" with {len(args.set)} override{'s' * (len(args.set) != 1)}" \
+        if args.set else ""
+    print(f"{args.config}{changed}: valid ({config.grid.num_months} months, "
           f"{n} uncertain parameters, {config.simulation.paths:,} paths)")
     return 0
 
@@ -349,10 +430,14 @@ def _sensitivity(args) -> int:
         config = with_overrides(config, dict(parse_override(t) for t in args.set))
         config = config.with_simulation(seed=args.seed)
         out = check_output_dir(args.out, force=args.force)
-        result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
-                             num_bootstrap=args.bootstrap, dtype=args.dtype)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
+                                 num_bootstrap=args.bootstrap, dtype=args.dtype)
     except ConfigError as exc:
         return _bad_input(exc)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"mcsim: warning: {message}", file=sys.stderr)
     failed = _write("the sensitivity study", args.out,
                     lambda: write_sensitivity(result, config, out, force=args.force))
     if failed is not None:
@@ -365,11 +450,16 @@ def _sensitivity(args) -> int:
             name.replace("_", " ")
         print(f"  {label}: largest total indices")
         frame = idx.to_frame().head(5)
+        signed = result.direction_frame(name)
         for factor, row in frame.iterrows():
+            rho = float("nan") if signed is None else \
+                signed["rank_correlation"].get(factor, float("nan"))
+            sign = f"  rank correlation {rho:+.2f}" if rho == rho else ""
             print(f"    {factor:<26} total {row['total']:.3f} [{row['total_low']:.3f}, "
                   f"{row['total_high']:.3f}]  first {row['first']:.3f} "
-                  f"[{row['first_low']:.3f}, {row['first_high']:.3f}]")
-    print(f"written {out}/sensitivity.csv, sensitivity.json and tornado.png")
+                  f"[{row['first_low']:.3f}, {row['first_high']:.3f}]{sign}")
+    print(f"written {out}/sensitivity.csv, sensitivity.json, drivers.csv, tornado.png and "
+          "drivers.png")
     return 0
 
 
@@ -410,17 +500,25 @@ def _sweep(args) -> int:
         p_key = [k for k in row if k.startswith("p_not_repaid_by")][0]
         print(f"{point}: median cumulative Azure spend ${row[money] / 1e9:,.0f}B; repaid "
               f"median {row['median_repayment_month']}; P(not repaid) {row[p_key]:.3f} "
-              f"+- {1.96 * row['p_not_repaid_se']:.3f}")
+              f"± {1.96 * row['p_not_repaid_se']:.3f} (± = 1.96 × SE, 95%)")
     print(f"written {out}/sweep.csv" + ("" if args.no_plots else " and sweep.png"))
     return 0
 
 
 def _compare(args) -> int:
-    """``mcsim compare``: finished runs side by side."""
+    """``mcsim compare``: finished runs side by side (or, ``--paired``, two configs on
+    common paths)."""
     from .report.compare import compare_text, load_summary, write_compare
     from .report.outdir import check_output_dir
 
+    if args.paired:
+        return _compare_paired(args)
     try:
+        for flag, given in (("--paths", args.paths), ("--set", args.set)):
+            if given:
+                raise ConfigError(flag, given if flag == "--paths" else " ".join(given),
+                                  "nothing without --paired (report directories are "
+                                  "finished runs)")
         summaries = [load_summary(r) for r in args.runs]
         names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
         if len(names) != len(summaries):
@@ -437,6 +535,34 @@ def _compare(args) -> int:
             return failed
         out = Path(args.out)
         print(f"written {out / 'compare.txt'} and {out / 'compare.png'}")
+    return 0
+
+
+def _compare_paired(args) -> int:
+    """``mcsim compare --paired A.toml B.toml``: B (with ``--set``) minus A on the same
+    paths, each difference with its paired error."""
+    from .overrides import parse_override, with_overrides
+    from .paired import paired_difference, paired_text
+
+    try:
+        if len(args.runs) != 2:
+            raise ConfigError("--paired", " ".join(args.runs), "two config files A B")
+        if args.out:
+            raise ConfigError("--out", args.out, "nothing with --paired (it prints its table)")
+        names = args.names.split(",") if args.names else [Path(r).stem for r in args.runs]
+        if len(names) != 2:
+            raise ConfigError("--names", args.names, "2 comma-separated labels")
+        if names[0] == names[1]:
+            names = [f"{names[0]} (A)", f"{names[1]} (B)"]
+        config_a = load_config(args.runs[0])
+        config_b = with_overrides(load_config(args.runs[1]),
+                                  dict(parse_override(t) for t in args.set))
+        result = paired_difference(config_a, config_b, paths=args.paths, dtype=args.dtype)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    sets = "".join(f" --set {t}" for t in args.set)
+    print(f"A = {names[0]}: {args.runs[0]}; B = {names[1]}: {args.runs[1]}{sets}")
+    print(paired_text(result, (names[0], names[1])))
     return 0
 
 

@@ -27,131 +27,401 @@ def paths_text(results: Results) -> str:
     return text if ess is None else f"{text}, ESS {ess:,.0f}"
 
 
-def _month_axis(results: Results) -> np.ndarray:
+# --- composable plots: draw on a given Axes, return it ------------------------------------
+#
+# Conventions (every plot_* below): the Axes' title is never touched; limits grow by
+# autoscaling over what was added (never shrunk to the last series); legend entries only
+# for what was added, prefixed by the series label; means are dashed lines in the series
+# colour; x is in dates (matplotlib.dates: month starts), so ``ax.axvline(pd.Timestamp(...))``
+# lines up; money is in $B (nominal).
+#
+# Repayment (and every first-passage event) is drawn as a SURVIVAL curve, one convention
+# for the CLI, the report and the notebooks:
+#     S(m) = P(not yet repaid by month m) = 1 - P(repaid in month m or before),
+# a step function over the simulated months that ends, at the horizon, at the probability
+# of "not by the horizon" (the censored paths); its median month (S = 1/2) is marked.
+
+#: first-passage events: Results attribute -> (what "not yet" means, noun for the axis)
+SURVIVAL_EVENTS = {
+    "repayment": ("not yet repaid", "Microsoft not yet repaid"),
+    "credit_exhaustion": ("credits not yet exhausted", "Azure credits not yet exhausted"),
+    "cap_reached": ("cap not yet reached", "Revenue-share cap not yet reached"),
+    "commitment_met": ("commitment not yet met", "Azure commitment not yet met by spend"),
+}
+#: a band whose widest point is under this fraction of its series' span gets no legend
+#: entry (too thin to see)
+THIN_BAND = 0.02
+
+
+def month_dates(results: Results, extra: int = 0) -> np.ndarray:
+    """The simulated months as ``datetime64[D]`` month starts (``"2024-01"`` ->
+    2024-01-01), plus ``extra`` months after the horizon."""
     g = results.grid
-    return (g.start + np.arange(g.num_months)) / 12.0
+    first = np.datetime64(g.label(0), "M")
+    return (first + np.arange(g.num_months + extra)).astype("datetime64[D]")
 
 
-def _year_ticks(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
+def _run_name(results: Results) -> str | None:
+    """A default series name: the config file's stem (``configs/base.toml`` -> ``base``)."""
+    path = getattr(results.config, "source_path", "") or ""
+    return Path(path).stem or None
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+def _prefix(label: str | None, results: Results) -> str:
+    name = label if label is not None else _run_name(results)
+    return f"{name}: " if name else ""
 
 
-def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue") -> None:
-    """Cumulative Azure spend: shaded percentile bands, median and mean (with 95% CI)."""
-    pcts = sorted({p for band in bands for p in band} | {50})
-    q = results.quantiles("cumulative_azure_spend", pcts)
-    x = _month_axis(results)
-    for k, (lo, hi) in enumerate(sorted(bands, key=lambda b: b[0])):
-        ax.fill_between(x, q.value[:, pcts.index(lo)] / B, q.value[:, pcts.index(hi)] / B,
-                        color=color, alpha=0.18 + 0.17 * k, lw=0,
-                        label=f"{lo:g}-{hi:g}% band")
-    med = pcts.index(50)
-    ax.plot(x, q.value[:, med] / B, color=color, lw=2, label="median")
-    mean, se = results.mean("cumulative_azure_spend")
-    ax.plot(x, mean / B, color="black", lw=1.2, ls="--", label="mean")
-    ax.fill_between(x, (mean - 1.96 * se) / B, (mean + 1.96 * se) / B, color="black",
-                    alpha=0.15, lw=0)
-    # heavy right tails: the mean may sit above the widest band; keep the bands readable
-    top = np.nanmax(q.value[:, -1] / B)
-    if np.isfinite(top) and top > 0:
-        ax.set_ylim(0, 1.08 * top)
-    _year_ticks(ax)
-    ax.set_xlabel("year")
+def _check_choice(kind: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(map(str, choices))}")
+
+
+def _band_visible(lo, hi, span: float) -> bool:
+    width = np.nanmax(np.asarray(hi, float) - np.asarray(lo, float)) if len(lo) else 0.0
+    return bool(np.isfinite(width) and span > 0 and width >= THIN_BAND * span)
+
+
+def _date_x_axis(ax, xlabel: str = "month") -> None:
+    """A date x axis (matplotlib.dates; the converter was set by the datetime64 data)."""
+    import matplotlib.dates as mdates
+
+    if not isinstance(ax.xaxis.get_major_locator(), mdates.AutoDateLocator):
+        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=10))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    if not ax.get_xlabel():
+        ax.set_xlabel(xlabel)
+
+
+def _sticky_x(artist, x0, x1) -> None:
+    """No autoscale margin beyond the simulated months (matplotlib's sticky edges)."""
+    import matplotlib.dates as mdates
+
+    artist.sticky_edges.x[:] = [mdates.date2num(x0), mdates.date2num(x1)]
+
+
+def _legend(ax, outside: bool = False) -> None:
+    """Refresh the legend over every labelled artist: where it covers least data, or
+    (``outside``) to the right of the Axes, covering none."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles and outside:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  borderaxespad=0.0)
+    elif handles:
+        ax.legend(handles, labels, loc="best", fontsize=8)
+
+
+def _fan(results: Results, ax, bands, *, prefix: str, color, mean: bool,
+         band_alpha=None, band_label=None, edges: bool = False):
+    """Bands, median and (optionally) the mean of cumulative Azure spend; returns the colour."""
+    bands = sorted((tuple(map(float, b)) for b in bands), key=lambda b: b[0])
+    pcts = sorted({p for band in bands for p in band} | {50.0})
+    q = results.quantiles("cumulative_azure_spend", pcts).value / B
+    x = month_dates(results)
+    (line,) = ax.plot(x, q[:, pcts.index(50.0)], color=color, lw=2, label=f"{prefix}median",
+                      zorder=3)
+    color = line.get_color()
+    _sticky_x(line, x[0], x[-1])
+    span = float(np.nanmax(q)) - float(np.nanmin(q)) if np.isfinite(q).any() else 0.0
+    for k, (lo, hi) in enumerate(bands):
+        ylo, yhi = q[:, pcts.index(lo)], q[:, pcts.index(hi)]
+        text = band_label or f"{lo:g}-{hi:g}%"
+        fill = ax.fill_between(x, ylo, yhi, color=color, lw=0,
+                               alpha=band_alpha or 0.15 + 0.15 * k,
+                               label=f"{prefix}{text}" if _band_visible(ylo, yhi, span)
+                               else "_nolegend_")
+        _sticky_x(fill, x[0], x[-1])
+        if np.nanmin(q) >= 0:  # money from $0: no margin below it
+            fill.sticky_edges.y[:] = [0.0]
+        if edges:  # overlaid runs: each band's outline in its colour
+            for y in (ylo, yhi):
+                ax.plot(x, y, color=color, lw=0.8, alpha=0.8, label="_nolegend_")
+    if mean:  # dashed, with its 95% Monte Carlo interval (unlabelled, thin)
+        m, se = results.mean("cumulative_azure_spend")
+        ax.plot(x, m / B, color=color, lw=1.3, ls="--", label=f"{prefix}mean", zorder=3)
+        ci = ax.fill_between(x, (m - 1.96 * se) / B, (m + 1.96 * se) / B, color=color,
+                             alpha=0.3, lw=0, label="_nolegend_")
+        _sticky_x(ci, x[0], x[-1])
+    return color
+
+
+def plot_fan(results: Results, ax=None, *, bands=((5, 95), (25, 75)), label=None,
+             color=None, scale: str = "linear", mean: bool = True):
+    """Cumulative Azure spend by month ($B, nominal): shaded percentile ``bands``, the median
+    (solid) and the mean (dashed; its 95% Monte Carlo interval shaded thin, no legend
+    entry), all in one colour (``color``; default: the Axes' next
+    property-cycle colour). Legend entries are prefixed by ``label`` (default: the config
+    file's stem); a band too thin to see gets none. ``scale``: ``"linear"`` or ``"log"``
+    (the y axis). x: month starts as dates. Draws on ``ax`` (a new one if None) without
+    touching its title or shrinking its limits; returns it."""
+    _check_choice("scale", scale, ("linear", "log"))
+    ax = ax if ax is not None else new_axes()
+    _fan(results, ax, bands, prefix=_prefix(label, results), color=color, mean=mean)
+    ax.set_yscale(scale)
     ax.set_ylabel("cumulative Azure spend ($B, nominal)")
+    _date_x_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.autoscale_view()
+    _legend(ax)
+    return ax
+
+
+def _year_positions(results: Results) -> np.ndarray:
+    """Each calendar year's bar at the middle of its simulated months (datetime64[D])."""
+    x = month_dates(results, extra=1).astype("datetime64[D]").astype(np.int64)
+    year = results.grid.year_of_month()
+    mids = [(x[np.flatnonzero(year == y)[0]] + x[np.flatnonzero(year == y)[-1] + 1]) / 2
+            for y in range(int(year.max()) + 1)]
+    return np.array(np.round(mids), dtype="datetime64[D]")
+
+
+def plot_annual(results: Results, ax=None, *, flow: str = "azure_spend", label=None,
+                color=None, scale: str = "log"):
+    """One annual flow per calendar year ($B per year, nominal): 5-95% (thin) and 25-75%
+    (thick) ranges, the median (open circle) and the mean (dash), in one colour; partial
+    first/last years are partial sums (said in the x label); the legend sits outside, at
+    the right (the bars fill every year). ``flow``: an annual flow
+    (:data:`mcsim.layout.ANNUAL_FLOWS`; an unknown name raises ValueError naming them).
+    ``scale``: ``"log"`` (default) or ``"linear"``; on a log axis a year whose median or
+    mean is $0 or less cannot be drawn: it is marked by a triangle on the bottom edge
+    (legend: "median or mean <= 0 (below the log axis)"), never silently dropped.
+    x: each year's middle as a date, one tick per year. Returns ``ax``."""
+    from matplotlib.transforms import blended_transform_factory
+
+    if flow in ("cumulative_azure_spend", "horizon"):  # not per year (others: rows() says)
+        raise ValueError(f"flow = {flow!r} is not an annual flow; valid: "
+                         f"{', '.join(FLOW_TITLES)} or another of mcsim.layout.ANNUAL_FLOWS")
+    _check_choice("scale", scale, ("linear", "log"))
+    ax = ax if ax is not None else new_axes()
+    prefix = _prefix(label, results)
+    q = results.quantiles(flow, (5, 25, 50, 75, 95)).value / B
+    mean, _ = results.mean(flow)
+    mean = mean / B
+    x = _year_positions(results)
+    (med,) = ax.plot(x, q[:, 2], "o", color=color, mfc="white", ms=5, mew=1.5, zorder=3,
+                     label=f"{prefix}median")
+    color = med.get_color()
+    ax.vlines(x, q[:, 0], q[:, 4], color=color, lw=1.5, alpha=0.6, label=f"{prefix}5-95%")
+    ax.vlines(x, q[:, 1], q[:, 3], color=color, lw=6, alpha=0.8, label=f"{prefix}25-75%")
+    ax.plot(x, mean, "_", color=color, ms=12, mew=2, zorder=3, label=f"{prefix}mean")
+    ax.set_yscale(scale)
+    if scale == "log":
+        low = (q[:, 2] <= 0) | (mean <= 0)
+        if low.any():
+            ax.plot(x[low], np.full(low.sum(), 0.02), "v", color=color, ms=7, clip_on=False,
+                    transform=blended_transform_factory(ax.transData, ax.transAxes),
+                    label=f"{prefix}median or mean <= 0 (below the log axis)")
+    title = FLOW_TITLES.get(flow, flow.replace("_", " "))
+    ax.set_ylabel(f"{title} ($B/year, nominal{', log' if scale == 'log' else ''})")
+    partial = any(results.grid.year_is_partial())
+    _date_x_axis(ax, "calendar year" + (" (partial years: partial sums)" if partial else ""))
+    _year_ticks(ax, len(x))
+    ax.grid(alpha=0.3, which="both" if scale == "log" else "major")
+    ax.autoscale_view()
+    _legend(ax, outside=True)  # bars fill every year: none free
+    return ax
+
+
+def _year_ticks(ax, years: int) -> None:
+    """One tick per year (every other beyond 20) at mid-year, under each year's bar."""
+    import matplotlib.dates as mdates
+
+    ax.xaxis.set_major_locator(mdates.YearLocator(1 if years <= 20 else 2, month=7, day=1))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=None,
+                  color=None, band_legend: bool = True):
+    """The survival curve S(m) = P(not yet repaid by month m) of a first-passage event
+    (``which``: repayment, credit_exhaustion, cap_reached, commitment_met; for the others
+    "repaid" reads "credits exhausted", "cap reached", "commitment met"): a step line with
+    its 95% band (shaded), the median month marked (a dot at S = 1/2, labelled with the
+    month; "median: not by the horizon" when more than half the paths are censored), and
+    the probability of "not by the horizon" (censored paths: S at the horizon) as a marker
+    and note at the right edge, without extending the x axis past the horizon's month.
+    Returns ``ax``."""
+    import matplotlib.dates as mdates
+
+    _check_choice("event (which)", which, tuple(SURVIVAL_EVENTS))
+    ax = ax if ax is not None else new_axes()
+    not_yet, _ = SURVIVAL_EVENTS[which]
+    dist = getattr(results, which)
+    x = month_dates(results, extra=1)   # the last step ends where the horizon's month ends
+    s = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])
+    se = np.append(dist.cdf_se, dist.cdf_se[-1])
+    name = label if label is not None else (_run_name(results) or not_yet)
+    (line,) = ax.step(x, s, where="post", color=color, lw=2, label=name, zorder=3)
+    color = line.get_color()
+    lo, hi = np.clip(s - 1.96 * se, 0, 1), np.clip(s + 1.96 * se, 0, 1)
+    band = ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.2, lw=0,
+                           label=f"{name}: 95% band" if band_legend
+                           and _band_visible(lo, hi, 1.0) else "_nolegend_")
+    for artist in (line, band):
+        _sticky_x(artist, x[0], x[-1])
+    # probabilities: always 0..1 in the data limits, whatever else the Axes holds
+    ax.update_datalim([(mdates.date2num(x[0]), 0.0), (mdates.date2num(x[0]), 1.0)])
+    med = dist.quantiles.get(50.0, (None,))[0]
+    end = x[-1]
+    if med is not None:
+        ax.plot([x[med]], [0.5], "o", color=color, mec="white", ms=7, zorder=4,
+                gid="median-marker", label="_nolegend_")
+        ax.annotate(f"median {results.grid.label(med)}", (x[med], 0.5), xytext=(5, 4),
+                    textcoords="offset points", fontsize=8, color=color)
+    else:  # not by the horizon: the dot on the right edge
+        ax.plot([end], [0.5], "o", color=color, mec="white", ms=7, zorder=4, clip_on=False,
+                gid="median-marker", label="_nolegend_")
+        ax.annotate("median: not by the horizon", (end, 0.5), xytext=(-5, 4),
+                    textcoords="offset points", ha="right", fontsize=8, color=color)
+    horizon = results.grid.label(results.grid.num_months - 1)
+    ax.plot([end], [dist.censored], ">", color=color, ms=7, clip_on=False, zorder=4,
+            gid="censored-marker", label="_nolegend_")
+    # the curve comes down from the upper left: the note below it, unless at the bottom
+    low = dist.censored < 0.1
+    ax.annotate(f"{dist.censored:.1%} not by {horizon}", (end, dist.censored),
+                xytext=(-8, 5 if low else -6), textcoords="offset points", ha="right",
+                va="bottom" if low else "top", fontsize=8, color=color)
+    ax.set_ylabel(f"S(m) = P({not_yet} by month m)")
+    _date_x_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.autoscale_view()
+    _legend(ax)
+    return ax
+
+
+def _conditioned(results: Results) -> Results:
+    cond = getattr(results, "conditioned", None)
+    if cond is None:
+        raise ValueError("no conditioned results: the config has no [observations] "
+                         "(or the run was made with condition=False)")
+    return cond
+
+
+def plot_conditioned_fan(results: Results, ax=None, *, band=(5, 95)):
+    """Cumulative Azure spend, prior (``results``) and conditioned (``results.conditioned``)
+    overlaid: each one's ``band`` and median. Returns ``ax``."""
+    cond = _conditioned(results)
+    ax = ax if ax is not None else new_axes()
+    for res, name in ((results, "prior"), (cond, "conditioned")):
+        _fan(res, ax, (band,), prefix=f"{name}: ", color=None, mean=False, band_alpha=0.15,
+             edges=True)
+    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
+    _date_x_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.autoscale_view()
+    _legend(ax)
+    return ax
+
+
+def plot_conditioned_survival(results: Results, ax=None, *, which: str = "repayment"):
+    """S(m) = P(not yet repaid by month m) (or the ``which`` event), prior and conditioned
+    overlaid (see :func:`plot_survival`). Returns ``ax``."""
+    cond = _conditioned(results)
+    ax = ax if ax is not None else new_axes()
+    plot_survival(results, ax, which=which, label="prior")
+    plot_survival(cond, ax, which=which, label="conditioned")
+    return ax
+
+
+def plot_compare(runs, ax=None, *, what: str = "fan", which: str = "repayment",
+                 band=(5, 95)):
+    """Several runs on one Axes, one property-cycle colour each, legend by name.
+
+    ``runs``: a mapping ``{name: Results}``; a run with conditioned results is drawn
+    from them (legend: "name (conditioned)"). ``what="fan"``: cumulative Azure spend, each
+    run's median (line) and ``band`` (shaded); ``what="survival"``: each run's
+    S(m) = P(not yet repaid by month m) (or the ``which`` event, see
+    :func:`plot_survival`). Returns ``ax``."""
+    _check_choice("what", what, ("fan", "survival"))
+    if what == "survival":
+        _check_choice("event (which)", which, tuple(SURVIVAL_EVENTS))
+    ax = ax if ax is not None else new_axes()
+    for name, res in dict(runs).items():
+        cond = getattr(res, "conditioned", None)
+        shown, text = (cond, f"{name} (conditioned)") if cond is not None else (res, str(name))
+        if what == "fan":
+            before = len(ax.get_lines())
+            _fan(shown, ax, (band,), prefix="", color=None, mean=False, band_alpha=0.15,
+                 band_label="_", edges=True)
+            # one legend entry per run: its median line, named; the bands are unnamed
+            ax.get_lines()[before].set_label(text)
+        else:
+            plot_survival(shown, ax, which=which, label=text, band_legend=False)
+    if what == "fan":
+        ax.set_ylabel("cumulative Azure spend ($B, nominal)")
+        _date_x_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.autoscale_view()
+        handles, labels = ax.get_legend_handles_labels()
+        lo, hi = band
+        ax.legend(handles, labels, loc="best", fontsize=8,
+                  title=f"line: median; shaded: {lo:g}-{hi:g}%", title_fontsize=8)
+    return ax
+
+
+# --- the report's charts (titled, on a fresh Axes), over the composable plots above --------
+def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue",
+              label: str = "") -> None:
+    """The report's fan chart: :func:`plot_fan` with a title."""
+    plot_fan(results, ax, bands=bands, color=color, label=label)
     ax.set_title(f"Cumulative Azure spend since {results.grid.label(0)} "
                  f"({paths_text(results)})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
 
 
-def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:orange") -> None:
-    """One calendar-year flow: median, 25-75% and 5-95% ranges, and the mean."""
-    q = results.quantiles(flow, (5, 25, 50, 75, 95))
-    mean, _ = results.mean(flow)
-    labels = results.grid.year_labels()
-    x = np.arange(len(labels))
-    ax.vlines(x, q.value[:, 0] / B, q.value[:, 4] / B, color=color, lw=1.5, alpha=0.6,
-              label="5-95%")
-    ax.vlines(x, q.value[:, 1] / B, q.value[:, 3] / B, color=color, lw=6, alpha=0.8,
-              label="25-75%")
-    ax.plot(x, q.value[:, 2] / B, "o", color="black", ms=4, label="median")
-    ax.plot(x, mean / B, "x", color="tab:red", ms=5, label="mean")
-    ax.set_xticks(x, [lab.replace(" (", "\n(") for lab in labels], fontsize=7, rotation=90)
+def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:orange",
+                 label: str = "") -> None:
+    """The report's annual chart: :func:`plot_annual` with a title."""
+    plot_annual(results, ax, flow=flow, color=color, label=label)
     title = FLOW_TITLES.get(flow, flow.replace("_", " "))
-    ax.set_ylabel(f"{title} ($B per year, nominal)")
-    ax.set_yscale("log")
-    ax.set_title(f"{title[0].upper() + title[1:]} per calendar year "
-                 "(partial years are partial sums)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{title[0].upper() + title[1:]} per calendar year ({paths_text(results)})")
 
 
-#: first-passage months: Results attribute, line label, title
-EVENT_PLOTS = {
-    "repayment": ("repayment", "repaid by month",
-                  "Microsoft repaid (recouped sum reaches the investment)"),
-    "credit": ("credit_exhaustion", "credits exhausted by month", "Azure credits exhausted"),
-    "cap_reached": ("cap_reached", "cap reached by month", "Revenue-share cap reached"),
-    "commitment_met": ("commitment_met", "commitment met by month",
-                       "Azure commitment met by spend"),
-}
+#: the report's event keys (``"credit"`` for credit exhaustion) -> Results attribute
+EVENT_PLOTS = {"repayment": "repayment", "credit": "credit_exhaustion",
+               "credit_exhaustion": "credit_exhaustion", "cap_reached": "cap_reached",
+               "commitment_met": "commitment_met"}
 
 
 def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green") -> None:
-    """P(event by month) with its 95% band, and the mass not reached by the horizon
-    (``which``: a key of :data:`EVENT_PLOTS`)."""
-    attr, label, title = EVENT_PLOTS[which]
-    dist = getattr(results, attr)
-    x = _month_axis(results)
-    _probability_step(ax, x, dist.cdf, dist.cdf_se, color, alpha=0.25, label=label)
-    top = dist.cdf[-1] if len(dist.cdf) else 0.0
-    end = x[-1] + 1 / 12
-    ax.bar(end + 0.4, dist.censored, bottom=top, width=0.6, color="tab:gray",
-           label=f"not by the horizon: {dist.censored:.1%}")
-    _probability_axes(ax, f"{title}: P(by month), {results.num_paths:,} paths", "upper left")
+    """The report's first-passage chart, drawn (despite the historical name) as the one
+    convention for events: the survival curve S(m) = P(not yet by month m) of
+    :func:`plot_survival`, with a title. ``which``: a key of :data:`EVENT_PLOTS`."""
+    _check_choice("event", which, tuple(EVENT_PLOTS))
+    attr = EVENT_PLOTS[which]
+    plot_survival(results, ax, which=attr, color=color, label=SURVIVAL_EVENTS[attr][0])
+    ax.set_title(f"{SURVIVAL_EVENTS[attr][1]}: survival by month ({paths_text(results)})")
 
 
 def survival_curve(results: Results, ax, which: str = "repayment", color="tab:purple",
                    label: str | None = None) -> None:
-    """P(event not yet by month): 1 - CDF, with its 95% band (repayment by default)."""
-    dist = results.repayment if which == "repayment" else results.credit_exhaustion
-    _probability_step(ax, _month_axis(results), 1.0 - dist.cdf, dist.cdf_se, color, alpha=0.2,
-                      label=label or
-                      f"P(not {'repaid' if which == 'repayment' else 'exhausted'} yet)",
-                      band_label="95% band")
-    title = "Microsoft not yet repaid" if which == "repayment" else "Credits not yet exhausted"
-    _probability_axes(ax, f"{title}, {paths_text(results)}", "upper right")
+    """S(m) = P(not yet repaid by month m) (or credits, ...): :func:`plot_survival` with
+    a title. ``which``: a key of :data:`EVENT_PLOTS`."""
+    _check_choice("event", which, tuple(EVENT_PLOTS))
+    attr = EVENT_PLOTS[which]
+    plot_survival(results, ax, which=attr, color=color,
+                  label=label or SURVIVAL_EVENTS[attr][0])
+    ax.set_title(f"{SURVIVAL_EVENTS[attr][1]}, {paths_text(results)}")
 
 
 def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
                               band=(5, 95)) -> None:
     """Cumulative Azure spend: the prior's and the conditioned band and median, overlaid."""
-    x = _month_axis(prior)
-    lo, hi = band
-    top = 0.0
     for res, color, name in ((prior, "tab:blue", "prior"),
                              (conditioned, "tab:red", "conditioned")):
-        q = res.quantiles("cumulative_azure_spend", (lo, 50, hi))
-        ax.fill_between(x, q.value[:, 0] / B, q.value[:, 2] / B, color=color, alpha=0.18,
-                        lw=0, label=f"{name}: {lo:g}-{hi:g}% band")
-        ax.plot(x, q.value[:, 1] / B, color=color, lw=2, label=f"{name}: median")
-        top = max(top, float(np.nanmax(q.value[:, 2] / B)))
-    if np.isfinite(top) and top > 0:
-        ax.set_ylim(0, 1.08 * top)
-    _year_ticks(ax)
-    ax.set_xlabel("year")
+        _fan(res, ax, (band,), prefix=f"{name}: ", color=color, mean=False, band_alpha=0.15,
+             edges=True)
     ax.set_ylabel("cumulative Azure spend ($B, nominal)")
-    ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
+    _date_x_axis(ax)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.autoscale_view()
+    _legend(ax)
+    ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
 
 
 def prior_vs_conditioned_survival(prior: Results, conditioned: Results, ax) -> None:
-    """P(Microsoft not yet repaid by month), prior and conditioned, with 95% bands."""
-    survival_curve(prior, ax, color="tab:blue", label="prior")
-    survival_curve(conditioned, ax, color="tab:red", label="conditioned")
+    """S(m) = P(Microsoft not yet repaid by month m), prior and conditioned, with 95% bands."""
+    plot_survival(prior, ax, color="tab:blue", label="prior")
+    plot_survival(conditioned, ax, color="tab:red", label="conditioned")
     ax.set_title(f"Microsoft not yet repaid: prior vs conditioned ({paths_text(conditioned)})")
 
 
@@ -188,24 +458,6 @@ def write_tornado(result, path: Path) -> Path:
         tornado(result, fig.add_subplot(len(outputs), 1, k + 1), output)
     fig.savefig(path, dpi=110)
     return path
-
-
-def _probability_step(ax, x, p, se, color, *, alpha: float, label: str,
-                      band_label: str | None = None) -> None:
-    """A probability by month as a step line with its 95% band, clipped to [0, 1]."""
-    ax.step(x, p, where="post", color=color, lw=2, label=label)
-    ax.fill_between(x, np.clip(p - 1.96 * se, 0, 1), np.clip(p + 1.96 * se, 0, 1),
-                    step="post", color=color, alpha=alpha, lw=0, label=band_label)
-
-
-def _probability_axes(ax, title: str, legend_loc: str) -> None:
-    ax.set_ylim(0, 1.02)
-    _year_ticks(ax)
-    ax.set_xlabel("year")
-    ax.set_ylabel("probability")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc=legend_loc, fontsize=8)
 
 
 def _name_text(name: str) -> str:
@@ -345,7 +597,7 @@ def plot_predictive(observation_rows, ax=None):
         rel = 1.96 * r["sd"] / abs(r["value"]) if r["value"] else np.nan
         ax.errorbar(1.0, i, xerr=[[min(rel, 0.95)], [rel]], fmt="o", color="black", ms=4,
                     elinewidth=1, capsize=3,
-                    label="observed +- 1.96 sd" if i == 0 else None)
+                    label="observed ± 1.96 sd (observation error)" if i == 0 else None)
     labels = []
     for r in rows:
         z = r.get("posterior_z")
@@ -417,8 +669,10 @@ def new_axes(figsize=(8, 4.5)):
 
 
 def write_plots(results: Results, out: Path, summary: dict | None = None) -> list[Path]:
-    """The report's PNGs: fan chart, annual Azure spend, repayment and credit CDFs (and the
-    cap and commitment CDFs where the deal has them); with conditioned results, prior vs
+    """The report's PNGs: fan chart, annual Azure spend, repayment and credit-exhaustion
+    survival curves S(m) = P(not yet by month m) (and the cap's and the commitment's where
+    the deal has them; the files keep their historical ``*_cdf.png`` names); with
+    conditioned results, prior vs
     conditioned fan and survival; with an SMC posterior, the parameters' shifts, the SMC
     diagnostics and the posterior predictive check (drawn from ``summary``'s
     ``conditioned`` block when given, else from the results' own tables)."""

@@ -483,35 +483,21 @@ class Results:
 
     # --- plots on a matplotlib Axes -----------------------------------------------------
     # Thin delegates to mcsim.plots: every keyword is forwarded; each returns the Axes.
-    def _delegate(self, name: str, ax, kw: dict, fallback):
-        from . import plots
-
-        fn = getattr(plots, name, None)
-        if fn is not None:
-            out = fn(self, ax, **kw)
-            return out if out is not None else ax
-        ax = ax if ax is not None else plots.new_axes()
-        fallback(plots, ax)
-        return ax
-
     def plot_fan(self, ax=None, **kw):
         """Fan chart of cumulative Azure spend (:func:`mcsim.plots.plot_fan`)."""
-        def old(plots, ax):
-            bands = tuple(map(tuple, kw.pop("bands", ((5, 95), (25, 75)))))
-            plots.fan_chart(self, ax, bands=bands, **kw)
-        return self._delegate("plot_fan", ax, kw, old)
+        from . import plots
+        return plots.plot_fan(self, ax, **kw)
 
     def plot_annual(self, ax=None, **kw):
         """One annual flow by calendar year (:func:`mcsim.plots.plot_annual`)."""
-        return self._delegate("plot_annual", ax, kw,
-                              lambda plots, ax: plots.annual_chart(self, ax, **kw))
+        from . import plots
+        return plots.plot_annual(self, ax, **kw)
 
     def plot_survival(self, ax=None, which: str = "repayment", **kw):
-        """P(event not yet by month) (:func:`mcsim.plots.plot_survival`)."""
+        """S(m) = P(event not yet by month m) (:func:`mcsim.plots.plot_survival`)."""
+        from . import plots
         check_event(which)
-        return self._delegate("plot_survival", ax, {"which": which, **kw},
-                              lambda plots, ax: plots.survival_curve(self, ax, which=which,
-                                                                     **kw))
+        return plots.plot_survival(self, ax, which=which, **kw)
 
     def plot_repayment_survival(self, ax=None, **kw):
         """P(Microsoft not yet repaid by month): :meth:`plot_survival` of "repayment"."""
@@ -520,18 +506,16 @@ class Results:
     def plot_conditioned_fan(self, ax=None, **kw):
         """Prior and conditioned fan charts overlaid (needs ``conditioned``;
         :func:`mcsim.plots.plot_conditioned_fan`)."""
+        from . import plots
         self._need_conditioned()
-        return self._delegate("plot_conditioned_fan", ax, kw,
-                              lambda plots, ax: plots.prior_vs_conditioned_fan(
-                                  self, self.conditioned, ax, **kw))
+        return plots.plot_conditioned_fan(self, ax, **kw)
 
     def plot_conditioned_survival(self, ax=None, **kw):
         """Prior and conditioned P(not yet repaid) overlaid (needs ``conditioned``;
         :func:`mcsim.plots.plot_conditioned_survival`)."""
+        from . import plots
         self._need_conditioned()
-        return self._delegate("plot_conditioned_survival", ax, kw,
-                              lambda plots, ax: plots.prior_vs_conditioned_survival(
-                                  self, self.conditioned, ax, **kw))
+        return plots.plot_conditioned_survival(self, ax, **kw)
 
     def _need_conditioned(self) -> None:
         if self.conditioned is None:

@@ -16,7 +16,8 @@ from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
 
 MCSIM = shutil.which("mcsim", path=str(Path(sys.executable).parent)) or "mcsim"
 REPORT_FILES = {"summary.json", "cumulative_azure_spend.csv", "annual.csv",
-                "repayment_cdf.csv", "horizon_totals.csv", "fan_chart.png", "report.html",
+                "repayment_cdf.csv", "event_quantiles.csv", "horizon_totals.csv",
+                "fan_chart.png", "report.html",
                 "annual_azure_spend.png", "repayment_cdf.png", "credit_exhaustion_cdf.png",
                 "stocks.csv", "parameters.csv", "cap_reached_cdf.png", ".mcsim-output.json"}
 

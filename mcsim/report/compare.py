@@ -2,10 +2,17 @@
 standard error, and their fan charts and repayment CDFs overlaid.
 
 Works from the report directories alone (``summary.json``), so runs done on other machines
-or days compare as well. The error of a difference treats the runs as independent,
+or days compare as well. A run with observations is compared on its conditioned block
+(the output says "conditioned on N observations"). The rows: mean and median cumulative
+Azure spend at the horizon, P(not repaid by the horizon), the median repayment month and
+the median revenue-share cap month (absolute months; their differences in months), P(Azure
+commitment met) where a run has a commitment, two horizon totals and P(repaid by) two
+months. The error of a difference treats the runs as independent,
 ``se = sqrt(se_a^2 + se_b^2)``; runs sharing a seed are positively correlated, for which
-this overstates the error (conservative). A median's standard error is read off its 95%
-interval as half its width over 1.96.
+this overstates the error (conservative: the text says so and points to ``mcsim compare
+--paired``, :mod:`mcsim.paired`, which runs two configs on common paths). A median's
+standard error is read off its 95% interval as half its width over 1.96. "±" is 1.96
+standard errors (95%).
 """
 
 from __future__ import annotations
@@ -37,6 +44,25 @@ def load_summary(out_dir: str | Path) -> dict:
     return summary
 
 
+def statistics_block(summary: dict) -> dict:
+    """The block a comparison reads: the conditioned statistics where the run has them
+    (``summary["conditioned"]``), else the run's own."""
+    return summary.get("conditioned") or summary
+
+
+def condition_text(summary: dict) -> str:
+    """How a run's compared numbers were made: "conditioned on N observations (method,
+    effective sample size)" or "prior (no observations)"."""
+    cond = summary.get("conditioned")
+    if not cond:
+        return "prior (no observations)"
+    n = len(cond.get("observations", []))
+    method = cond.get("conditioning_method", "importance")
+    ess = cond.get("effective_sample_size")
+    ess_text = f", effective sample size {ess:,.0f}" if isinstance(ess, int | float) else ""
+    return f"conditioned on {n} observation{'s' * (n != 1)} ({method}{ess_text})"
+
+
 def _median_se(block: dict) -> tuple[float | None, float | None]:
     p = block["quantiles"]["p50"]
     value, lo, hi = (p[k] if not isinstance(p[k], list) else p[k][-1]
@@ -46,100 +72,187 @@ def _median_se(block: dict) -> tuple[float | None, float | None]:
     return value, (hi - lo) / (2 * Z_95)
 
 
+def _month_number(label: str | None) -> int | None:
+    return None if label is None else parse_month(label)
+
+
+def _median_month(block: dict | None) -> tuple[float | None, float | None]:
+    """A first-passage month's median as an absolute month number (``12*year + month-1``;
+    None where it lies beyond the horizon) and its standard error read off its 95%
+    interval (None where the interval reaches beyond the horizon)."""
+    if not block or "p50" not in block.get("quantiles", {}):
+        return None, None
+    p = block["quantiles"]["p50"]
+    value = _month_number(p["month"])
+    lo, hi = _month_number(p["ci95_low"]), _month_number(p["ci95_high"])
+    if value is None or lo is None or hi is None:
+        return value, None
+    return float(value), (hi - lo) / (2 * Z_95)
+
+
 def headline(summary: dict) -> dict[str, tuple[float | None, float | None, str]]:
-    """name -> (value, standard error, unit) of the numbers a comparison reports."""
-    cum = summary["cumulative_azure_spend"]
+    """name -> (value, standard error, unit) of the numbers a comparison reports, from the
+    conditioned block where the run has one (:func:`statistics_block`). Units: "$",
+    "probability" or "month" (an absolute month number, shown as YYYY-MM; a difference of
+    two in months)."""
+    block = statistics_block(summary)
+    cum = block["cumulative_azure_spend"]
     horizon = summary["grid"]["horizon"]
+    rep = block["repayment"]
     out = {
         f"mean cumulative Azure spend by {horizon}": (cum["mean"][-1], cum["mean_se"][-1], "$"),
         f"median cumulative Azure spend by {horizon}": (*_median_se(cum), "$"),
         f"P(Microsoft not repaid by {horizon})": (
-            summary["repayment"]["probability_not_by_horizon"],
-            summary["repayment"]["probability_not_by_horizon_se"], "probability"),
+            rep["probability_not_by_horizon"], rep["probability_not_by_horizon_se"],
+            "probability"),
+        "median repayment month": (*_median_month(rep), "month"),
     }
+    if "revenue_share_cap_reached" in block:
+        out["median revenue-share cap month"] = (
+            *_median_month(block["revenue_share_cap_reached"]), "month")
+    met = block.get("azure_commitment_met")
+    if met is not None and met["probability_not_by_horizon"] < 1.0:
+        out[f"P(Azure commitment met by {horizon})"] = (
+            1.0 - met["probability_not_by_horizon"], met["probability_not_by_horizon_se"],
+            "probability")
     for name in ("microsoft_net", "deepest_cumulative_loss"):
-        block = summary["horizon"][name]
-        out[f"mean {name.replace('_', ' ')}"] = (block["mean"], block["mean_se"], "$")
-    months = summary["repayment"]["cdf"]["months"]
-    cdf = summary["repayment"]["cdf"]["probability"]
-    se = summary["repayment"]["cdf"]["se"]
+        h = block["horizon"][name]
+        out[f"mean {name.replace('_', ' ')}"] = (h["mean"], h["mean_se"], "$")
+    months = rep["cdf"]["months"]
+    cdf, se = rep["cdf"]["probability"], rep["cdf"]["se"]
     for label in (months[len(months) // 2], months[-1]):
         i = months.index(label)
         out[f"P(repaid by {label})"] = (cdf[i], se[i], "probability")
     return out
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def _fmt(value: float | None, unit: str, *, difference: bool = False) -> str:
     if value is None or not math.isfinite(value):
-        return "n/a"
+        return "not by the horizon" if unit == "month" and not difference else "n/a"
     if unit == "$":
         return money_text(value)
+    if unit == "month":
+        if difference:
+            return f"{value:+.1f} months" if value else "0 months"
+        m = int(round(value))
+        return f"{m // 12:04d}-{m % 12 + 1:02d}"
     return f"{value:.4f}"
+
+
+def _fmt_se(value: float, unit: str) -> str:
+    return _fmt(value, unit, difference=True).lstrip("+") if unit == "month" \
+        else _fmt(value, unit)
+
+
+def _shared_seed(summaries: list[dict]) -> tuple[int, int] | None:
+    """(seed, paths) where every run has the same of both, else None."""
+    keys = {(s.get("provenance", {}).get("seed"), s.get("paths")) for s in summaries}
+    if len(keys) == 1:
+        seed, paths = keys.pop()
+        if seed is not None and paths is not None:
+            return seed, paths
+    return None
 
 
 def compare_text(summaries: list[dict], names: list[str]) -> str:
     """A table: each run's headline numbers, then each later run minus the first with the
-    standard error of the difference and the difference in standard errors (z)."""
+    standard error of the difference and the difference in standard errors (z). Where a
+    run has a conditioned block, its conditioned numbers are compared (and said so)."""
     heads = [headline(s) for s in summaries]
-    lines = []
-    for key in heads[0]:
-        unit = heads[0][key][2]
+    lines = ["± = 1.96 × SE, 95%; the error of a difference treats the runs as "
+             "independent, sqrt(SE_a² + SE_b²)"]
+    for name, s in zip(names, summaries, strict=True):
+        lines.append(f"{name}: {condition_text(s)}, {s.get('paths', 0):,} paths")
+    conditioned = {bool(s.get("conditioned")) for s in summaries}
+    if len(conditioned) > 1:
+        lines.append("note: some runs are conditioned on observations and some are not: "
+                     "their differences mix a posterior with a prior")
+    shared = _shared_seed(summaries)
+    if shared is not None and len(summaries) > 1:
+        lines.append(f"note: these runs share seed {shared[0]} and {shared[1]:,} paths, so "
+                     "their errors are correlated and the ± of a difference overstates it; "
+                     "`mcsim compare --paired A.toml B.toml` gives paired errors")
+    keys = list(dict.fromkeys(k for h in heads for k in h))
+    for key in keys:
+        unit = next(h[key][2] for h in heads if key in h)
         lines.append(key)
         for name, h in zip(names, heads, strict=True):
             v, se, _ = h.get(key, (None, None, unit))
-            lines.append(f"  {name}: {_fmt(v, unit)}" + (f" +- {_fmt(Z_95 * se, unit)}"
+            lines.append(f"  {name}: {_fmt(v, unit)}" + (f" ± {_fmt_se(Z_95 * se, unit)}"
                                                          if se is not None else ""))
-        v0, se0, _ = heads[0][key]
+        v0, se0, _ = heads[0].get(key, (None, None, unit))
         for name, h in zip(names[1:], heads[1:], strict=True):
             v, se, _ = h.get(key, (None, None, unit))
             if v is None or v0 is None:
                 continue
             diff = v - v0
             if se is None or se0 is None:
-                lines.append(f"  {name} - {names[0]}: {_fmt(diff, unit)}")
+                lines.append(f"  {name} - {names[0]}: {_fmt(diff, unit, difference=True)}")
                 continue
             se_d = math.hypot(se, se0)
-            z = diff / se_d if se_d > 0 else math.inf if diff else 0.0
-            lines.append(f"  {name} - {names[0]}: {_fmt(diff, unit)} +- "
-                         f"{_fmt(Z_95 * se_d, unit)} (z = {z:.1f})")
+            z = f" (z = {diff / se_d:.1f})" if se_d > 0 else ""
+            lines.append(f"  {name} - {names[0]}: {_fmt(diff, unit, difference=True)} ± "
+                         f"{_fmt_se(Z_95 * se_d, unit)}{z}")
     return "\n".join(lines)
 
 
 def plot_compare(summaries: list[dict], names: list[str], path: Path) -> Path:
-    """Fan charts (median and 5-95% band) and repayment CDFs of every run, overlaid."""
+    """compare.png: :func:`compare_figure` saved to ``path``."""
+    compare_figure(summaries, names).savefig(path, dpi=110)
+    return path
+
+
+def compare_figure(summaries: list[dict], names: list[str]):
+    """Fan charts (median and 5-95% band) and repayment CDFs of every run (conditioned
+    where a run has a conditioned block), overlaid on date axes (matplotlib dates: each
+    month at its first day), each run in its own colour and line style, bands translucent,
+    a legend by run name. A matplotlib Figure (no pyplot)."""
+    import matplotlib.dates as mdates
     import numpy as np
     from matplotlib.figure import Figure
+
+    def dates(labels):
+        return np.array([np.datetime64(m, "D") for m in labels])
 
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_fan, ax_cdf = fig.subplots(1, 2)
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    styles = ["-", "--", "-.", ":"]
     for k, (s, name) in enumerate(zip(summaries, names, strict=True)):
-        c = colors[k % len(colors)]
-        cum = s["cumulative_azure_spend"]
-        labels = cum["months"]
-        x = np.array([parse_month(m) / 12 for m in labels])  # years, as plots.py
+        c, ls = colors[k % len(colors)], styles[k % len(styles)]
+        block = statistics_block(s)
+        label = name + (" (conditioned)" if s.get("conditioned") else "")
+        cum = block["cumulative_azure_spend"]
+        x = dates(cum["months"])
         q = cum["quantiles"]
 
         def series(p, q=q):
             return np.array([np.nan if v is None else v / 1e9 for v in q[p]["value"]])
 
-        ax_fan.fill_between(x, series("p5"), series("p95"), color=c, alpha=0.15)
-        ax_fan.plot(x, series("p50"), color=c, lw=2, label=f"{name}: median, 5-95%")
-        rep = s["repayment"]["cdf"]
-        xr = np.array([parse_month(m) / 12 for m in rep["months"]])
-        ax_cdf.step(xr, rep["probability"], where="post", color=c, lw=2, label=name)
-        lo = np.clip(np.array(rep["probability"]) - Z_95 * np.array(rep["se"]), 0, 1)
-        hi = np.clip(np.array(rep["probability"]) + Z_95 * np.array(rep["se"]), 0, 1)
+        ax_fan.fill_between(x, series("p5"), series("p95"), color=c, alpha=0.12, lw=0)
+        for p in ("p5", "p95"):
+            ax_fan.plot(x, series(p), color=c, lw=0.8, ls=ls, alpha=0.7)
+        ax_fan.plot(x, series("p50"), color=c, lw=2, ls=ls, alpha=0.9,
+                    label=f"{label}: median, 5-95%")
+        rep = block["repayment"]["cdf"]
+        xr = dates(rep["months"])
+        # one convention everywhere (mcsim.plots.plot_survival): S(m) = P(not yet repaid)
+        surv = 1.0 - np.array(rep["probability"])
+        ax_cdf.step(xr, surv, where="post", color=c, lw=2, ls=ls, alpha=0.9, label=label)
+        lo = np.clip(surv - Z_95 * np.array(rep["se"]), 0, 1)
+        hi = np.clip(surv + Z_95 * np.array(rep["se"]), 0, 1)
         ax_cdf.fill_between(xr, lo, hi, step="post", color=c, alpha=0.2, lw=0)
-    ax_fan.set(xlabel="year", ylabel="cumulative Azure spend ($B)",
+    ax_fan.set(xlabel="month", ylabel="cumulative Azure spend ($B)",
                title="Cumulative Azure spend")
-    ax_cdf.set(xlabel="year", ylabel="P(repaid by month)", ylim=(0, 1.02),
-               title="Microsoft repaid: CDF with 95% bands")
+    ax_cdf.set(xlabel="month", ylabel="S(m) = P(not yet repaid by month m)", ylim=(0, 1.02),
+               title="Microsoft not yet repaid, with 95% bands")
     for ax in (ax_fan, ax_cdf):
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.savefig(path, dpi=110)
-    return path
+        ax.legend(fontsize=8, loc="upper left", framealpha=0.8)
+    return fig
 
 
 def write_compare(summaries: list[dict], names: list[str], out_dir: str | Path, *,

@@ -35,7 +35,7 @@ def format_summary(results: Results) -> str:
     end = grid.label(T - 1)
     lines = [f"mcsim: {results.num_paths:,} paths, {grid.label(0)} .. {end}, "
              f"seed {results.info.seed}, {results.info.seconds:.1f} s on {results.info.device}"
-             "  (quantiles with 95% intervals in [..])"]
+             "  (quantiles with 95% intervals in [..]; ± = 1.96 × SE, 95%)"]
     q = results.quantiles("cumulative_azure_spend", (5, 50, 95))
     lines.append(f"  cumulative Azure spend by {end}: median {_money_ci(q, T - 1, 1)}; "
                  f"5%: {_money_ci(q, T - 1, 0)}; 95%: {_money_ci(q, T - 1, 2)}")
@@ -54,13 +54,13 @@ def format_summary(results: Results) -> str:
     for title, dist in events:
         lines.append(f"  {title}: median {_month_ci(results, dist, 50)}; "
                      f"5%: {_month_ci(results, dist, 5)}; 95%: {_month_ci(results, dist, 95)}; "
-                     f"P(not by the horizon) = {dist.censored:.3f} +- "
+                     f"P(not by the horizon) = {dist.censored:.3f} ± "
                      f"{1.96 * dist.censored_se:.3f}")
     hm, hse = results.mean("horizon")
     hq = results.quantiles("horizon", (50,))
     for i, name in enumerate(HORIZON_TOTALS):
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
-                     f"mean {money_text(hm[i])} +- {money_text(1.96 * hse[i])}")
+                     f"mean {money_text(hm[i])} ± {money_text(1.96 * hse[i])}")
     if results.conditioned is not None:
         cond = results.conditioned
         cq = cond.quantiles("cumulative_azure_spend", (50,))
@@ -68,7 +68,7 @@ def format_summary(results: Results) -> str:
                      f"(effective sample size {cond.ess:,.0f}): cumulative Azure spend by "
                      f"{end}: median {_money_ci(cq, T - 1, 0)}; Microsoft repaid: median "
                      f"{_month_ci(cond, cond.repayment, 50)}; P(not by the horizon) = "
-                     f"{cond.repayment.censored:.3f} +- {1.96 * cond.repayment.censored_se:.3f}")
+                     f"{cond.repayment.censored:.3f} ± {1.96 * cond.repayment.censored_se:.3f}")
         if getattr(cond, "posterior", None) is not None:
             lines += _smc_lines(cond)
         if cond.warning:
