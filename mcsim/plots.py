@@ -425,41 +425,6 @@ def prior_vs_conditioned_survival(prior: Results, conditioned: Results, ax) -> N
     ax.set_title(f"Microsoft not yet repaid: prior vs conditioned ({paths_text(conditioned)})")
 
 
-def tornado(result, ax, output: str = "repayment_month", top: int = 12) -> None:
-    """Sobol indices of one output as horizontal bars, largest total index on top: total
-    (pale) and first order (dark), each with its bootstrap interval."""
-    idx = result.indices[output]
-    order = np.argsort(-np.nan_to_num(idx.total, nan=-np.inf))[:top][::-1]
-    y = np.arange(len(order))
-    ax.barh(y, idx.total[order], height=0.8, color="tab:blue", alpha=0.35,
-            label="total order")
-    ax.barh(y, idx.first[order], height=0.45, color="tab:blue", label="first order")
-    for lo, hi, val, dy in ((idx.total_low, idx.total_high, idx.total, 0.0),
-                            (idx.first_low, idx.first_high, idx.first, 0.0)):
-        ax.errorbar(val[order], y + dy, xerr=np.abs(np.stack([val[order] - lo[order],
-                                                              hi[order] - val[order]])),
-                    fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-    ax.set_yticks(y, [idx.names[i] for i in order], fontsize=8)
-    ax.axvline(0.0, color="black", lw=0.6)
-    ax.set_xlabel(f"Sobol index ({idx.confidence:.0%} bootstrap intervals)")
-    title = {"repayment_month": "repayment month",
-             "cumulative_azure_spend": "cumulative Azure spend at the horizon",
-             "repaid_by": f"event \"repaid by {result.by_month}\""}.get(output, output)
-    ax.set_title(f"What drives the {title} (N = {result.num_base:,})")
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(loc="lower right", fontsize=8)
-
-
-def write_tornado(result, path: Path) -> Path:
-    """Three tornado panels, one per sensitivity output, in one PNG."""
-    outputs = list(result.indices)
-    fig = Figure(figsize=(8, 4.2 * len(outputs)), layout="constrained")
-    for k, output in enumerate(outputs):
-        tornado(result, fig.add_subplot(len(outputs), 1, k + 1), output)
-    fig.savefig(path, dpi=110)
-    return path
-
-
 def _name_text(name: str) -> str:
     """A parameter's or observation's name for an axis: ``bias:wau`` -> ``bias of wau``."""
     return f"bias of {name[5:]}" if name.startswith("bias:") else name
