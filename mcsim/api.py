@@ -225,10 +225,19 @@ def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = Tr
     points one after the other instead (each then bit-identical to its own
     :func:`simulate`; batched, a point agrees with it to float32 rounding, about 1e-9
     relative in means: the fused code differs).
+
+    A point that fixes a correlated parameter drops its pairs (:func:`with_overrides`):
+    the warning is given once for the sweep. Each point's results are its prior and, with
+    ``[observations]``, its ``.conditioned`` ones (:mod:`mcsim.report.sweep` reports the
+    conditioned ones where present).
     """
     enable_x64()
     points = grid_points(grid)
-    configs = [with_overrides(config, point) for point in points]
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a pair dropped: once
+        warnings.simplefilter("always", UserWarning)
+        configs = [with_overrides(config, point) for point in points]
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        warnings.warn(message, UserWarning, stacklevel=2)
     if not batch or simulate_options.get("target_se"):
         return [(p, simulate(c, dtype=dtype, progress=progress, **simulate_options))
                 for p, c in zip(points, configs, strict=True)]
@@ -283,3 +292,25 @@ def reproduce(summary_path: str | Path, **run_options) -> tuple[Results, dict]:
     if prov.get("conditioned"):  # the run had its conditioned pass: so does the rerun
         results = add_conditioned([results], dtype, None, **run_options)[0]
     return with_tables(results, dtype), prov
+
+
+def compare_paired(config_a: Config | str | Path, config_b: Config | str | Path, *,
+                   paths: int | None = None, dtype: str = "float32"):
+    """B minus A on common random numbers: both configs (or config files) run on the same
+    path indices (same seed: the same parameter uniforms and shocks per path), the
+    per-path differences accumulated in float64 (:func:`mcsim.paired.paired_difference`).
+
+    Returns a pandas DataFrame, index ``statistic`` (cumulative Azure spend at the horizon,
+    each horizon total, the repayment month censored at the month count, repaid by the
+    horizon), columns ``mean_a``, ``se_a``, ``mean_b``, ``se_b``, ``difference`` (B - A),
+    ``se_paired`` (sd of the per-path differences / sqrt(paths)) and ``se_unpaired``
+    (sqrt(se_a^2 + se_b^2)); ``frame.attrs`` holds ``paths``, ``nonfinite_paths`` and
+    ``horizon``. ``paths`` defaults to the configs' common ``simulation.paths``. The configs
+    must share ``simulation.seed``, the grid (and ``paths``, unless given), with
+    ``variance_reduction = "none"``: ConfigError naming the key otherwise.
+    """
+    from .paired import paired_difference
+
+    configs = [load_config(c) if isinstance(c, str | Path) else c
+               for c in (config_a, config_b)]
+    return paired_difference(*configs, paths=paths, dtype=dtype).to_frame()

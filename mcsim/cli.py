@@ -333,11 +333,10 @@ def _main(argv: list[str] | None) -> int:
 
 def _validate(args) -> int:
     """``mcsim validate``: parse the config (after ``--set``) and say what it holds."""
-    from .overrides import parse_override, with_overrides
 
     try:
         config = load_config(args.config)
-        config = with_overrides(config, dict(parse_override(t) for t in args.set))
+        config = _with_overrides_warned(config, args.set)
     except ConfigError as exc:
         return _bad_input(exc)
     n = len(config.uncertain_parameters())
@@ -358,12 +357,11 @@ def _target(text: str) -> tuple[str, str]:
 
 def _run(args) -> int:
     """``mcsim run``: simulate a config (and its conditioned pass) and write its report."""
-    from .overrides import parse_override, with_overrides
     from .report.outdir import check_output_dir
 
     try:
         config = load_config(args.config)
-        config = with_overrides(config, dict(parse_override(t) for t in args.set))
+        config = _with_overrides_warned(config, args.set)
         config = config.with_simulation(paths=args.paths, seed=args.seed,
                                         chunk_size=args.chunk_size,
                                         variance_reduction=args.variance_reduction)
@@ -420,14 +418,13 @@ def _run(args) -> int:
 
 def _sensitivity(args) -> int:
     """``mcsim sensitivity``: Sobol indices and the tornado chart."""
-    from .overrides import parse_override, with_overrides
     from .report.outdir import check_output_dir
     from .report.sensitivity import write_sensitivity
     from .sensitivity import sensitivity
 
     try:
         config = load_config(args.config)
-        config = with_overrides(config, dict(parse_override(t) for t in args.set))
+        config = _with_overrides_warned(config, args.set)
         config = config.with_simulation(seed=args.seed)
         out = check_output_dir(args.out, force=args.force)
         with warnings.catch_warnings(record=True) as caught:
@@ -463,6 +460,19 @@ def _sensitivity(args) -> int:
     return 0
 
 
+def _with_overrides_warned(config, settings):
+    """``--set`` overrides applied, each warning (e.g. correlation pairs dropped for a
+    parameter fixed to a number) printed as one line."""
+    from .overrides import parse_override, with_overrides
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        config = with_overrides(config, dict(parse_override(t) for t in settings))
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"mcsim: warning: {message}", file=sys.stderr)
+    return config
+
+
 def _sweep(args) -> int:
     """``mcsim sweep``: a grid of overrides, one report per point and a comparison."""
     import warnings
@@ -496,10 +506,10 @@ def _sweep(args) -> int:
     keys = list(grid)
     for row in rows:
         point = ", ".join(f"{k}={row[k]}" for k in keys)
-        money = [k for k in row if k.startswith("median_cumulative")][0]
-        p_key = [k for k in row if k.startswith("p_not_repaid_by")][0]
-        print(f"{point}: median cumulative Azure spend ${row[money] / 1e9:,.0f}B; repaid "
-              f"median {row['median_repayment_month']}; P(not repaid) {row[p_key]:.3f} "
+        print(f"{point}: median repayment {row['median_repayment_month']} "
+              f"[{row['median_repayment_month_ci95_low']}, "
+              f"{row['median_repayment_month_ci95_high']}] (95%); "
+              f"P(repaid by {row['horizon']}) {row['p_repaid_by_horizon']:.3f} "
               f"± {1.96 * row['p_not_repaid_se']:.3f} (± = 1.96 × SE, 95%)")
     print(f"written {out}/sweep.csv" + ("" if args.no_plots else " and sweep.png"))
     return 0

@@ -40,6 +40,7 @@ from .parameters import (
     REVERSE_SHARE_PARAMETERS,
     SHOCK_NAMES,
 )
+from .rates import RATE_FORMS, RATE_PARAMETERS, log_rate, parse_percent
 
 #: Defaults for the optional [simulation] keys.
 DEFAULT_PATHS = 100_000
@@ -583,7 +584,7 @@ def _parse_distribution(name: str, spec: dict) -> Distribution:
     for f in fields:
         if f not in allowed:
             raise _unknown(f, allowed, f"{key}.")
-    values = {f: _number(v, f"{key}.{f}") for f, v in fields.items()}
+    values = {f: _distribution_field(name, f, v, key) for f, v in fields.items()}
     given = {f: v for f, v in values.items() if f not in TRUNCATION_FIELDS}
     forms = FIELD_SETS[kind]
     if not any(set(fs) == set(given) for fs in forms):
@@ -609,6 +610,46 @@ def _parse_distribution(name: str, spec: dict) -> Distribution:
                           f"{domain.describe()} (its support is [{a:g}, {b:g}]; "
                           "truncate it with min/max)")
     return dist
+
+
+#: Fields of a rate's distribution that may be given as "% per year": values of the rate
+#: itself (quantiles, support ends, mode; a normal's mean is its median). Not its scale
+#: (sd, sigma) nor a shape (alpha, beta): "% per year" of a spread has no meaning.
+RATE_VALUE_FIELDS = ("mean", "median", "p5", "p95", "low", "high", "mode", "min", "max")
+
+
+def _rate(value: Any, key: str, expected: str = RATE_FORMS) -> float:
+    """A log rate per year given as a number or as "-40%/yr" (-> ln(0.6))."""
+    if isinstance(value, str):
+        pct = parse_percent(value)
+        if pct is None:
+            raise ConfigError(key, value, expected)
+        if not pct > -100.0:
+            raise ConfigError(key, value, f"{RATE_FORMS}: a fall of 100% or more a year "
+                              "has no log rate")
+        return log_rate(pct)
+    return _number(value, key, expected)
+
+
+def _not_a_rate(key: str, value: Any, expected: str) -> ConfigError:
+    """The error for a string given to a parameter that is not a rate."""
+    if parse_percent(value) is not None:
+        expected += (' ("%/yr" is only for rates, which are given as '
+                     f"{RATE_FORMS.split(' (above')[0]}: "
+                     f"{', '.join(RATE_PARAMETERS[:3])}, ...)")
+    return ConfigError(key, value, expected)
+
+
+def _distribution_field(name: str, f: str, v: Any, key: str) -> float:
+    if name in RATE_PARAMETERS and isinstance(v, str):
+        if f in RATE_VALUE_FIELDS:
+            return _rate(v, f"{key}.{f}")
+        raise ConfigError(f"{key}.{f}", v, "a finite number (a spread or shape of a log "
+                          'rate per year: "%/yr" is only for its values, e.g. p5, p95, '
+                          "mean, low, high)")
+    if isinstance(v, str):
+        raise _not_a_rate(f"{key}.{f}", v, "a finite number")
+    return _number(v, f"{key}.{f}")
 
 
 def _interval(ends: tuple[float, float]) -> str:
@@ -705,7 +746,13 @@ def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
             # domain check does the > 0): an unbounded one is fine, its huge draws give
             # 2^(-dt/h) -> 1, i.e. a rate that barely decays
             out[name] = _parse_distribution(name, value)
+        elif name in RATE_PARAMETERS:
+            out[name] = _rate(value, key, f"{RATE_FORMS}, or a distribution table "
+                              "{dist = ...}")
         else:
+            if isinstance(value, str):
+                raise _not_a_rate(key, value, f"a number in {domain.describe()} or a "
+                                  "distribution table {dist = ...}")
             x = _number(value, key, f"a number in {domain.describe()} or a distribution "
                         "table {dist = ...}")
             if not domain.contains(x):

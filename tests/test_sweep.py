@@ -40,10 +40,13 @@ def test_sweep_grid_is_monotone_and_compiles_once(short_config, tmp_path, capsys
     args = ["sweep", str(short_config), "--paths", "2048", "--seed", "4", "--no-plots",
             "--set", "deal.revenue_share=0.05,0.2", "--set", "deal.investment=13e9,30e9"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    rows = _rows(tmp_path / "a")
+    # one row per point and statistic; one folder per point, named by its values
+    rows = [r for r in _rows(tmp_path / "a") if r["statistic"] == "p_repaid_by_horizon"]
     assert len(rows) == 4 and {p.name for p in (tmp_path / "a").iterdir()} == {
-        "sweep.csv", "point-00", "point-01", "point-02", "point-03", ".mcsim-output.json"}
-    p = {(r["deal.revenue_share"], r["deal.investment"]): float(r["p_not_repaid_by_2028-12"])
+        "sweep.csv", ".mcsim-output.json", *(
+            f"deal.revenue_share={s},deal.investment={i}" for s in ("0.05", "0.2")
+            for i in ("13000000000", "30000000000"))}
+    p = {(r["deal.revenue_share"], r["deal.investment"]): 1 - float(r["value"])
          for r in rows}
     # the same paths under every point: more revenue share or a smaller line repays each
     # path no later, so these hold exactly, not only in expectation

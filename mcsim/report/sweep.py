@@ -1,11 +1,19 @@
-"""A sweep's files (:func:`write_sweep`): sweep.csv (:func:`sweep_table`, one row per point),
-sweep.png (:func:`plot_sweep`) and every point's report (``point-NN/``). The points are run
-by :func:`mcsim.sweep.run_sweep`."""
+"""A sweep's files (:func:`write_sweep`): sweep.csv (:func:`sweep_long_table`, tidy: one
+row per point and statistic), sweep.png (:func:`sweep_figure`: the repayment month's median
+and P(repaid by the horizon) against the swept value) and every point's report, in a folder
+named by its values (``deal.revenue_share=0.1/``, :func:`point_dir_names`). The points are
+run by :func:`mcsim.api.run_sweep`.
+
+A point with ``[observations]`` reports its conditioned results (what the observations
+say), as the point's own report does in its headline; otherwise its prior results.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,31 +21,111 @@ from .files import write_report
 from .outdir import output_directory
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..results import Results
 
-#: what :func:`mcsim.sweep.run_sweep` returns: (point, Results) in grid order
+#: what :func:`mcsim.api.run_sweep` returns: (point, Results) in grid order
 Runs = Sequence[tuple[Mapping[str, Any], "Results"]]
+
+#: sweep.csv's columns after the swept keys (one per key, named by the key)
+LONG_COLUMNS = ("statistic", "unit", "value", "se", "ci95_low", "ci95_high", "horizon")
+#: the statistics of sweep.csv, in order, with their units
+STATISTICS = {
+    "median_repayment_month": "month",
+    "p_repaid_by_horizon": "probability",
+    "median_cumulative_azure_spend_at_horizon": "$",
+    "mean_cumulative_azure_spend_at_horizon": "$",
+}
+
+
+def _headline(res: Results) -> Results:
+    """The results a sweep reports: the conditioned ones when the run has them."""
+    cond = getattr(res, "conditioned", None)
+    return cond if cond is not None else res
+
+
+def _point_stats(res: Results) -> dict[str, dict[str, Any]]:
+    """statistic -> {value, se, ci95_low, ci95_high} ("YYYY-MM" months; None: beyond the
+    horizon, or an interval end the paths cannot bound)."""
+    res = _headline(res)
+    rep = res.repayment
+    med, lo, hi = rep.quantiles[50]
+    p = 1.0 - rep.censored
+    se = rep.censored_se
+    cum = res.quantiles("cumulative_azure_spend", (50,))
+    mean, mean_se = res.mean("cumulative_azure_spend")
+
+    def finite(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    return {
+        "median_repayment_month": {"value": res.month_label(med), "se": None,
+                                   "ci95_low": res.month_label(lo),
+                                   "ci95_high": res.month_label(hi)},
+        "p_repaid_by_horizon": {"value": p, "se": se, "ci95_low": max(0.0, p - 1.96 * se),
+                                "ci95_high": min(1.0, p + 1.96 * se)},
+        "median_cumulative_azure_spend_at_horizon": {
+            "value": float(cum.value[-1, 0]), "se": None,
+            "ci95_low": finite(cum.ci_low[-1, 0]), "ci95_high": finite(cum.ci_high[-1, 0])},
+        "mean_cumulative_azure_spend_at_horizon": {
+            "value": float(mean[-1]), "se": float(mean_se[-1]),
+            "ci95_low": float(mean[-1] - 1.96 * mean_se[-1]),
+            "ci95_high": float(mean[-1] + 1.96 * mean_se[-1])},
+    }
+
+
+def sweep_long_table(runs: Runs) -> list[dict[str, Any]]:
+    """sweep.csv's rows: one per point and statistic (tidy, long form). Columns: one per
+    swept key (named by the key; the value as given), then :data:`LONG_COLUMNS`: the
+    statistic's name (:data:`STATISTICS`), its unit ("month", "probability", "$"), its
+    value, standard error (empty for a quantile), 95% interval and the run's horizon.
+    Months are "YYYY-MM"; an empty month is beyond the horizon (the median: fewer than half
+    the paths repaid by then; an interval end: not bounded by the paths)."""
+    rows = []
+    for point, res in runs:
+        keys = {k: _text(v) for k, v in point.items()}
+        horizon = res.grid.label(res.grid.num_months - 1)
+        for name, stat in _point_stats(res).items():
+            rows.append({**keys, "statistic": name, "unit": STATISTICS[name], **stat,
+                         "horizon": horizon})
+    return rows
 
 
 def sweep_table(runs: Runs) -> list[dict[str, Any]]:
-    """One row per point: its values, then headline numbers with standard errors."""
+    """One row per point (wide, for the terminal and the API): the swept keys, then
+    ``median_repayment_month`` ("YYYY-MM", or "after YYYY-MM" beyond the horizon) with
+    ``median_repayment_month_ci95_low`` / ``_high``, ``p_repaid_by_horizon``,
+    ``p_not_repaid_by_horizon`` with ``p_not_repaid_se``, and the median (with its 95%
+    interval) and mean (with its SE) of cumulative Azure spend at the horizon ($).
+    Column names hold no dates: the horizon is its own column."""
     rows = []
     for point, res in runs:
+        stats = _point_stats(res)
         end = res.grid.label(res.grid.num_months - 1)
-        cum = res.quantiles("cumulative_azure_spend", (50,))
-        mean, se = res.mean("cumulative_azure_spend")
-        rep = res.repayment
-        median = rep.quantiles[50]
+        rep, p = stats["median_repayment_month"], stats["p_repaid_by_horizon"]
+        med, mean = (stats["median_cumulative_azure_spend_at_horizon"],
+                     stats["mean_cumulative_azure_spend_at_horizon"])
         row = {k: _text(v) for k, v in point.items()}
         row.update({
-            f"median_cumulative_azure_spend_{end}": cum.value[-1, 0],
-            "median_ci_low": cum.ci_low[-1, 0], "median_ci_high": cum.ci_high[-1, 0],
-            f"mean_cumulative_azure_spend_{end}": mean[-1], "mean_se": se[-1],
-            "median_repayment_month": res.month_label(median[0]) or f"after {end}",
-            f"p_not_repaid_by_{end}": rep.censored, "p_not_repaid_se": rep.censored_se,
+            "horizon": end,
+            "median_repayment_month": rep["value"] or f"after {end}",
+            "median_repayment_month_ci95_low": rep["ci95_low"] or f"after {end}",
+            "median_repayment_month_ci95_high": rep["ci95_high"] or f"after {end}",
+            "p_repaid_by_horizon": p["value"],
+            "p_not_repaid_by_horizon": 1.0 - p["value"], "p_not_repaid_se": p["se"],
+            "median_cumulative_azure_spend_at_horizon": med["value"],
+            "median_cumulative_azure_spend_at_horizon_ci95_low": _nan(med["ci95_low"]),
+            "median_cumulative_azure_spend_at_horizon_ci95_high": _nan(med["ci95_high"]),
+            "mean_cumulative_azure_spend_at_horizon": mean["value"],
+            "mean_cumulative_azure_spend_at_horizon_se": mean["se"],
         })
         rows.append(row)
     return rows
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else x
 
 
 def _text(v: Any) -> str:
@@ -46,52 +134,216 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def _name_value(v: Any) -> str:
+    """A value as it reads in a folder name: 0.1, 13000000000, -40%/yr, ..."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return _text(v) if math.isinf(v) else f"{v:.15g}"
+    if isinstance(v, dict):
+        return "_".join(f"{k}-{_name_value(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return "-".join(_name_value(x) for x in v)
+    return str(v)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
+MAX_NAME = 120
+
+
+def point_dir_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each point's folder name, by its values: ``deal.revenue_share=0.1``, or with two
+    keys ``deal.revenue_share=0.1,deal.investment=13000000000``. Characters other than
+    letters, digits and ``. _ = + , -`` become ``_`` (``-40%/yr`` -> ``-40_yr``); a name
+    is at most 120 characters; names that would coincide (or start with a dot) get
+    ``-2``, ``-3``, ... appended, so every point has its own folder."""
+    names, seen = [], set()
+    for point in points:
+        name = ",".join(f"{k}={_name_value(v)}" for k, v in point.items())
+        name = _UNSAFE.sub("_", name).strip("_") or "point"
+        if name.startswith("."):
+            name = "_" + name
+        name = name[:MAX_NAME]
+        base, n = name, 1
+        while name.lower() in seen:  # case-insensitive file systems
+            n += 1
+            name = f"{base[:MAX_NAME - 4]}-{n}"
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
 def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = False) -> Path:
-    """sweep.csv, sweep.png and every point's report (point-NN/) under ``out``, atomically."""
+    """sweep.csv, sweep.png and every point's report (in a folder named by its values,
+    :func:`point_dir_names`) under ``out``, atomically."""
     import csv
 
     out = Path(out)
     with output_directory(out, force=force) as tmp:
-        rows = sweep_table(runs)
+        rows = sweep_long_table(runs)
         with open(tmp / "sweep.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(rows)
-        for i, (_, res) in enumerate(runs):
-            write_report(res, tmp / f"point-{i:02d}", plots=plots)
+            writer.writerows({k: "" if v is None else v for k, v in row.items()}
+                             for row in rows)
+        for name, (_, res) in zip(point_dir_names([p for p, _ in runs]), runs, strict=True):
+            write_report(res, tmp / name, plots=plots)
         if plots:
             plot_sweep(runs, tmp / "sweep.png")
     return out
 
 
-def plot_sweep(runs: Runs, path: Path) -> Path:
-    """P(not repaid by the horizon) and median cumulative Azure spend per point, with
-    their 95% intervals."""
+def _month_date(label: str) -> datetime:
+    """"YYYY-MM" as the first day of the month (where pandas puts ``Timestamp("YYYY-MM")``)."""
+    year, month = label.split("-")
+    return datetime(int(year), int(month), 1)
+
+
+def _numeric(values: Sequence[Any]) -> list[float] | None:
+    """The swept values as numbers for an x axis: numbers as they are, rates given as
+    "% per year" as their percentages (and then log rates given as numbers as theirs);
+    None when any value is neither (categorical)."""
+    from ..rates import parse_percent, percent_per_year
+
+    percent = any(parse_percent(v) is not None for v in values)
+    out = []
+    for v in values:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            # beside "% per year" values, a number is a log rate: shown as its % too
+            out.append(percent_per_year(float(v)) if percent else float(v))
+        elif parse_percent(v) is not None:
+            out.append(parse_percent(v))
+        else:
+            return None
+    return out
+
+
+def _axis_label(key: str, values: Sequence[Any]) -> str:
+    from ..parameters import UNITS
+    from ..rates import parse_percent
+
+    table, _, name = key.partition(".")
+    if any(parse_percent(v) is not None for v in values):
+        return f"{key} (% per year)"
+    if table == "parameters" and name in UNITS:
+        return f"{key} ({UNITS[name]})"
+    if table == "deal" and name in ("revenue_share", "profit_share_until_recouped",
+                                    "profit_share_after", "reverse_share"):
+        return f"{key} (fraction)"
+    if table == "deal" and name in ("investment", "revenue_share_cap", "profit_cap",
+                                    "azure_credits", "azure_commitment",
+                                    "losses_before_start"):
+        return f"{key} ($)"
+    return key
+
+
+def sweep_figure(runs: Runs) -> Figure:
+    """The sweep's figure: the median repayment month (a date, with its 95% interval) and
+    P(repaid by the horizon) (with its 95% interval) against the first swept key's values
+    (a numeric axis when they are numbers, or rates as "% per year"; categorical
+    otherwise), one line per value of the other keys. A median beyond the horizon is drawn
+    at the horizon as an open triangle; interval ends beyond it stop at the horizon line.
+    Each data line's label is the other keys' values ("" with one key)."""
+    import matplotlib.dates as mdates
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
 
-    # numbers in %g (13e9, not 13000000000.0): the labels must fit under their points
-    labels = ["\n".join(f"{k.split('.')[-1]}={v:g}" if isinstance(v, float)
-                        else f"{k.split('.')[-1]}={_text(v)}" for k, v in point.items())
-              for point, _ in runs]
-    x = np.arange(len(runs))
-    p = np.array([r.repayment.censored for _, r in runs])
-    p_se = np.array([r.repayment.censored_se for _, r in runs])
-    q = [r.quantiles("cumulative_azure_spend", (50,)) for _, r in runs]
-    med = np.array([t.value[-1, 0] for t in q]) / 1e9
-    # an open interval end (too few paths, or beyond the histogram) is not drawn
-    lo = np.array([t.ci_low[-1, 0] for t in q]) / 1e9
-    hi = np.array([t.ci_high[-1, 0] for t in q]) / 1e9
-    lo, hi = np.where(np.isfinite(lo), lo, med), np.where(np.isfinite(hi), hi, med)
-    fig = Figure(figsize=(max(8, 1.3 * len(runs) + 4), 4.5), layout="constrained")
-    ax_p, ax_s = fig.subplots(1, 2)
-    ax_p.errorbar(x, p, yerr=1.96 * p_se, fmt="o", capsize=4)
-    ax_p.set(ylabel="P(not repaid by the horizon)", title="Microsoft not repaid",
-             ylim=(-0.02, 1.02))
-    ax_s.errorbar(x, med, yerr=[med - lo, hi - med], fmt="o", capsize=4, color="tab:orange")
-    ax_s.set(ylabel="median cumulative Azure spend ($B)", title="Azure spend by the horizon")
-    for ax in (ax_p, ax_s):
-        ax.set_xticks(x, labels, fontsize=7)
+    points = [p for p, _ in runs]
+    keys = list(points[0])
+    first, others = keys[0], keys[1:]
+    xs_raw = list(dict.fromkeys(_hashable(p[first]) for p in points))
+    values = [next(p[first] for p in points if _hashable(p[first]) == h) for h in xs_raw]
+    numeric = _numeric(values)
+    x_of = dict(zip(xs_raw, numeric if numeric is not None else range(len(values)),
+                    strict=True))
+    series: dict[tuple, list[tuple[float, Results]]] = {}
+    for point, res in runs:
+        tag = tuple(_hashable(point[k]) for k in others)
+        series.setdefault(tag, []).append((x_of[_hashable(point[first])], res))
+
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    ax_m, ax_p = fig.subplots(1, 2)
+    horizon = _month_date(runs[0][1].grid.label(runs[0][1].grid.num_months - 1))
+    markers = "osD^vP*X"
+    censored_any = False
+    for i, (tag, members) in enumerate(series.items()):
+        members.sort(key=lambda m: m[0])
+        x = np.array([m[0] for m in members], dtype=float)
+        label = ", ".join(f"{k.split('.')[-1]}={_short(v)}"
+                          for k, v in zip(others, tag, strict=True))
+        color = f"C{i % 10}"
+        stats = [_point_stats(r) for _, r in members]
+        rep = [s["median_repayment_month"] for s in stats]
+        med = [_month_date(r["value"]) if r["value"] else horizon for r in rep]
+        lo = [_month_date(r["ci95_low"]) if r["ci95_low"] else horizon for r in rep]
+        hi = [_month_date(r["ci95_high"]) if r["ci95_high"] else horizon for r in rep]
+        y = mdates.date2num(med)
+        yerr = np.array([y - mdates.date2num(lo), mdates.date2num(hi) - y])
+        cont = ax_m.errorbar(x, y, yerr=np.maximum(yerr, 0), fmt="-",
+                             marker=markers[i % len(markers)], capsize=4, color=color,
+                             label=label or "median repayment month")
+        cont.lines[0].set_gid("median_repayment_month")
+        out = np.array([r["value"] is None for r in rep])
+        if out.any():
+            censored_any = True
+            ax_m.plot(x[out], y[out], "^", ms=11, mfc="white", color=color, zorder=3)
+        p = np.array([s["p_repaid_by_horizon"]["value"] for s in stats])
+        p_lo = np.array([s["p_repaid_by_horizon"]["ci95_low"] for s in stats])
+        p_hi = np.array([s["p_repaid_by_horizon"]["ci95_high"] for s in stats])
+        cont = ax_p.errorbar(x, p, yerr=[p - p_lo, p_hi - p], fmt="-",
+                             marker=markers[i % len(markers)], capsize=4, color=color,
+                             label=label or "P(repaid by the horizon)")
+        cont.lines[0].set_gid("p_repaid_by_horizon")
+
+    ax_m.yaxis.set_major_locator(mdates.AutoDateLocator())
+    ax_m.yaxis.set_major_formatter(mdates.ConciseDateFormatter(ax_m.yaxis.get_major_locator()))
+    ax_m.axhline(mdates.date2num(horizon), color="0.4", ls="--", lw=1)
+    ax_m.annotate(f"horizon {horizon:%Y-%m}", (0.01, mdates.date2num(horizon)),
+                  xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="0.3")
+    lo_y = min(ax_m.get_ylim()[0], mdates.date2num(horizon) - 365)
+    ax_m.set_ylim(lo_y, mdates.date2num(horizon) + 0.08 * (mdates.date2num(horizon) - lo_y))
+    note = " (open triangle: after the horizon)" if censored_any else ""
+    ax_m.set(ylabel="median repayment month (95% interval)",
+             title="When is Microsoft repaid? Median month" + note)
+    ax_p.set(ylabel="P(repaid by the horizon) (95% interval)", ylim=(0, 1.02),
+             title=f"P(Microsoft repaid by {horizon:%Y-%m})")
+    ax_p.yaxis.set_major_formatter(PercentFormatter(1.0))
+    xlabel = _axis_label(first, values)
+    for ax in (ax_m, ax_p):
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
+        if numeric is None:
+            ax.set_xticks(range(len(values)), [_name_value(v) for v in values], fontsize=8)
+        else:
+            ax.set_xticks(sorted(set(numeric)))
+            ax.tick_params(axis="x", labelsize=8)
+            pad = 0.06 * ((max(numeric) - min(numeric)) or 1.0)
+            ax.set_xlim(min(numeric) - pad, max(numeric) + pad)
+        if others:
+            ax.legend(title=", ".join(k.split(".")[-1] for k in others), fontsize=8,
+                      title_fontsize=8, loc="best")
+    if any(getattr(r, "conditioned", None) is not None for _, r in runs):
+        fig.suptitle("conditioned on the config's observations", fontsize=9)
+    return fig
+
+
+def _short(v: Any) -> str:
+    """A value in a legend: 1.3e+10, 0.1, "-40%/yr"."""
+    if isinstance(v, float) and not isinstance(v, bool):
+        return f"{v:g}"
+    return _name_value(v) if not isinstance(v, tuple) else str(v[1])
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return ("dict", tuple(sorted((k, _hashable(x)) for k, x in v.items())))
+    if isinstance(v, list):
+        return ("list", tuple(_hashable(x) for x in v))
+    return v
+
+
+def plot_sweep(runs: Runs, path: Path, dpi: int = 110) -> Path:
+    """:func:`sweep_figure` saved as a PNG at ``path``."""
+    sweep_figure(runs).savefig(path, dpi=dpi)
     return path
