@@ -158,6 +158,12 @@ def plot_fan(results: Results, ax=None, *, bands=((5, 95), (25, 75)), label=None
     ax = ax if ax is not None else new_axes()
     _fan(results, ax, bands, prefix=_prefix(label, results), color=color, mean=mean)
     ax.set_yscale(scale)
+    return _finish_fan_axes(ax)
+
+
+def _finish_fan_axes(ax):
+    """The fan charts' common finish: the money label, date ticks, grid, limits grown to
+    everything drawn, the legend. Returns ``ax``."""
     ax.set_ylabel("cumulative Azure spend ($B, nominal)")
     _date_x_axis(ax)
     ax.grid(alpha=0.3)
@@ -305,12 +311,7 @@ def plot_conditioned_fan(results: Results, ax=None, *, band=(5, 95)):
     for res, name in ((results, "prior"), (cond, "conditioned")):
         _fan(res, ax, (band,), prefix=f"{name}: ", color=None, mean=False, band_alpha=0.15,
              edges=True)
-    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
-    _date_x_axis(ax)
-    ax.grid(alpha=0.3)
-    ax.autoscale_view()
-    _legend(ax)
-    return ax
+    return _finish_fan_axes(ax)
 
 
 def plot_conditioned_survival(results: Results, ax=None, *, which: str = "repayment"):
@@ -410,11 +411,7 @@ def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
                              (conditioned, "tab:red", "conditioned")):
         _fan(res, ax, (band,), prefix=f"{name}: ", color=color, mean=False, band_alpha=0.15,
              edges=True)
-    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
-    _date_x_axis(ax)
-    ax.grid(alpha=0.3)
-    ax.autoscale_view()
-    _legend(ax)
+    _finish_fan_axes(ax)
     ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
 
 

@@ -77,19 +77,23 @@ def bias_draws(config: Config, posterior: SMCPosterior, z: np.ndarray) -> dict[s
     return {f"bias:{config.observations[k].name}": f[i] for i, k in enumerate(lay.bias_rows)}
 
 
+def run_draws(config: Config, posterior: SMCPosterior, attr: str = "z") -> list[dict]:
+    """Per SMC run, every drawn parameter's and bias factor's values at the run's final
+    (``attr="z"``) or initial (``"prior_z"``) particles."""
+    return [{**parameter_draws(config, getattr(r, attr)),
+             **bias_draws(config, posterior, getattr(r, attr))} for r in posterior.runs]
+
+
 def posterior_table(config: Config, posterior: SMCPosterior) -> list[dict]:
     """One row per drawn parameter (and drawn bias factor): prior and posterior mean, sd
     and 5/50/95%, the posterior mean's Monte Carlo error (spread of runs), the shift of
     the mean in prior sds and the ratio of sds; sorted by |shift|, largest first."""
-    prior_z = np.concatenate([r.prior_z for r in posterior.runs])
-    post_z = np.concatenate([r.z for r in posterior.runs])
-    prior = {**parameter_draws(config, prior_z), **bias_draws(config, posterior, prior_z)}
-    post = {**parameter_draws(config, post_z), **bias_draws(config, posterior, post_z)}
-    per_run = [{**parameter_draws(config, r.z), **bias_draws(config, posterior, r.z)}
-               for r in posterior.runs]
+    prior_runs = run_draws(config, posterior, "prior_z")
+    per_run = run_draws(config, posterior, "z")
     rows = []
-    for name in prior:
-        a, b = _row(prior[name]), _row(post[name])
+    for name in prior_runs[0]:
+        a = _row(np.concatenate([run[name] for run in prior_runs]))
+        b = _row(np.concatenate([run[name] for run in per_run]))
         se = _spread_se([float(np.mean(run[name])) for run in per_run])
         shift = (b["mean"] - a["mean"]) / a["sd"] if a["sd"] > 0 else math.nan
         rows.append({"parameter": name,
@@ -194,8 +198,7 @@ def inference_data(config: Config, posterior: SMCPosterior):
                           "pip install 'mcsim[arviz]'") from e
 
     def stacked(attr: str) -> dict[str, np.ndarray]:
-        runs = [{**parameter_draws(config, getattr(r, attr)),
-                 **bias_draws(config, posterior, getattr(r, attr))} for r in posterior.runs]
+        runs = run_draws(config, posterior, attr)
         return {k: np.stack([run[k] for run in runs]) for k in runs[0]}
 
     return az.from_dict(posterior=stacked("z"), prior=stacked("prior_z"))

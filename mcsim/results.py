@@ -523,8 +523,29 @@ class Results:
                              "(or condition=False was given)")
 
 
+class _EffectivePaths:
+    """What conditioned results of either method share: every interval counts
+    :attr:`ess` effective paths instead of the (weighted or dependent) paths behind the
+    counts; a subclass says what ``ess`` is."""
+
+    @property
+    def ess_fraction(self) -> float:
+        return self.ess / max(self.num_paths, 1)
+
+    @property
+    def warning(self) -> str | None:
+        return ess_warning(self.ess, self.num_paths)
+
+    def _effective(self, counts: np.ndarray) -> np.ndarray:
+        """Counts rescaled to effective paths (they sum to the ESS; for antithetic pairs,
+        to half of it, see :attr:`Results.pair_factor`)."""
+        c = np.asarray(counts, np.float64)
+        total = c.sum()
+        return c * (self.pair_factor * self.ess / total) if total > 0 else c
+
+
 @dataclass
-class ConditionedResults(Results):
+class ConditionedResults(_EffectivePaths, Results):
     """Results of the same paths, weighted by their likelihood of the observations.
 
     The same interface as :class:`Results` (quantiles, means, month distributions, frames
@@ -545,21 +566,6 @@ class ConditionedResults(Results):
     def ess(self) -> float:
         return self.weighted.ess
 
-    @property
-    def ess_fraction(self) -> float:
-        return self.ess / max(self.num_paths, 1)
-
-    @property
-    def warning(self) -> str | None:
-        return ess_warning(self.ess, self.num_paths)
-
-    def _effective(self, counts: np.ndarray) -> np.ndarray:
-        """Weight sums rescaled to effective paths (they sum to the ESS; for antithetic
-        pairs, to half of it, see :attr:`Results.pair_factor`)."""
-        c = np.asarray(counts, np.float64)
-        total = c.sum()
-        return c * (self.pair_factor * self.ess / total) if total > 0 else c
-
     def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
         m = self.weighted
@@ -571,7 +577,7 @@ class ConditionedResults(Results):
 
 
 @dataclass
-class PosteriorResults(Results):
+class PosteriorResults(_EffectivePaths, Results):
     """Results of the posterior particles of ``runs`` independent tempered SMC runs
     (:mod:`mcsim.engine.smc`), each particle one path of the forecast, pooled.
 
@@ -596,19 +602,6 @@ class PosteriorResults(Results):
         m = self.accumulator.moments
         return effective_paths(m.variance(), [r.accumulator.moments.mean
                                             for r in self.run_results], self.num_paths)
-
-    @property
-    def ess_fraction(self) -> float:
-        return self.ess / max(self.num_paths, 1)
-
-    @property
-    def warning(self) -> str | None:
-        return ess_warning(self.ess, self.num_paths)
-
-    def _effective(self, counts: np.ndarray) -> np.ndarray:
-        c = np.asarray(counts, np.float64)
-        total = c.sum()
-        return c * (self.ess / total) if total > 0 else c
 
     def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         # errors from the spread of the independent runs (see the class)
