@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .cpu_devices import use_cpu_cores
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -316,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``mcsim`` command: one CPU device per core (:mod:`mcsim.cpu_devices`), then the
+    subcommand."""
+    try:
+        use_cpu_cores()
+    except ValueError as exc:
+        print(f"mcsim: error: {exc}", file=sys.stderr)
+        return 2
+    return run_command(argv)
+
+
+def run_command(argv: list[str] | None = None) -> int:
+    """A subcommand, on the devices JAX already has (tests call this in-process)."""
     try:
         return _main(argv)
     except BrokenPipeError:

@@ -26,7 +26,7 @@ import numpy as np
 from .config import Config
 from .engine.kernel import KernelSpec, build_kernel, kernel_inputs
 from .layout import ANNUAL_FLOWS, STOCKS
-from .months import parse_month
+from .months import MonthGrid, parse_month
 from .qmc import sobol_points_for
 
 #: Paths the comparison is computed from, and per compiled call.
@@ -109,11 +109,15 @@ def fact_values(config: Config, facts: Sequence[Fact], dtype: str = "float32",
                 num_paths: int | None = None) -> np.ndarray:
     """Each fact's value on each of the config's first paths: [F, n] float64 (paths with a
     NaN or inf are left out)."""
-    grid = config.grid
+    # months after the last fact change none before it: simulate up to it only (in a
+    # 2024-2040 run the facts end in 2026, and the loop was a tenth of the command's time)
+    last = max((config.grid.index(f.end) for f in facts), default=0)
+    grid = MonthGrid(config.grid.start, last + 1)
     n = min(num_paths or FACT_PATHS, config.simulation.paths)
     step = min(CALL_PATHS, n + n % 2)
-    call = _record_call(KernelSpec.for_config(config, dtype, record_flows=True), step)
-    inputs = kernel_inputs(config)
+    call = _record_call(KernelSpec.for_config(config, dtype, grid=grid, record_flows=True),
+                        step)
+    inputs = kernel_inputs(config, grid)
     source = sobol_points_for(config)
     windows = [(grid.index(f.start), grid.index(f.end)) for f in facts]
     out, finite = [], []

@@ -132,35 +132,38 @@ def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None)
 
     tiny = float(np.finfo(np.float64).tiny)
 
+    # Values are made in NumPy and moved to the device once per term: a device array per
+    # month and term cost 0.25 s a config on the CPU.
     def amount(x):
         # a positive subnormal amount (5e-324 is a valid investment) would be flushed to 0
         # by the device (XLA flushes subnormals), making "recouped >= investment" true with
         # nothing paid; the smallest normal number keeps every comparison with money right
         if x is not None and 0.0 < x < tiny:
             x = tiny
-        return jnp.asarray(inf if x is None else x, ACC)
+        return np.float64(inf if x is None else x)
 
     def term(name: str, convert):
         """A term's value: a scalar, or with a timeline the value in force each month."""
         if not feats.timeline:
-            return convert(getattr(deal, name))
+            return jnp.asarray(convert(getattr(deal, name)))
         values = [getattr(deal, name)] * T
         for change in deal.changes:
             if name in dict(change.terms):
                 first = grid.index(change.start)
                 for t in range(max(first, 0), T):
                     values[t] = change.get(name)
-        return jnp.stack([convert(v) for v in values]) if T else convert(values[0])
+        return jnp.asarray(np.stack([convert(v) for v in values]) if T
+                           else convert(values[0]))
 
     def index(month):
-        return jnp.asarray(end_index(month), jnp.int32)
+        return np.int32(end_index(month))
 
     def cap_from(month):
-        return jnp.asarray(feats.cap_froms.index(_cap_from_index(month, grid)), jnp.int32)
+        return np.int32(feats.cap_froms.index(_cap_from_index(month, grid)))
 
     commit = deal.azure_commitment is not None
     return DealTerms(
-        investment=amount(deal.investment),
+        investment=jnp.asarray(amount(deal.investment)),
         revenue_share=term("revenue_share", amount),
         revenue_share_end=term("revenue_share_end", index),
         revenue_share_cap=term("revenue_share_cap", amount),
@@ -170,14 +173,14 @@ def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None)
         loss_carryforward=jnp.asarray(deal.loss_carryforward),
         recoup_profit_share=jnp.asarray("profit_share" in deal.recoup_from),
         recoup_revenue_share=jnp.asarray("revenue_share" in deal.recoup_from),
-        azure_credits=amount(deal.azure_credits),
-        losses_before_start=amount(deal.losses_before_start),
+        azure_credits=jnp.asarray(amount(deal.azure_credits)),
+        losses_before_start=jnp.asarray(amount(deal.losses_before_start)),
         reverse_share=term("reverse_share", amount),
         cap_from=term("revenue_share_cap_from", cap_from) if feats.timeline
         else jnp.asarray(0, jnp.int32),
-        paid_before_start=amount(deal.revenue_share_paid_before_start),
+        paid_before_start=jnp.asarray(amount(deal.revenue_share_paid_before_start)),
         recoup_azure_margin=jnp.asarray("azure_margin" in deal.recoup_from),
-        commitment=amount(deal.azure_commitment if commit else 0.0),
+        commitment=jnp.asarray(amount(deal.azure_commitment if commit else 0.0)),
         commitment_from=jnp.asarray(grid.index(deal.azure_commitment_from) if commit else 0,
                                     jnp.int32),
         commitment_by=jnp.asarray(min(grid.index(deal.azure_commitment_by), T) if commit
@@ -356,22 +359,55 @@ def _at(term, t, feats: Features):
     return term[t] if feats.timeline else term
 
 
-def stocks(state: State, theta: dict, feats: Features | None = None) -> Stocks:
-    """The levels of month t from the state, in float64."""
+class StockDrivers(NamedTuple):
+    """What the levels of month t are computed from (kernel dtype): the state's drivers,
+    which a month loop can keep for a later month at the cost of five copies, where the
+    levels themselves cost four float64 exponentials (:func:`stocks_of`)."""
+
+    log_users: jax.Array
+    logit_conversion: jax.Array
+    log_tokens: jax.Array
+    log_price: jax.Array
+    azure_share: jax.Array
+
+
+def stock_drivers(state: State, theta: dict, feats: Features | None = None) -> StockDrivers:
+    """The drivers of month t's levels (see :func:`stocks_of`)."""
+    return StockDrivers(state.log_users, state.logit_conversion, state.log_tokens,
+                        state.log_price, _rate(theta, "azure_share", state, feats))
+
+
+def stocks_of(drivers: StockDrivers) -> Stocks:
+    """The levels from their drivers, in float64."""
     def exp64(x):
         return jnp.exp(x.astype(ACC))
 
-    return Stocks(exp64(state.log_users),
-                  exp64(state.log_users + jax.nn.log_sigmoid(state.logit_conversion)),
-                  exp64(state.log_tokens), exp64(state.log_price),
-                  _rate(theta, "azure_share", state, feats).astype(ACC))
+    return Stocks(exp64(drivers.log_users),
+                  exp64(drivers.log_users + jax.nn.log_sigmoid(drivers.logit_conversion)),
+                  exp64(drivers.log_tokens), exp64(drivers.log_price),
+                  drivers.azure_share.astype(ACC))
 
 
-def month_flows(theta: dict, deal: DealTerms, state: State, t,
-                feats: Features | None = None) -> tuple[State, Flows]:
-    """Money flows of month t (int32 scalar) and the waterfall's update of the state, in
-    MODEL.md's order (version 2, D): revenue, then the costs, the commitment shortfall,
-    the revenue share with its cap, the reverse share, profit, the waterfall, the sums."""
+def stocks(state: State, theta: dict, feats: Features | None = None) -> Stocks:
+    """The levels of month t from the state, in float64."""
+    return stocks_of(stock_drivers(state, theta, feats))
+
+
+class OperatingFlows(NamedTuple):
+    """A month's money before the deal: kernel dtype, $ per month (``azure_share`` a
+    fraction)."""
+
+    azure_share: jax.Array  # a
+    inference: jax.Array    # I
+    revenue: jax.Array      # V = S + A
+    training: jax.Array     # R
+    compute: jax.Array      # X = I + R
+    azure: jax.Array        # Z = a X
+    other: jax.Array        # O
+
+
+def operating_flows(theta: dict, state: State, feats: Features | None = None) -> OperatingFlows:
+    """Revenue and costs of month t from the state (MODEL.md D, before the deal)."""
     feats = feats or Features()
     # Every flow is one exp of a sum of logs (the logs of its constant factors come from
     # prepare): tokens reach e^91 in a long run, beyond float32's 3.4e38, while the money
@@ -408,6 +444,18 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
             * revenue
     else:
         other = jnp.exp(theta["_log_other_opex_0"] + state.growth_other_opex)
+    return OperatingFlows(a, inference, revenue, training, compute, azure, other)
+
+
+def month_flows(theta: dict, deal: DealTerms, state: State, t,
+                feats: Features | None = None) -> tuple[State, Flows]:
+    """Money flows of month t (int32 scalar) and the waterfall's update of the state, in
+    MODEL.md's order (version 2, D): revenue, then the costs (:func:`operating_flows`),
+    the commitment shortfall, the revenue share with its cap, the reverse share, profit,
+    the waterfall, the sums."""
+    feats = feats or Features()
+    a, inference, revenue, training, compute, azure, other = operating_flows(theta, state,
+                                                                            feats)
 
     # The waterfall runs on float64 sums: the loss pool and the cumulative shares reach
     # 10^12 while a month's profit may be 10^6, which float32 (24-bit) cannot resolve.

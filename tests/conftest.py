@@ -15,6 +15,10 @@ import mcsim
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 # The tests call the model and kernel below the API's entry points, which switch it on.
 mcsim.enable_x64()
+# Start JAX's backend now, with its one CPU device: the command line asks for one device
+# per core (mcsim.cpu_devices) only before the backend starts, so an in-process
+# ``mcsim.cli.main`` cannot change the device count of the tests that follow it.
+jax.devices()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 

@@ -162,52 +162,79 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
                 feats: model.Features = model.V1_FEATURES) -> PathStatistics:
     """Run every month of n paths from drawn parameters ``theta`` (before
     :func:`mcsim.model.prepare`). ``shocks(t)``: the five independent normals that drive
-    the step from month t into month t + 1 (the last month's are never used)."""
+    the step from month t into month t + 1 (the last month's are never used).
+
+    The loop is nested: calendar years outside, their twelve months inside (``unroll``
+    applies to the months). A year's flow sums and the drivers of its last month's levels
+    are carried through its months and leave the loop once a year, so a month writes
+    nothing but its cumulative Azure spend: writing every month into a [flows, years, n]
+    table, and four float64 exponentials a month for levels kept only at year ends, took
+    half the CPU kernel's time, on one core (XLA does not split an in-place update over
+    threads). Months before the start and after the horizon pad the first and last
+    calendar years; in them the carry is left as it was (a select per field, compiled in
+    only for a grid with partial years), so the numbers are those of a plain month loop.
+    """
     T = grid.num_months
     num_years = len(grid.years)
+    first = grid.start % 12                   # the start's slot in its calendar year
+    padded = first > 0 or (first + T) % 12 != 0
     theta = model.prepare(theta, feats)
     state = model.initial_state(theta, deal, T, feats)
-    year_index = jnp.asarray(grid.year_of_month(), jnp.int32)
+    # stocks are needed every month only by saved paths and stock observations
+    monthly_levels = record_flows or any(s[0] in STOCKS for s in observed)
+    acc = jnp.float64
 
-    def body(carry, t):
-        state, annual, yearend, first_bad, obs = carry
-        levels = model.stocks(state, theta, feats)
+    def month(carry, t):
+        state, sums, drivers, first_bad, obs = carry
+        if monthly_levels:
+            levels = model.stocks(state, theta, feats)
+        drivers = model.stock_drivers(state, theta, feats)
         state, flows = model.month_flows(theta, deal, state, t, feats)
         # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
         # the first month a path's sum is not finite is the first month of a bad flow
-        sums = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
+        total = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
             + state.openai_cash + state.cum_profit_share
-        first_bad = jnp.where(~jnp.isfinite(sums) & (first_bad == T), t, first_bad)
+        first_bad = jnp.where(~jnp.isfinite(total) & (first_bad == T), t, first_bad)
         # calendar-year sums carried in float64 and added month by month in calendar
-        # order (deterministic); carrying them costs far less than stacking every
-        # month's flows and summing afterwards
-        y = year_index[t]
-        monthly = jnp.stack([getattr(flows, f).astype(jnp.float64) for f in ANNUAL_FLOWS])
-        zero = jnp.int32(0)
-        year = jax.lax.dynamic_slice(annual, (zero, y, zero), (len(ANNUAL_FLOWS), 1, n))
-        annual = jax.lax.dynamic_update_slice(annual, year + monthly[:, None, :],
-                                              (zero, y, zero))
-        # a stock's year-end value: each month overwrites its year's slot, so the last
-        # month of the year (or of the run) stays
-        level = jnp.stack([getattr(levels, s).astype(jnp.float64) for s in STOCKS])
-        yearend = jax.lax.dynamic_update_slice(yearend, level[:, None, :], (zero, y, zero))
+        # order (deterministic)
+        monthly = [getattr(flows, f).astype(acc) for f in ANNUAL_FLOWS]
+        sums = tuple(s + m for s, m in zip(sums, monthly, strict=True))
         if observed:
+            level = [getattr(levels, s).astype(acc) for s in STOCKS] if monthly_levels \
+                else None
             inside = (windows["start"] <= t) & (t <= windows["end"])
             obs = obs + jnp.where(inside[:, None],
                                   jnp.stack([_observed_series(s, monthly, level)
                                              for s in observed]), 0.0)
         cum_azure = state.cum_azure_spend
         state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t, feats)
-        return (state, annual, yearend, first_bad, obs), \
-            (cum_azure, flows, levels) if record_flows else cum_azure
+        out = (cum_azure, flows, levels) if record_flows else cum_azure
+        return (state, sums, drivers, first_bad, obs), out
 
-    annual0 = jnp.zeros((len(ANNUAL_FLOWS), num_years, n), jnp.float64)
-    yearend0 = jnp.zeros((len(STOCKS), num_years, n), jnp.float64)
+    def padded_month(carry, t):
+        new, out = month(carry, t)
+        inside = (t >= 0) & (t < T)
+        return jax.tree.map(lambda a, b: jnp.where(inside, a, b), new, carry), out
+
+    def year(carry, y):
+        state, first_bad, obs = carry
+        sums = tuple(jnp.zeros((n,), acc) for _ in ANNUAL_FLOWS)
+        drivers = model.stock_drivers(state, theta, feats)
+        months = 12 * y - first + jnp.arange(12, dtype=jnp.int32)
+        (state, sums, drivers, first_bad, obs), out = jax.lax.scan(
+            padded_month if padded else month, (state, sums, drivers, first_bad, obs),
+            months, unroll=unroll)
+        level = model.stocks_of(drivers)
+        return (state, first_bad, obs), \
+            (jnp.stack(sums), jnp.stack([getattr(level, s).astype(acc) for s in STOCKS]), out)
+
     never = jnp.full((n,), T, jnp.int32)
-    obs0 = jnp.zeros((len(observed), n), jnp.float64)
-    (final, annual, yearend, first_bad, obs), out = jax.lax.scan(
-        body, (state, annual0, yearend0, never, obs0), jnp.arange(T, dtype=jnp.int32),
-        unroll=unroll)
+    obs0 = jnp.zeros((len(observed), n), acc)
+    (final, first_bad, obs), (annual, yearend, out) = jax.lax.scan(
+        year, (state, never, obs0), jnp.arange(num_years, dtype=jnp.int32))
+    # [years, 12, ...] -> the grid's T months
+    out = jax.tree.map(lambda x: x.reshape((12 * num_years,) + x.shape[2:])[first:first + T],
+                       out)
     cum_azure, flows, levels = out if record_flows else (out, None, None)
     receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
     if feats.timeline:  # revenue share paid before the start is not a receipt of the run
@@ -218,7 +245,9 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
         economic = economic + final.cum_margin
     horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
                -final.min_openai_cash, economic, economic - deal.investment]
-    stats = jnp.concatenate([cum_azure, annual.reshape(-1, n), yearend.reshape(-1, n),
+    # [years, rows, n] -> rows by year, as StatLayout lays them out
+    stats = jnp.concatenate([cum_azure, annual.transpose(1, 0, 2).reshape(-1, n),
+                             yearend.transpose(1, 0, 2).reshape(-1, n),
                              jnp.stack(horizon)])
     return PathStatistics(stats, final, first_bad, obs, flows, levels)
 
