@@ -14,6 +14,7 @@ sums, so the entry points that run it (:func:`simulate`, :func:`run_sweep`,
 from ._version import __version__
 from .api import reproduce, run_sweep, simulate
 from .config import Config, ConfigError, load_config, parse_config_text
+from .cpu_devices import use_cpu_cores
 from .overrides import with_overrides
 from .results import ConditionedResults, Results
 from .sensitivity import SensitivityResult, sensitivity
@@ -21,7 +22,8 @@ from .x64 import enable_x64
 
 __all__ = ["Config", "ConditionedResults", "ConfigError", "Results", "SensitivityResult",
            "enable_x64", "load_config", "parse_config_text", "plot_compare", "reproduce",
-           "run_sweep", "sensitivity", "simulate", "with_overrides", "__version__"]
+           "run_sweep", "sensitivity", "simulate", "use_cpu_cores", "with_overrides",
+           "__version__"]
 
 
 def __getattr__(name: str):

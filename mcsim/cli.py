@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .compile_cache import use_compile_cache
 from .config import ConfigError, load_config
 from .cpu_devices import use_cpu_cores
 
@@ -317,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``mcsim`` command: one CPU device per core (:mod:`mcsim.cpu_devices`), then the
-    subcommand."""
+    """The ``mcsim`` command: one CPU device per core (:mod:`mcsim.cpu_devices`) and the
+    cache of compiled kernels (:mod:`mcsim.compile_cache`), then the subcommand."""
+    use_compile_cache()
     try:
         use_cpu_cores()
     except ValueError as exc:

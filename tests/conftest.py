@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,9 @@ mcsim.enable_x64()
 # per core (mcsim.cpu_devices) only before the backend starts, so an in-process
 # ``mcsim.cli.main`` cannot change the device count of the tests that follow it.
 jax.devices()
+# The tests' command-line subprocesses compile afresh and leave the user's cache of compiled
+# kernels (mcsim.compile_cache) alone; tests of the cache set their own folder.
+os.environ["MCSIM_CACHE_DIR"] = "off"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 

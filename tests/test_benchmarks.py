@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import bench  # noqa: E402
 import kernel_variants  # noqa: E402
+import profile_stages  # noqa: E402
 import scaling  # noqa: E402
 import sweep_batch  # noqa: E402
 import variance_reduction  # noqa: E402
@@ -27,26 +28,44 @@ def short_config(tmp_path_factory) -> Path:
 def test_bench_sweep_writes_every_figure(short_config, tmp_path, capsys):
     out = tmp_path / "cpu.json"
     assert bench.main(["--config", str(short_config), "--sweep", "2048,4096",
-                       "--repeats", "2", "--reference-paths", "1024", "--bare-paths", "2048",
-                       "--out", str(out)]) == 0
+                       "--repeats", "2", "--baseline-paths", "1024", "--bare-paths", "2048",
+                       "--e2e-repeats", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for text in ("device:", "first call", "RNG floor", "bare scan", "NumPy reference",
-                 "ratios:", "target numpy_ratio >= 6", "peak memory"):
+    for text in ("device:", "first call", "cores used", "RNG floor", "bare scan",
+                 "fair NumPy baseline", "end to end, whole processes", "cold cache",
+                 "ratios (per path)", "target fair end to end >= 6", "target fair steady >= 8",
+                 "peak memory"):
         assert text in printed
     record = json.loads(out.read_text())
     first, second = record["runs"]
     assert first["paths"] == 2048 and first["months"] == 12
     assert first["engine"]["repeats"] == 2
     assert first["engine"]["min_s"] <= first["engine"]["median_s"] <= first["engine"]["max_s"]
+    assert 0 < first["engine"]["cores"] <= 64
     for ratio in first["ratios"].values():
         assert ratio > 0
+    e2e = first["end_to_end"]
+    assert e2e["engine"]["paths"] == 2048 and e2e["baseline"]["paths"] == 1024
+    assert e2e["engine_cold"]["best_s"] > 0 and len(e2e["baseline"]["all_s"]) == 1
+    assert first["fair_baseline"]["paths"] == 1024
     import jax
 
-    expected = ({"numpy_ratio >= 6", "rng_floor_ratio <= 2.5", "compile_s < 10"}
+    expected = ({"fair end to end >= 6", "fair end to end, compiling, >= 6",
+                 "fair steady >= 8", "rng_floor_ratio <= 3", "cores used >= 1.8",
+                 "compile_s < 10"}
                 if jax.default_backend() == "cpu" else {"path_steps_per_s >= 2e10"})
     assert set(first["targets"]) == expected
     assert "ratios" not in second  # baselines at the first size of a sweep only
     assert record["device"].startswith(jax.default_backend())
+
+
+def test_profile_stages_prints_every_stage(short_config, capsys):
+    assert profile_stages.main(["--config", str(short_config), "--chunk", "1024",
+                                "--repeats", "1", "--paths", "2048"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("rng", "drivers", "flows", "waterfall", "statistics", "reductions",
+                  "whole run of 2,048 paths"):
+        assert stage in printed
 
 
 def test_kernel_variants_picks_the_fastest(short_config, tmp_path):

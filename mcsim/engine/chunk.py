@@ -76,7 +76,13 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     ``latent``: a posterior forecast (:class:`mcsim.engine.smc.PosteriorSource`): the call
     takes each path's uniforms and its replayed shock normals ``shocks`` [n, K, 5].
     """
-    kernel = build_kernel(spec)
+    fused = options.fused and not (latent or spec.observed or batch or spec.record_flows)
+    if fused:  # imported here: Pallas is imported only by runs that use it
+        from .fused import build_fused_kernel
+
+        kernel = build_fused_kernel(spec)
+    else:
+        kernel = build_kernel(spec)
     layout = StatLayout(spec.grid)
     S = layout.num_stats
     bin_scale = layout.bin_scale()
