@@ -131,9 +131,12 @@ def load(path: Path, identity: dict, acc: Accumulator) -> int:
     differ = [k for k in identity if saved.get(k) != identity[k]]
     if differ:
         what = "; ".join(f"{k} was {saved.get(k)!r}, now {identity[k]!r}" for k in differ)
+        hint = "start over without resuming"
+        if "devices" in differ:  # the command line makes one CPU device per core
+            hint += f", or run on {saved.get('devices')} device(s): MCSIM_CPU_DEVICES=" \
+                f"{saved.get('devices')} on the CPU"
         raise ConfigError("resume", str(path),
-                          f"a checkpoint of this same run, but {what} (start over "
-                          "without resuming)")
+                          f"a checkpoint of this same run, but {what} ({hint})")
     acc.add_counts(data["histogram"], data["repayment_counts"], data["credit_counts"],
                    data["nonfinite_months"], data["cap_counts"], data["commitment_counts"])
     acc.paths = int(data["scalars"][0])

@@ -18,9 +18,9 @@ MCSIM = str(Path(sys.executable).parent / "mcsim")
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
-def _mcsim(*args, **kw):
+def _mcsim(*args, env=None, **kw):
     return subprocess.run([MCSIM, *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=600, **kw)
+                          env={**ENV, **(env or {})}, timeout=600, **kw)
 
 
 def _summary(out: Path) -> str:
@@ -87,8 +87,18 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
         assert proc.returncode == 2, proc.stderr
         line = proc.stderr.strip().splitlines()[-1]
         assert line.startswith("mcsim: error: --resume") and named in line, line
+    # the command line makes one CPU device per core; this checkpoint was written on this
+    # process's devices, and says how to resume on them
+    import jax
+
+    devices = jax.local_device_count()
+    with_cores = _mcsim(*common, "--resume", "--seed", cfg.simulation.seed,
+                        env={"MCSIM_CPU_DEVICES": str(devices + 1)})
+    assert with_cores.returncode == 2, with_cores.stderr
+    assert f"MCSIM_CPU_DEVICES={devices}" in with_cores.stderr
     # the same run resumes from its complete checkpoint without simulating again
-    proc = _mcsim(*common, "--resume", "--seed", cfg.simulation.seed)
+    proc = _mcsim(*common, "--resume", "--seed", cfg.simulation.seed,
+                  env={"MCSIM_CPU_DEVICES": str(devices)})
     assert proc.returncode == 0, proc.stderr
 
 
