@@ -12,7 +12,6 @@ the simulation they drive.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import qmc
 
 #: 32-bit points: up to 2^32 paths (the engine's limit), distinct in every coordinate.
 SOBOL_BITS = 32
@@ -41,8 +40,10 @@ class SobolPoints:
         self.seed, self.dim = seed, dim
         self._engine = self._fresh()
 
-    def _fresh(self) -> qmc.Sobol:
+    def _fresh(self):
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.seed >> 32, _STREAM_SOBOL])
+        from scipy.stats import qmc  # here: scipy.stats costs 0.3 s of every start
+
         return qmc.Sobol(d=self.dim, scramble=True, bits=SOBOL_BITS, rng=rng)
 
     def points(self, start: int, n: int) -> np.ndarray:

@@ -179,3 +179,17 @@ def test_importing_mcsim_leaves_jax_as_it_was():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_command_line_start_leaves_heavy_libraries_for_later():
+    """Importing the command line does not import matplotlib, pandas or scipy.stats (0.2-0.5 s
+    each of every ``mcsim`` process): the modules that need them import them where used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mcsim.cli; print(sorted(m for m in ('matplotlib', 'pandas', "
+            "'scipy.stats') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
