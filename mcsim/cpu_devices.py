@@ -41,8 +41,7 @@ def use_cpu_cores(count: int | None = None) -> int | None:
             try:
                 count = int(text)
             except ValueError:
-                raise ValueError(f"{ENV} = {text!r}: expected a positive integer "
-                                 "(CPU devices to run on)") from None
+                count = 0  # refused below, with the text as given
             if count < 1:
                 raise ValueError(f"{ENV} = {text!r}: expected a positive integer "
                                  "(CPU devices to run on)")

@@ -186,9 +186,9 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
 
     def month(carry, t):
         state, sums, drivers, first_bad, obs = carry
-        if monthly_levels:
-            levels = model.stocks(state, theta, feats)
         drivers = model.stock_drivers(state, theta, feats)
+        if monthly_levels:
+            levels = model.stocks_of(drivers)
         state, flows = model.month_flows(theta, deal, state, t, feats)
         # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
         # the first month a path's sum is not finite is the first month of a bad flow
