@@ -454,6 +454,13 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
                 np.maximum(Q, investment, out=q)
                 tmp += q
                 np.copyto(Q_new, tmp, where=hit)
+            if r1 == 0.0:
+                # past the line the rate is r2 whatever r1 is (Q at the line, r1 = 0)
+                np.greater_equal(Q, investment, out=hit)
+                if hit.any():
+                    np.multiply(d, r2, out=tmp)
+                    tmp += Q
+                    np.copyto(Q_new, tmp, where=hit)
             if pcap < np.inf:
                 np.minimum(Q_new, pcap, out=Q_new)      # split first, then cap
                 np.maximum(Q_new, Q, out=Q_new)         # a lowered cap takes nothing back

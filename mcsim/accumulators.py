@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .events import table as events_table
+
 #: Paths per moment block: the leaves of the fixed reduction tree. Chunk sizes are multiples.
 BLOCK = 1024
 
@@ -72,7 +74,10 @@ class MoneyBins:
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) edge of every bin but NaN's; overflow bins have an infinite edge."""
         k, b = self.per_sign, self.bins_per_decade
-        mags = 10.0 ** (self.min_exponent + np.arange(k + 1) / b)  # k+1 magnitude edges
+        # k+1 magnitude edges, each by the C library's scalar pow: NumPy's vectorised
+        # power differs by an ulp between CPUs (AVX-512 or not), and so would every
+        # quantile read off the bins
+        mags = np.array([10.0 ** (self.min_exponent + i / b) for i in range(k + 1)])
         lo = np.empty(self.num_bins - 1)
         hi = np.empty(self.num_bins - 1)
         lo[0], hi[0] = -np.inf, -mags[k]
@@ -198,25 +203,28 @@ class Accumulator:
     num_months: int
     #: rows of the sum tree (default num_stats; a weighted run keeps 3 S + 2)
     tree_stats: int | None = None
+    #: first-passage events counted (default: :func:`mcsim.events.table`'s length)
+    num_events: int | None = None
     histogram: np.ndarray = field(init=False)          # (S, B) int64
     tree: SumTree = field(init=False)
-    repayment_counts: np.ndarray = field(init=False)   # (T+1,) int64; [T] = censored
-    credit_counts: np.ndarray = field(init=False)      # (T+1,) int64
+    #: paths by the first month of each event, in :class:`~mcsim.layout.StatLayout`'s
+    #: event order ([:, T]: not by the horizon)
+    event_counts: np.ndarray = field(init=False)       # (E, T+1) int64
     #: paths with a NaN or inf, by the first month one appeared ([T]: not located)
     nonfinite_months: np.ndarray = field(init=False)   # (T+1,) int64
-    cap_counts: np.ndarray = field(init=False)         # (T+1,) int64: revenue-share cap reached
-    commitment_counts: np.ndarray = field(init=False)  # (T+1,) int64: Azure commitment met
     paths: int = 0
 
+    #: the integer arrays, by name: what :meth:`add_counts` takes and checkpoints keep
+    COUNTS = ("histogram", "event_counts", "nonfinite_months")
+
     def __post_init__(self) -> None:
+        if self.num_events is None:
+            self.num_events = len(events_table())
         self.histogram = np.zeros((self.num_stats, self.num_bins), np.int64)
         self.tree_stats = self.tree_stats or self.num_stats
         self.tree = SumTree(self.tree_stats)
-        self.repayment_counts = np.zeros(self.num_months + 1, np.int64)
-        self.credit_counts = np.zeros(self.num_months + 1, np.int64)
+        self.event_counts = np.zeros((self.num_events, self.num_months + 1), np.int64)
         self.nonfinite_months = np.zeros(self.num_months + 1, np.int64)
-        self.cap_counts = np.zeros(self.num_months + 1, np.int64)
-        self.commitment_counts = np.zeros(self.num_months + 1, np.int64)
 
     @property
     def nonfinite_paths(self) -> int:
@@ -226,19 +234,23 @@ class Accumulator:
     def moments(self) -> Moments:
         return self.tree.moments()
 
-    def add_counts(self, histogram, repayment_counts, credit_counts,
-                   nonfinite_months, cap_counts=0, commitment_counts=0) -> None:
-        """Add integer counts (exact, in any order)."""
-        self.histogram += np.asarray(histogram, np.int64)
-        self.repayment_counts += np.asarray(repayment_counts, np.int64)
-        self.credit_counts += np.asarray(credit_counts, np.int64)
-        self.nonfinite_months += np.asarray(nonfinite_months, np.int64)
-        self.cap_counts += np.asarray(cap_counts, np.int64)
-        self.commitment_counts += np.asarray(commitment_counts, np.int64)
+    def counts(self) -> dict[str, np.ndarray]:
+        """The integer arrays by name (:data:`COUNTS`)."""
+        return {k: getattr(self, k) for k in self.COUNTS}
+
+    def add_counts(self, histogram, event_counts, nonfinite_months) -> None:
+        """Add integer counts (exact, in any order). Each must have its own shape: a
+        missing or mis-shaped one is an error, never a silent zero."""
+        for name, value in (("histogram", histogram), ("event_counts", event_counts),
+                            ("nonfinite_months", nonfinite_months)):
+            mine = getattr(self, name)
+            value = np.asarray(value, np.int64)
+            if value.shape != mine.shape:
+                raise ValueError(f"{name} of shape {value.shape}, expected {mine.shape}")
+            mine += value
 
     def merge(self, other: Accumulator) -> None:
         """Fold in another accumulator over disjoint paths (another process's)."""
-        self.add_counts(other.histogram, other.repayment_counts, other.credit_counts,
-                        other.nonfinite_months, other.cap_counts, other.commitment_counts)
+        self.add_counts(**other.counts())
         self.paths += other.paths
         self.tree.merge(other.tree)

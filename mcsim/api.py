@@ -16,8 +16,6 @@ Python argument (``target_se``, ``grid``) or the config key.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import warnings
 from collections.abc import Mapping
@@ -26,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from . import precision
-from .accumulators import BLOCK, Accumulator
 from .config import Config, ConfigError, load_config, parse_config
-from .engine import RunOutput, batch_key, max_batch
+from .engine import batch_key, max_batch
 from .engine import run_batch as engine_run_batch
 from .engine.parameters import parameter_table
 from .engine.smc import PosteriorSource, smc_posterior
@@ -37,16 +34,11 @@ from .layout import StatLayout
 from .overrides import grid_points, with_overrides
 from .posterior import posterior_table
 from .results import ConditionedResults, PosteriorResults, Results
+from .saved import PointStore, posterior_results, results_of, sweep_identity
 from .x64 import enable_x64
 
-
-def _results(out: RunOutput) -> Results:
-    """The engine's output for one config as :class:`Results` (weighted:
-    :class:`ConditionedResults`)."""
-    if out.reference_loglik is not None:
-        return ConditionedResults(out.config, out.layout, out.bins, out.accumulator, out.info,
-                                  reference_loglik=out.reference_loglik)
-    return Results(out.config, out.layout, out.bins, out.accumulator, out.info)
+#: the engine's output for one config as Results (weighted: ConditionedResults)
+_results = results_of
 
 
 def run_batch(configs: list[Config], **options) -> list[Results]:
@@ -61,10 +53,12 @@ def run(config: Config, **options) -> Results:
     return run_batch([config], **options)[0]
 
 
-#: engine options that belong to the prior pass only (the conditioned pass is not
-#: checkpointed: it is the shorter of the two and is run again whole)
+#: engine options that belong to the prior pass only (importance sampling's weighted pass
+#: is not checkpointed: it is as long as the prior pass and is run again whole; SMC's
+#: tempering, most of an SMC run's time, is checkpointed by :func:`smc_conditioned`)
 _PRIOR_ONLY = ("checkpoint", "checkpoint_interval", "resume", "checkpoint_at_end",
                "stages", "should_stop")
+_SMC_CHECKPOINT = ("checkpoint", "checkpoint_interval", "resume")
 
 
 def add_conditioned(results: list[Results], dtype: str = "float32", progress: bool | None = None,
@@ -72,9 +66,11 @@ def add_conditioned(results: list[Results], dtype: str = "float32", progress: bo
     """Each of ``results`` (one batch: configs sharing a batch key) with the same paths'
     conditioned results attached as ``.conditioned``: the second, weighted pass. A small
     effective sample size raises a ``UserWarning``."""
+    saving = {k: v for k, v in options.items() if k in _SMC_CHECKPOINT}
     options = {k: v for k, v in options.items() if k not in _PRIOR_ONLY}
     if results and results[0].config.conditioning.method == "smc":
-        conditioned = [smc_conditioned(r.config, dtype, progress, **options) for r in results]
+        conditioned = [smc_conditioned(r.config, dtype, progress, **options, **saving)
+                       for r in results]
         for c in conditioned:
             if c.warning:
                 warnings.warn(c.warning, UserWarning, stacklevel=3)
@@ -88,45 +84,63 @@ def add_conditioned(results: list[Results], dtype: str = "float32", progress: bo
 
 
 def smc_conditioned(config: Config, dtype: str = "float32", progress: bool | None = None,
-                    **options) -> PosteriorResults:
+                    checkpoint: str | Path | None = None, resume: bool = False,
+                    checkpoint_interval: float = 60.0, **options) -> PosteriorResults:
     """The config conditioned on its observations by tempered SMC
     (:mod:`mcsim.engine.smc`): ``conditioning.runs`` independent runs of
     ``conditioning.particles`` particles, each particle then forecast as one path of an
-    ordinary run over the whole grid; the runs pooled, with errors from their spread."""
+    ordinary run over the whole grid; the runs pooled, with errors from their spread.
+    With a ``checkpoint`` directory the tempering runs' states are saved there (and
+    ``resume`` continues them); the forecasts, short ordinary runs, are run again."""
     enable_x64()
     devices = options.get("devices")
     say = None
     if progress:
         def say(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
-    posterior = smc_posterior(config, dtype, tuple(devices) if devices else None, say)
+    posterior = smc_posterior(config, dtype, tuple(devices) if devices else None, say,
+                              checkpoint=checkpoint, resume=resume,
+                              checkpoint_interval=checkpoint_interval)
     N = posterior.settings.particles
     forecast = config.with_simulation(paths=N, variance_reduction="none")
     outs = [engine_run_batch([forecast], dtype=dtype, progress=progress,
                              posterior=PosteriorSource(posterior, r, dtype), **options)[0]
             for r in range(posterior.settings.runs)]
-    pooled = _pooled([o.accumulator for o in outs], N)
-    info = outs[0].info._replace(paths=pooled.paths,
-                                 seconds=sum(r.seconds for r in posterior.runs)
-                                 + sum(o.info.seconds for o in outs))
-    return PosteriorResults(forecast.with_simulation(paths=pooled.paths), outs[0].layout,
-                            outs[0].bins, pooled, info,
-                            run_results=[_results(o) for o in outs], posterior=posterior)
+    return posterior_results(config, posterior, outs)
 
 
-def _pooled(accumulators: list[Accumulator], particles: int) -> Accumulator:
-    """The runs' accumulators as one, run r's paths taking the r-th aligned subtree of
-    the sum tree (each run's root is a node at the level of ``particles``), so the pooled
-    sums are fixed by the runs alone, like any run's."""
-    first = accumulators[0]
-    out = Accumulator(first.num_stats, first.num_bins, first.num_months, first.tree_stats)
-    level = max(0, math.ceil(math.log2(-(-particles // BLOCK))))
-    for r, a in enumerate(accumulators):
-        out.add_counts(a.histogram, a.repayment_counts, a.credit_counts, a.nonfinite_months,
-                       a.cap_counts, a.commitment_counts)
-        out.paths += a.paths
-        out.tree.insert(level, r, *a.tree.total())
-    return out
+def speed_settings(compile_cache: bool | str | Path = True) -> None:
+    """What the command line does first, done by the API's entry points where it is safe.
+
+    * Compiled kernels kept on disk (:mod:`mcsim.compile_cache`): the same executables, so
+      the same numbers, without the ~6-8 s compile in a later process (a notebook restarted,
+      a script run again, a sweep of changed numbers). ``compile_cache``: True (default)
+      for ``$MCSIM_CACHE_DIR``, else ``~/.cache/mcsim/xla``; a folder; or False to leave
+      JAX as it is. ``MCSIM_CACHE_DIR=off`` turns it off too, and a cache folder the
+      program already gave JAX is kept (mcsim's is then not used). JAX's cache is one per
+      process: the program's own jitted functions are kept there too.
+    * One CPU device per core (:mod:`mcsim.cpu_devices`): only possible before JAX starts
+      its CPU backend (the device count is fixed then), so only when nothing has run on a
+      device yet; afterwards the run uses the devices JAX has (``results.info.num_devices``).
+      Call :func:`mcsim.use_cpu_cores` first thing to be sure of it;
+      ``MCSIM_CPU_DEVICES=1`` (or a count JAX was already given) keeps one device. The
+      numbers are the same bits for any count.
+    """
+    from jax._src import xla_bridge
+
+    from .compile_cache import use_compile_cache
+    from .cpu_devices import use_cpu_cores
+
+    if not xla_bridge.backends_are_initialized():
+        use_cpu_cores()
+    if compile_cache is False:
+        return
+    if use_compile_cache(None if compile_cache is True else compile_cache) is not None:
+        # JAX decides once per process whether its cache is on (at its first compile): a
+        # program that compiled before this call had it decided off
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
 
 
 def simulate(config: Config | str | Path, *, paths: int | None = None,
@@ -134,7 +148,7 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
              dtype: str = "float32", progress: bool | None = None,
              target_se: Mapping[str, float | str] | None = None,
              first_check: int | None = None, condition: bool | None = None,
-             **run_options) -> Results:
+             compile_cache: bool | str | Path = True, **run_options) -> Results:
     """Simulate a config and reduce it to :class:`mcsim.results.Results`.
 
     Args:
@@ -151,6 +165,10 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
             ``[observations]`` (default: when it has any), as ``results.conditioned``
             (:mod:`mcsim.engine.conditioning`); a second pass, so about twice the time. A
             small effective sample size raises a ``UserWarning``.
+        compile_cache: keep compiled kernels on disk, so a later process skips their
+            compile (default True; False to opt out, or a folder); with one CPU device per
+            core when JAX has not started yet: see :func:`speed_settings`. A second call in
+            the same process with changed numbers (not shapes) compiles nothing either way.
         **run_options: passed to :func:`mcsim.engine.run_batch` (``chunk_size``,
             ``devices``, ``checkpoint``, ``resume``, ...).
 
@@ -159,6 +177,7 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
         DataFrames (``*_frame``) and plots on matplotlib Axes (``plot_*``).
     """
     enable_x64()
+    speed_settings(compile_cache)
     if not isinstance(config, Config):
         config = load_config(config)
     config = with_overrides(config, overrides or {})
@@ -166,19 +185,40 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
     if condition is None:
         condition = bool(config.observations)
     if not target_se:
-        results = run(config, dtype=dtype, progress=progress, **run_options)
+        prior_options = dict(run_options)
+        if condition and run_options.get("checkpoint") is not None:
+            # the conditioned pass comes next: a resume during it must not redo the prior
+            prior_options["checkpoint_at_end"] = True
+        results = run(config, dtype=dtype, progress=progress, **prior_options)
     else:
         results = _run_to_precision(config, target_se, first_check, dtype=dtype,
                                     progress=progress, **run_options)
     if condition:
         results = add_conditioned([results], dtype, progress, **run_options)[0]
-    return with_tables(results, dtype)
+    return with_tables(results, dtype, progress)
 
 
-def with_tables(results: Results, dtype: str = "float32") -> Results:
+def progress_shown(progress: bool | None) -> bool:
+    """Whether ``progress`` asks for progress on the terminal: True, or None (the
+    default) when stderr is a terminal; the bar itself waits 2 s (a short run shows none)."""
+    return bool(progress) or (progress is None and sys.stderr.isatty())
+
+
+def say(progress: bool | None, text: str) -> None:
+    """One line of progress on stderr (``mcsim: text``) where :func:`progress_shown`:
+    the stages between and after the progress bars, which take seconds too."""
+    if progress_shown(progress):
+        print(f"mcsim: {text}", file=sys.stderr, flush=True)
+
+
+def with_tables(results: Results, dtype: str = "float32",
+                progress: bool | None = False) -> Results:
     """``results`` with its parameter table (as drawn, and conditioned when it has
     conditioned results) and its facts-vs-model table attached (each from the run's own
     first paths, :mod:`mcsim.engine.parameters`, :mod:`mcsim.facts`)."""
+    # seconds (a compile of its own when new): said, so the terminal is not silent
+    say(progress, "tables: the parameters as drawn and facts vs model (from the run's "
+                  "first paths)")
     config = results.config.with_simulation(paths=results.num_paths)
     cond = results.conditioned
     table = parameter_table(config, dtype, conditioned=isinstance(cond, ConditionedResults))
@@ -197,10 +237,12 @@ def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
                       first_check: int | None, **run_options) -> Results:
     """A run that stops at the first look where every target is met (mcsim.precision)."""
     if config.simulation.variance_reduction == "sobol":
-        raise ConfigError("simulation.variance_reduction", "sobol",
-                          '"none" or "antithetic" with a precision target (Sobol points\' '
-                          "errors are not the i.i.d. formula's, so a target could not be "
-                          "checked)")
+        # two settings clash: name both (the CLI renames target_se to --target-se)
+        raise ConfigError("target_se", dict(target_se), 'no precision target with '
+                          'simulation.variance_reduction = "sobol" (--variance-reduction '
+                          "on the command line): Sobol points' errors are not the i.i.d. "
+                          "formula's, so a target could not be checked; drop the target "
+                          'or set simulation.variance_reduction to "none" or "antithetic"')
     targets = precision.parse_targets(target_se)
     layout = StatLayout(config.grid)
     pairs = config.simulation.variance_reduction == "antithetic"
@@ -213,6 +255,8 @@ def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
 
 def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = True,
               dtype: str = "float32", progress: bool | None = None,
+              checkpoint: str | Path | None = None, resume: bool = False,
+              compile_cache: bool | str | Path = True,
               **simulate_options) -> list[tuple[dict[str, Any], Results]]:
     """Every point of the Cartesian ``grid`` of overrides ({key: [values]}), in grid order
     (first key slowest): [(point, Results)].
@@ -230,31 +274,82 @@ def run_sweep(config: Config, grid: Mapping[str, list[Any]], *, batch: bool = Tr
     the warning is given once for the sweep. Each point's results are its prior and, with
     ``[observations]``, its ``.conditioned`` ones (:mod:`mcsim.report.sweep` reports the
     conditioned ones where present).
+
+    With a ``checkpoint`` directory each point is saved there once its batch is done
+    (:mod:`mcsim.saved`; the directory is locked for this process meanwhile), and
+    ``resume`` reads back the points of every finished batch instead of running them: the
+    same results as a sweep never stopped. A point saved by another sweep (another config,
+    grid, paths, seed, dtype or batching) is refused, naming what differs.
+
+    ``progress`` (default: on a terminal): each batch's bar, and a line as each point's
+    tables are made. ``compile_cache``: as :func:`simulate`'s.
     """
     enable_x64()
+    speed_settings(compile_cache)
     points = grid_points(grid)
     with warnings.catch_warnings(record=True) as caught:  # e.g. a pair dropped: once
         warnings.simplefilter("always", UserWarning)
         configs = [with_overrides(config, point) for point in points]
     for message in dict.fromkeys(str(w.message) for w in caught):
         warnings.warn(message, UserWarning, stacklevel=2)
-    if not batch or simulate_options.get("target_se"):
-        return [(p, simulate(c, dtype=dtype, progress=progress, **simulate_options))
-                for p, c in zip(points, configs, strict=True)]
-    groups: dict[tuple, list[int]] = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(batch_key(c), []).append(i)
+    unbatched = not batch or bool(simulate_options.get("target_se"))
+    if unbatched:
+        batches = [[i] for i in range(len(points))]
+    else:
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(configs):
+            groups.setdefault(batch_key(c), []).append(i)
+        # groups too big for the device's memory run as several batches
+        size = max_batch(config.grid, weighted=bool(config.observations))
+        batches = [m[k:k + size] for m in groups.values() for k in range(0, len(m), size)]
+    if checkpoint is None:
+        return _sweep_batches(points, configs, batches, unbatched, None, dtype, progress,
+                              simulate_options)
+    import jax
+
+    from . import locks
+
+    devices = simulate_options.get("devices") or jax.local_devices()
+    identity = sweep_identity(config, grid, dtype=dtype, batch=not unbatched,
+                              options=simulate_options,
+                              device=f"{devices[0].platform}:{devices[0].device_kind}")
+    store = PointStore(checkpoint, identity, resume, dtype)
+    with locks.hold(locks.checkpoint_lock_file(checkpoint), key="checkpoint",
+                    value=str(checkpoint), what="checkpoint directory"):
+        return _sweep_batches(points, configs, batches, unbatched, store, dtype, progress,
+                              simulate_options)
+
+
+def _sweep_batches(points: list[dict[str, Any]], configs: list[Config],
+                   batches: list[list[int]], unbatched: bool, store: PointStore | None,
+                   dtype: str, progress: bool | None, simulate_options: Mapping[str, Any]
+                   ) -> list[tuple[dict[str, Any], Results]]:
+    """Run (or, from ``store``, read back) each batch of points; saved as each ends."""
     results: list = [None] * len(points)
-    # groups too big for the device's memory run as several batches
-    size = max_batch(config.grid, weighted=bool(config.observations))
-    batches = [m[k:k + size] for m in groups.values() for k in range(0, len(m), size)]
     for members in batches:
+        if store is not None:
+            saved = [store.load(i, points[i], configs[i], members) for i in members]
+            if all(r is not None for r in saved):  # a batch is kept or redone whole
+                for i, r in zip(members, saved, strict=True):
+                    results[i] = with_tables(r, dtype)
+                continue
         group = [configs[i] for i in members]
-        runs = run_batch(group, dtype=dtype, progress=progress, **simulate_options)
-        if group[0].observations:
-            runs = add_conditioned(runs, dtype, progress, **simulate_options)
+        done = sum(r is not None for r in results)
+        say(progress, f"sweep: point{'s' * (len(members) > 1)} "
+            + (f"{done + 1}-{done + len(members)}" if len(members) > 1 else f"{done + 1}")
+            + f" of {len(points)}: {group[0].simulation.paths:,} paths each"
+            + (" (batched)" if len(members) > 1 else ""))
+        if unbatched:
+            runs = [simulate(group[0], dtype=dtype, progress=progress, **simulate_options)]
+        else:
+            runs = run_batch(group, dtype=dtype, progress=progress, **simulate_options)
+            if group[0].observations:
+                runs = add_conditioned(runs, dtype, progress, **simulate_options)
+            runs = [with_tables(r, dtype, progress) for r in runs]
         for i, r in zip(members, runs, strict=True):
-            results[i] = with_tables(r, dtype)
+            results[i] = r
+            if store is not None:
+                store.save(i, points[i], configs[i], members, r)
     return list(zip(points, results, strict=True))
 
 
@@ -267,26 +362,22 @@ def reproduce(summary_path: str | Path, **run_options) -> tuple[Results, dict]:
     """
     import hashlib
 
-    from .report.format import json_restore
+    from .report.compare import load_provenance
 
     enable_x64()
+    speed_settings(run_options.pop("compile_cache", True))
+    # every key a rerun reads, checked first: one line naming the file and the key
+    prov = load_provenance(summary_path)
+    raw, text = prov["config_resolved"], prov["config_text"]
+    paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
+    if hashlib.sha256(text.encode()).hexdigest() != prov["config_sha256"]:
+        raise ConfigError("provenance.config_text", "<text>", "text whose sha256 is "
+                          "provenance.config_sha256", source=str(summary_path))
     try:
-        prov = json.loads(Path(summary_path).read_text(encoding="utf-8"))["provenance"]
-        raw, text = json_restore(prov["config_resolved"]), prov["config_text"]
-        paths, seed, dtype = prov["paths"], prov["seed"], prov["dtype"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError("summary", str(summary_path),
-                          f"a summary.json written by mcsim run ({exc!r})") from None
-    if dtype not in ("float32", "float64"):
-        raise ConfigError("provenance.dtype", dtype, '"float32" or "float64"')
-    if not isinstance(paths, int) or isinstance(paths, bool) or paths < 1:
-        raise ConfigError("provenance.paths", paths, "a positive integer")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ConfigError("provenance.seed", seed, "an integer in [0, 2^63)")
-    if hashlib.sha256(text.encode()).hexdigest() != prov.get("config_sha256"):
-        raise ConfigError("provenance.config_text", str(summary_path),
-                          "text whose sha256 is provenance.config_sha256")
-    config = parse_config(raw, source_text=text, source_path=prov.get("config_path", ""))
+        config = parse_config(raw, source_text=text,
+                              source_path=prov.get("config_path", ""))
+    except ConfigError as exc:
+        raise exc.with_source(str(summary_path)) from None
     config = config.with_simulation(paths=paths, seed=seed)
     results = run(config, dtype=dtype, **run_options)
     if prov.get("conditioned"):  # the run had its conditioned pass: so does the rerun

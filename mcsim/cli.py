@@ -4,14 +4,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from .compile_cache import use_compile_cache
-from .config import ConfigError, load_config
 from .cpu_devices import use_cpu_cores
+from .errors import ConfigError
+
+
+def load_config(path):
+    """:func:`mcsim.config.load_config`, imported when a command reads a config: the config
+    module imports scipy (0.7 s), which ``--help`` and a misused flag should not wait for."""
+    from .config import load_config as load
+
+    return load(path)
+
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -24,12 +36,16 @@ FORCE_HELP = ("write into a non-empty directory mcsim did not write: its files s
 #: The library names the Python argument in its errors; the CLI names the flag that set it.
 FLAGS = {"out_dir": "--out", "num_base": "--base-rows", "by_month": "--by",
          "target_se": "--target-se", "resume": "--resume", "overrides": "--set",
-         "grid": "--set", "dtype": "--dtype"}
+         "grid": "--set", "dtype": "--dtype", "checkpoint": "--checkpoint-dir"}
 
 
 def as_flags(exc: ConfigError) -> ConfigError:
     """``exc`` with a Python argument's name replaced by its flag: ``num_base`` ->
-    ``--base-rows``, ``target_se['p_not_repaid']`` -> ``--target-se p_not_repaid``."""
+    ``--base-rows``, ``target_se['p_not_repaid']`` -> ``--target-se p_not_repaid``. An
+    error about a file (it has a source) names the file's own key: ``grid`` there is
+    summary.json's, not the sweep's argument."""
+    if exc.source:
+        return exc
     for name, flag in FLAGS.items():
         if exc.key == name:
             return exc.renamed(flag)
@@ -74,7 +90,8 @@ def _checkpoint_dir(args, out: Path) -> Path:
     text = args.checkpoint_dir
     ckpt_dir = Path(text) if text is not None else Path(f"{out.resolve()}.checkpoint")
     if text is not None:
-        check_output_dir(ckpt_dir, key="--checkpoint-dir", force=True)
+        # files are written into it, never swapped in: no staging probe, a mount is fine
+        check_output_dir(ckpt_dir, key="--checkpoint-dir", force=True, probe=False)
     report, ck = out.resolve(), ckpt_dir.resolve()
     if ck == report or report in ck.parents:
         raise ConfigError("--checkpoint-dir", str(text), "a directory outside --out (the "
@@ -120,6 +137,19 @@ def _positive_int(text: str) -> int:
         value = int(number)
     if value < 1:
         raise argparse.ArgumentTypeError(expected)
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (a negative interval or nan would silently turn the
+    checkpoints off)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds >= 0 "
+                                         "(0: after every call)")
     return value
 
 
@@ -183,8 +213,36 @@ def _version_text() -> str:
     return f"mcsim {__version__} (jax {jax_version})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its misuse errors as one line (the README's promise), not the usage
+    block: ``mcsim run: error: the following arguments are required: --out (see mcsim run
+    --help)``, with the nearest name where a flag or command is misspelt."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = self._nearest(message)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}{hint} "
+                                  f"(see {self.prog} --help)\n")
+
+    def _nearest(self, message: str) -> str:
+        """"; did you mean --paths?" for an unknown flag or command close to a known one."""
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            given, known = choice[1], re.findall(r"'([^']*)'", choice[2])
+        else:
+            unknown = re.search(r"unrecognized arguments: (\S+)", message)
+            if not unknown or not unknown[1].startswith("--"):
+                return ""
+            given = unknown[1].split("=", 1)[0]
+            known = [o for a in self._actions for o in a.option_strings]
+        close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcsim", description=DESCRIPTION, epilog=EPILOG)
+    p = _Parser(prog="mcsim", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=_version_text())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            title="commands")
@@ -236,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where checkpoints go (default: OUT.checkpoint beside the report); "
                         "once the report is written mcsim removes its checkpoint files, and "
                         "the directory only if it created it")
-    c.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+    c.add_argument("--checkpoint-interval", type=_seconds, default=60.0, metavar="SECONDS",
                    help="seconds between checkpoints (default 60; 0: after every call)")
     d = r.add_argument_group(
         "several hosts", "run one process per host (or per GPU) through jax.distributed; "
@@ -272,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config key first (repeatable)")
     se.add_argument("--seed", type=_seed, help="seed of the design, shocks and bootstrap")
     se.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    sec = se.add_argument_group(
+        "checkpoints", "the evaluated design rows are saved every so often; a killed study "
+        "continues with --resume and gives the same indices as if never stopped")
+    sec.add_argument("--resume", action="store_true",
+                     help="continue from the rows this same study saved, if any")
+    sec.add_argument("--checkpoint-dir", metavar="DIR",
+                     help="where the rows are saved (default: OUT.checkpoint beside the "
+                          "study's directory); removed once the study is written, the "
+                          "directory only if mcsim created it")
+    sec.add_argument("--checkpoint-interval", type=_seconds, default=60.0, metavar="SECONDS",
+                     help="seconds between checkpoints (default 60; 0: after every call)")
 
     sw = command("sweep")
     sw.add_argument("config", help="TOML config file")
@@ -287,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-batch", action="store_true",
                     help="run the points one after the other (each then bit-identical to "
                          "its own mcsim run) instead of batched in one kernel")
+    swc = sw.add_argument_group(
+        "checkpoints", "each point is saved once its batch is done; a killed sweep "
+        "continues with --resume, skipping the saved points, with the same results")
+    swc.add_argument("--resume", action="store_true",
+                     help="read back the points this same sweep saved, run the rest")
+    swc.add_argument("--checkpoint-dir", metavar="DIR",
+                     help="where the points are saved (default: OUT.checkpoint beside the "
+                          "sweep's directory); removed once the sweep is written, the "
+                          "directory only if mcsim created it")
 
     cp = command("compare")
     cp.add_argument("runs", nargs="+", metavar="OUT",
@@ -318,21 +396,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``mcsim`` command: one CPU device per core (:mod:`mcsim.cpu_devices`) and the
-    cache of compiled kernels (:mod:`mcsim.compile_cache`), then the subcommand."""
-    use_compile_cache()
-    try:
-        use_cpu_cores()
-    except ValueError as exc:
-        print(f"mcsim: error: {exc}", file=sys.stderr)
-        return 2
-    return run_command(argv)
+    """The ``mcsim`` command: the arguments parsed first (``--help``, ``--version`` and a
+    misused flag answer without importing JAX, in a fraction of a second), then one CPU
+    device per core (:mod:`mcsim.cpu_devices`) and the cache of compiled kernels
+    (:mod:`mcsim.compile_cache`), then the subcommand."""
+    args = _parse(argv)
+
+    def setup() -> int | None:
+        use_compile_cache()
+        try:
+            use_cpu_cores()
+        except ValueError as exc:
+            print(f"mcsim: error: {exc}", file=sys.stderr)
+            return 2
+        return None
+
+    return run_command(argv, args=args, setup=setup)
 
 
-def run_command(argv: list[str] | None = None) -> int:
-    """A subcommand, on the devices JAX already has (tests call this in-process)."""
+def run_command(argv: list[str] | None = None, *, args: argparse.Namespace | None = None,
+                setup: Callable[[], int | None] | None = None) -> int:
+    """A subcommand, on the devices JAX already has (tests call this in-process);
+    ``args``: ``argv`` already parsed; ``setup``: run after parsing, before the command
+    (a status it returns ends the command)."""
     try:
-        return _main(argv)
+        args = _parse(argv) if args is None else args
+        failed = setup() if setup is not None else None
+        if failed is not None:
+            return failed
+        return COMMANDS[args.command](args)
     except BrokenPipeError:
         # the reader went away (``mcsim ... | head``): the files are written; say nothing
         import os
@@ -341,9 +433,15 @@ def run_command(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments (argparse exits on ``--help``, ``--version`` and misuse)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, which knows its flags (for "did you mean")
+        commands = next(a for a in parser._actions
+                        if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _validate(args) -> int:
@@ -388,17 +486,64 @@ def _run(args) -> int:
             _initialize_distributed(args)
     except ConfigError as exc:
         return _bad_input(exc)
+    # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
+    # (known before the lock, whose file lives in it, makes it)
+    ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
+    process = _process()
+    return _holding_locks(out if process[0] == 0 else None, None if targets else ckpt_dir,
+                          process, lambda: _run_locked(args, config, ckpt_dir, targets),
+                          ckpt_dir_is_ours)
 
+
+def _process() -> tuple[int, int]:
+    """(this process, processes): JAX is imported only when a distributed run started it
+    (a refusal by a lock should not wait for JAX's import)."""
+    if "jax" not in sys.modules:
+        return 0, 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def _holding_locks(out: Path | None, ckpt_dir: Path | None, process: tuple[int, int],
+                   command: Callable[[], int], ckpt_dir_is_ours: bool = False) -> int:
+    """``command()`` while this process holds the locks on the report directory ``out``
+    and its checkpoint directory (:mod:`mcsim.locks`): a second mcsim on either is refused
+    in one line (exit 2) before it runs anything; the locks go when the command ends,
+    however it ends. Then the checkpoint directory, when mcsim's (``ckpt_dir_is_ours``)
+    and empty (its checkpoints were removed, or none was written), is removed."""
+    from .locks import checkpoint_lock_file, hold, output_lock_file
+
+    try:
+        with contextlib.ExitStack() as held:
+            if out is not None:
+                held.enter_context(hold(output_lock_file(out), key="--out", value=str(out),
+                                        what="report directory"))
+            if ckpt_dir is not None:
+                held.enter_context(hold(checkpoint_lock_file(ckpt_dir, *process),
+                                        key="--checkpoint-dir", value=str(ckpt_dir),
+                                        what="checkpoint directory"))
+            return command()
+    except ConfigError as exc:  # the command turns its own errors into exit statuses
+        return _bad_input(exc)
+    finally:
+        if ckpt_dir is not None and ckpt_dir_is_ours:
+            with contextlib.suppress(OSError):
+                ckpt_dir.rmdir()  # only when empty; the lock's file is gone by now
+
+
+def _run_locked(args, config, ckpt_dir: Path, targets: dict) -> int:
+    """``mcsim run`` once its input is checked and its directories are locked."""
     import warnings
 
     import jax
 
     from .api import simulate
+    from .checkpoint import checkpoint_file
     from .report import format_summary, write_report
 
-    # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
-    ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
-    if args.resume and not ckpt_dir.exists():
+    if args.resume and not checkpoint_file(ckpt_dir, jax.process_index(),
+                                           jax.process_count()).exists():
         print(f"mcsim: no checkpoint in {ckpt_dir}; starting from the beginning",
               file=sys.stderr)
     # a precision target stops early at looks, which checkpoints do not cover
@@ -416,7 +561,12 @@ def _run(args) -> int:
         return _bad_input(exc)
     if jax.process_index() != 0:  # every process holds the merged results; one writes
         return 0
-    failed = _write("the report", args.out, lambda: write_report(
+    if results.precision is not None:  # a run that may stop early says when and why
+        from .precision import stop_text
+
+        print(f"mcsim: {stop_text(results.precision, config.simulation.paths)}",
+              file=sys.stderr)
+    failed = _timed_write(args.progress, args.out, lambda: write_report(
         results, args.out, plots=not args.no_plots, sample_paths=args.save_paths or 0,
         force=args.force))
     if failed is not None:
@@ -425,27 +575,64 @@ def _run(args) -> int:
     from .checkpoint import remove_checkpoints
 
     # the report is safe: the checkpoints are not needed; remove only what this run wrote
-    remove_checkpoints(ckpt_dir, jax.process_count(), remove_directory=ckpt_dir_is_ours)
+    # (the directory, when mcsim's, once the lock's file in it is gone: _holding_locks)
+    remove_checkpoints(ckpt_dir, jax.process_count(), remove_directory=False)
     print(format_summary(results))
     print(f"report written to {out}/")
     return 0
 
 
+def _timed_write(progress: bool | None, out, write) -> int | None:
+    """:func:`_write` of a report, said on the terminal (it takes seconds: tables, plots,
+    report.html) before it starts and with its time when done, so that the run's own time
+    in the summary below is not mistaken for the whole command's."""
+    import time
+
+    from .api import progress_shown
+
+    shown = progress_shown(progress)
+    if shown:
+        print(f"mcsim: writing the report into {out}/ (tables, plots, report.html)",
+              file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    failed = _write("the report", out, write)
+    if shown and failed is None:
+        print(f"mcsim: report written in {time.perf_counter() - t:.1f} s", file=sys.stderr,
+              flush=True)
+    return failed
+
+
 def _sensitivity(args) -> int:
     """``mcsim sensitivity``: Sobol indices and the tornado chart."""
     from .report.outdir import check_output_dir
-    from .report.sensitivity import write_sensitivity
-    from .sensitivity import sensitivity
 
     try:
         config = load_config(args.config)
         config = _with_overrides_warned(config, args.set)
         config = config.with_simulation(seed=args.seed)
         out = check_output_dir(args.out, force=args.force)
+        ckpt_dir = _checkpoint_dir(args, out)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
+    ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
+    return _holding_locks(out, ckpt_dir, (0, 1), lambda: _sensitivity_locked(
+        args, config, out, ckpt_dir), ckpt_dir_is_ours)
+
+
+def _sensitivity_locked(args, config, out: Path, ckpt_dir: Path) -> int:
+    """``mcsim sensitivity`` once its input is checked and its directories are locked."""
+    from .checkpoint import remove_checkpoints
+    from .report.sensitivity import write_sensitivity
+    from .sensitivity import ROWS_FILE, sensitivity
+
+    try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
-                                 num_bootstrap=args.bootstrap, dtype=args.dtype)
+                                 num_bootstrap=args.bootstrap, dtype=args.dtype,
+                                 checkpoint=ckpt_dir, resume=args.resume,
+                                 checkpoint_interval=args.checkpoint_interval)
     except ConfigError as exc:
         return _bad_input(exc)
     for message in dict.fromkeys(str(w.message) for w in caught):
@@ -454,6 +641,8 @@ def _sensitivity(args) -> int:
                     lambda: write_sensitivity(result, config, out, force=args.force))
     if failed is not None:
         return failed
+    # the study is written: its saved rows are not needed; remove only those
+    remove_checkpoints(ckpt_dir, 0, remove_directory=False, names=[ROWS_FILE])
     print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
           f"{result.seconds:.1f} s; Sobol indices with "
           f"{result.indices['repayment_month'].confidence:.0%} bootstrap intervals")
@@ -478,11 +667,11 @@ def _sensitivity(args) -> int:
 def _with_overrides_warned(config, settings):
     """``--set`` overrides applied, each warning (e.g. correlation pairs dropped for a
     parameter fixed to a number) printed as one line."""
-    from .overrides import parse_override, with_overrides
+    from .overrides import parse_overrides, with_overrides
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        config = with_overrides(config, dict(parse_override(t) for t in settings))
+        config = with_overrides(config, parse_overrides(settings))
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"mcsim: warning: {message}", file=sys.stderr)
     return config
@@ -492,31 +681,71 @@ def _sweep(args) -> int:
     """``mcsim sweep``: a grid of overrides, one report per point and a comparison."""
     import warnings
 
-    from .api import run_sweep
-    from .overrides import grid_points, parse_sweep
+    from .overrides import grid_points, parse_sweep, with_overrides
     from .report.outdir import check_output_dir
-    from .report.sweep import sweep_table, write_sweep
 
     try:
         config = load_config(args.config).with_simulation(paths=args.paths, seed=args.seed)
         grid = parse_sweep(args.set)
-        check_output_dir(args.out, force=args.force)
-        print(f"sweep: {len(grid_points(grid))} points over {', '.join(grid)}",
-              file=sys.stderr)
-        with warnings.catch_warnings(record=True) as caught:
+        out = check_output_dir(args.out, force=args.force)
+        ckpt_dir = _checkpoint_dir(args, out)
+        # every point checked before a word of the sweep is said (run_sweep checks them
+        # again, in microseconds, before its first run)
+        with warnings.catch_warnings(record=True) as checked:
             warnings.simplefilter("always", UserWarning)
-            runs = run_sweep(config, grid, dtype=args.dtype, progress=False,
-                             batch=not args.no_batch)
+            for point in grid_points(grid):
+                with_overrides(config, point)
     except ConfigError as exc:
         return _bad_input(exc)
-    for message in dict.fromkeys(str(w.message) for w in caught):  # once each, no source
+    said = dict.fromkeys(str(w.message) for w in checked)  # once each, no source
+    for message in said:
         print(f"mcsim: warning: {message}", file=sys.stderr)
+    # the default OUT.checkpoint is mcsim's by its name; a --checkpoint-dir only if new
+    ckpt_dir_is_ours = args.checkpoint_dir is None or not ckpt_dir.exists()
+    return _holding_locks(out, ckpt_dir, (0, 1), lambda: _sweep_locked(
+        args, config, grid, ckpt_dir, said), ckpt_dir_is_ours)
+
+
+def _sweep_locked(args, config, grid, ckpt_dir: Path, said: dict) -> int:
+    """``mcsim sweep`` once its input is checked and its directories are locked."""
+    import warnings
+
+    from .api import run_sweep
+    from .checkpoint import remove_checkpoints
+    from .overrides import grid_points
+    from .report.sweep import sweep_table, write_sweep
+    from .saved import point_files
+
+    count = len(grid_points(grid))
+    print(f"sweep: {count} points over {', '.join(grid)}", file=sys.stderr)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            # progress on a terminal: each batch's bar and a line per stage (a sweep of
+            # 6 points x 100,000 paths ran 80 s without a word)
+            runs = run_sweep(config, grid, dtype=args.dtype, progress=None,
+                             batch=not args.no_batch, checkpoint=ckpt_dir,
+                             resume=args.resume)
+    except ConfigError as exc:
+        return _bad_input(exc)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        if message not in said:
+            print(f"mcsim: warning: {message}", file=sys.stderr)
+    from .api import say
+
+    def written(k: int, name: str) -> None:
+        say(None, f"sweep: report {k} of {count} written ({name}/)")
+
+    say(None, f"sweep: writing {count} reports into {args.out}/")
     failed = _write("the sweep", args.out,
                     lambda: write_sweep(runs, args.out, plots=not args.no_plots,
-                                        force=args.force))
+                                        force=args.force, on_point=written))
     if failed is not None:
         return failed
     out = Path(args.out)
+    # the sweep is written: its saved points are not needed; remove only those
+    remove_checkpoints(ckpt_dir, 0, remove_directory=False,
+                       names=point_files(ckpt_dir, count))
     rows = sweep_table(runs)
     keys = list(grid)
     for row in rows:
@@ -545,9 +774,7 @@ def _compare(args) -> int:
                                   "nothing without --paired (report directories are "
                                   "finished runs)")
         summaries = [load_summary(r) for r in args.runs]
-        names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
-        if len(names) != len(summaries):
-            raise ConfigError("--names", args.names, f"{len(summaries)} comma-separated labels")
+        names = _labels(args.names, [Path(r).name for r in args.runs], args.runs)
         if args.out:
             check_output_dir(args.out, force=args.force)
     except ConfigError as exc:
@@ -563,10 +790,37 @@ def _compare(args) -> int:
     return 0
 
 
+def _labels(text: str | None, defaults: list[str], given: list[str],
+            tags: list[str] | None = None) -> list[str]:
+    """``--names a,b,...``: one non-empty label per run, all different (a difference of
+    two runs is printed as "b - a", so a repeated or empty label would hide which is
+    which). Without it, the ``defaults`` (directory or file names), told apart where they
+    coincide: by the arguments as given, else by ``tags`` ((1), (2), ...)."""
+    if text is None:
+        names = defaults
+        if len(set(names)) < len(names):
+            names = list(given)
+        if len(set(names)) < len(names):
+            tags = tags or [str(i + 1) for i in range(len(names))]
+            names = [f"{n} ({t})" for n, t in zip(defaults, tags, strict=True)]
+        return names
+    names = [n.strip() for n in text.split(",")]
+    if "" in names:
+        raise ConfigError("--names", text, f"{len(given)} non-empty comma-separated labels "
+                          f"(label {names.index('') + 1} is empty)")
+    if len(names) != len(given):
+        raise ConfigError("--names", text, f"{len(given)} comma-separated labels, one per "
+                          f"run (got {len(names)})")
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise ConfigError("--names", text, f"a different label for each run ({repeated!r} "
+                          "is given twice)")
+    return names
+
+
 def _compare_paired(args) -> int:
     """``mcsim compare --paired A.toml B.toml``: B (with ``--set``) minus A on the same
     paths, each difference with its paired error."""
-    from .overrides import parse_override, with_overrides
     from .paired import paired_difference, paired_text
 
     try:
@@ -574,14 +828,10 @@ def _compare_paired(args) -> int:
             raise ConfigError("--paired", " ".join(args.runs), "two config files A B")
         if args.out:
             raise ConfigError("--out", args.out, "nothing with --paired (it prints its table)")
-        names = args.names.split(",") if args.names else [Path(r).stem for r in args.runs]
-        if len(names) != 2:
-            raise ConfigError("--names", args.names, "2 comma-separated labels")
-        if names[0] == names[1]:
-            names = [f"{names[0]} (A)", f"{names[1]} (B)"]
+        names = _labels(args.names, [Path(r).stem for r in args.runs], args.runs,
+                        tags=["A", "B"])
         config_a = load_config(args.runs[0])
-        config_b = with_overrides(load_config(args.runs[1]),
-                                  dict(parse_override(t) for t in args.set))
+        config_b = _with_overrides_warned(load_config(args.runs[1]), args.set)
         result = paired_difference(config_a, config_b, paths=args.paths, dtype=args.dtype)
     except ConfigError as exc:
         return _bad_input(exc)
@@ -591,6 +841,26 @@ def _compare_paired(args) -> int:
     return 0
 
 
+def _locking_out(command: Callable[[argparse.Namespace], int]
+                 ) -> Callable[[argparse.Namespace], int]:
+    """``command`` holding the lock on its ``--out`` (:mod:`mcsim.locks`) while it runs,
+    once ``--out`` passes its check (else ``command`` itself says what is wrong)."""
+    import functools
+
+    @functools.wraps(command)
+    def locked(args: argparse.Namespace) -> int:
+        from .report.outdir import check_output_dir
+
+        try:
+            out = check_output_dir(args.out, force=args.force)
+        except ConfigError:
+            return command(args)
+        return _holding_locks(out, None, (0, 1), lambda: command(args))
+
+    return locked
+
+
+@_locking_out
 def _reproduce(args) -> int:
     """``mcsim reproduce``: rebuild a run from its summary.json alone and run it again."""
     import warnings
@@ -614,7 +884,7 @@ def _reproduce(args) -> int:
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
               f"{__version__} with JAX {jax.__version__}: last bits may differ",
               file=sys.stderr)
-    failed = _write("the report", args.out, lambda: write_report(
+    failed = _timed_write(None, args.out, lambda: write_report(
         results, args.out, plots=not args.no_plots, force=args.force))
     if failed is not None:
         return failed

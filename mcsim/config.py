@@ -243,7 +243,23 @@ class Config:
 # small checkers
 
 
+def _home_table(key: str) -> str | None:
+    """The table a key belongs in, where it is one of a table's own keys (a model
+    parameter in [parameters], a deal term in [deal], ...)."""
+    homes = {"parameters": PARAMETER_NAMES, "deal": DEAL_KEYS,
+             "simulation": SIMULATION_KEYS, "conditioning": CONDITIONING_KEYS}
+    return next((table for table, keys in homes.items() if key in keys), None)
+
+
 def _unknown(key: str, valid: list[str] | tuple[str, ...], prefix: str) -> ConfigError:
+    home = _home_table(key)
+    if home is not None and not (prefix == f"{home}." or prefix.startswith(f"{home}.")):
+        # a key of another table (a v2 parameter written under [deal], say): say where
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+        listed = f", one of: {', '.join(valid)}" if len(valid) <= 12 else ""
+        return ConfigError(f"{prefix}{key}", _UNKNOWN,
+                           f"a key of {where}{listed} (did you mean {home}.{key}? {key} "
+                           f"belongs in [{home}])")
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
     hint = f"a known key (did you mean {prefix}{close[0]}?)" if close else \
         f"one of: {', '.join(valid)}" if len(valid) <= 12 else "a known key (see MODEL.md)"
@@ -1025,10 +1041,13 @@ def _loads(text: str, source: str) -> dict:
                           f"at most {MAX_NESTING} deep", source=source) from None
 
 
-def _resolve_extends(path: Path, depth: int = 0) -> tuple[dict, list[tuple[str, str]]]:
+def _resolve_extends(path: Path, depth: int = 0, replaced: dict | None = None
+                     ) -> tuple[dict, list[tuple[str, str]]]:
     """The document at ``path`` merged over the chain of configs it ``extends``.
 
-    Returns the merged dict and the (path, text) of every file read, parent first.
+    Returns the merged dict and the (path, text) of every file read, parent first. Each
+    parent table a child replaced whole goes into ``replaced`` (table -> (child, parent,
+    the parent's table, the child's)), so an error about a key the child dropped can say why.
     """
     raw, text = _read_toml(path)
     parent_name = raw.pop("extends", None)
@@ -1045,12 +1064,14 @@ def _resolve_extends(path: Path, depth: int = 0) -> tuple[dict, list[tuple[str, 
     if not parent_path.is_file():
         raise ConfigError("extends", parent_name, "an existing config file (relative to "
                           "this one)", source=str(path))
-    merged, files = _resolve_extends(parent_path, depth + 1)
+    merged, files = _resolve_extends(parent_path, depth + 1, replaced)
     for key, value in raw.items():
         if key in MERGED_TABLES and isinstance(value, dict) and \
                 isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
+            if replaced is not None and isinstance(merged.get(key), dict):
+                replaced[key] = (str(path), str(parent_path), merged[key], value)
             merged[key] = value
     return merged, files + [(str(path), text)]
 
@@ -1063,7 +1084,8 @@ def load_config(path: str | Path) -> Config:
     table it gives (e.g. [deal], [observations]) replaces the parent's table whole.
     """
     path = Path(path)
-    raw, files = _resolve_extends(path)
+    replaced: dict[str, tuple[str, str, dict, Any]] = {}
+    raw, files = _resolve_extends(path, replaced=replaced)
     if len(files) == 1:
         text = files[0][1]
     else:
@@ -1071,7 +1093,27 @@ def load_config(path: str | Path) -> Config:
     try:
         return parse_config(raw, source_text=text, source_path=str(path))
     except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+        raise _replaced_note(exc, replaced).with_source(str(path)) from None
+
+
+def _replaced_note(exc: ConfigError, replaced: dict[str, tuple[str, str, dict, Any]]
+                   ) -> ConfigError:
+    """``exc`` saying why a key is missing when a child's table replaced its parent's,
+    which had the key: ``[[deal.change]]`` alone in a child makes a new [deal] of it."""
+    table, _, name = exc.key.partition(".")
+    if exc.value is not _MISSING or table not in replaced:
+        return exc
+    child, parent, before, now = replaced[table]
+    if name not in before:
+        return exc
+    given = ", ".join(f"[[{table}.{k}]]" if isinstance(v, list) and v and
+                      all(isinstance(x, dict) for x in v) else f"{table}.{k}"
+                      for k, v in (now.items() if isinstance(now, dict) else ())) \
+        or "nothing"
+    return ConfigError(exc.key, exc.value, f"{exc.expected} ({child} gives {given}, so "
+                       f"its [{table}] replaces the whole [{table}] of {parent}, the config "
+                       f"it extends: repeat {table}.{name} in {child}, and any other "
+                       f"[{table}] key it needs)", source=exc.source)
 
 
 def parse_config_text(text: str, source_path: str = "<string>") -> Config:

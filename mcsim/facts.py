@@ -15,17 +15,15 @@ central 90%.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .config import Config
-from .engine.kernel import KernelSpec, build_kernel, kernel_inputs
-from .layout import ANNUAL_FLOWS, STOCKS
+from .engine.kernel import KernelSpec, kernel_inputs
+from .layout import STOCKS
 from .months import MonthGrid, parse_month
 from .qmc import sobol_points_for
 
@@ -105,51 +103,53 @@ def facts_in(config: Config, facts: Sequence[Fact] = FACTS) -> list[Fact]:
     return [f for f in facts if first <= parse_month(f.start) and parse_month(f.end) <= last]
 
 
+@dataclass(frozen=True)
+class _FactSeries:
+    """What each fact reads of the kernel's recorded months, per path (the device part of
+    the facts' reduction: hashable). ``series``: per fact, (flow names or one stock name,
+    first month, last month). A fact's flows come back month by month and are summed on
+    the host, in NumPy's order, as before the path runner (the same bits)."""
+
+    series: tuple[tuple[tuple[str, ...], int, int], ...]
+
+    def __call__(self, outs):
+        out = outs[0]
+        rows = {}
+        for i, (names, a, b) in enumerate(self.series):
+            if names[0] in STOCKS:
+                rows[f"fact{i}"] = getattr(out.stocks, names[0])[b].astype(jnp.float64)
+            else:  # [flows, months, n]
+                rows[f"fact{i}"] = jnp.stack([getattr(out.flows, k)[a:b + 1]
+                                              .astype(jnp.float64) for k in names])
+        return rows
+
+
 def fact_values(config: Config, facts: Sequence[Fact], dtype: str = "float32",
                 num_paths: int | None = None) -> np.ndarray:
-    """Each fact's value on each of the config's first paths: [F, n] float64 (paths with a
-    NaN or inf are left out)."""
+    """Each fact's value on each of the config's first paths, run on every local device
+    (:func:`mcsim.engine.runner.run_paths`): [F, n] float64 (paths with a NaN or inf are
+    left out)."""
+    from .engine.runner import PathRows, run_paths
+
     # months after the last fact change none before it: simulate up to it only (in a
     # 2024-2040 run the facts end in 2026, and the loop was a tenth of the command's time)
     last = max((config.grid.index(f.end) for f in facts), default=0)
     grid = MonthGrid(config.grid.start, last + 1)
     n = min(num_paths or FACT_PATHS, config.simulation.paths)
-    step = min(CALL_PATHS, n + n % 2)
-    call = _record_call(KernelSpec.for_config(config, dtype, grid=grid, record_flows=True),
-                        step)
-    inputs = kernel_inputs(config, grid)
+    series = _FactSeries(tuple(
+        ((f.stock,) if f.stock is not None else tuple(f.flows), grid.index(f.start),
+         grid.index(f.end)) for f in facts))
     source = sobol_points_for(config)
-    windows = [(grid.index(f.start), grid.index(f.end)) for f in facts]
-    out, finite = [], []
-    for start in range(0, n, step):
-        u = None if source is None else jnp.asarray(source.points(start, step))
-        flows, stocks, ok = jax.device_get(call(inputs, jnp.uint32(start) + jnp.arange(
-            step, dtype=jnp.uint32), u))
-        rows = []
-        for f, (a, b) in zip(facts, windows, strict=True):
-            if f.stock is not None:
-                rows.append(np.asarray(stocks[STOCKS.index(f.stock)][b], np.float64))
-            else:
-                rows.append(sum(np.asarray(flows[ANNUAL_FLOWS.index(k)], np.float64)
-                                [a:b + 1].sum(axis=0) for k in f.flows))
-        out.append(np.stack(rows) if rows else np.zeros((0, step)))
-        finite.append(ok)
-    values = np.concatenate(out, axis=1)[:, :n]
-    return values[:, np.concatenate(finite)[:n]]
-
-
-@functools.lru_cache(maxsize=8)
-def _record_call(spec: KernelSpec, n: int) -> Callable:
-    kernel = build_kernel(spec)
-
-    @jax.jit
-    def call(inputs, paths, uniforms):
-        out = kernel(inputs, paths, uniforms=uniforms)
-        flows = jnp.stack([getattr(out.flows, f).astype(jnp.float64) for f in ANNUAL_FLOWS])
-        stocks = jnp.stack([getattr(out.stocks, s).astype(jnp.float64) for s in STOCKS])
-        return flows, stocks, jnp.all(jnp.isfinite(out.stats), axis=0)
-
-    return call
+    rows = run_paths([KernelSpec.for_config(config, dtype, grid=grid, record_flows=True)],
+                     [kernel_inputs(config, grid)], PathRows(series, n), n,
+                     chunk_size=CALL_PATHS,
+                     uniforms=None if source is None else source.points(0, n))
+    values = []
+    for i, (names, _, _) in enumerate(series.series):
+        x = rows[f"fact{i}"]
+        values.append(x if names[0] in STOCKS else sum(f.sum(axis=0) for f in x))
+    values = np.stack(values) if values else np.zeros((0, n))
+    return values[:, rows["finite"]]
 
 
 def facts_vs_model(config: Config, facts: Sequence[Fact] | None = None,

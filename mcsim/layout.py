@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .events import Event
+from .events import table as events_table
 from .months import MonthGrid
 
 #: Calendar-year flows reported per year (MODEL.md "What every run reports", item 2, then
@@ -29,10 +32,23 @@ STOCK_UNITS = {"weekly_active_users": "users", "paying_subscribers": "subscriber
 #: and shares are below 1, token counts beyond 10^16.
 STOCK_BIN_SCALE = {"weekly_active_users": 1.0, "paying_subscribers": 1.0,
                    "tokens_per_month": 1e-6, "gpu_price": 1e6, "azure_share": 1e9}
-#: Per-path totals at the horizon (item 5, then version 2's), $.
-HORIZON_TOTALS = ("cumulative_revenue", "cumulative_profit", "microsoft_receipts",
-                  "microsoft_net", "deepest_cumulative_loss", "microsoft_economic_return",
-                  "microsoft_economic_net")
+
+
+class HorizonTotals(NamedTuple):
+    """Per-path totals at the horizon (MODEL.md item 5, then version 2's), $. Its fields
+    are the horizon rows of the statistics, in this order: the kernels build it by
+    keyword (:func:`mcsim.model.horizon_totals`) and the reports read it by name."""
+
+    cumulative_revenue: Any            # sum of V
+    cumulative_profit: Any             # sum of P
+    microsoft_receipts: Any            # profit share + revenue share paid in the run
+    microsoft_net: Any                 # receipts - investment
+    deepest_cumulative_loss: Any       # -min(0, running sum of P - q)
+    microsoft_economic_return: Any     # receipts + Microsoft's Azure margin
+    microsoft_economic_net: Any        # economic return - investment
+
+
+HORIZON_TOTALS = HorizonTotals._fields
 #: Horizon totals that are never negative by construction (the others are profits and nets).
 NON_NEGATIVE_TOTALS = ("cumulative_revenue", "microsoft_receipts", "deepest_cumulative_loss",
                        "microsoft_economic_return")
@@ -47,6 +63,32 @@ class StatLayout:
     year's last month (Y rows each), then the horizon totals."""
 
     grid: MonthGrid
+    #: the first-passage events, counted as one [E, T+1] array beside the rows
+    #: (:mod:`mcsim.events`; the table in force when the layout is made)
+    events: tuple[Event, ...] = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.events is None:
+            object.__setattr__(self, "events", events_table())
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.events)
+
+    def event_index(self, name: str) -> int:
+        """Row of event ``name`` in the [E, T+1] event counts."""
+        names = self.event_names
+        if name not in names:
+            raise ValueError(f"event = {name!r}: expected one of {', '.join(names)}")
+        return names.index(name)
+
+    def signature(self) -> dict:
+        """What a checkpoint of this layout must match: the rows' and the events' names
+        and sizes (a change of layout between versions is then a clear refusal)."""
+        return {"months": self.grid.num_months, "years": self.num_years,
+                "annual_flows": list(ANNUAL_FLOWS), "stocks": list(STOCKS),
+                "horizon_totals": list(HORIZON_TOTALS), "events": list(self.event_names),
+                "num_stats": self.num_stats}
 
     @property
     def num_years(self) -> int:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .layout import HorizonTotals
 from .months import MonthGrid
 from .parameters import LOGIT_PARAMETERS
 
@@ -215,7 +216,7 @@ class State(NamedTuple):
     growth_ms_ai: jax.Array = 0.0     # cumulative log growth of Microsoft's AI revenue
     cum_margin: jax.Array = 0.0       # float64 $: Microsoft's Azure margin so far
     cum_reverse: jax.Array = 0.0      # float64 $: reverse revenue share so far
-    cap_snapshots: tuple = ()         # float64 $: cumulative M before each cap_from month
+    cap_sums: tuple = ()              # float64 $: M paid in the run from each cap_from month on
     cum_commit: jax.Array = 0.0       # float64 $: Azure spend counted toward the commitment
     cap_month: jax.Array = 0          # int32: first month the revenue-share cap is reached
     commit_month: jax.Array = 0       # int32: first month the commitment is met
@@ -331,7 +332,7 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int,
     if feats.margin:
         v2.update(cum_margin=zero_acc)
     if feats.timeline:
-        v2.update(cap_snapshots=tuple(zero_acc for _ in feats.cap_froms))
+        v2.update(cap_sums=tuple(zero_acc for _ in feats.cap_froms))
     if feats.commitment:
         v2.update(cum_commit=zero_acc)
     return State(
@@ -342,7 +343,7 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int,
         logit_conversion=theta["_logit_conversion_0"],
         growth_throughput=zero, growth_training=zero, growth_api_price=zero,
         growth_other_opex=zero,
-        cum_revenue_share=zero_acc + deal.paid_before_start if feats.timeline else zero_acc,
+        cum_revenue_share=zero_acc,
         cum_profit_share=zero_acc,
         loss_pool=zero_acc - deal.losses_before_start,
         repayment_month=never, credit_month=never,
@@ -482,18 +483,18 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     cap = _at(deal.revenue_share_cap, t, feats)
     owed = jnp.where(t <= end, share * revenue64, 0.0)
     if feats.timeline:
-        # the cap counts revenue share paid from its cap_from month on: cumulative M less
-        # its value when that month began (a snapshot taken as each cap_from month starts)
-        snaps = tuple(jnp.where(t == c, state.cum_revenue_share, s) if c > 0 else s
-                      for c, s in zip(feats.cap_froms, state.cap_snapshots, strict=True))
+        # the cap counts revenue share paid from its cap_from month on, kept as a running
+        # sum of its own per cap_from month: a snapshot subtracted from the whole sum would
+        # cancel, and lose a month's payment against a large total (issue 26)
         which = _at(deal.cap_from, t, feats)
-        base, counts_from = snaps[0], feats.cap_froms[0]
-        for k in range(1, len(snaps)):
-            base = jnp.where(which == k, snaps[k], base)
+        paid_since, counts_from = state.cap_sums[0], feats.cap_froms[0]
+        for k in range(1, len(feats.cap_froms)):
+            paid_since = jnp.where(which == k, state.cap_sums[k], paid_since)
             counts_from = jnp.where(which == k, feats.cap_froms[k], counts_from)
+        # a cap counted from the start also counts what was paid before it
+        before = jnp.where(counts_from == 0, deal.paid_before_start, 0.0)
         # before its cap_from month a cap neither counts nor limits the revenue share
-        room = jnp.where(t >= counts_from, cap - (state.cum_revenue_share - base), jnp.inf)
-        v2.update(cap_snapshots=snaps)
+        room = jnp.where(t >= counts_from, (cap - before) - paid_since, jnp.inf)
     else:
         room = cap - state.cum_revenue_share
     hits_cap = owed >= room
@@ -503,6 +504,9 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     if feats.timeline:
         rev_share = jnp.maximum(rev_share, 0.0)  # a cap lowered below what was paid
         cum_m = state.cum_revenue_share + rev_share
+        v2.update(cap_sums=tuple(s + jnp.where(t >= c, rev_share, 0.0) if c > 0 else cum_m
+                                 for c, s in zip(feats.cap_froms, state.cap_sums,
+                                                 strict=True)))
     else:
         cum_m = jnp.where(hits_cap, deal.revenue_share_cap,
                           state.cum_revenue_share + owed)
@@ -525,8 +529,14 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     q_prev = state.cum_profit_share
     to_line = jnp.maximum(investment - q_prev, 0.0)
     r1, r2 = _at(deal.rate_until_recouped, t, feats), _at(deal.rate_after, t, feats)
-    crosses = r1 * d > to_line  # implies r1 > 0
-    d_at_r1 = jnp.where(crosses, to_line / jnp.where(crosses, r1, 1.0), d)
+    # Past the line the rate is r2 whatever r1 is: `r1 * d > to_line` alone would leave a
+    # path with r1 = 0 and Q already at the line paying nothing (MODEL.md: r2 applies once
+    # Q reaches the investment).
+    past_line = q_prev >= investment
+    crosses = past_line | (r1 * d > to_line)
+    reaches = crosses & ~past_line  # implies r1 > 0
+    d_at_r1 = jnp.where(reaches, to_line / jnp.where(reaches, r1, 1.0),
+                        jnp.where(past_line, 0.0, d))
     q_new = jnp.where(crosses, jnp.maximum(q_prev, investment) + r2 * (d - d_at_r1),
                       q_prev + r1 * d)
     q_new = jnp.minimum(q_new, _at(deal.profit_cap, t, feats))  # split first, then cap
@@ -539,8 +549,11 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     if feats.margin:
         margin = theta["azure_gross_margin"].astype(ACC) * azure_paid
         v2.update(cum_margin=state.cum_margin + margin)
+    # revenue share paid before the start counts toward the investment but is no receipt
+    # of the run: added here, never into the running sum
+    recouped_m = cum_m + deal.paid_before_start if feats.timeline else cum_m
     recouped = jnp.where(deal.recoup_profit_share, q_new, 0.0) \
-        + jnp.where(deal.recoup_revenue_share, cum_m, 0.0)
+        + jnp.where(deal.recoup_revenue_share, recouped_m, 0.0)
     if feats.margin:
         recouped = recouped + jnp.where(deal.recoup_azure_margin, v2["cum_margin"], 0.0)
     repaid_now = recouped >= investment
@@ -565,13 +578,40 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
     net_share = rev_share if reverse is None else rev_share - reverse
     # the flow in the kernel dtype, as every other; the sums above took it in float64
     azure_out = azure if shortfall is None else azure + shortfall.astype(azure.dtype)
-    flows = Flows(azure_out, a * inference, revenue, rev_share, inference, compute, profit,
-                  profit_share, training, other, net_share,
-                  zero if reverse is None else reverse,
-                  zero if shortfall is None else shortfall,
-                  zero if margin is None else margin,
-                  azure_paid + net_share)
+    flows = Flows(azure_spend=azure_out, azure_inference_spend=a * inference,
+                  revenue=revenue, revenue_share=rev_share, inference_spend=inference,
+                  compute_spend=compute, profit=profit, profit_share=profit_share,
+                  training_spend=training, other_opex=other, net_revenue_share=net_share,
+                  reverse_revenue_share=zero if reverse is None else reverse,
+                  azure_commitment_shortfall=zero if shortfall is None else shortfall,
+                  microsoft_azure_margin=zero if margin is None else margin,
+                  paid_to_microsoft=azure_paid + net_share)
     return new, flows
+
+
+def running_sums_finite(state: State) -> jax.Array:
+    """bool [n]: every running sum of the path is finite. Every flow feeds one of these
+    sums and a NaN or inf never leaves a sum, so the first month this is false is the
+    month of the path's first bad flow (both month loops use it)."""
+    total = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
+        + state.openai_cash + state.cum_profit_share
+    return jnp.isfinite(total)
+
+
+def horizon_totals(final: State, deal: DealTerms, feats: Features | None = None
+                   ) -> HorizonTotals:
+    """The per-path totals at the horizon from the last month's state, $ (float64)."""
+    feats = feats or Features()
+    # revenue share paid before the start is no receipt of the run: never in the sum
+    receipts = final.cum_profit_share + final.cum_revenue_share
+    # MODEL.md: profit share + (gross) revenue share + Azure margin
+    economic = receipts + final.cum_margin if feats.margin else receipts
+    return HorizonTotals(
+        cumulative_revenue=final.cum_revenue, cumulative_profit=final.cum_profit,
+        microsoft_receipts=receipts, microsoft_net=receipts - deal.investment,
+        deepest_cumulative_loss=-final.min_openai_cash,
+        microsoft_economic_return=economic,
+        microsoft_economic_net=economic - deal.investment)
 
 
 def advance(theta: dict, state: State, eps, t, feats: Features | None = None) -> State:

@@ -12,13 +12,15 @@ on chunks of path indices ``0 .. paths-1`` in one jitted call per chunk and accu
 for each headline statistic (:data:`STATISTICS`), the count, mean and sum of squared
 deviations of config A's value, config B's value and their per-path difference.
 
-Precision: every accumulation is float64 in a fixed order, whatever the kernel's dtype.
-Within a chunk, the device computes the chunk's mean and then the sum of squared
-deviations from it (two passes, float64 reductions of one compiled program: the same
-order on every call); the host merges the chunks in path order with the pairwise
-(Chan et al.) update of count, mean and M2. The results are therefore a pure function of
-the configs, ``paths`` and ``chunk``, and a difference that is 0 on every path gives a mean
-and a standard error of exactly 0.
+The paths run on every local device through the path runner
+(:func:`mcsim.engine.runner.run_paths` with a :class:`~mcsim.engine.runner.TreeSums`
+reducer). Precision: each path's values of A, B and B - A, and their squares, are summed in
+float64 over the pairwise tree fixed by the path indices that the run's own means use
+(:class:`mcsim.accumulators.SumTree`), whatever the kernel's dtype: the means and standard
+errors are a pure function of the configs and ``paths``, the same bits for any chunk size
+or device count, and a difference that is 0 on every path gives a mean and a standard error
+of exactly 0. (Before, chunks were merged with Chan et al.'s update, whose rounding
+depended on the chunk size.)
 
 A path whose statistics are not finite under either config is left out of both (counted
 in ``nonfinite_paths``). Configs with ``[observations]`` are compared on their prior
@@ -27,7 +29,6 @@ paths: a conditioned comparison compares report directories (``mcsim compare``).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -105,91 +106,65 @@ def check_pairable(config_a: Config, config_b: Config, paths: int | None = None)
     return int(n)
 
 
-@functools.lru_cache(maxsize=16)
-def _chunk_function(spec_a, spec_b, chunk: int):
-    """jit: (inputs_a, inputs_b, first path, valid count) -> per chunk, the number of valid
-    paths finite under both kernel specs, the number of non-finite ones, and for A, B and
-    B - A the [3, K] mean and M2 (sum of squared deviations) over the finite ones. Cached
-    on the (hashable) specs: a new seed or deal term reuses the compiled call."""
-    import jax
-    import jax.numpy as jnp
+@dataclass(frozen=True)
+class _PairedValues:
+    """[3K, n] float64 per path: A's statistics, B's, and B - A (the device part of the
+    paired reduction: static and hashable, so the compiled call is cached on it)."""
 
-    from .engine.kernel import build_kernel
+    rows: tuple[int, ...]   # cumulative Azure spend at the horizon, then each horizon total
+    repayment: int          # the repayment event's row in the event months
+    num_months: int
 
-    T = spec_a.grid.num_months
-    layout = StatLayout(spec_a.grid)
-    h = layout.rows("horizon")
-    rows = np.array([T - 1, *range(h.start, h.stop)])
-    kernels = [build_kernel(spec) for spec in (spec_a, spec_b)]
+    def one(self, out):
+        import jax.numpy as jnp
 
-    def values(kernel, inputs, paths):
-        out = kernel(inputs, paths)
-        month = out.final.repayment_month
-        return jnp.concatenate([out.stats[rows].astype(jnp.float64),
+        month = out.event_months[self.repayment]
+        return jnp.concatenate([out.stats[np.array(self.rows)].astype(jnp.float64),
                                 month.astype(jnp.float64)[None],
-                                (month < T).astype(jnp.float64)[None]])  # [K, n]
+                                (month < self.num_months).astype(jnp.float64)[None]])
 
-    @jax.jit
-    def run(inputs_a, inputs_b, start, num_valid):
-        local = jnp.arange(chunk, dtype=jnp.uint32)
-        paths = start + local
-        a = values(kernels[0], inputs_a, paths)
-        b = values(kernels[1], inputs_b, paths)
-        x = jnp.stack([a, b, b - a])  # [3, K, n]
-        finite = jnp.all(jnp.isfinite(a), axis=0) & jnp.all(jnp.isfinite(b), axis=0)
-        valid = local < num_valid
-        ok = valid & finite
-        w = ok.astype(jnp.float64)
-        n = w.sum()
-        xs = jnp.where(ok, x, 0.0)
-        mean = xs.sum(axis=-1) / jnp.maximum(n, 1.0)
-        dev = jnp.where(ok, x - mean[..., None], 0.0)
-        m2 = (dev * dev).sum(axis=-1)
-        return n, (valid & ~finite).sum(), mean, m2
+    def __call__(self, outs):
+        import jax.numpy as jnp
 
-    return run
+        a, b = self.one(outs[0]), self.one(outs[1])
+        return jnp.concatenate([a, b, b - a])
 
 
 def paired_difference(config_a: Config, config_b: Config, *, paths: int | None = None,
-                      chunk: int = 8192, dtype: str = "float32") -> PairedDifference:
+                      chunk: int | None = None, dtype: str = "float32",
+                      progress: bool | None = None) -> PairedDifference:
     """B minus A for every statistic of :data:`STATISTICS`, both configs run on the same
     path indices ``0 .. paths-1`` (common random numbers: same seed, so the same parameter
-    uniforms and shocks per path). ``paths`` defaults to the configs' common
-    ``simulation.paths``. See the module docstring for the precision."""
-    import jax
-    import jax.numpy as jnp
-
+    uniforms and shocks per path), on every local device. ``paths`` defaults to the
+    configs' common ``simulation.paths``; ``chunk``: paths per device per call (the
+    results do not depend on it). See the module docstring for the precision."""
     from .engine.kernel import KernelSpec, kernel_inputs
+    from .engine.runner import TreeSums, run_paths
 
     n_total = check_pairable(config_a, config_b, paths)
-    if not (isinstance(chunk, int) and chunk >= 1):
+    if chunk is not None and not (isinstance(chunk, int) and chunk >= 1):
         raise ConfigError("chunk", chunk, "a positive integer")
     if dtype not in ("float32", "float64"):
         raise ConfigError("dtype", dtype, '"float32" or "float64"')
-    # a small run takes one chunk, of a power of two (fewer distinct compiled shapes)
-    chunk = min(chunk, 1 << (n_total - 1).bit_length())
-    run = _chunk_function(KernelSpec.for_config(config_a, dtype),
-                          KernelSpec.for_config(config_b, dtype), chunk)
-    inputs_a, inputs_b = kernel_inputs(config_a), kernel_inputs(config_b)
+    grid = config_a.grid
+    layout = StatLayout(grid)
+    h = layout.rows("horizon")
+    values = _PairedValues((grid.num_months - 1, *range(h.start, h.stop)),
+                           layout.event_index("repayment"), grid.num_months)
     K = len(STATISTICS)
-    count, mean, m2, bad = 0.0, np.zeros((3, K)), np.zeros((3, K)), 0
-    for start in range(0, n_total, chunk):
-        n_c, bad_c, mean_c, m2_c = jax.device_get(
-            run(inputs_a, inputs_b, jnp.uint32(start), jnp.uint32(min(chunk, n_total - start))))
-        n_c, bad = float(n_c), bad + int(bad_c)
-        if n_c == 0:
-            continue
-        # Chan et al.'s pairwise merge, chunks in path order (float64)
-        total = count + n_c
-        delta = np.asarray(mean_c, np.float64) - mean
-        mean = mean + delta * (n_c / total)
-        m2 = m2 + np.asarray(m2_c, np.float64) + delta * delta * (count * n_c / total)
-        count = total
+    state = run_paths([KernelSpec.for_config(c, dtype) for c in (config_a, config_b)],
+                      [kernel_inputs(c) for c in (config_a, config_b)],
+                      TreeSums(values, 3 * K), n_total, chunk_size=chunk, progress=progress)
+    count, s1, s2 = state["tree"].total()
     if count < 2:
         raise ConfigError("paths", n_total, "at least 2 paths finite under both configs")
+    mean = (s1 / count).reshape(3, K)
+    # the sum tree's m2 = s2 - s1 mean (as the run's means): exactly 0 for a difference
+    # that is 0 on every path
+    m2 = np.maximum(s2 - s1 * (s1 / count), 0.0).reshape(3, K)
     se = np.sqrt(m2 / (count - 1) / count)
     return PairedDifference(STATISTICS, mean[0], se[0], mean[1], se[1], mean[2], se[2],
-                            int(count), bad, config_a.grid.label(config_a.grid.num_months - 1))
+                            int(count), state["bad"], grid.label(grid.num_months - 1))
 
 
 def paired_text(result: PairedDifference, names: tuple[str, str] = ("A", "B")) -> str:

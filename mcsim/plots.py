@@ -6,6 +6,7 @@ Money axes are in billions of dollars.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,13 +42,15 @@ def paths_text(results: Results) -> str:
 # a step function over the simulated months that ends, at the horizon, at the probability
 # of "not by the horizon" (the censored paths); its median month (S = 1/2) is marked.
 
-#: first-passage events: Results attribute -> (what "not yet" means, noun for the axis)
-SURVIVAL_EVENTS = {
-    "repayment": ("not yet repaid", "Microsoft not yet repaid"),
-    "credit_exhaustion": ("credits not yet exhausted", "Azure credits not yet exhausted"),
-    "cap_reached": ("cap not yet reached", "Revenue-share cap not yet reached"),
-    "commitment_met": ("commitment not yet met", "Azure commitment not yet met by spend"),
-}
+
+
+def _event(results: Results, which: str):
+    """The row of first-passage event ``which`` in the run's event table
+    (:mod:`mcsim.events`, read from the results: plots import nothing of mcsim)."""
+    events = results.layout.events
+    _check_choice("event (which)", which, tuple(e.name for e in events))
+    return next(e for e in events if e.name == which)
+
 #: a band whose widest point is under this fraction of its series' span gets no legend
 #: entry (too thin to see)
 THIN_BAND = 0.02
@@ -249,10 +252,9 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     Returns ``ax``."""
     import matplotlib.dates as mdates
 
-    _check_choice("event (which)", which, tuple(SURVIVAL_EVENTS))
+    not_yet = _event(results, which).not_yet
     ax = ax if ax is not None else new_axes()
-    not_yet, _ = SURVIVAL_EVENTS[which]
-    dist = getattr(results, which)
+    dist = results.event(which)
     x = month_dates(results, extra=1)   # the last step ends where the horizon's month ends
     s = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])
     se = np.append(dist.cdf_se, dist.cdf_se[-1])
@@ -335,7 +337,8 @@ def plot_compare(runs, ax=None, *, what: str = "fan", which: str = "repayment",
     :func:`plot_survival`). Returns ``ax``."""
     _check_choice("what", what, ("fan", "survival"))
     if what == "survival":
-        _check_choice("event (which)", which, tuple(SURVIVAL_EVENTS))
+        for res in dict(runs).values():
+            _event(res, which)
     ax = ax if ax is not None else new_axes()
     for name, res in dict(runs).items():
         cond = getattr(res, "conditioned", None)
@@ -377,31 +380,25 @@ def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:ora
     ax.set_title(f"{title[0].upper() + title[1:]} per calendar year ({paths_text(results)})")
 
 
-#: the report's event keys (``"credit"`` for credit exhaustion) -> Results attribute
-EVENT_PLOTS = {"repayment": "repayment", "credit": "credit_exhaustion",
-               "credit_exhaustion": "credit_exhaustion", "cap_reached": "cap_reached",
-               "commitment_met": "commitment_met"}
-
-
-def event_cdf(results: Results, ax, which: str = "repayment", color="tab:green") -> None:
+def event_cdf(results: Results, ax, which: str = "repayment", color=None) -> None:
     """The report's first-passage chart, drawn (despite the historical name) as the one
     convention for events: the survival curve S(m) = P(not yet by month m) of
-    :func:`plot_survival`, with a title. ``which``: a key of :data:`EVENT_PLOTS`."""
-    _check_choice("event", which, tuple(EVENT_PLOTS))
-    attr = EVENT_PLOTS[which]
-    plot_survival(results, ax, which=attr, color=color, label=SURVIVAL_EVENTS[attr][0])
-    ax.set_title(f"{SURVIVAL_EVENTS[attr][1]}: survival by month ({paths_text(results)})")
+    :func:`plot_survival`, with a title. ``which``: an event of the run
+    (:attr:`Results.events`); ``color``: default the event's own."""
+    event = _event(results, which)
+    plot_survival(results, ax, which=which, color=color or event.color,
+                  label=event.not_yet)
+    ax.set_title(f"{event.survival_title}: survival by month ({paths_text(results)})")
 
 
-def survival_curve(results: Results, ax, which: str = "repayment", color="tab:purple",
+def survival_curve(results: Results, ax, which: str = "repayment", color=None,
                    label: str | None = None) -> None:
     """S(m) = P(not yet repaid by month m) (or credits, ...): :func:`plot_survival` with
-    a title. ``which``: a key of :data:`EVENT_PLOTS`."""
-    _check_choice("event", which, tuple(EVENT_PLOTS))
-    attr = EVENT_PLOTS[which]
-    plot_survival(results, ax, which=attr, color=color,
-                  label=label or SURVIVAL_EVENTS[attr][0])
-    ax.set_title(f"{SURVIVAL_EVENTS[attr][1]}, {paths_text(results)}")
+    a title. ``which``: an event of the run (:attr:`Results.events`)."""
+    event = _event(results, which)
+    plot_survival(results, ax, which=which, color=color or event.color,
+                  label=label or event.not_yet)
+    ax.set_title(f"{event.survival_title}, {paths_text(results)}")
 
 
 def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
@@ -640,13 +637,9 @@ def write_plots(results: Results, out: Path, summary: dict | None = None) -> lis
     ``conditioned`` block when given, else from the results' own tables)."""
     files = []
     deal = results.config.deal
-    extra = []
-    if any(c is not None for c in deal.term_values("revenue_share_cap")):
-        extra.append(("cap_reached_cdf.png",
-                      lambda ax: event_cdf(results, ax, "cap_reached", "tab:brown")))
-    if deal.azure_commitment is not None:
-        extra.append(("commitment_met_cdf.png",
-                      lambda ax: event_cdf(results, ax, "commitment_met", "tab:olive")))
+    # one chart per event the deal has (the event table's ``shown``), in the table's order
+    events = [(f"{e.name}_cdf.png", functools.partial(event_cdf, results, which=e.name))
+              for e in results.layout.events if e.shown(deal)]
     meta = png_metadata(results)
 
     def save(name: str, draw, figsize=(8, 4.5), panels: int = 1) -> None:
@@ -658,10 +651,7 @@ def write_plots(results: Results, out: Path, summary: dict | None = None) -> lis
 
     for name, draw in (("fan_chart.png", lambda ax: fan_chart(results, ax)),
                        ("annual_azure_spend.png", lambda ax: annual_chart(results, ax)),
-                       ("repayment_cdf.png", lambda ax: event_cdf(results, ax)),
-                       ("credit_exhaustion_cdf.png",
-                        lambda ax: event_cdf(results, ax, "credit", "tab:purple")),
-                       *extra):
+                       *events):
         save(name, draw)
     cond = results.conditioned
     if cond is None:

@@ -65,7 +65,8 @@ def estimate(acc: Accumulator, layout: StatLayout, stat: str,
     antithetic ``pairs``, a probability's error counts pairs (an upper bound, see
     :attr:`mcsim.results.Results.pair_factor`); a mean's comes from the pairs' means."""
     if stat in ("p_not_repaid", "p_credits_left"):
-        counts = acc.repayment_counts if stat == "p_not_repaid" else acc.credit_counts
+        event = "repayment" if stat == "p_not_repaid" else "credit_exhaustion"
+        counts = acc.event_counts[layout.event_index(event)]
         n = max(int(counts.sum()), 1)  # the paths counted (a non-finite path's pair is not)
         p = counts[-1] / n
         units = n / 2 if pairs else n
@@ -112,5 +113,33 @@ def report(acc: Accumulator, layout: StatLayout, targets, pairs: bool = False) -
                     "SE at or below its target, or at the path budget"}
 
 
+def _value_text(stat: str, x: float) -> str:
+    """A standard error in the statistic's unit: a probability as is, money in $B."""
+    if stat.startswith("p_"):
+        return f"{x:.4f}"
+    return f"${x / 1e9:,.3g}B"
+
+
+def stop_text(report: dict, budget: int) -> str:
+    """Why a run with a precision target stopped where it did, in one line for the
+    terminal: every target met at a look (with the paths used of the budget), or the
+    budget spent with the targets still unmet named. ``report``: :func:`report`'s dict."""
+    used = report["paths_used"]
+    targets = report["targets"]
+
+    def one(stat: str, t: dict) -> str:
+        sign = "<=" if t["met"] else ">"
+        return f"{stat} SE {_value_text(stat, t['se'])} {sign} {_value_text(stat, t['target_se'])}"
+
+    unmet = {s: t for s, t in targets.items() if not t["met"]}
+    if not unmet:
+        early = "" if used >= budget else f", {budget - used:,} paths of the budget unused"
+        return (f"precision target met: stopped at {used:,} of {budget:,} paths{early} ("
+                + "; ".join(one(s, t) for s, t in targets.items()) + ")")
+    return (f"precision target NOT met: the budget of {budget:,} paths was spent ("
+            + "; ".join(one(s, t) for s, t in unmet.items())
+            + "); raise --paths or loosen --target-se")
+
+
 __all__ = ["FIRST_CHECK", "STATS", "estimate", "parse_targets", "report", "stages",
-           "stopping_rule"]
+           "stop_text", "stopping_rule"]

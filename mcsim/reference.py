@@ -282,9 +282,9 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         commit_from = grid.index(deal.azure_commitment_from)
         commit_by = grid.index(deal.azure_commitment_by)
 
-    cum_M = np.full(N, float(deal.revenue_share_paid_before_start))  # gross M, incl. before
-    # cumulative M at the beginning of each month (entry t), for caps counting from a month
-    cum_M_at_start_of = np.zeros((T + 1, N))
+    cum_M = np.zeros(N)                       # gross M paid in the run
+    paid_before = float(deal.revenue_share_paid_before_start)
+    M_of_month = []                           # M of each month so far, for caps from a month
     Q = np.zeros(N)                           # cumulative profit share
     pool = np.full(N, -deal.losses_before_start)
     cum_Z = np.zeros(N)                       # Azure spend, shortfall included
@@ -368,17 +368,19 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         # the cap in force bounds revenue share paid from its cap_from month on: the month
         # that reaches it pays only the remainder (nothing when a lowered cap is already
         # exceeded); months before cap_from are not bounded by it
-        cum_M_at_start_of[t] = cum_M
         if t >= cap_from[t]:
-            base = cum_M_at_start_of[cap_from[t]] if cap_from[t] > 0 else 0.0
-            room = rs_cap[t] - (cum_M - base)
+            # what the cap has counted: M paid from cap_from on (and, from the start,
+            # what was paid before it), summed afresh from the months' payments
+            paid_since = np.sum(M_of_month[cap_from[t]:], axis=0) if t > cap_from[t] \
+                else np.zeros(N)
+            counted = paid_since + (paid_before if cap_from[t] == 0 else 0.0)
+            room = rs_cap[t] - counted
             reaches_cap = M >= room
             if rs_cap[t] < np.inf:
                 cap_month = np.where((cap_month == T) & reaches_cap, t, cap_month)
             M = np.where(reaches_cap, np.maximum(room, 0.0), M)
-            cum_M = np.where(reaches_cap & (room >= 0.0), base + rs_cap[t], cum_M + M)
-        else:
-            cum_M = cum_M + M
+        cum_M = cum_M + M
+        M_of_month.append(M)
         # the reverse share Microsoft pays OpenAI
         reverse = terms["reverse_share"][t] * ms_ai
         P = V - X - O - M + reverse - F
@@ -393,11 +395,13 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         r1 = terms["profit_share_until_recouped"][t]
         r2 = terms["profit_share_after"][t]
         remaining = np.maximum(deal.investment - Q, 0.0)   # profit share left at rate r1
-        crosses = r1 * d > remaining                       # this month reaches the line:
+        past = Q >= deal.investment                        # the line is behind: r2 only
+        crosses = ~past & (r1 * d > remaining)             # this month reaches the line:
         with np.errstate(divide="ignore", invalid="ignore"):
             d_at_r1 = np.where(crosses, remaining / r1, d)  # split d exactly at it
-        Q_new = np.where(crosses, np.maximum(Q, deal.investment) + r2 * (d - d_at_r1),
-                         Q + r1 * d)
+        Q_new = np.where(past, Q + r2 * d,
+                         np.where(crosses, deal.investment + r2 * (d - d_at_r1),
+                                  Q + r1 * d))
         Q_new = np.minimum(Q_new, profit_cap[t])           # split first, then cap
         Q_new = np.maximum(Q_new, Q)                       # a lowered cap takes nothing back
         q = Q_new - Q
@@ -408,7 +412,7 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         if "profit_share" in deal.recoup_from:
             recouped = recouped + Q
         if "revenue_share" in deal.recoup_from:
-            recouped = recouped + cum_M
+            recouped = recouped + (cum_M + paid_before)
         if "azure_margin" in deal.recoup_from:
             recouped = recouped + cum_margin
         tau = np.where((tau == T) & (recouped >= deal.investment), t, tau)
@@ -429,7 +433,7 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
                                 Q, cum_margin], strict=True):
             out[k][t] = v
 
-    receipts = Q + cum_M - deal.revenue_share_paid_before_start
+    receipts = Q + cum_M
     economic = receipts + cum_margin
     out.update(
         repayment_month=tau,

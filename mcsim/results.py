@@ -29,27 +29,92 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
 from .accumulators import Accumulator, MoneyBins
 from .config import Config
 from .engine.conditioning import WeightedMoments, ess_warning, weighted_moments
-from .layout import ANNUAL_FLOWS, GROUPS, HORIZON_TOTALS, STOCKS, StatLayout
+from .events import names as events_names
+from .layout import ANNUAL_FLOWS, GROUPS, HORIZON_TOTALS, STOCK_UNITS, STOCKS, StatLayout
 
 Z_95 = 1.959964
-#: The first-passage months a run reports (each a :class:`MonthDistribution`).
-EVENTS = ("repayment", "credit_exhaustion", "cap_reached", "commitment_met")
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 
-class Estimate(NamedTuple):
-    """A mean with its Monte Carlo standard error, arrays over a group's rows (unpacks as
-    ``mean, se = results.mean(group)``)."""
+def _money(x: float) -> str:
+    """Dollars in a short text (``$1.23B``), for reprs (the report has its own)."""
+    if not np.isfinite(x):
+        return "n/a" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    sign, a = ("-" if x < 0 else ""), abs(x)
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if a >= scale:
+            return f"{sign}${a / scale:.3g}{suffix}"
+    return f"{sign}${a:,.0f}"
 
-    mean: np.ndarray
-    se: np.ndarray
+
+class Estimate(tuple):
+    """A mean with its Monte Carlo standard error over a group's rows, labelled.
+
+    Unpacks as before, ``mean, se = results.mean(group)`` (two float arrays; also
+    ``est.mean``, ``est.se``, ``est[0]``), and says what each row is: ``labels`` (months
+    ``"YYYY-MM"``, calendar years as ints, or the horizon totals' names), ``group`` and
+    ``unit``; ``est.at(label)`` is one row's ``(mean, se)``, ``est.to_frame()`` all of them
+    as a pandas DataFrame (as :meth:`Results.mean_frame`, without its ``partial``)."""
+
+    def __new__(cls, mean: np.ndarray, se: np.ndarray, labels=None, group: str = "",
+                unit: str = "$") -> Estimate:
+        self = super().__new__(cls, (mean, se))
+        self.labels = tuple(labels) if labels is not None else tuple(range(len(mean)))
+        self.group = group
+        self.unit = unit
+        return self
+
+    def __reduce__(self):  # pickling: the labels too (a tuple's would pass one argument)
+        return (Estimate, (self[0], self[1], self.labels, self.group, self.unit))
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def se(self) -> np.ndarray:
+        return self[1]
+
+    def at(self, label) -> tuple[float, float]:
+        """``(mean, se)`` of the row named ``label`` (a ValueError names the labels)."""
+        if label not in self.labels:
+            shown = ", ".join(map(str, self.labels[:3] + ("...",) + self.labels[-2:]))
+            raise ValueError(_bad_name("label", label, [str(x) for x in self.labels])
+                             if len(self.labels) <= 20 else
+                             f"label = {label!r}: expected one of {shown}")
+        i = self.labels.index(label)
+        return float(self[0][i]), float(self[1][i])
+
+    def to_frame(self):
+        """Columns ``mean``, ``mean_se``, indexed by the labels (a pandas DataFrame)."""
+        import pandas as pd
+
+        name = {"horizon": "statistic", "cumulative_azure_spend": "month"}.get(self.group,
+                                                                               "year")
+        return pd.DataFrame({"mean": self[0], "mean_se": self[1]},
+                            index=pd.Index(list(self.labels), name=name))
+
+    def _value(self, x: float) -> str:
+        return _money(x) if self.unit == "$" else f"{x:.4g}"
+
+    def __repr__(self) -> str:
+        rows = list(range(len(self.labels)))
+        if len(rows) > 8:  # months: the first and last few
+            rows = rows[:3] + [None] + rows[-3:]
+        width = max((len(str(x)) for x in self.labels), default=0)
+        lines = [f"Estimate of {self.group or 'a group'}: mean ± 1.96 SE (95%), "
+                 f"{self.unit}, {len(self.labels)} rows"]
+        for i in rows:
+            lines.append("  ..." if i is None else
+                         f"  {str(self.labels[i]):<{width}}  {self._value(self[0][i])} "
+                         f"± {self._value(1.96 * self[1][i])}")
+        return "\n".join(lines)
 
 
 def _bad_name(what: str, value, choices, hint: str = "") -> str:
@@ -70,12 +135,13 @@ def check_group(group: str) -> str:
     raise ValueError(_bad_name("group", group, GROUPS, hint))
 
 
-def check_event(which: str) -> str:
-    """``which`` if it names a first-passage month of :data:`EVENTS`, else a ValueError
-    naming them."""
-    if which in EVENTS:
+def check_event(which: str, names: tuple[str, ...] | None = None) -> str:
+    """``which`` if it names a first-passage month (:mod:`mcsim.events`; ``names``: a
+    layout's), else a ValueError naming them."""
+    names = events_names() if names is None else names
+    if which in names:
         return which
-    raise ValueError(_bad_name("which", which, EVENTS))
+    raise ValueError(_bad_name("which", which, names))
 
 
 @dataclass(frozen=True)
@@ -236,6 +302,40 @@ class Results:
     def grid(self):
         return self.layout.grid
 
+    def __repr__(self) -> str:
+        """The headline in a few lines, like the terminal's summary (the arrays are behind
+        the methods: printing them all drowned a notebook in hundreds of lines)."""
+        grid, info = self.grid, self.info
+        end = grid.label(grid.num_months - 1)
+        source = getattr(self.config, "source_path", "") or "a config"
+        ess = getattr(self, "ess", None)
+        kind = type(self).__name__
+        head = (f"<{kind}: {source}, {self.num_paths:,} paths"
+                + (f" (effective {ess:,.0f})" if ess is not None else "")
+                + f", {grid.label(0)}..{end}")
+        if info is not None and hasattr(info, "seconds"):
+            head += (f", seed {info.seed}, {info.dtype}, {info.seconds:.1f} s on "
+                     f"{info.device} x {info.num_devices}")
+        lines = [head]
+        q = self.quantiles("cumulative_azure_spend", (5, 50, 95)).value[-1]
+        lines.append(f"  cumulative Azure spend by {end}: median {_money(q[1])} "
+                     f"(5-95%: {_money(q[0])} - {_money(q[2])})")
+        deal = self.config.deal
+        for event in self.layout.events:
+            if not event.shown(deal):
+                continue
+            dist = self.event(event.name, (5, 50, 95))
+            m = [self.month_label(dist.quantiles[p][0]) or f"not by {end}"
+                 for p in (5.0, 50.0, 95.0)]
+            lines.append(f"  {event.label}: median {m[1]} (5-95%: {m[0]} - {m[2]}); "
+                         f"P(not by {end}) {dist.censored:.3f} ± "
+                         f"{1.96 * dist.censored_se:.3f}")
+        if self.conditioned is not None:
+            lines.append("  .conditioned: " + repr(self.conditioned).splitlines()[0][1:])
+        lines.append("  (± = 1.96 SE, 95%; tables: .summary_frame(), .quantile_frame(group), "
+                     ".mean(group), .event_frame(which); plots: .plot_fan(), ...)>")
+        return "\n".join(lines)
+
     @property
     def num_paths(self) -> int:
         return self.accumulator.paths
@@ -256,8 +356,19 @@ class Results:
 
     def mean(self, group: str) -> Estimate:
         """``Estimate(mean, se)`` of every row of ``group``: arrays (a 2-tuple, so
-        ``mean, se = results.mean(group)`` works); :meth:`mean_frame` labels them."""
-        return Estimate(*self._mean_and_se(check_group(group)))
+        ``mean, se = results.mean(group)`` works), labelled (``.labels``, ``.at(label)``,
+        ``.to_frame()``; :meth:`mean_frame` with the years' ``partial``)."""
+        mean, se = self._mean_and_se(check_group(group))
+        return Estimate(mean, se, self._labels(group), group,
+                        STOCK_UNITS.get(group, "$"))
+
+    def _labels(self, group: str) -> list:
+        """Each row's label: "YYYY-MM", the total's name, or the calendar year (int)."""
+        if group == "cumulative_azure_spend":
+            return [self.grid.label(t) for t in range(self.grid.num_months)]
+        if group == "horizon":
+            return list(HORIZON_TOTALS)
+        return [int(y) for y in self.grid.years]
 
     def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         sl = self.layout.rows(group)
@@ -269,14 +380,21 @@ class Results:
         """The sd of every row of ``group`` over the paths (the statistic's spread)."""
         return np.sqrt(self.accumulator.moments.variance()[self.layout.rows(group)])
 
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The first-passage events this run counted (:mod:`mcsim.events`), in order."""
+        return self.layout.event_names
+
+    def event_counts(self, which: str) -> np.ndarray:
+        """Paths by the first month of event ``which`` ([T]: not by the horizon), as
+        counted (int64 [T+1]; for conditioned results, sums of integer weights)."""
+        check_event(which, self.events)
+        return self.accumulator.event_counts[self.layout.event_index(which)]
+
     def event(self, which: str, percentiles=DEFAULT_PERCENTILES) -> MonthDistribution:
-        """The distribution of one first-passage month of :data:`EVENTS` (a ValueError
+        """The distribution of one first-passage month of :attr:`events` (a ValueError
         names them), with quantiles at ``percentiles``."""
-        counts = {"repayment": self.accumulator.repayment_counts,
-                  "credit_exhaustion": self.accumulator.credit_counts,
-                  "cap_reached": self.accumulator.cap_counts,
-                  "commitment_met": self.accumulator.commitment_counts}[check_event(which)]
-        return month_distribution(self._effective(counts), percentiles)
+        return month_distribution(self._effective(self.event_counts(which)), percentiles)
 
     @property
     def repayment(self) -> MonthDistribution:
@@ -394,7 +512,7 @@ class Results:
                           for stock in STOCKS}, names=["stock"])
 
     def event_frame(self, which: str = "repayment"):
-        """One first-passage month of :data:`EVENTS` by month (``PeriodIndex`` "month"):
+        """One first-passage month of :attr:`events` by month (``PeriodIndex`` "month"):
         ``survival`` = P(not yet by the month's end), ``survival_se``, ``cdf`` = P(by the
         month) = 1 - survival, ``cdf_se`` (the same error). A bad name raises ValueError
         naming the events."""
@@ -404,7 +522,7 @@ class Results:
             "cdf": dist.cdf.copy(), "cdf_se": dist.cdf_se.copy()}).rename_axis("month")
 
     def event_quantile_frame(self, percentiles=DEFAULT_PERCENTILES):
-        """The months of every event of :data:`EVENTS` at each percentile: one row per
+        """The months of every event of :attr:`events` at each percentile: one row per
         (event, percentile), columns ``month``, ``month_low``, ``month_high`` (the month
         and its 95% interval, ``pandas.Period`` freq "M"; ``NaT`` where it lies beyond the
         horizon) and ``beyond_horizon`` (bool: the month itself is beyond it, i.e.
@@ -412,7 +530,7 @@ class Results:
         import pandas as pd
 
         rows, keys = [], []
-        for which in EVENTS:
+        for which in self.events:
             dist = self.event(which, percentiles)
             for p in percentiles:
                 m, lo, hi = dist.quantiles[float(p)]
@@ -432,7 +550,7 @@ class Results:
 
         Rows ("statistic"): ``cumulative_azure_spend`` (at the horizon), every horizon
         total of :data:`~mcsim.layout.HORIZON_TOTALS`, then for each event of
-        :data:`EVENTS` its month ``<event>_month`` and ``<event>_beyond_horizon``
+        :attr:`events` its month ``<event>_month`` and ``<event>_beyond_horizon``
         (P(not by the horizon)). Columns: ``mean``, ``sd`` (the spread over paths),
         ``p5`` ... ``p95``, ``mc_error`` (the mean's Monte Carlo standard error; for
         conditioned and SMC results their own, see :meth:`mean`), all floats, and
@@ -459,7 +577,7 @@ class Results:
         for i, name in enumerate(HORIZON_TOTALS):
             money("horizon", i, name)
         unit = f"months since {self.grid.label(0)}"
-        for which in EVENTS:
+        for which in self.events:
             dist = self.event(which, percentiles)
             qs = [np.inf if dist.quantiles[float(p)][0] is None
                   else float(dist.quantiles[float(p)][0]) for p in percentiles]
@@ -496,7 +614,7 @@ class Results:
     def plot_survival(self, ax=None, which: str = "repayment", **kw):
         """S(m) = P(event not yet by month m) (:func:`mcsim.plots.plot_survival`)."""
         from . import plots
-        check_event(which)
+        check_event(which, self.events)
         return plots.plot_survival(self, ax, which=which, **kw)
 
     def plot_repayment_survival(self, ax=None, **kw):
@@ -544,7 +662,7 @@ class _EffectivePaths:
         return c * (self.pair_factor * self.ess / total) if total > 0 else c
 
 
-@dataclass
+@dataclass(repr=False)  # Results' short repr, not every field's arrays
 class ConditionedResults(_EffectivePaths, Results):
     """Results of the same paths, weighted by their likelihood of the observations.
 
@@ -576,7 +694,7 @@ class ConditionedResults(_EffectivePaths, Results):
         return np.sqrt(self.weighted.variance[self.layout.rows(group)])
 
 
-@dataclass
+@dataclass(repr=False)  # Results' short repr, not every field's arrays
 class PosteriorResults(_EffectivePaths, Results):
     """Results of the posterior particles of ``runs`` independent tempered SMC runs
     (:mod:`mcsim.engine.smc`), each particle one path of the forecast, pooled.
@@ -654,5 +772,5 @@ class PosteriorResults(_EffectivePaths, Results):
 
 
 __all__ = ["Results", "ConditionedResults", "PosteriorResults", "QuantileTable",
-           "MonthDistribution", "Estimate", "EVENTS", "check_group", "check_event",
+           "MonthDistribution", "Estimate", "check_group", "check_event",
            "ANNUAL_FLOWS", "HORIZON_TOTALS", "histogram_quantiles", "month_distribution"]

@@ -41,16 +41,19 @@ lowest) 10% of an output, each parameter's mean percentile (its rank in its own 
 
 from __future__ import annotations
 
+import hashlib
+import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from . import sobol
+from . import checkpoint, locks, sobol
 from .config import Config, ConfigError
-from .engine.kernel import KernelSpec, build_kernel, kernel_inputs
+from .engine.kernel import KernelSpec, kernel_inputs
+from .layout import StatLayout
 from .x64 import enable_x64
 
 SHOCK_FACTOR = "monthly_shocks"
@@ -284,40 +287,114 @@ def wide_interval_warnings(indices: dict[str, sobol.SobolIndices], num_base: int
     return lines
 
 
+ROWS_FILE = "sensitivity-rows.npz"
+
+
+class RowCheckpoint:
+    """A study's evaluated design rows, saved every ``interval`` seconds in a checkpoint
+    directory (:data:`ROWS_FILE`) so that a killed study resumes where it was. A row's
+    outputs depend only on the config and the row, and a resumed study evaluates the same
+    blocks of rows, so it gives the same numbers as one never stopped."""
+
+    FORMAT = "mcsim.sensitivity-rows/1"
+
+    def __init__(self, directory: str | Path, config: Config, uniforms: np.ndarray,
+                 shock_paths: np.ndarray, dtype: str, interval: float = 60.0,
+                 resume: bool = False) -> None:
+        from ._version import __version__
+
+        device = jax.local_devices()[0]
+        design = hashlib.sha256(np.ascontiguousarray(uniforms).tobytes()
+                                + np.ascontiguousarray(shock_paths).tobytes()).hexdigest()
+        self.file = Path(directory) / ROWS_FILE
+        self.identity = {
+            "format": self.FORMAT,
+            "config_sha256": hashlib.sha256(config.source_text.encode()).hexdigest(),
+            "rows": int(len(uniforms)), "design_sha256": design, "dtype": dtype,
+            "rows_per_call": ROWS_PER_CALL,
+            "device_kind": f"{device.platform}:{device.device_kind}",
+            "mcsim_version": __version__}
+        self.interval, self.resume = interval, resume
+        self._last = time.perf_counter()
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        """The rows saved so far (None: nothing saved, or not resuming)."""
+        if not self.resume or not self.file.exists():
+            return None
+        data = checkpoint.read_arrays(self.file, self.identity,
+                                      what="a checkpoint of this same sensitivity study")
+        if not {"repayment_month", "cumulative_azure_spend", "finite"} <= set(data):
+            raise ConfigError("resume", str(self.file), "a readable mcsim checkpoint, but "
+                              "it lacks the rows' outputs; delete it to start from the "
+                              "beginning")
+        return data
+
+    def due(self) -> bool:
+        return time.perf_counter() - self._last >= self.interval
+
+    def save(self, done: dict[str, list[np.ndarray]]) -> None:
+        checkpoint.Checkpointer(self.file, self.identity).write(
+            {k: np.concatenate(v) for k, v in done.items()})
+        self._last = time.perf_counter()
+
+
+@dataclass(frozen=True)
+class _DesignOutputs:
+    """The outputs of a design row (the device part of its reduction: hashable)."""
+
+    num_months: int
+    repayment: int  # the repayment event's row in the event months
+
+    def __call__(self, outs):
+        out = outs[0]
+        return {"repayment_month": out.event_months[self.repayment],
+                "cumulative_azure_spend": out.stats[self.num_months - 1]}
+
+
 def evaluate_rows(config: Config, uniforms: np.ndarray, shock_paths: np.ndarray,
-                  dtype: str = "float32") -> dict[str, np.ndarray]:
-    """Run the model on design rows: parameter uniforms [n, m] and shock path indices [n].
+                  dtype: str = "float32", saver: RowCheckpoint | None = None,
+                  progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Run the model on design rows: parameter uniforms [n, m] and shock path indices [n],
+    on every local device (:func:`mcsim.engine.runner.run_paths`).
 
     Returns ``repayment_month`` (int, T when not repaid), ``cumulative_azure_spend``
-    ($, at the horizon) and ``finite`` (bool) per row.
+    ($, at the horizon) and ``finite`` (bool) per row. With a ``saver``, the rows done are
+    saved every block of :data:`ROWS_PER_CALL` rows (when due) and, when it resumes, read
+    back instead of evaluated again: a row's outputs depend on the config and the row
+    alone, never on the rows evaluated with it.
     """
+    from .engine.runner import PathRows, run_paths
+
     T = config.grid.num_months
     # the design's rows are not the run's paths: no antithetic mirrors
-    kernel = build_kernel(KernelSpec.for_config(config, dtype)._replace(antithetic=False))
-
-    @jax.jit
-    def rows(inputs, u, shocks):
-        out = kernel(inputs, jnp.arange(u.shape[0], dtype=jnp.uint32), uniforms=u,
-                     shock_paths=shocks)
-        return (out.final.repayment_month, out.stats[T - 1],
-                jnp.all(jnp.isfinite(out.stats), axis=0))
-
+    spec = KernelSpec.for_config(config, dtype)._replace(antithetic=False)
+    outputs = _DesignOutputs(T, StatLayout(config.grid).event_index("repayment"))
     inputs = kernel_inputs(config)
     n = len(uniforms)
-    call = min(ROWS_PER_CALL, 1 << max(0, (n - 1).bit_length()))
-    month, spend, finite = [], [], []
-    for s in range(0, n, call):
-        u = np.full((call, uniforms.shape[1]), 0.5)
-        sp = np.zeros(call, np.uint32)
-        u[: min(call, n - s)] = uniforms[s:s + call]
-        sp[: min(call, n - s)] = shock_paths[s:s + call]
-        m, c, f = jax.device_get(rows(inputs, jnp.asarray(u), jnp.asarray(sp)))
-        month.append(m)
-        spend.append(c)
-        finite.append(f)
-    return {"repayment_month": np.concatenate(month)[:n],
-            "cumulative_azure_spend": np.concatenate(spend)[:n],
-            "finite": np.concatenate(finite)[:n]}
+    names = ("repayment_month", "cumulative_azure_spend", "finite")
+    done: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    first = 0
+    saved = saver.load() if saver is not None else None
+    if saved is not None:  # whole blocks' rows: the study goes on where it stopped
+        first = len(saved["finite"])
+        if first % ROWS_PER_CALL and first < n:
+            raise ConfigError("resume", str(saver.file), f"a checkpoint of whole blocks of "
+                              f"{ROWS_PER_CALL} rows (it holds {first})")
+        for k in done:
+            done[k].append(saved[k])
+    # blocks of rows between checkpoints (one block without a saver)
+    block = ROWS_PER_CALL if saver is not None else max(n - first, 1)
+    for s in range(first, n, block):
+        e = min(n, s + block)
+        rows = run_paths([spec], [inputs], PathRows(outputs, e - s), e - s,
+                         uniforms=np.asarray(uniforms[s:e], np.float64),
+                         shock_paths=np.asarray(shock_paths[s:e], np.uint32),
+                         progress=progress)
+        for k in names:
+            done[k].append(rows[k])
+        if saver is not None and e < n and saver.due():
+            saver.save(done)
+    return {k: np.concatenate(v)[:n] for k, v in done.items()}
 
 
 def default_by_month(config: Config) -> str:
@@ -329,15 +406,18 @@ def default_by_month(config: Config) -> str:
 
 def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = None,
                 num_bootstrap: int = 1000, confidence: float = 0.95,
-                dtype: str = "float32") -> SensitivityResult:
+                dtype: str = "float32", checkpoint: str | Path | None = None,
+                resume: bool = False, checkpoint_interval: float = 60.0
+                ) -> SensitivityResult:
     """Sobol first- and total-order indices of every uncertain parameter and of the
     monthly shocks, for each of :data:`OUTPUTS`, with bootstrap intervals.
 
     ``num_base`` (N, a power of two) rows in each base matrix: N (k + 3) model runs for k
-    parameters. The design and bootstrap are seeded by ``simulation.seed``.
+    parameters. The design and bootstrap are seeded by ``simulation.seed``. With a
+    ``checkpoint`` directory the evaluated rows are saved there every
+    ``checkpoint_interval`` seconds (:class:`RowCheckpoint`; the directory locked for this
+    process meanwhile), and ``resume`` goes on from them: the same result.
     """
-    import time
-
     enable_x64()
     t0 = time.perf_counter()
     names = list(config.uncertain_parameters())
@@ -360,7 +440,14 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     # blocks: A, B, AB_0..AB_{k-1}, then A's parameters with B's shocks
     uniforms = np.concatenate([A, B, AB.reshape(k * N, k), A])
     shocks = np.concatenate([base_a, base_b, np.tile(base_a, k), base_b])
-    out = evaluate_rows(config, uniforms, shocks, dtype)
+    if checkpoint is None:
+        out = evaluate_rows(config, uniforms, shocks, dtype)
+    else:
+        saver = RowCheckpoint(checkpoint, config, uniforms, shocks, dtype,
+                              checkpoint_interval, resume)
+        with locks.hold(locks.checkpoint_lock_file(checkpoint), key="checkpoint",
+                        value=str(checkpoint), what="checkpoint directory"):
+            out = evaluate_rows(config, uniforms, shocks, dtype, saver)
     if not out["finite"].all():
         bad = int((~out["finite"]).sum())
         raise ConfigError("parameters", f"{bad} of {len(uniforms)} design rows",

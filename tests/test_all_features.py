@@ -311,11 +311,11 @@ def test_engine_float64_equals_reference_on_the_same_paths(config):
     normals = shock_normals_reference(config.simulation.seed, 0, n, grid.num_months)
     ref = reference.simulate_reference(theta, config.deal, grid, normals,
                                        config.shock_correlation)
-    acc = res.accumulator
     np.testing.assert_array_equal(
-        acc.repayment_counts, np.bincount(ref["repayment_month"], minlength=grid.num_months + 1))
+        res.event_counts("repayment"),
+        np.bincount(ref["repayment_month"], minlength=grid.num_months + 1))
     np.testing.assert_array_equal(
-        acc.credit_counts,
+        res.event_counts("credit_exhaustion"),
         np.bincount(ref["credit_exhaustion_month"], minlength=grid.num_months + 1))
     np.testing.assert_allclose(res.mean("cumulative_azure_spend")[0],
                                np.cumsum(ref["azure_spend"], axis=0).mean(axis=1), rtol=1e-10)

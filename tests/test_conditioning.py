@@ -104,9 +104,9 @@ def test_weighted_kernel_equals_numpy_weights_on_the_same_paths():
     np.testing.assert_allclose(se, np.sqrt((resid**2).sum(axis=1)) / w.sum(), rtol=1e-4)
     q = np.round(w * conditioning.WEIGHT_ONE).astype(np.int64)
     counts = np.bincount(month, weights=q, minlength=cfg.grid.num_months + 1)
-    np.testing.assert_array_equal(cond.accumulator.repayment_counts, counts.astype(np.int64))
+    np.testing.assert_array_equal(cond.event_counts("repayment"), counts.astype(np.int64))
     prior = api.run(cfg, progress=False)
-    np.testing.assert_array_equal(prior.accumulator.repayment_counts,
+    np.testing.assert_array_equal(prior.event_counts("repayment"),
                                   np.bincount(month, minlength=cfg.grid.num_months + 1))
 
 

@@ -286,6 +286,73 @@ def test_profit_cap_changes_kernel():
     check_kernel(PROFIT_CAP_CHANGES)
 
 
+# --- (a') every profit-share rate that can be 0, on either side of the line, before and
+# after a change (issue 26: a rate of 0 until recouped, set when Q was already at the line,
+# used to stop the profit share instead of paying profit_share_after)
+
+#: d = 3000 every month (no revenue share, no losses); the change comes at t = 6 (2025-01)
+LINE_RATES_BEFORE = [(0.75, 0.49), (0.0, 0.49), (0.75, 0.0), (0.0, 0.0)]
+LINE_RATES_AFTER = [(0.5, 0.25), (0.0, 0.25), (0.5, 0.0), (0.0, 0.0)]
+#: at 75% (2250 a month) 4000 is crossed at t = 1 and 10000 at t = 4, before the change;
+#: 20000 after it (or never). None lies on a month's end exactly: the hand world's profit
+#: is 3000 up to rounding, so a tie would be decided by the last bit.
+LINE_INVESTMENTS = [4000.0, 10000.0, 20000.0]
+
+
+def hand_profit_share(d: float, investment: float, rates: list[tuple[float, float]]):
+    """MODEL.md's waterfall for one path, month by month in plain words: below the line pay
+    r1 of d; a month that reaches the line pays r1 up to it and r2 of the rest; at or past
+    the line pay r2 of d."""
+    q_total, out = 0.0, []
+    for r1, r2 in rates:
+        if q_total >= investment:
+            q = r2 * d
+        elif r1 * d > investment - q_total:
+            to_line = investment - q_total
+            q = to_line + r2 * (d - to_line / r1)
+        else:
+            q = r1 * d
+        q_total += q
+        out.append(q)
+    return np.array(out)
+
+
+def line_case(before, after, investment):
+    return Case({}, {"investment": repr(investment), "loss_carryforward": "false",
+                     "profit_share_until_recouped": repr(before[0]),
+                     "profit_share_after": repr(before[1])},
+                ({"from": '"2025-01"', "profit_share_until_recouped": repr(after[0]),
+                  "profit_share_after": repr(after[1])},))
+
+
+@pytest.mark.parametrize("investment", LINE_INVESTMENTS)
+@pytest.mark.parametrize("after", LINE_RATES_AFTER)
+@pytest.mark.parametrize("before", LINE_RATES_BEFORE)
+def test_profit_share_rates_of_zero_around_the_line(before, after, investment):
+    _, _, ref = hand_run(line_case(before, after, investment))
+    q = hand_profit_share(3000.0, investment, [before] * 6 + [after] * 6)
+    close(series(ref, "profit_share"), q)
+    close(ref["microsoft_receipts"][0], q.sum())
+    repaid = np.flatnonzero(np.cumsum(q) >= investment)
+    assert ref["repayment_month"][0] == (repaid[0] if repaid.size else T)
+
+
+def test_zero_rate_until_recouped_after_the_line_pays_the_rate_after():
+    # the issue's case by hand: Q passes 4000 at t = 1; from t = 6 the rate until
+    # recouped is 0, the rate after stays 0.49: 49% of d every month past the line
+    _, _, ref = hand_run(line_case((0.75, 0.49), (0.0, 0.49), 4000.0))
+    close(series(ref, "profit_share")[6:], 0.49 * 3000.0)
+    close(series(ref, "profit_share")[2:6], 0.49 * 3000.0)
+
+
+@pytest.mark.parametrize("before,after,investment", [((0.75, 0.49), (0.0, 0.49), 4000.0),
+                                                     ((0.0, 0.49), (0.5, 0.0), 20000.0)])
+def test_profit_share_rates_of_zero_kernel(before, after, investment):
+    # the kernel against the reference (each compile is ~10 s: two cases, one on each
+    # side of the change; the hand grid above pins the reference)
+    check_kernel(line_case(before, after, investment))
+
+
 # --- (b) a cap that counts from a later month; revenue share paid before the start --------
 
 NO_PROFIT_SHARE = {"profit_share_until_recouped": "0.0", "profit_share_after": "0.0",
@@ -305,7 +372,8 @@ def test_cap_from_start_counts_revenue_share_paid_before_start():
     # 7000 at t = 6: 1100, then the 600 left
     m = np.array([1100.0] * 3 + [0.0] * 3 + [1100.0, 600.0] + [0.0] * 4)
     close(series(ref, "revenue_share"), m)
-    close(series(ref, "cumulative_revenue_share"), 2000.0 + np.cumsum(m))
+    # the running sum is the run's: what was paid before the start is kept apart from it
+    close(series(ref, "cumulative_revenue_share"), np.cumsum(m))
     assert ref["cap_reached_month"][0] == 3      # owed 1100 >= room -1300
     # recouping counts the 2000 paid before the start: 3100, 4200 >= 4000 at t = 1
     assert ref["repayment_month"][0] == 1
@@ -336,11 +404,28 @@ def test_cap_counts_from_a_later_month():
     # recouping counts everything: 3100, 4200, 5300, 6400 >= 6000 at t = 3
     assert ref["repayment_month"][0] == 3
     close(ref["microsoft_receipts"][0], m.sum())
-    close(ref["cumulative_revenue_share"][-1, 0], 2000.0 + m.sum())
+    close(ref["cumulative_revenue_share"][-1, 0], m.sum())
 
 
 def test_cap_counts_from_a_later_month_kernel():
     check_kernel(CAP_FROM_LATER_MONTH)
+
+
+@pytest.mark.parametrize("paid_before", ["1e25", "1e300"])
+def test_large_revenue_share_paid_before_start_keeps_the_run_receipts(paid_before):
+    # issue 26: the payment before the start was added into the running sum and
+    # subtracted again, so a large one absorbed the run's receipts (reported as 0)
+    case = dataclasses.replace(CAP_FROM_LATER_MONTH, deal={
+        **CAP_FROM_LATER_MONTH.deal, "revenue_share_paid_before_start": paid_before})
+    _, _, ref = hand_run(case)
+    m = np.array([1100.0] * 5 + [300.0] + [0.0] * 6)   # the cap from t = 3 as above
+    close(series(ref, "revenue_share"), m)
+    assert ref["cap_reached_month"][0] == 5
+    assert ref["repayment_month"][0] == 0              # the payment before repays at once
+    close(ref["microsoft_receipts"][0], m.sum())
+    close(ref["cumulative_revenue_share"][-1, 0], m.sum())
+    if paid_before == "1e300":
+        check_kernel(case)
 
 
 #: the cap in force from the start, counting from a month after it (t = 3)

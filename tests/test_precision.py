@@ -67,7 +67,7 @@ def test_float32_error_on_every_reported_statistic_is_bounded(name):
         assert np.all(np.abs(q32[ok] / q64[ok] - 1) <= 2 * r64.bins.relative_width
                       + FLOAT32_MEAN_RTOL)
     # month counts: at most a few paths cross a line one month earlier or later
-    moved = np.abs(r32.accumulator.repayment_counts - r64.accumulator.repayment_counts)
+    moved = np.abs(r32.event_counts("repayment") - r64.event_counts("repayment"))
     assert moved.sum() <= 0.01 * cfg.simulation.paths
 
 

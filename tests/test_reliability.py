@@ -53,7 +53,9 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()  # no partial report
-    assert not list(tmp_path.glob(".*"))  # nor a temporary one
+    # nor a temporary one: only the lock file (mcsim.locks), which a SIGKILL cannot remove
+    # and nobody holds now
+    assert [p.name for p in tmp_path.glob(".*")] == [".report.mcsim-lock"]
 
     import numpy as np  # the checkpoint is mid-run: some paths done, not all
     with np.load(next(ckpt.glob("*.npz"))) as z:
@@ -64,6 +66,7 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert _summary(out) == _summary(uninterrupted)  # every statistic, byte for byte
     assert not ckpt.exists()  # removed once the report is written
+    assert not list(tmp_path.glob(".*"))  # the lock file too
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):

@@ -48,7 +48,7 @@ def test_design_rows_run_the_same_kernel_as_ordinary_runs(short_base):
     rows = evaluate_rows(cfg, u, np.arange(n, dtype=np.uint32))
     counts = np.bincount(rows["repayment_month"], minlength=cfg.grid.num_months + 1)
     results = api.run(cfg, progress=False)
-    np.testing.assert_array_equal(counts, results.accumulator.repayment_counts)
+    np.testing.assert_array_equal(counts, results.event_counts("repayment"))
     mean, _ = results.mean("cumulative_azure_spend")
     assert rows["cumulative_azure_spend"].mean() == pytest.approx(mean[-1], rel=1e-12)
 

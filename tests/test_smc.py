@@ -235,7 +235,7 @@ h = hashlib.sha256()
 for r in res.posterior.runs:
     h.update(r.z.tobytes()); h.update(r.loglik.tobytes())
 h.update(np.asarray(res.quantiles("cumulative_azure_spend").value).tobytes())
-h.update(np.asarray(res.accumulator.repayment_counts).tobytes())
+h.update(np.asarray(res.event_counts("repayment")).tobytes())
 h.update(np.asarray(res.mean("horizon")[0]).tobytes())
 print(h.hexdigest())
 """

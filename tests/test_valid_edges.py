@@ -155,7 +155,9 @@ def test_reproduce_of_a_summary_with_a_bad_dtype_is_one_line(tmp_path, capsys):
     bad = tmp_path / "summary.json"
     bad.write_text(json.dumps(doc))
     assert main(["reproduce", str(bad), "--out", str(tmp_path / "again")]) == 2
-    assert _last_error(capsys).startswith("mcsim: error: provenance.dtype = 'float16'")
+    # one line naming the file read back and the key (issue 26, item 5: the file too)
+    assert _last_error(capsys).startswith(f"mcsim: error: {bad}: provenance.dtype = "
+                                          "'float16'")
 
 
 def _observed(tmp_path, rel_sd: str, paths: int = 4096) -> str:

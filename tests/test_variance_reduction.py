@@ -134,7 +134,7 @@ def test_antithetic_probability_errors_count_pairs():
     would break."""
     res = api.run(_short(paths=4096, variance_reduction="antithetic"), progress=False)
     p = res.repayment.censored
-    n = res.accumulator.repayment_counts.sum()
+    n = res.event_counts("repayment").sum()
     assert 0 < p < 1
     assert res.repayment.censored_se == pytest.approx(np.sqrt(p * (1 - p) / (n / 2)))
     from mcsim import precision

@@ -1257,10 +1257,9 @@ def _v2_identities(s: dict, cfg: dict, rel: float, mean, total) -> list[str]:
         # no margin: the same per-path values (up to the duplicated fusions' rounding)
         bad.append(f"economic return {eco} != receipts {rec} with no Azure margin ({g})")
     # receipts = profit share + revenue share paid in the run (>= the latter); the paid
-    # before the start is added to cumulative M and subtracted again, which can absorb up
-    # to T ulps of it: rel of it too
-    pbs = deal.get("revenue_share_paid_before_start", 0.0)
-    if not total("revenue_share") <= rec + rel * (rec + pbs + total("revenue_share")):
+    # before the start is kept apart from the run's sums (issue 26), so however large it
+    # is it cannot absorb them
+    if not total("revenue_share") <= rec + rel * (rec + total("revenue_share")):
         bad.append(f"receipts {rec} < revenue share paid {total('revenue_share')}")
     # what the deal's terms force
     rs = _terms(deal, "revenue_share")

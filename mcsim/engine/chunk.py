@@ -21,10 +21,19 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..accumulators import MoneyBins
+from ..events import table as events_table
 from ..layout import StatLayout
 from ..months import MonthGrid
 from .conditioning import likelihood_weights, path_bias_normals, weighted_rows
-from .kernel import KernelInputs, KernelSpec, build_kernel, pair_sums
+from .kernel import (
+    KernelInputs,
+    KernelSpec,
+    build_kernel,
+    fused_unsupported,
+    pair_sums,
+    pairwise_sum,
+    path_is_finite,
+)
 from .plan import CPU_OPTIONS, KernelOptions
 
 
@@ -32,11 +41,8 @@ class ChunkCounts(NamedTuple):
     """Integer counts kept on the devices between chunks, one row per local device."""
 
     histogram: jax.Array         # (D, copies, S, B) int32
-    repayment_counts: jax.Array  # (D, T+1) int32
-    credit_counts: jax.Array     # (D, T+1) int32
+    event_counts: jax.Array      # (D, E, T+1) int32: paths by each event's first month
     nonfinite_months: jax.Array  # (D, T+1) int32: paths with a NaN/inf, by first month
-    cap_counts: jax.Array        # (D, T+1) int32: the revenue-share cap reached, by month
-    commitment_counts: jax.Array  # (D, T+1) int32: the Azure commitment met, by month
 
 
 class ChunkNode(NamedTuple):
@@ -47,15 +53,6 @@ class ChunkNode(NamedTuple):
     s2: jax.Array     # (D, S) float64: sum of x^2
 
 
-def pairwise_sum(x):
-    """Sum over the last axis (a power of two) by the complete binary tree of adjacent pairs.
-
-    Elementwise adds only, in an order fixed by position: the same bits for any batch shape
-    or backend reduction strategy, and a chunk's tree is a subtree of the run's.
-    """
-    while x.shape[-1] > 1:
-        x = x[..., 0::2] + x[..., 1::2]
-    return x[..., 0]
 
 
 @functools.lru_cache(maxsize=32)
@@ -76,15 +73,15 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     ``latent``: a posterior forecast (:class:`mcsim.engine.smc.PosteriorSource`): the call
     takes each path's uniforms and its replayed shock normals ``shocks`` [n, K, 5].
     """
-    fused = options.fused and not (latent or spec.observed or batch or spec.record_flows)
+    fused = options.fused and fused_fallback(spec, options, batch, latent) is None
     if fused:  # imported here: Pallas is imported only by runs that use it
         from .fused import build_fused_kernel
 
         kernel = build_fused_kernel(spec)
     else:
         kernel = build_kernel(spec)
-    layout = StatLayout(spec.grid)
-    S = layout.num_stats
+    layout = StatLayout(spec.grid, spec.events)
+    S, E = layout.num_stats, len(layout.events)
     bin_scale = layout.bin_scale()
     first_scaled = int(np.flatnonzero(bin_scale != 1.0)[0])
     pairs = spec.antithetic
@@ -100,12 +97,12 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
         out = kernel(inputs, paths, uniforms=uniforms if sobol or latent else None,
                      windows=windows,
                      latent_shocks=shocks.transpose(1, 0, 2) if latent else None)
-        stats, final, first_bad = out.stats, out.final, out.first_bad
+        stats, first_bad = out.stats, out.first_bad
         # A path with a NaN or inf anywhere is counted and kept out of every statistic,
         # month counts included: never mixed into a quantile, never silently dropped.
         # (Antithetic pairs go together: a pair is the unit of the error.)
         valid = (offset + local).astype(jnp.int64) < num_valid
-        path_finite = jnp.all(jnp.isfinite(stats), axis=0)
+        path_finite = path_is_finite((out,))
         ok = valid & path_finite
         bad = (valid & ~path_finite).astype(count_type)
         if pairs:
@@ -145,13 +142,13 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
         units = ok[0::2] if pairs else ok
         node = ChunkNode(jnp.sum(units, dtype=jnp.int32)[None], pairwise_sum(rows)[None],
                          pairwise_sum(rows2)[None])
+        # every event's month counted in one scatter over the [E, T+1] table
+        months = out.event_months
         new = ChunkCounts(
             hist.reshape(1, options.hist_copies, S, bins.num_bins),
-            counts.repayment_counts.at[0, final.repayment_month].add(w),
-            counts.credit_counts.at[0, final.credit_month].add(w),
-            counts.nonfinite_months.at[0, first_bad].add(bad),
-            counts.cap_counts.at[0, final.cap_month].add(w),
-            counts.commitment_counts.at[0, final.commit_month].add(w))
+            counts.event_counts.at[0, jnp.arange(E)[:, None], months].add(
+                jnp.broadcast_to(w, months.shape)),
+            counts.nonfinite_months.at[0, first_bad].add(bad))
         return new, node
 
     mesh = Mesh(np.array(devices), ("paths",))
@@ -169,6 +166,19 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
     return jax.jit(sharded, donate_argnums=(1,))
 
 
+def fused_fallback(spec: KernelSpec, options: KernelOptions, batch: int = 0,
+                   latent: bool = False) -> str | None:
+    """Why a run that asked for the fused month loop (``options.fused``) runs the scan
+    instead (None: it did not ask, or it gets the fused loop): the run reports it
+    (provenance and terminal) rather than falling back in silence."""
+    if not options.fused:
+        return None
+    reasons = [r for r in (fused_unsupported(spec),
+                           "batched sweep points" if batch else None,
+                           "a posterior forecast (replayed shocks)" if latent else None) if r]
+    return "; ".join(reasons) or None
+
+
 def no_uniforms(devices: tuple) -> jax.Array:
     """The uniforms argument of a call without Sobol points: an empty array sharded like
     the paths."""
@@ -182,7 +192,8 @@ def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
     """Fresh device counts, one row per device, laid out as the kernel expects (made on
     the devices: with histogram copies they are hundreds of MB). int32 counts of paths, or
     int64 sums of integer weights in a weighted run; a leading axis of ``batch`` points."""
-    return _count_functions(grid, bins, devices, options, weighted, batch)[0]()
+    return _count_functions(grid, bins, devices, options, weighted, batch,
+                            len(events_table()))[0]()
 
 
 def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
@@ -190,19 +201,20 @@ def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
                         weighted: bool = False, batch: int = 0):
     """The counts summed over histogram copies on the devices, then copied to the host."""
     return jax.device_get(_count_functions(grid, bins, devices, options, weighted,
-                                           batch)[1](counts))
+                                           batch, len(events_table()))[1](counts))
 
 
 @functools.lru_cache(maxsize=32)
 def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                     options: KernelOptions, weighted: bool = False, batch: int = 0):
+                     options: KernelOptions, weighted: bool = False, batch: int = 0,
+                     num_events: int = 0):
     D, T = len(devices), grid.num_months
     S = StatLayout(grid).num_stats
     lead = (batch,) if batch else ()
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)),
                              P(None, "paths") if batch else P("paths"))
     shape = ChunkCounts(lead + (D, options.hist_copies, S, bins.num_bins),
-                        *(lead + (D, T + 1),) * (len(ChunkCounts._fields) - 1))
+                        lead + (D, num_events, T + 1), lead + (D, T + 1))
     kind = jnp.int64 if weighted else jnp.int32
     zeros = jax.jit(lambda: ChunkCounts(*(jnp.zeros(s, kind) for s in shape)),
                     out_shardings=ChunkCounts(*(sharding,) * len(ChunkCounts._fields)))

@@ -29,8 +29,6 @@ themselves unreliable: :func:`ess_warning` says so.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -41,7 +39,8 @@ from ..config import Config, ConfigError
 from ..months import MonthGrid
 from ..qmc import sobol_points_for
 from ..rng import STREAM_BIAS, stream_key, threefry2x32
-from .kernel import KernelSpec, build_kernel, kernel_inputs, pair_sums
+from .kernel import KernelSpec, kernel_inputs, pair_sums
+from .runner import MaxOf, run_paths
 
 #: Likelihood weights are counted in units of 2^-20 (integers): integer adds are exact in
 #: any order, so weighted histograms are as reproducible as plain counts; the rounding
@@ -194,17 +193,11 @@ def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
     """
     last = max(config.grid.index(o.end) for o in config.observations)
     grid = MonthGrid(config.grid.start, max(last + 1, 1))
-    total = config.simulation.paths
-    n = min(PILOT_PATHS, total + total % 2)  # whole antithetic pairs (PILOT_PATHS is even)
-    source = sobol_points_for(config)
-    pilot = _pilot(KernelSpec.for_config(config, dtype, grid=grid, observed=True), n)
-    inputs = kernel_inputs(config, grid)
-    windows = observation_windows(config)
-    best = -np.inf
-    for start in range(0, total, n):
-        points = None if source is None else jnp.asarray(source.points(start, n))
-        best = max(best, float(pilot(inputs, points, windows, jnp.uint32(start % 2**32),
-                                     jnp.int64(total - start))))
+    spec = KernelSpec.for_config(config, dtype, grid=grid, observed=True)
+    best = run_paths([spec], [kernel_inputs(config, grid)], MaxOf(PathLogLikelihood()),
+                     config.simulation.paths, chunk_size=PILOT_PATHS,
+                     uniforms=sobol_points_for(config), windows=observation_windows(config),
+                     progress=False)
     if not np.isfinite(best):
         names = [o.name for o in config.observations]
         raise ConfigError("observations", names, "values that some simulated path can "
@@ -214,23 +207,14 @@ def reference_log_likelihood(config: Config, dtype: str = "float32") -> float:
     return best
 
 
-@functools.lru_cache(maxsize=16)
-def _pilot(spec: KernelSpec, n: int) -> Callable:
-    """The best log-likelihood of ``n`` paths from ``start`` (those below ``remaining``),
-    compiled once per shape (a sweep's conditioned points, or a second run, reuse it)."""
-    kernel = build_kernel(spec)
+@dataclass(frozen=True)
+class PathLogLikelihood:
+    """Each path's log-likelihood of the observations (the device part of a reduction over
+    paths: hashable), from a kernel spec with observed flows."""
 
-    @jax.jit
-    def pilot(inputs, uniforms, windows, start, remaining):
-        local = jnp.arange(n, dtype=jnp.uint32)
-        out = kernel(inputs, start + local, uniforms=uniforms, windows=windows)
-        ll = log_likelihood(out.observed_sums, windows,
-                            path_bias_normals(windows, start + local))
-        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll) \
-            & (local.astype(jnp.int64) < remaining)
-        return jnp.max(jnp.where(ok, ll, -jnp.inf))
-
-    return pilot
+    def __call__(self, outs, paths, windows):
+        out = outs[0]
+        return log_likelihood(out.observed_sums, windows, path_bias_normals(windows, paths))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 from ..accumulators import Accumulator
 from ..config import Config, ConfigError
 from ..qmc import sobol_points_for
-from .kernel import KernelSpec, build_kernel, kernel_inputs
+from .kernel import KernelSpec, build_kernel, kernel_inputs, path_is_finite
 
 
 def check_nonfinite(config: Config, acc: Accumulator, dtype: str) -> None:
@@ -38,40 +38,19 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
     Runs the first chunks again, keeping each path's parameters and finiteness; for every
     parameter, the mean percentile (rank among the chunk's paths) of the bad paths; the one
     farthest from the 50th is named. None when nothing is uncertain or no bad path is found.
+    In float32, the same paths are also run in float64: where most of the bad ones are
+    finite there, float32's range (3.4e38) is the cause, and ``--dtype float64`` is
+    suggested whatever parameter is named.
     """
     spec = KernelSpec.for_config(config, dtype)
     names = spec.structure.uncertain
     if not names:
         return None
-    kernel, sampler = build_kernel(spec), spec.sampler
-    sobol = sobol_points_for(config)
-
-    @jax.jit
-    def per_path(inputs, paths, u):
-        # the run's own paths: its mirrors or Sobol points
-        stats = kernel(inputs, paths, uniforms=u).stats
-        theta = sampler.draw(inputs.args, paths, jnp.float64, uniforms=u,
-                             antithetic=spec.antithetic)
-        return jnp.all(jnp.isfinite(stats), axis=0), jnp.stack([theta[n] for n in names], 1)
-
-    inputs = kernel_inputs(config)
-    finite, values = [], []
-    for c in range(max_chunks):
-        if c * chunk >= config.simulation.paths:
-            break
-        u = None if sobol is None else jnp.asarray(sobol.points(c * chunk, chunk))
-        ok, theta = jax.device_get(per_path(inputs, jnp.uint32(c * chunk)
-                                            + jnp.arange(chunk, dtype=jnp.uint32), u))
-        finite.append(ok)
-        values.append(theta)
-        if sum(int((~f).sum()) for f in finite) >= 50:
-            break
-    finite, values = np.concatenate(finite), np.concatenate(values)
+    finite, values = _finiteness(config, spec, chunk, max_chunks, stop_at_bad=50)
     if finite.all():
         return None
     n, bad = len(finite), int((~finite).sum())
-    wider = " (money beyond float32's range? --dtype float64 reaches 1e308)" \
-        if dtype == "float32" else ""
+    wider = _float64_note(config, finite, chunk) if dtype == "float32" else ""
     if bad == n:
         return "none: every path has a NaN or inf, so no parameter tells them apart" + wider
     from scipy.stats import rankdata
@@ -86,4 +65,51 @@ def diagnose_nonfinite(config: Config, dtype: str, chunk: int = 8192,
         return "none stands out: the paths with a NaN or inf are spread over every " \
             "parameter's range" + wider
     return (f"{names[k]} (the paths with a NaN or inf sit at its "
-            f"{mean_bad[k]:.0f}th percentile on average)")
+            f"{mean_bad[k]:.0f}th percentile on average){wider}")
+
+
+def _finiteness(config: Config, spec: KernelSpec, chunk: int, chunks: int,
+                stop_at_bad: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each of the run's first paths (up to ``chunks`` chunks; fewer once ``stop_at_bad``
+    of them are bad): whether every statistic is finite, and its drawn parameters."""
+    names = spec.structure.uncertain
+    kernel, sampler = build_kernel(spec), spec.sampler
+    sobol = sobol_points_for(config)
+
+    @jax.jit
+    def per_path(inputs, paths, u):
+        # the run's own paths: its mirrors or Sobol points
+        out = kernel(inputs, paths, uniforms=u)
+        theta = sampler.draw(inputs.args, paths, jnp.float64, uniforms=u,
+                             antithetic=spec.antithetic)
+        return path_is_finite((out,)), jnp.stack([theta[n] for n in names], 1)
+
+    inputs = kernel_inputs(config)
+    finite, values = [], []
+    for c in range(chunks):
+        if c * chunk >= config.simulation.paths:
+            break
+        u = None if sobol is None else jnp.asarray(sobol.points(c * chunk, chunk))
+        ok, theta = jax.device_get(per_path(inputs, jnp.uint32(c * chunk)
+                                            + jnp.arange(chunk, dtype=jnp.uint32), u))
+        finite.append(ok)
+        values.append(theta)
+        if stop_at_bad is not None and sum(int((~f).sum()) for f in finite) >= stop_at_bad:
+            break
+    return np.concatenate(finite), np.concatenate(values)
+
+
+def _float64_note(config: Config, finite32: np.ndarray, chunk: int) -> str:
+    """"; money beyond float32's range ... --dtype float64 ..." where most of the paths that are
+    not finite in float32 are finite in float64; else "". float32 overflow is the likely
+    cause then, whatever parameter drives those paths (a fast growth rate, say), and a
+    float64 run would report them."""
+    spec64 = KernelSpec.for_config(config, "float64")
+    finite64, _ = _finiteness(config, spec64, chunk, len(finite32) // chunk)
+    bad = ~finite32
+    rescued = int((finite64[:len(finite32)] & bad).sum())
+    if 2 * rescued < int(bad.sum()):
+        return ""
+    return (f"; money beyond float32's range (3.4e38) is the likely cause: {rescued:,} of "
+            f"{int(bad.sum()):,} such paths are finite in float64, so run with --dtype "
+            "float64 (it reaches 1e308)")

@@ -98,7 +98,16 @@ from jax.experimental.pallas import triton as plt
 
 from .. import model
 from ..layout import ANNUAL_FLOWS, StatLayout
-from .kernel import DTYPES, KernelInputs, KernelSpec, PathStatistics, month_shocks, pair_streams
+from .kernel import (
+    DTYPES,
+    KernelInputs,
+    KernelSpec,
+    PathStatistics,
+    event_months,
+    fused_unsupported,
+    month_shocks,
+    pair_streams,
+)
 
 ACC = jnp.float64
 
@@ -109,12 +118,12 @@ def _default_interpret() -> bool:
 
 
 def _check_supported(spec: KernelSpec) -> None:
-    unsupported = [name for name, on in (("observed", bool(spec.observed)),
-                                         ("record_flows", spec.record_flows)) if on]
-    if unsupported:
+    reason = fused_unsupported(spec)
+    if reason:
         raise ValueError(
-            f"the fused kernel does not support KernelSpec.{' or '.join(unsupported)}: "
-            "use mcsim.engine.kernel.build_kernel for conditioned runs and saved paths")
+            f"the fused kernel does not support {reason}: use "
+            "mcsim.engine.kernel.build_kernel (KernelOptions(fused=True) falls back to it "
+            "and says so)")
 
 
 class _PerMonth:
@@ -288,9 +297,8 @@ def build_fused_kernel(spec: KernelSpec, block: int = 128,
                 levels, state, flows, cum_azure = _month_step(
                     th, deal, state, t, key, lane_streams, mirrored, spec, dtype)
                 # scan_months' running-sum check: a NaN or inf never leaves a sum
-                sums = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
-                    + state.openai_cash + state.cum_profit_share
-                first_bad = jnp.where(~jnp.isfinite(sums) & (first_bad == T), t, first_bad)
+                first_bad = jnp.where(~model.running_sums_finite(state) & (first_bad == T),
+                                      t, first_bad)
                 # the year's sums added month by month in calendar order from 0, as the
                 # scan adds into its zeroed slot: the same float64 additions
                 annual = tuple(a + jnp.broadcast_to(getattr(flows, f), (block,)).astype(ACC)
@@ -312,16 +320,8 @@ def build_fused_kernel(spec: KernelSpec, block: int = 128,
 
             final, _, first_bad = jax.lax.fori_loop(
                 jnp.int32(0), jnp.int32(T), month, (state, annual, never))
-            # scan_months' horizon totals, in its order and operations
-            receipts = final.cum_profit_share + final.cum_revenue_share
-            if feats.timeline:
-                receipts = receipts - deal.paid_before_start
-            economic = receipts
-            if feats.margin:
-                economic = economic + final.cum_margin
-            horizon = [final.cum_revenue, final.cum_profit, receipts,
-                       receipts - deal.investment, -final.min_openai_cash, economic,
-                       economic - deal.investment]
+            # scan_months' horizon totals: the same function
+            horizon = model.horizon_totals(final, deal, feats)
             for i, h in enumerate(horizon):
                 stats_ref[horizon_row + i, :] = jnp.broadcast_to(h, (block,)).astype(ACC)
             first_bad_ref[...] = first_bad
@@ -352,7 +352,8 @@ def build_fused_kernel(spec: KernelSpec, block: int = 128,
         final = jax.tree.unflatten(state_tree, [
             x[:n] if pp else x[0] for x, pp in zip(state_out, per_path, strict=True)])
         return PathStatistics(stats[:, :n], final, first_bad[:n],
-                              jnp.zeros((0, n), ACC))
+                              jnp.zeros((0, n), ACC),
+                              event_months=event_months(final, spec.events))
 
     return kernel
 

@@ -4,7 +4,8 @@ accumulators, saves and resumes checkpoints, and merges the processes of a distr
 :class:`HostReducer` holds everything the loop over calls changes (in the way diffrax keeps
 its loop state in one ``State``): the device counts since the last flush, the call whose
 sum-tree node is still to be read, the paths since the last flush (the int32 guard) and the
-accumulators. The loop in :func:`mcsim.engine.run.run_batch` only calls its methods.
+accumulators. The one host loop, :func:`mcsim.engine.runner.run_calls`, only calls its
+methods (``before_call``, ``submit``, ``settle``, ``first``), as it does a reducer's.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ class HostReducer:
         if self.since_flush + self.plan.shard > INT32_PATHS:
             self.settle()
 
-    def submit(self, start: int, counts: ChunkCounts, node: ChunkNode, stage_end: int,
+    def submit(self, start: int, output: tuple[ChunkCounts, ChunkNode], stage_end: int,
                valid: int) -> None:
         """Take a call's output: the new device counts, and its node, which is read while
         the next call runs (the previous call's node is read now)."""
+        counts, node = output
         self.counts = counts
         self.since_flush += self.plan.shard
         if self.pending is not None:
@@ -84,9 +86,8 @@ class HostReducer:
             self.pending = None
         host = device_counts_total(self.counts, *self._layout)
         for a, h in zip(self.accumulators, self._per_point(host), strict=True):
-            a.add_counts(h.histogram.sum(axis=0), h.repayment_counts.sum(0),
-                         h.credit_counts.sum(0), h.nonfinite_months.sum(0),
-                         h.cap_counts.sum(0), h.commitment_counts.sum(0))
+            # each array summed over the devices (its leading axis)
+            a.add_counts(**{k: getattr(h, k).sum(axis=0) for k in Accumulator.COUNTS})
         self.counts = zero_counts(*self._layout)
         self.since_flush = 0
 
@@ -133,18 +134,15 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
     pad[:n, 2] = state["count"]
     pad[:n, 3:3 + acc.tree_stats] = state["s1"]
     pad[:n, 3 + acc.tree_stats:] = state["s2"]
-    local = {"histogram": acc.histogram, "repay": acc.repayment_counts,
-             "credit": acc.credit_counts, "nonfinite": acc.nonfinite_months,
-             "cap": acc.cap_counts, "commitment": acc.commitment_counts,
-             "scalars": np.array([acc.paths, n], np.int64),
-             "nodes": pad}
+    local = {**acc.counts(), "scalars": np.array([acc.paths, n], np.int64), "nodes": pad}
     every = multihost_utils.process_allgather(local)
-    merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats)
+    merged = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats,
+                         acc.num_events)
     for p in range(every["scalars"].shape[0]):
         paths, n = (int(v) for v in every["scalars"][p])
-        other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats)
-        other.add_counts(every["histogram"][p], every["repay"][p], every["credit"][p],
-                         every["nonfinite"][p], every["cap"][p], every["commitment"][p])
+        other = Accumulator(acc.num_stats, acc.num_bins, acc.num_months, acc.tree_stats,
+                            acc.num_events)
+        other.add_counts(**{k: every[k][p] for k in Accumulator.COUNTS})
         other.paths = paths
         rows = every["nodes"][p][:n]
         S = acc.tree_stats
@@ -153,18 +151,3 @@ def _merge_across_processes(acc: Accumulator) -> Accumulator:
                                             "s1": rows[:, 3:3 + S], "s2": rows[:, 3 + S:]})
         merged.merge(other)
     return merged
-
-
-def progress_bar(total: int, progress: bool | None):
-    """A tqdm bar of paths, or None (by default only on a terminal, for runs over 2 s)."""
-    if progress is False:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    # by default only on a terminal; ``delay`` keeps it hidden for runs under 2 s
-    if progress is None and not sys.stderr.isatty():
-        return None
-    return tqdm(total=total, unit="path", unit_scale=True, desc="mcsim", mininterval=0.5,
-                delay=0.0 if progress else 2.0, smoothing=0.1)

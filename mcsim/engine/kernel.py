@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import events as events_table
 from .. import model
 from ..config import Config
 from ..device_draws import DeviceSampler, SamplerStructure
@@ -64,6 +65,9 @@ class KernelSpec(NamedTuple):
     record_flows: bool = False
     #: the version-2 mechanisms the config uses (:class:`mcsim.model.Features`)
     features: model.Features = model.Features()
+    #: the first-passage events whose months it returns (:mod:`mcsim.events`; None: the
+    #: table in force)
+    events: tuple | None = None
 
     @classmethod
     def for_config(cls, config: Config, dtype: str = "float32", *, grid: MonthGrid | None = None,
@@ -78,7 +82,8 @@ class KernelSpec(NamedTuple):
                    shock_cholesky(config),
                    config.simulation.variance_reduction == "antithetic",
                    tuple(o.series for o in config.observations) if observed else (),
-                   unroll, record_flows, model.features(config, grid))
+                   unroll, record_flows, model.features(config, grid),
+                   events_table.table())
 
     @property
     def sampler(self) -> DeviceSampler:
@@ -124,6 +129,9 @@ class PathStatistics(NamedTuple):
     observed_sums: jax.Array  # [O, n] float64: each observation's flow summed over its window
     flows: model.Flows | None = None    # [T, n] each, with KernelSpec.record_flows
     stocks: model.Stocks | None = None  # [T, n] each, with KernelSpec.record_flows
+    #: [E, n] int32: each event's first month (T: not by the horizon), in the order of
+    #: the spec's events (:mod:`mcsim.events`)
+    event_months: jax.Array | None = None
 
 
 def standard_normals(words, dtype):
@@ -143,6 +151,26 @@ def pair_streams(paths, antithetic: bool):
     return paths & jnp.uint32(0xFFFFFFFE), (paths & jnp.uint32(1)) == 1
 
 
+def pairwise_sum(x):
+    """Sum over the last axis (a power of two) by the complete binary tree of adjacent pairs.
+
+    Elementwise adds only, in an order fixed by position: the same bits for any batch shape
+    or backend reduction strategy, and a chunk's tree is a subtree of the run's.
+    """
+    while x.shape[-1] > 1:
+        x = x[..., 0::2] + x[..., 1::2]
+    return x[..., 0]
+
+
+def path_is_finite(outs: tuple) -> jax.Array:
+    """bool [n]: every reported statistic of the path is finite under every kernel (the one
+    rule for leaving a path out: a NaN or inf is never mixed into a statistic)."""
+    ok = jnp.all(jnp.isfinite(outs[0].stats), axis=0)
+    for out in outs[1:]:
+        ok = ok & jnp.all(jnp.isfinite(out.stats), axis=0)
+    return ok
+
+
 def pair_sums(v, pairs: bool):
     """Sum adjacent paths into antithetic pairs (the units whose spread is the error)."""
     return v[..., 0::2] + v[..., 1::2] if pairs else v
@@ -159,7 +187,8 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
                 grid: MonthGrid, n: int, *, unroll: int = 1,
                 observed: tuple[tuple[str, ...], ...] = (),
                 windows=None, record_flows: bool = False,
-                feats: model.Features = model.V1_FEATURES) -> PathStatistics:
+                feats: model.Features = model.V1_FEATURES,
+                events: tuple | None = None) -> PathStatistics:
     """Run every month of n paths from drawn parameters ``theta`` (before
     :func:`mcsim.model.prepare`). ``shocks(t)``: the five independent normals that drive
     the step from month t into month t + 1 (the last month's are never used).
@@ -183,18 +212,18 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
     # stocks are needed every month only by saved paths and stock observations
     monthly_levels = record_flows or any(s[0] in STOCKS for s in observed)
     acc = jnp.float64
+    events = events_table.table() if events is None else events
+    # events the model does not track are found here, after each month (none: no carry)
+    watched = tuple(e for e in events if e.reached is not None)
 
     def month(carry, t):
-        state, sums, drivers, first_bad, obs = carry
+        state, sums, drivers, first_bad, obs, watch = carry
         drivers = model.stock_drivers(state, theta, feats)
         if monthly_levels:
             levels = model.stocks_of(drivers)
         state, flows = model.month_flows(theta, deal, state, t, feats)
-        # every flow feeds one of these running sums, and a NaN or inf never leaves a sum:
-        # the first month a path's sum is not finite is the first month of a bad flow
-        total = state.cum_azure_spend + state.cum_revenue + state.cum_profit \
-            + state.openai_cash + state.cum_profit_share
-        first_bad = jnp.where(~jnp.isfinite(total) & (first_bad == T), t, first_bad)
+        first_bad = jnp.where(~model.running_sums_finite(state) & (first_bad == T), t,
+                              first_bad)
         # calendar-year sums carried in float64 and added month by month in calendar
         # order (deterministic)
         monthly = [getattr(flows, f).astype(acc) for f in ANNUAL_FLOWS]
@@ -206,10 +235,12 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
             obs = obs + jnp.where(inside[:, None],
                                   jnp.stack([_observed_series(s, monthly, level)
                                              for s in observed]), 0.0)
+        watch = tuple(jnp.where(e.reached(state, flows, deal) & (m == T), t, m)
+                      for e, m in zip(watched, watch, strict=True))
         cum_azure = state.cum_azure_spend
         state = model.advance(theta, state, model.correlate(shocks(t), cholesky), t, feats)
         out = (cum_azure, flows, levels) if record_flows else cum_azure
-        return (state, sums, drivers, first_bad, obs), out
+        return (state, sums, drivers, first_bad, obs, watch), out
 
     def padded_month(carry, t):
         new, out = month(carry, t)
@@ -217,39 +248,57 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
         return jax.tree.map(lambda a, b: jnp.where(inside, a, b), new, carry), out
 
     def year(carry, y):
-        state, first_bad, obs = carry
+        state, first_bad, obs, watch = carry
         sums = tuple(jnp.zeros((n,), acc) for _ in ANNUAL_FLOWS)
         drivers = model.stock_drivers(state, theta, feats)
         months = 12 * y - first + jnp.arange(12, dtype=jnp.int32)
-        (state, sums, drivers, first_bad, obs), out = jax.lax.scan(
-            padded_month if padded else month, (state, sums, drivers, first_bad, obs),
+        (state, sums, drivers, first_bad, obs, watch), out = jax.lax.scan(
+            padded_month if padded else month, (state, sums, drivers, first_bad, obs, watch),
             months, unroll=unroll)
         level = model.stocks_of(drivers)
-        return (state, first_bad, obs), \
+        return (state, first_bad, obs, watch), \
             (jnp.stack(sums), jnp.stack([getattr(level, s).astype(acc) for s in STOCKS]), out)
 
     never = jnp.full((n,), T, jnp.int32)
     obs0 = jnp.zeros((len(observed), n), acc)
-    (final, first_bad, obs), (annual, yearend, out) = jax.lax.scan(
-        year, (state, never, obs0), jnp.arange(num_years, dtype=jnp.int32))
+    (final, first_bad, obs, watch), (annual, yearend, out) = jax.lax.scan(
+        year, (state, never, obs0, tuple(never for _ in watched)),
+        jnp.arange(num_years, dtype=jnp.int32))
     # [years, 12, ...] -> the grid's T months
     out = jax.tree.map(lambda x: x.reshape((12 * num_years,) + x.shape[2:])[first:first + T],
                        out)
     cum_azure, flows, levels = out if record_flows else (out, None, None)
-    receipts = final.cum_profit_share + final.cum_revenue_share  # float64 already
-    if feats.timeline:  # revenue share paid before the start is not a receipt of the run
-        receipts = receipts - deal.paid_before_start
-    # MODEL.md: profit share + (gross) revenue share + Azure margin
-    economic = receipts
-    if feats.margin:
-        economic = economic + final.cum_margin
-    horizon = [final.cum_revenue, final.cum_profit, receipts, receipts - deal.investment,
-               -final.min_openai_cash, economic, economic - deal.investment]
+    horizon = model.horizon_totals(final, deal, feats)
     # [years, rows, n] -> rows by year, as StatLayout lays them out
     stats = jnp.concatenate([cum_azure, annual.transpose(1, 0, 2).reshape(-1, n),
                              yearend.transpose(1, 0, 2).reshape(-1, n),
-                             jnp.stack(horizon)])
-    return PathStatistics(stats, final, first_bad, obs, flows, levels)
+                             jnp.stack(tuple(horizon))])
+    return PathStatistics(stats, final, first_bad, obs, flows, levels,
+                          event_months(final, events, dict(zip(watched, watch, strict=True))))
+
+
+def fused_unsupported(spec: KernelSpec) -> str | None:
+    """Why the fused month loop (:mod:`mcsim.engine.fused`) cannot run ``spec`` (None: it
+    can): observed flows, recorded flows, or an event found by a condition (one the model
+    does not track in its state, :mod:`mcsim.events`)."""
+    events = events_table.table() if spec.events is None else spec.events
+    reasons = [why for why, on in (
+        ("observations (a conditioned run)", bool(spec.observed)),
+        ("recorded flows (saved paths)", spec.record_flows),
+        ("events found by a condition", any(e.reached is not None for e in events)))
+        if on]
+    return "; ".join(reasons) or None
+
+
+def event_months(final: model.State, events: tuple | None,
+                 watched: dict | None = None) -> jax.Array:
+    """[E, n] int32: each event's first month, from the model's state fields or, for an
+    event with a condition, from the month loop's record (``watched``: event -> [n])."""
+    n = final.repayment_month.shape
+    events = events_table.table() if events is None else events
+    out = [jnp.broadcast_to(getattr(final, e.month_field), n) if e.month_field is not None
+           else watched[e] for e in events]
+    return jnp.stack(out) if out else jnp.zeros((0,) + n, jnp.int32)
 
 
 def _observed_series(series: tuple[str, ...], monthly, level):
@@ -313,7 +362,7 @@ def build_kernel(spec: KernelSpec) -> Callable[..., PathStatistics]:
             shocks if latent_shocks is None else replayed_shocks(shocks, latent_shocks),
             spec.cholesky, spec.grid, paths.shape[0], unroll=spec.unroll,
             observed=spec.observed, windows=windows, record_flows=spec.record_flows,
-            feats=spec.features)
+            feats=spec.features, events=spec.events)
 
     return kernel
 

@@ -12,11 +12,8 @@ error; the quantiles are sample quantiles of those paths.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..config import Config
@@ -24,8 +21,9 @@ from ..draws import ParameterSampler
 from ..months import MonthGrid
 from ..qmc import sobol_points_for
 from ..rng import parameter_uniforms
-from .conditioning import log_likelihood, observation_windows, path_bias_normals
-from .kernel import KernelSpec, build_kernel, kernel_inputs
+from .conditioning import PathLogLikelihood, observation_windows
+from .kernel import KernelSpec, kernel_inputs
+from .runner import PathRows, run_paths
 
 #: Paths the table is computed from (its quantiles' sampling error is then ~0.5% of the
 #: spread at the median).
@@ -48,14 +46,10 @@ def parameter_table(config: Config, dtype: str = "float32", *,
     if weighted:  # the likelihood needs the months up to the last observed one only
         last = max(grid.index(o.end) for o in config.observations)
         grid = MonthGrid(grid.start, max(last + 1, 1))
-    call = _loglik_call(KernelSpec.for_config(config, dtype, grid=grid, observed=True),
-                        min(CALL_PATHS, n + n % 2)) if weighted else None
-    inputs = kernel_inputs(config, grid)
-    windows = observation_windows(config) if weighted else None
     source = sobol_points_for(config)
     host = ParameterSampler(config)
     antithetic = config.simulation.variance_reduction == "antithetic"
-    values, logliks = [], []
+    values = []
     step = min(CALL_PATHS, n + n % 2)
     for start in range(0, n, step):
         points = None if source is None else source.points(start, step)
@@ -66,14 +60,16 @@ def parameter_table(config: Config, dtype: str = "float32", *,
             u[1::2] = 1.0 - u[0::2]
         theta = host.from_uniforms(host.correlated(u))
         values.append(np.stack([theta[name] for name in names], axis=1))
-        if weighted:
-            logliks.append(np.asarray(jax.device_get(call(
-                inputs, jnp.uint32(start) + jnp.arange(step, dtype=jnp.uint32),
-                None if points is None else jnp.asarray(points), windows))))
     x = np.concatenate(values)[:n]
     out = {"paths": n, "prior": _rows(names, x, np.ones(n))}
     if weighted:
-        ll = np.concatenate(logliks)[:n]
+        # each path's log-likelihood, on every local device (-inf for a non-finite path)
+        rows = run_paths([KernelSpec.for_config(config, dtype, grid=grid, observed=True)],
+                         [kernel_inputs(config, grid)],
+                         PathRows(_LogLikelihoodRow(), n, full=True), n,
+                         chunk_size=CALL_PATHS, uniforms=source,
+                         windows=observation_windows(config), progress=False)
+        ll = np.where(rows["finite"], rows["loglik"], -np.inf)
         finite = np.isfinite(ll)
         w = np.zeros(n)
         if finite.any():
@@ -82,19 +78,10 @@ def parameter_table(config: Config, dtype: str = "float32", *,
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _loglik_call(spec: KernelSpec, n: int) -> Callable:
-    """Each path's log-likelihood of the observations (-inf for a non-finite path)."""
-    kernel = build_kernel(spec)
-
-    @jax.jit
-    def call(inputs, paths, uniforms, windows):
-        out = kernel(inputs, paths, uniforms=uniforms, windows=windows)
-        ll = log_likelihood(out.observed_sums, windows, path_bias_normals(windows, paths))
-        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
-        return jnp.where(ok, ll, -jnp.inf)
-
-    return call
+@dataclass(frozen=True)
+class _LogLikelihoodRow:
+    def __call__(self, outs, paths, windows):
+        return {"loglik": PathLogLikelihood()(outs, paths, windows)}
 
 
 def _rows(names, x: np.ndarray, w: np.ndarray) -> dict[str, dict[str, float]]:

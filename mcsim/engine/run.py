@@ -9,6 +9,8 @@ only on the config and its seed: not on the chunk size, the devices or the proce
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,17 +23,20 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .. import checkpoint as ckpt
+from .. import locks
 from ..accumulators import BLOCK, Accumulator, MoneyBins
 from ..config import Config, ConfigError
 from ..layout import StatLayout
 from ..qmc import sobol_points_for
 from ..x64 import enable_x64
-from .chunk import chunk_kernel, no_uniforms
+from .chunk import chunk_kernel, fused_fallback, no_uniforms
 from .conditioning import no_windows, observation_windows, reference_log_likelihood
 from .diagnosis import check_nonfinite
-from .host import Checkpoints, HostReducer, progress_bar
+from .host import Checkpoints, HostReducer
 from .kernel import DTYPES, KernelSpec, kernel_inputs, stacked_inputs
 from .plan import KernelOptions, batch_key, default_chunk_size, default_kernel_options, plan_run
+from .progress import progress_bar
+from .runner import run_calls
 
 
 class RunInfo(NamedTuple):
@@ -51,6 +56,9 @@ class RunInfo(NamedTuple):
     #: points run together in one batched kernel (1: alone). Batching changes the fused
     #: code, so a batched point agrees with its own run to float32 rounding, not bit for bit
     batch: int = 1
+    #: why ``KernelOptions(fused=True)`` was not honoured (``options`` then records the
+    #: scan that ran instead); None when it was, or was not asked for
+    fused_fallback: str | None = None
 
 
 class RunOutput(NamedTuple):
@@ -65,6 +73,25 @@ class RunOutput(NamedTuple):
     reference_loglik: float | None = None
 
 
+def _holding_checkpoint_lock(run: Callable) -> Callable:
+    """``run`` holding this process's lock on its checkpoint directory while it runs
+    (:mod:`mcsim.locks`): a second process checkpointing into the same directory is
+    refused instead of tearing or deleting this one's checkpoints."""
+
+    @functools.wraps(run)
+    def holding(configs: list[Config], **options) -> list[RunOutput]:
+        directory = options.get("checkpoint")
+        if directory is None:
+            return run(configs, **options)
+        lock = locks.checkpoint_lock_file(directory, jax.process_index(), jax.process_count())
+        with locks.hold(lock, key="checkpoint", value=str(directory),
+                        what="checkpoint directory"):
+            return run(configs, **options)
+
+    return holding
+
+
+@_holding_checkpoint_lock
 def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: str = "float32",
               bins: MoneyBins | None = None, progress: bool | None = None,
               devices: list | None = None, options: KernelOptions | None = None,
@@ -135,6 +162,11 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     latent = posterior is not None
     call = chunk_kernel(spec, bins, plan.shard, devices, options, reduction == "sobol",
                         batch, latent)
+    fallback = fused_fallback(spec, options, batch, latent)
+    if fallback is not None:  # said, never silent: the run goes on with the scan
+        print(f"mcsim: warning: the fused month loop (KernelOptions(fused=True)) cannot run "
+              f"this: {fallback}; the scan month loop runs instead", file=sys.stderr)
+        options = options._replace(fused=False)
     inputs = stacked_inputs(configs) if batch else kernel_inputs(config)
     sobol = posterior if latent else sobol_points_for(config)
     if latent:  # fresh shocks after the last observed month: the forecast's own stream
@@ -170,35 +202,20 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
             if bar is not None:
                 bar.update(accs[0].paths)
 
-    # -- 6. the calls --------------------------------------------------------------------
-    t_begin = time.perf_counter()
-    compile_seconds = 0.0
-    for i, (start, stage_end) in enumerate(plan.calls):
-        reducer.before_call()
-        valid = min(plan.paths_per_call, stage_end - start)
+    # -- 6. the calls: the one host loop (engine/runner.run_calls) ---------------------
+    def one_call(start: int, valid: int):
         uniforms = empty_uniforms if sobol is None else jax.device_put(
             sobol.points(start, plan.paths_per_call), uniform_sharding)
         shocks = empty_uniforms if not latent else jax.device_put(
             posterior.shocks(start, plan.paths_per_call), uniform_sharding)
-        counts, node = call(inputs, reducer.counts, jnp.uint32(start % 2**32),
-                            jnp.int64(valid), uniforms, windows, shocks)
-        if i == 0:
-            jax.block_until_ready(node)
-            compile_seconds = time.perf_counter() - t_begin  # first call: compile + 1 chunk
-        reducer.submit(start, counts, node, stage_end, valid)
-        if bar is not None:
-            bar.update(valid)
-        if should_stop is not None and start + plan.paths_per_call >= stage_end \
-                and stage_end < plan.limit:
-            reducer.settle()  # a stage is complete: ask whether it is enough
-            if should_stop(reducer.first):
-                break
-        if saver is not None and saver.due() and i + 1 < len(plan.calls):
-            reducer.settle()
-            saver.save(reducer.first, plan.calls[i + 1][0])
+        return call(inputs, reducer.counts, jnp.uint32(start % 2**32), jnp.int64(valid),
+                    uniforms, windows, shocks)
 
-    # -- 7. settle, save, merge ------------------------------------------------------------
-    reducer.settle()
+    t_begin = time.perf_counter()
+    compile_seconds = run_calls(plan, one_call, reducer, bar=bar, should_stop=should_stop,
+                                saver=saver)
+
+    # -- 7. save, merge ---------------------------------------------------------------------
     if saver is not None and checkpoint_at_end:  # a resume just reads the results back
         saver.save(reducer.first, plan.limit)
     if bar is not None:
@@ -212,7 +229,7 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
     info = RunInfo(accs[0].paths if stages else num_paths, config.simulation.seed,
                    plan.shard, dtype, f"{devices[0].platform}:{devices[0].device_kind}",
                    len(devices) * nproc, jax.__version__, seconds, compile_seconds, nproc,
-                   options, max(G, 1))
+                   options, max(G, 1), fallback)
     refs = references or [None] * G
     return [RunOutput(c, layout, bins, a, info, r)
             for c, a, r in zip(configs, accs, refs, strict=True)]

@@ -36,6 +36,14 @@ are computed on the host in a fixed order. So a config and its seed give the sam
 posterior whatever the devices, chunk size or process count (processes replicate the SMC
 and split only the forecast).
 
+Checkpoints (:class:`SMCCheckpoint`): a run's whole state after a tempering step (the
+particles, their log-likelihoods and predictions, the temperature, the step size, the
+steps so far, the initial population) is saved every ``interval`` seconds and when the run
+ends. The random numbers need no saved state: they are keyed by (seed, run, step, move), so
+the number of steps done is the generator's position. A run resumed from its state after a
+kill takes the same steps with the same numbers as one never stopped: bit-identical
+posteriors; a finished run is read back, not run again.
+
 The forecast (:class:`PosteriorSource`): each final particle is a path of an ordinary run
 (:func:`mcsim.engine.run.run_batch` with ``posterior=``): its parameters from its latent
 normals, its shocks replayed up to month K and fresh counter-based ones after (a stream of
@@ -45,23 +53,27 @@ the conditioning seed and run), through the same kernel and accumulators.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .. import checkpoint as ckpt
+from .. import locks
 from ..config import Config, ConfigError
 from ..months import MonthGrid
 from ..rng import STREAM_FORECAST, STREAM_SMC, stream_key
 from ..x64 import enable_x64
 from .conditioning import log_likelihood, observation_windows, predicted
-from .kernel import DTYPES, KernelSpec, build_kernel, kernel_inputs
+from .kernel import DTYPES, KernelSpec, build_kernel, kernel_inputs, path_is_finite
 
 #: The band the pCN acceptance rate is steered into (its centre is the target).
 ACCEPTANCE_BAND = (0.2, 0.4)
@@ -141,7 +153,7 @@ def likelihood_call(spec: KernelSpec, layout: LatentLayout, num_observations: in
                      uniforms=uniforms_from_normals(z[:, :P_]), windows=windows,
                      latent_shocks=shocks.astype(dtype))
         ll = log_likelihood(out.observed_sums, windows, bias_z)
-        ok = jnp.all(jnp.isfinite(out.stats), axis=0) & jnp.isfinite(ll)
+        ok = path_is_finite((out,)) & jnp.isfinite(ll)
         return jnp.where(ok, ll, -jnp.inf), predicted(out.observed_sums, windows, bias_z)
 
     sharded = jax.shard_map(local, mesh=_mesh(devices), in_specs=(P(), P(), P("paths")),
@@ -273,14 +285,80 @@ def _move_call(evaluate: Callable, n: int, D: int, devices: tuple) -> Callable:
     return move
 
 
+#: SMCStep's fields as the columns of a checkpoint's ``steps`` array (all float64: the
+#: integer one, distinct particles, is exact in float64)
+STEP_FIELDS = ("temperature", "ess", "distinct_after_resampling", "acceptance", "rho",
+                "log_evidence_increment")
+
+
+class SMCCheckpoint:
+    """Where one process keeps its SMC runs' states in a checkpoint directory
+    (``process-I-of-N.smc-run-R.npz``), and when it saves them (every ``interval``
+    seconds, and at the end of each run)."""
+
+    FORMAT = "mcsim.smc/1"
+
+    def __init__(self, directory: str | Path, config: Config, settings: SMCSettings,
+                 dtype: str, devices: tuple, interval: float = 60.0,
+                 resume: bool = False) -> None:
+        from .._version import __version__
+
+        self.directory, self.interval, self.resume = Path(directory), interval, resume
+        self.process = (jax.process_index(), jax.process_count())
+        self.identity = {
+            "format": self.FORMAT,
+            "config_sha256": hashlib.sha256(config.source_text.encode()).hexdigest(),
+            "particles": settings.particles, "ess_fraction": settings.ess_fraction,
+            "moves": settings.moves, "runs": settings.runs, "seed": settings.seed,
+            "dtype": dtype, "devices": len(devices),
+            "device_kind": f"{devices[0].platform}:{devices[0].device_kind}",
+            "mcsim_version": __version__}
+        self._last = time.perf_counter()
+
+    @property
+    def lock_file(self) -> Path:
+        return locks.checkpoint_lock_file(self.directory, *self.process)
+
+    def file(self, run: int) -> Path:
+        i, n = self.process
+        return self.directory / f"process-{i}-of-{n}.smc-run-{run}.npz"
+
+    def load(self, run: int) -> dict | None:
+        """Run ``run``'s saved state (None: none saved, or not resuming); refused with a
+        ConfigError naming the file when unreadable or written by another run."""
+        f = self.file(run)
+        if not self.resume or not f.exists():
+            return None
+        data = ckpt.read_arrays(f, {**self.identity, "run": run},
+                                what="an SMC checkpoint of this same run")
+        missing = {"z", "ll", "pred", "prior_z", "prior_pred", "steps", "scalars"} \
+            - set(data)
+        if missing:
+            raise ConfigError("resume", str(f), "a readable mcsim checkpoint, but it lacks "
+                              f"{', '.join(sorted(missing))}; delete it to start from the "
+                              "beginning")
+        return data
+
+    def due(self) -> bool:
+        return time.perf_counter() - self._last >= self.interval
+
+    def save(self, run: int, arrays: dict[str, np.ndarray]) -> None:
+        # uncompressed: normals do not compress, and a step's save should cost little
+        ckpt.Checkpointer(self.file(run), {**self.identity, "run": run}).write(
+            arrays, compress=False)
+        self._last = time.perf_counter()
+
+
 def _distinct(z: np.ndarray) -> int:
     return int(np.unique(z[:, : min(z.shape[1], 4)], axis=0).shape[0])
 
 
 def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float32",
-            devices: tuple | None = None, progress: Callable[[str], None] | None = None
-            ) -> SMCRun:
-    """One adaptive tempered SMC run with pCN moves (the module's steps 1-4)."""
+            devices: tuple | None = None, progress: Callable[[str], None] | None = None,
+            checkpoint: SMCCheckpoint | None = None) -> SMCRun:
+    """One adaptive tempered SMC run with pCN moves (the module's steps 1-4); with a
+    ``checkpoint``, its state is saved as it goes and, when resuming, continued from the
+    saved one (bit-identical to a run never stopped)."""
     enable_x64()
     devices = tuple(devices or jax.local_devices())
     layout = latent_layout(config)
@@ -294,10 +372,25 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
     n = -(-N // len(devices)) * len(devices)  # padded to the devices (extra: never kept)
     key = _run_key(settings.seed, run)
     t0 = time.perf_counter()
-    z = jax.random.normal(jax.random.fold_in(key, 0), (n, D), jnp.float64)
-    ll, pred = evaluate(inputs, windows, z)
-    evaluations = 1
-    prior_z, prior_pred = np.asarray(z)[:N], np.asarray(pred)[:, :N]
+    saved = checkpoint.load(run) if checkpoint is not None else None
+    if saved is not None:  # the state after its last saved step (the loop goes on there)
+        z, ll, pred = (jnp.asarray(saved[k]) for k in ("z", "ll", "pred"))
+        prior_z, prior_pred = saved["prior_z"], saved["prior_pred"]
+        steps = [SMCStep(*(float(v) for v in row)) for row in saved["steps"]]
+        for st in steps:
+            st.distinct_after_resampling = int(st.distinct_after_resampling)
+        beta, rho, elapsed = (float(v) for v in saved["scalars"])
+        evaluations = 1 + settings.moves * len(steps)
+        t0 -= elapsed
+        if z.shape != (n, D):
+            raise ConfigError("resume", str(checkpoint.file(run)), f"an SMC checkpoint of "
+                              f"{n} x {D} particles' normals (it holds {z.shape})")
+    else:
+        z = jax.random.normal(jax.random.fold_in(key, 0), (n, D), jnp.float64)
+        ll, pred = evaluate(inputs, windows, z)
+        evaluations = 1
+        prior_z, prior_pred = np.asarray(z)[:N], np.asarray(pred)[:, :N]
+        beta, rho, steps = 0.0, INITIAL_RHO, []
     ll_host = np.asarray(ll)[:N]
     if not np.isfinite(ll_host).any():
         raise ConfigError("observations", [o.name for o in config.observations],
@@ -305,8 +398,18 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
                           "likelihood of them is 0 in float64 (an sd far too small for the "
                           "spread of the paths, or a value in the wrong units?)")
     move = _move_call(evaluate, n, D, devices)
-    beta, rho, steps = 0.0, INITIAL_RHO, []
+    mesh = _mesh(devices)
+
+    def state() -> dict[str, np.ndarray]:
+        rows = [[getattr(st, f) for f in STEP_FIELDS] for st in steps]
+        return {"z": np.asarray(z), "ll": np.asarray(ll), "pred": np.asarray(pred),
+                "prior_z": prior_z, "prior_pred": prior_pred,
+                "steps": np.array(rows, np.float64).reshape(len(steps), len(STEP_FIELDS)),
+                "scalars": np.array([beta, rho, time.perf_counter() - t0], np.float64)}
+
+    stepped = False
     while beta < 1.0:
+        stepped = True
         if len(steps) >= MAX_STEPS:
             raise ConfigError("observations", [o.name for o in config.observations],
                               f"observations the prior can reach: SMC needed more than "
@@ -322,7 +425,11 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
         u0 = float(jax.random.uniform(jax.random.fold_in(step_key, 0), (), jnp.float64))
         idx = systematic_resample(w, u0)
         idx = np.concatenate([idx, np.arange(N, n)])  # padding rows stay where they are
-        z, ll, pred = z[idx], ll[idx], pred[:, idx]
+        # the particles laid out over the devices as the moves leave them, so that the
+        # compiled move sees one input layout (each new one was another ~10 s compile)
+        z, ll, pred = (jax.device_put(a, NamedSharding(mesh, spec)) for a, spec in
+                       ((z[idx], P("paths")), (ll[idx], P("paths")),
+                        (pred[:, idx], P(None, "paths"))))
         distinct_resampled = int(np.unique(idx[:N]).shape[0])
         accepted = []
         for m in range(settings.moves):
@@ -341,20 +448,39 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
         if progress is not None:
             progress(f"run {run + 1}/{settings.runs} step {len(steps)}: temperature "
                      f"{beta:.4g}, ESS {ess:,.0f}, acceptance {steps[-1].acceptance:.2f}")
+        if checkpoint is not None and (beta >= 1.0 or checkpoint.due()):
+            checkpoint.save(run, state())  # the last step's: a finished run is not redone
+    # a run read back finished took the time it took then (its provenance's seconds)
+    seconds = elapsed if saved is not None and not stepped else time.perf_counter() - t0
     z_host = np.asarray(z)[:N]
     return SMCRun(run, steps, z_host, ll_host, np.asarray(pred)[:, :N], prior_z, prior_pred,
-                  _distinct(z_host), time.perf_counter() - t0, evaluations)
+                  _distinct(z_host), seconds, evaluations)
 
 
 def smc_posterior(config: Config, dtype: str = "float32", devices: tuple | None = None,
-                  progress: Callable[[str], None] | None = None) -> SMCPosterior:
-    """The config's ``runs`` independent SMC runs."""
+                  progress: Callable[[str], None] | None = None,
+                  checkpoint: str | Path | None = None, resume: bool = False,
+                  checkpoint_interval: float = 60.0) -> SMCPosterior:
+    """The config's ``runs`` independent SMC runs. With a ``checkpoint`` directory each
+    run's state is saved there every ``checkpoint_interval`` seconds and at its end
+    (:class:`SMCCheckpoint`, the directory locked for this process while it runs);
+    ``resume`` continues from the saved states (finished runs are read back)."""
     if not config.observations:
         raise ConfigError("observations", {}, "at least one observation to condition on")
+    enable_x64()
     settings = SMCSettings.for_config(config)
     out = SMCPosterior(settings, latent_layout(config), dtype=dtype)
-    for r in range(settings.runs):
-        out.runs.append(smc_run(config, r, settings, dtype, devices, progress))
+    if checkpoint is None:
+        for r in range(settings.runs):
+            out.runs.append(smc_run(config, r, settings, dtype, devices, progress))
+        return out
+    devices = tuple(devices or jax.local_devices())
+    saver = SMCCheckpoint(checkpoint, config, settings, dtype, devices, checkpoint_interval,
+                          resume)
+    with locks.hold(saver.lock_file, key="checkpoint", value=str(checkpoint),
+                    what="checkpoint directory"):
+        for r in range(settings.runs):
+            out.runs.append(smc_run(config, r, settings, dtype, devices, progress, saver))
     return out
 
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from ..errors import ConfigError
+from ..errors import _MISSING, ConfigError
 from ..months import parse_month
-from .format import money_text
+from .format import json_restore, money_text
 from .outdir import output_directory
 from .summary import READABLE_SCHEMAS, SCHEMA
 
@@ -31,17 +33,187 @@ Z_95 = 1.959964
 
 
 def load_summary(out_dir: str | Path) -> dict:
-    """The summary.json of a report directory (ConfigError naming ``compare`` where there is
-    none, or it is not one mcsim wrote)."""
-    path = Path(out_dir) / "summary.json"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError("compare", str(out_dir),
-                          f"a report directory holding summary.json ({exc})") from None
-    if summary.get("schema") not in READABLE_SCHEMAS:
-        raise ConfigError("compare", str(out_dir), f"a summary.json of schema {SCHEMA}")
+    """The summary.json of a report directory (or that file itself), checked against the
+    keys a comparison reads: ConfigError naming the file, the key that is wrong and what
+    was expected, where there is none, or it is not one mcsim wrote."""
+    path = Path(out_dir) if Path(out_dir).is_file() else Path(out_dir) / "summary.json"
+    summary = read_summary(path)
+    _check(summary, COMPARED, path, "")
+    conditioned = summary.get("conditioned")  # empty or null: the run's own block is read
+    if conditioned:
+        _check(conditioned, _CONDITIONED, path, "conditioned.")
+    _check_lengths(summary, path, "")
+    if conditioned:
+        _check_lengths(conditioned, path, "conditioned.")
     return summary
+
+
+def read_summary(path: str | Path) -> dict:
+    """A summary.json as a JSON object with a schema mcsim writes; ConfigError naming the
+    file where it cannot be read, is not UTF-8 JSON, or holds something else."""
+    src = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError("<file>", src, f"a readable summary.json ({exc.strerror or exc})",
+                          source=src) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("<file>", f"byte {exc.start}", "UTF-8 text (a summary.json "
+                          "mcsim wrote)", source=src) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:  # truncated or not JSON at all
+        raise ConfigError("<json>", str(exc), "valid JSON (a summary.json mcsim wrote)",
+                          source=src) from None
+    except RecursionError:
+        raise ConfigError("<json>", "<nested too deeply>", "a summary.json mcsim wrote",
+                          source=src) from None
+    if not isinstance(doc, dict):
+        raise ConfigError("<document>", doc, f"a JSON object {{\"schema\": "
+                          f"\"{SCHEMA}\", ...}} (a summary.json mcsim wrote)", source=src)
+    if doc.get("schema") not in READABLE_SCHEMAS:
+        raise ConfigError("schema", doc.get("schema", _MISSING),
+                          " or ".join(f'"{s}"' for s in READABLE_SCHEMAS) +
+                          " (a summary.json mcsim wrote)", source=src)
+    return doc
+
+
+def load_provenance(path: str | Path) -> dict:
+    """The provenance of a summary.json, checked for everything a rerun needs
+    (``mcsim reproduce``), with ``config_resolved`` restored to the TOML document
+    (:func:`mcsim.report.format.json_restore`). ConfigError naming the file and key."""
+    summary = read_summary(path)
+    _check(summary, {"provenance": PROVENANCE}, path, "")
+    prov = dict(summary["provenance"])
+    try:
+        prov["config_resolved"] = json_restore(prov["config_resolved"])
+    except (ValueError, TypeError, RecursionError):
+        raise ConfigError("provenance.config_resolved", "<not restorable>", "the resolved "
+                          "config as mcsim stores it (numbers, strings, tables)",
+                          source=str(path)) from None
+    return prov
+
+
+class _Leaf(NamedTuple):
+    """A value's expected form: its wording in an error, and the test."""
+
+    text: str
+    ok: Callable[[Any], bool]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_month(v: Any) -> bool:
+    try:
+        parse_month(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _list(item: _Leaf) -> _Leaf:
+    return _Leaf(f"a non-empty list, each item {item.text}",
+                 lambda v: isinstance(v, list) and bool(v) and all(item.ok(x) for x in v))
+
+
+NUMBER = _Leaf("a number", _is_number)
+NUMBER_OR_NULL = _Leaf("a number or null", lambda v: v is None or _is_number(v))
+MONTH = _Leaf('a month "YYYY-MM"', _is_month)
+MONTH_OR_NULL = _Leaf('a month "YYYY-MM" or null', lambda v: v is None or _is_month(v))
+INTEGER = _Leaf("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
+TEXT = _Leaf("a string", lambda v: isinstance(v, str))
+ANY = _Leaf("anything", lambda v: True)
+#: a spec is a _Leaf or a dict of specs (a key ending in "?" may be absent)
+_QUANTILE_SERIES = {"value": _list(NUMBER_OR_NULL), "ci95_low": _list(NUMBER_OR_NULL),
+                    "ci95_high": _list(NUMBER_OR_NULL)}
+_MEDIAN_MONTH = {"month": MONTH_OR_NULL, "ci95_low": MONTH_OR_NULL,
+                 "ci95_high": MONTH_OR_NULL}
+_EVENT = {"probability_not_by_horizon": NUMBER, "probability_not_by_horizon_se": NUMBER_OR_NULL,
+          "quantiles": {"p50": _MEDIAN_MONTH},
+          "cdf": {"months": _list(MONTH), "probability": _list(NUMBER), "se": _list(NUMBER)}}
+_TOTAL = {"mean": NUMBER_OR_NULL, "mean_se": NUMBER_OR_NULL}
+#: the statistics a comparison reads, in a run's own block and in its conditioned one
+_STATISTICS = {
+    "cumulative_azure_spend": {"months": _list(MONTH), "mean": _list(NUMBER_OR_NULL),
+                               "mean_se": _list(NUMBER_OR_NULL),
+                               "quantiles": {p: _QUANTILE_SERIES
+                                             for p in ("p5", "p50", "p95")}},
+    "repayment": _EVENT,
+    "revenue_share_cap_reached?": {"quantiles?": {"p50?": _MEDIAN_MONTH}},
+    "azure_commitment_met?": {"probability_not_by_horizon": NUMBER,
+                              "probability_not_by_horizon_se": NUMBER_OR_NULL},
+    "horizon": {"microsoft_net": _TOTAL, "deepest_cumulative_loss": _TOTAL},
+}
+#: what ``mcsim compare`` reads of a summary.json (README, "summary.json")
+COMPARED = {
+    "grid": {"horizon": MONTH},
+    "paths": INTEGER,
+    "provenance?": {"seed?": ANY},
+    **_STATISTICS,
+    "conditioned?": _Leaf("a table of conditioned statistics, or null",
+                          lambda v: v is None or isinstance(v, dict)),
+}
+_CONDITIONED = {"observations?": _Leaf("a list", lambda v: isinstance(v, list)),
+                "conditioning_method?": TEXT, **_STATISTICS}
+#: what ``mcsim reproduce`` reads: the provenance a run needs to be run again
+PROVENANCE = {
+    "config_resolved": _Leaf("the resolved config, a table", lambda v: isinstance(v, dict)),
+    "config_text": TEXT,
+    "config_sha256": TEXT,
+    "config_path?": TEXT,
+    "paths": _Leaf("a positive integer", lambda v: INTEGER.ok(v) and v >= 1),
+    "seed": _Leaf("an integer in [0, 2^63)", lambda v: INTEGER.ok(v) and 0 <= v < 2**63),
+    "dtype": _Leaf('"float32" or "float64"', lambda v: v in ("float32", "float64")),
+    "mcsim_version?": TEXT, "jax_version?": TEXT,
+}
+
+
+def _describe(spec: Any) -> str:
+    if isinstance(spec, _Leaf):
+        return spec.text
+    keys = ", ".join(k.rstrip("?") for k in spec if not k.endswith("?"))
+    return f"a table with {keys}" if keys else "a table"
+
+
+def _check(doc: Any, spec: Any, path: str | Path, where: str) -> None:
+    """Raise ConfigError (naming ``path``, the dotted key and the expected form) at the
+    first value of ``doc``, in the spec's order, that does not fit ``spec``."""
+    schema = f" (as mcsim run writes summary.json, schema {SCHEMA})"
+    stack = [(doc, spec, where)]
+    while stack:
+        value, form, key = stack.pop()
+        name = key.rstrip(".") or "<document>"
+        if value is _MISSING:
+            raise ConfigError(name, _MISSING, _describe(form) + schema, source=str(path))
+        if isinstance(form, _Leaf):
+            if not form.ok(value):
+                raise ConfigError(name, value, form.text + schema, source=str(path))
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(name, value, _describe(form) + schema, source=str(path))
+        for k, sub in reversed(form.items()):  # popped in the spec's order
+            field = k.rstrip("?")
+            if field in value or not k.endswith("?"):
+                stack.append((value.get(field, _MISSING), sub, f"{key}{field}."))
+
+
+def _check_lengths(stats: dict, path: Path, where: str) -> None:
+    """Series of one statistic run over the same months (a chart pairs them item by item)."""
+    cum = stats.get("cumulative_azure_spend")
+    series = {"cumulative_azure_spend": (cum, [cum["mean"], cum["mean_se"]] + [
+        cum["quantiles"][p][k] for p in ("p5", "p50", "p95")
+        for k in ("value", "ci95_low", "ci95_high")])}
+    rep = stats["repayment"]["cdf"]
+    series["repayment.cdf"] = (rep, [rep["probability"], rep["se"]])
+    for name, (block, lists) in series.items():
+        if any(len(x) != len(block["months"]) for x in lists):
+            raise ConfigError(f"{where}{name}", "<series of different lengths>",
+                              f"one value per month of {where}{name}.months "
+                              f"({len(block['months'])})", source=str(path))
 
 
 def statistics_block(summary: dict) -> dict:

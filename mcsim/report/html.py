@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from ..events import table as events_table
 from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
 from .format import _pkey, money_text
 from .summary import REPAID
@@ -46,17 +47,20 @@ window.addEventListener('load', function () {
 });
 """
 
-PLOTS = (("fan_chart.png", "Cumulative Azure spend: fan chart"),
-         ("annual_azure_spend.png", "Azure spend by calendar year"),
-         ("repayment_cdf.png", "When Microsoft is repaid"),
-         ("credit_exhaustion_cdf.png", "When the Azure credits run out"),
-         ("cap_reached_cdf.png", "When the revenue-share cap is reached"),
-         ("commitment_met_cdf.png", "When Azure spend meets the commitment"),
-         ("fan_chart_conditioned.png", "Cumulative Azure spend: prior vs conditioned"),
-         ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"),
-         ("parameter_shift.png", "Posterior: the parameters the observations moved most"),
-         ("smc_diagnostics.png", "SMC diagnostics: temperature, ESS and acceptance by step"),
-         ("posterior_predictive.png", "Posterior predictive check of every observation"))
+def plots_shown() -> tuple[tuple[str, str], ...]:
+    """The report's images in page order, with their captions (one per event of the
+    event table; an image a run did not draw is left out)."""
+    return (("fan_chart.png", "Cumulative Azure spend: fan chart"),
+            ("annual_azure_spend.png", "Azure spend by calendar year"),
+            *((f"{e.name}_cdf.png", e.caption) for e in events_table()),
+            *_LATER_PLOTS)
+
+
+_LATER_PLOTS = (("fan_chart_conditioned.png", "Cumulative Azure spend: prior vs conditioned"),
+                ("repayment_survival_conditioned.png", "Not yet repaid: prior vs conditioned"),
+                ("parameter_shift.png", "Posterior: the parameters the observations moved most"),
+                ("smc_diagnostics.png", "SMC diagnostics: temperature, ESS and acceptance by step"),
+                ("posterior_predictive.png", "Posterior predictive check of every observation"))
 #: the SMC posterior's plots: shown in the conditioned section, not under "Plots"
 SMC_PLOTS = ("parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png")
 
@@ -139,16 +143,16 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
                     + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>"
                        f"{_pm_money(summary['horizon'][name]['mean_se'])}</span>"]
                     for name in HORIZON_TOTALS]
-    events = [b for b in (rep, cred, summary.get("revenue_share_cap_reached"),
-                          summary.get("azure_commitment_met")) if b is not None]
+    # every event of the table that the summary holds, in the table's order
+    shown = [e for e in events_table() if e.summary_key in summary]
+    events = [summary[e.summary_key] for e in shown]
     month_rows = [[f"{p}% of paths by"] + [_month(b, f"p{p}") for b in events]
                   for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]
     month_rows.append(["not by the horizon"] + [
         _probability(b["probability_not_by_horizon"], b["probability_not_by_horizon_se"])
         for b in events])
-    month_header = ["", "Microsoft repaid", "credits exhausted", "revenue-share cap reached",
-                    "Azure commitment met"][:len(events) + 1]
-    plots = "".join(_image(name, title, images) for name, title in PLOTS
+    month_header = [""] + [e.label for e in shown]
+    plots = "".join(_image(name, title, images) for name, title in plots_shown()
                     if name in images and name not in SMC_PLOTS) or \
         "<p class=note>Plots were skipped (--no-plots).</p>"
     conditioned = _conditioned_section(summary, pcts, images)
@@ -175,7 +179,7 @@ is described <a href="#model">at the end of this page</a>.</p>
 {_more_flows(more_flows, more_rows)}
 <h2>Totals at {html.escape(end)}</h2>
 {_table([''] + [p[1:] + '%' for p in pcts] + ['mean'], horizon_rows)}
-<h2>Months: repayment, credits, cap, commitment</h2>
+<h2>Months: {html.escape(', '.join(e.label for e in shown))}</h2>
 {_table(month_header, month_rows)}
 {_stocks_section(summary)}{_facts_section(summary)}{_parameters_section(summary)}
 <h2>Provenance</h2>{_table(['', ''], prov_rows)}
@@ -496,7 +500,7 @@ def _smc_section(summary: dict, cond: dict, pcts: list[str], images: dict[str, b
                 for o in cond["observations"]]
     warning = (f"<p class=note><b>Warning:</b> {html.escape(cond['warning'])}</p>"
                if cond.get("warning") else "")
-    plots = "".join(_image(name, title, images) for name, title in PLOTS
+    plots = "".join(_image(name, title, images) for name, title in plots_shown()
                     if name in SMC_PLOTS and name in images)
     return (f"<h2>Conditioned on the observations</h2>"
             f"{_table(['observation', 'series', 'months', 'value', 'error'], obs_rows)}"
@@ -514,7 +518,8 @@ def _smc_section(summary: dict, cond: dict, pcts: list[str], images: dict[str, b
 
 def write_html(summary: dict, out: Path) -> Path:
     """report.html in ``out``, embedding the PNGs written there."""
-    images = {name: (out / name).read_bytes() for name, _ in PLOTS if (out / name).exists()}
+    images = {name: (out / name).read_bytes() for name, _ in plots_shown()
+              if (out / name).exists()}
     path = out / "report.html"
     path.write_text(render(summary, images), encoding="utf-8")
     return path

@@ -17,8 +17,10 @@ one principle: **mcsim never deletes a file it did not write.**
   ``force`` (``--force``), which writes mcsim's files into it as in the previous case.
 
 The checks that can be made before a run (a parent that is a file, a read-only directory,
-``OUT`` being the working directory) are in :func:`check_output_dir`, so a bad ``--out``
-fails in a second, not after an hour of simulation.
+``OUT`` being the working directory, a manifest mcsim did not write, a mount point) are in
+:func:`check_output_dir`, which also makes and renames a staging directory where the write
+will, so a bad ``--out`` fails in a second, not after an hour of simulation. A manifest is
+trusted only whole and only for paths inside ``OUT``: it is what lets mcsim delete files.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import ConfigError
 
@@ -43,19 +46,69 @@ STAGING_MARK = ".mcsim-staging"
 _STAGING = ".mcsim-staging-"
 
 
+#: a manifest lists file names: far below this; a bigger file is not one mcsim wrote
+MAX_MANIFEST_BYTES = 16 * 2**20
+MANIFEST_FORM = (f'{{"format": "{MANIFEST_FORMAT}", "files": [the relative paths of the '
+                 'files mcsim wrote there]}')
+
+
 def _manifest_files(directory: Path) -> set[str] | None:
     """The files mcsim wrote into ``directory`` (relative paths), or None without a
-    readable manifest."""
+    readable manifest (:func:`read_manifest`)."""
+    return read_manifest(directory)[0]
+
+
+def read_manifest(directory: Path) -> tuple[set[str] | None, str | None]:
+    """``(files, None)`` from a manifest mcsim wrote; ``(None, None)`` where there is no
+    manifest; ``(None, what is wrong)`` where the file there is not one.
+
+    Only a regular file of at most :data:`MAX_MANIFEST_BYTES` is read (a FIFO would block,
+    a link may point anywhere), and only entries that stay inside ``directory`` count: a
+    manifest is what lets mcsim delete files, so one naming ``../x`` or ``/x`` is refused
+    whole rather than trusted in part.
+    """
+    path = directory / MANIFEST
     try:
-        doc = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-        return None
+        info = path.lstat()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file"
+    if info.st_size > MAX_MANIFEST_BYTES:
+        return None, f"{info.st_size:,} bytes, far larger than any manifest"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start})"
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    if not isinstance(doc, dict):
+        return None, f"a JSON {type(doc).__name__}, not an object"
+    if doc.get("format") != MANIFEST_FORMAT:
+        return None, f"format {doc.get('format', '<missing>')!r}"
     files = doc.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None
-    return set(files)
+    if not isinstance(files, list):
+        return None, f"files = {type(files).__name__ if files is not None else '<missing>'}"
+    for entry in files:
+        if not _relative_inside(entry):
+            shown = repr(entry) if len(repr(entry)) <= 60 else repr(entry)[:57] + "..."
+            return None, f"files holds {shown}, not a relative path inside the directory"
+    return set(files), None
+
+
+def _relative_inside(entry: object) -> bool:
+    """A normalised relative path (a trailing ``/``: an empty directory) with no ``..``."""
+    if not isinstance(entry, str) or not entry.rstrip("/") or "\0" in entry:
+        return False
+    rel = PurePosixPath(entry.rstrip("/"))
+    return not rel.is_absolute() and ".." not in rel.parts and \
+        rel.as_posix() == entry.rstrip("/")
 
 
 def _all_files(directory: Path) -> set[str]:
@@ -70,9 +123,18 @@ def _all_files(directory: Path) -> set[str]:
             full = Path(root) / name
             if full.is_symlink():
                 out.add((rel / name).as_posix())
-            elif not any(full.iterdir()):
+            elif not _listing(full):
                 out.add((rel / name).as_posix() + "/")
     return out
+
+
+def _listing(directory: Path) -> list[str]:
+    """The names in ``directory``; an unreadable one counts as holding something (so it
+    is never taken for empty, nor for one mcsim may remove)."""
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return ["<unreadable>"]
 
 
 def foreign_files(directory: Path) -> list[str]:
@@ -89,13 +151,21 @@ def _is_cwd_or_above(path: Path) -> bool:
     return target == cwd or target in cwd.parents
 
 
-def check_output_dir(path: str | Path, *, key: str = "out_dir", force: bool = False) -> Path:
+def check_output_dir(path: str | Path, *, key: str = "out_dir", force: bool = False,
+                     probe: bool = True) -> Path:
     """Check before a run that ``path`` can take mcsim's files; returns it as a Path.
 
     Raises ConfigError (naming ``key``: the Python argument ``out_dir`` unless told, which
     the command line renames to its flag) for: an empty path; a path whose parent is a file;
     a path that exists and is not a directory; a directory (or nearest existing parent)
-    that is not writable; a non-empty directory mcsim did not write, unless ``force``.
+    that is not writable; a non-empty directory mcsim did not write (or whose manifest is
+    not one mcsim wrote), unless ``force``. With ``probe`` (the default) also for what
+    only trying finds, by doing now what the write will do (:func:`_probe`): a mount point
+    (whose files cannot be swapped in from beside it), a parent where the staging
+    directory cannot be made (a read-only file system that ``os.access`` does not see, a
+    quota), a rename refused there. ``probe=False`` is for the write itself
+    (:func:`output_directory`, which is about to do the same) and for a directory written
+    into rather than replaced (checkpoints).
     """
     text = str(path)
     if not text.strip():
@@ -111,15 +181,130 @@ def check_output_dir(path: str | Path, *, key: str = "out_dir", force: bool = Fa
                                   f"{parent} is not writable")
             break
     if out.is_dir():
-        foreign = foreign_files(out)
-        if foreign and _manifest_files(out) is None and not force:
-            foreign = sorted({f.split("/")[0] for f in foreign})  # top-level names
+        manifest = out / MANIFEST
+        if manifest.is_dir() and not manifest.is_symlink():  # even --force cannot write it
+            raise ConfigError(key, text, f"a directory where mcsim can write its manifest, "
+                              f"but {manifest} is a directory mcsim did not write (rename "
+                              "it, or choose another directory)")
+        own, problem = read_manifest(out)
+        if problem and not force:
+            raise ConfigError(key, text, f"a new or empty directory, or one mcsim wrote; "
+                              f"its {MANIFEST} is not a manifest mcsim wrote ({problem}; "
+                              f"expected {MANIFEST_FORM}), so mcsim cannot tell its own "
+                              "files there (choose another directory, or pass --force to "
+                              "add mcsim's files beside the others)")
+        # without a manifest every entry is foreign: its top level says so, no walk needed
+        foreign = sorted(_listing(out)) if own is None and not force else []
+        if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more"
                                               if len(foreign) > 3 else "")
             raise ConfigError(key, text, f"a new or empty directory, or one mcsim wrote; it "
                               f"holds {shown}, which mcsim did not write (choose another "
                               f"directory, or pass --force to add mcsim's files beside them)")
+    if probe:
+        _probe(out, key, text)
     return out
+
+
+def _probe(out: Path, key: str, text: str) -> None:
+    """Do what :func:`output_directory` will do to ``out``, short of replacing it: so a
+    write bound to fail fails before the run, not after hours of it.
+
+    The staging directory is made where and as the write makes it (beside ``out``, missing
+    parents first), renamed there as the write's last step will rename it, and removed,
+    with any parents made for it. ``out`` itself is not touched (exchanging a report and
+    back would put it at risk for nothing): a mount point, or a link into another file
+    system, is found by looking, since moving the new files in from beside it would fail
+    (EBUSY, EXDEV).
+    """
+    _check_mount(out, key, text)
+    missing = []  # parents to make, nearest last
+    parent = out.parent
+    while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    made: list[Path] = []
+    staging: Path | None = None
+    step = f"making {out.parent}"
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            made.append(directory)
+        step = f"making its staging directory in {out.parent}"
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
+        (staging / STAGING_MARK).touch()  # marked: a kill leaves what the next write tidies
+        # the write ends with a rename in this directory: try one (to a name of its own,
+        # never onto OUT, which other processes of a distributed run probe at once)
+        step = f"renaming its staging directory in {out.parent}"
+        renamed = staging.with_name(staging.name + "-probe")
+        os.rename(staging, renamed)
+        staging = renamed
+    except OSError as exc:
+        raise ConfigError(key, text, f"a directory path where mcsim may write, but "
+                          f"{step} failed: {exc.strerror or exc}") from None
+    finally:
+        # exactly what the probe made (the mark, the directory), nothing else
+        if staging is not None:
+            with contextlib.suppress(OSError):
+                (staging / STAGING_MARK).unlink(missing_ok=True)
+                staging.rmdir()
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def _check_mount(out: Path, key: str, text: str) -> None:
+    """Refuse an existing ``out`` on another mount than its parent, where the staging
+    directory is made: the new files could not be moved in (EBUSY, EXDEV)."""
+    if (out.exists() or out.is_symlink()) and not _same_mount(out, out.parent):
+        raise ConfigError(key, text, f"a directory mcsim can fill from beside it, but {out} "
+                          f"is a mount point (or a link into another file system than "
+                          f"{out.parent.resolve()}), where the new report cannot be moved "
+                          f"in: write into a new directory inside it, e.g. {out / 'report'}")
+
+
+def _staging_prefix(out: Path) -> str:
+    """The name every staging directory of ``out`` starts with (this process's id next,
+    so :func:`_clean_stranded` can tell a live writer's from a killed one's)."""
+    return f".{out.name}{_STAGING}{os.getpid()}-"
+
+
+def _same_mount(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` (links followed) lie on the same mount: a rename between them can
+    work. Devices first; then, on Linux, the mount table, since a bind mount keeps its
+    device."""
+    try:
+        ra, rb = a.resolve(), b.resolve()
+        if os.stat(ra).st_dev != os.stat(rb).st_dev:
+            return False
+    except OSError:
+        return True  # nothing to look at: the write will say what is wrong
+    mounts = _mount_points()
+    return _mount_of(ra, mounts) == _mount_of(rb, mounts)
+
+
+def _mount_points() -> list[Path]:
+    """Every mount point of this process (Linux: /proc/self/mountinfo; empty elsewhere)."""
+    import re
+
+    try:
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8",
+                                                       errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:  # the fifth field, with spaces etc. as octal escapes
+            out.append(Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
+                                   fields[4])))
+    return out
+
+
+def _mount_of(path: Path, mounts: list[Path]) -> Path | None:
+    """The deepest mount point at or above ``path``."""
+    above = [m for m in mounts if m == path or m in path.parents]
+    return max(above, key=lambda m: len(m.parts)) if above else None
 
 
 @contextlib.contextmanager
@@ -128,12 +313,17 @@ def output_directory(path: str | Path, *, force: bool = False,
     """Yield an empty staging directory to write into; on success its files become ``path``
     (see the module docstring), on any failure the staging directory is deleted and
     ``path`` is left as it was."""
-    out = check_output_dir(path, key=key, force=force)
+    # no probe: what it would try is what happens next (the CLI probed before the run);
+    # but a mount point, which would fail only at the end, is refused first
+    out = check_output_dir(path, key=key, force=force, probe=False)
+    _check_mount(out, key, str(path))
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stranded(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING}{os.getpid()}-",
-                                    dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
     try:
+        # mkdtemp makes it drwx------ whatever the umask: the report it becomes would be
+        # unreadable by colleagues; give it the mode os.mkdir would (or OUT's own, kept)
+        os.chmod(staging, _directory_mode(out))
         (staging / STAGING_MARK).touch()
         yield staging
         (staging / STAGING_MARK).unlink()
@@ -143,6 +333,30 @@ def output_directory(path: str | Path, *, force: bool = False,
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc), else by
+    setting and restoring it (a moment in which another thread's new file would get 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _directory_mode(out: Path) -> int:
+    """The permissions of the directory that becomes ``out``: an existing ``out``'s own
+    (its owner may have chosen them), else what ``mkdir`` gives under the umask."""
+    with contextlib.suppress(OSError):
+        if out.is_dir():
+            return stat.S_IMODE(out.stat().st_mode)
+    return 0o777 & ~current_umask()
 
 
 def _write_manifest(directory: Path, files: list[str]) -> None:
@@ -174,11 +388,22 @@ def _publish(staging: Path, out: Path, new_files: list[str], key: str) -> None:
         os.replace(staging / rel, target)
     for rel in sorted((old_own or set()) - set(new_files), reverse=True):
         stale = out / rel.rstrip("/")
+        if not _inside(stale.parent, out):  # reached through a link the user put there
+            continue
         with contextlib.suppress(OSError):
             if stale.is_file() or stale.is_symlink():
                 stale.unlink()
             _remove_empty_parents(stale.parent, out)
     os.replace(staging / MANIFEST, out / MANIFEST)
+
+
+def _inside(directory: Path, root: Path) -> bool:
+    """``directory`` is ``root`` or below it once links are followed."""
+    try:
+        real, top = directory.resolve(), root.resolve()
+    except OSError:
+        return False
+    return real == top or top in real.parents
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:

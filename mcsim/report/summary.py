@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
+from ..events import table as events_table
 from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCK_UNITS, STOCKS
 from ..results import DEFAULT_PERCENTILES
 from .format import _beyond, _num, _pkey, json_safe
@@ -89,6 +90,9 @@ def provenance(results: Results) -> dict:
         "num_devices": info.num_devices,
         "num_processes": info.num_processes,
         "kernel_options": info.options._asdict(),
+        # the month loop asked for but not run, and why (kernel_options: what ran)
+        **({"fused_fallback": info.fused_fallback}
+           if getattr(info, "fused_fallback", None) else {}),
         "batch": info.batch,
         "conditioned": results.conditioned is not None,
         "dtype": info.dtype,
@@ -170,10 +174,9 @@ def _statistics(results: Results, percentiles) -> dict:
             "quantiles": _quantile_block(cum_q, slice(None)),
         },
         "annual": annual,
-        "repayment": _month_block(results, results.repayment),
-        "credit_exhaustion": _month_block(results, results.credit_exhaustion),
-        "revenue_share_cap_reached": _month_block(results, results.cap_reached),
-        "azure_commitment_met": _month_block(results, results.commitment_met),
+        # one block per event of the run's table (mcsim.events), under its summary key
+        **{e.summary_key: _month_block(results, results.event(e.name))
+           for e in results.layout.events},
         "horizon": horizon,
         "stocks": stocks,
         **({"parameters": results.parameter_table} if results.parameter_table else {}),
@@ -360,12 +363,8 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
                               "the horizon",
             "money": MONEY,
             "repaid": REPAID,
-            "revenue_share_cap_reached": "the first month whose revenue share reaches the "
-                                         "cap in force (never: no cap, or not reached)",
-            "azure_commitment_met": "the first month in the commitment's window whose "
-                                    "Azure spend, summed over the window, reaches the "
-                                    "commitment (never: no commitment, or a shortfall paid "
-                                    "instead)",
+            **{e.summary_key: e.reaches for e in events_table()
+               if e.summary_key not in ("repayment", "credit_exhaustion")},
             "stock_quantiles": "stocks are binned scaled into the money histogram's range "
                                "(x 1e6 for the GPU price, x 1e9 for the Azure share, "
                                "x 1e-6 for tokens); their bins are as fine in relative terms",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,9 +173,11 @@ def point_dir_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
     return names
 
 
-def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = False) -> Path:
+def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = False,
+                on_point: Callable[[int, str], None] | None = None) -> Path:
     """sweep.csv, sweep.png and every point's report (in a folder named by its values,
-    :func:`point_dir_names`) under ``out``, atomically."""
+    :func:`point_dir_names`) under ``out``, atomically. ``on_point(k, folder)`` is called
+    as the k-th point's report is written (1, 2, ...: for progress)."""
     import csv
 
     out = Path(out)
@@ -186,8 +188,11 @@ def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = F
             writer.writeheader()
             writer.writerows({k: "" if v is None else v for k, v in row.items()}
                              for row in rows)
-        for name, (_, res) in zip(point_dir_names([p for p, _ in runs]), runs, strict=True):
+        for k, (name, (_, res)) in enumerate(zip(point_dir_names([p for p, _ in runs]), runs,
+                                                 strict=True), 1):
             write_report(res, tmp / name, plots=plots)
+            if on_point is not None:
+                on_point(k, name)
         if plots:
             plot_sweep(runs, tmp / "sweep.png")
     return out
@@ -223,6 +228,7 @@ def _axis_label(key: str, values: Sequence[Any]) -> str:
     from ..rates import parse_percent
 
     table, _, name = key.partition(".")
+    name = re.sub(r"^change\[\d+\]\.", "", name)  # a [[deal.change]]'s term: its unit
     if any(parse_percent(v) is not None for v in values):
         return f"{key} (% per year)"
     if table == "parameters" and name in UNITS:

@@ -81,14 +81,12 @@ def write_result_tables(results: Results, out: Path, suffix: str = "",
               "horizon_totals.csv": results.quantile_frame("horizon", percentiles)}
     for name, frame in frames.items():
         write_frame(frame, path(name))
-    rep, cred = results.repayment, results.credit_exhaustion
-    cap, commit = results.cap_reached, results.commitment_met
+    # every event's CDF and its error, two columns each, in the event table's order
+    events = results.layout.events
+    dists = [results.event(e.name) for e in events]
     write_csv(path("repayment_cdf.csv"),
-              ["month", "p_repaid_by", "p_repaid_by_se", "p_credits_exhausted_by",
-               "p_credits_exhausted_by_se", "p_cap_reached_by", "p_cap_reached_by_se",
-               "p_commitment_met_by", "p_commitment_met_by_se"],
-              [[grid.label(t), rep.cdf[t], rep.cdf_se[t], cred.cdf[t], cred.cdf_se[t],
-                cap.cdf[t], cap.cdf_se[t], commit.cdf[t], commit.cdf_se[t]]
+              ["month", *(f"{e.probability_column}{s}" for e in events for s in ("", "_se"))],
+              [[grid.label(t), *(v for d in dists for v in (d.cdf[t], d.cdf_se[t]))]
                for t in range(grid.num_months)])
     return [path(name) for name in RESULT_TABLES]
 

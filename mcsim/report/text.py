@@ -44,13 +44,9 @@ def format_summary(results: Results) -> str:
     shown = ", ".join(f"{labels[y]}: {_money_ci(ai, y, 0)}" for y in range(min(3,
                                                                               len(labels))))
     lines.append(f"  Azure inference spend, median by year: {shown}")
-    events = [("Microsoft repaid", results.repayment),
-              ("Azure credits exhausted", results.credit_exhaustion)]
     deal = results.config.deal
-    if any(c is not None for c in deal.term_values("revenue_share_cap")):
-        events.append(("Revenue-share cap reached", results.cap_reached))
-    if deal.azure_commitment is not None:
-        events.append(("Azure commitment met by spend", results.commitment_met))
+    events = [(e.label, results.event(e.name)) for e in results.layout.events
+              if e.shown(deal)]
     for title, dist in events:
         lines.append(f"  {title}: median {_month_ci(results, dist, 50)}; "
                      f"5%: {_month_ci(results, dist, 5)}; 95%: {_month_ci(results, dist, 95)}; "
