@@ -85,12 +85,43 @@ def _band_visible(lo, hi, span: float) -> bool:
     return bool(np.isfinite(width) and span > 0 and width >= THIN_BAND * span)
 
 
+#: the least room a date or year label takes on an axis, in inches ("2030" at 10 pt is
+#: 0.35 in): ticks are never denser than this, so labels never run together
+DATE_LABEL_INCHES = 0.55
+YEAR_LABEL_INCHES = 0.42  # "2030" at 8 pt
+
+
+def _axis_inches(axis) -> float:
+    """The length of an Axis on the page, in inches (as laid out at draw time)."""
+    ax = axis.axes
+    box = ax.get_window_extent() if ax.figure is not None else None
+    size = box.width if axis.axis_name == "x" else box.height
+    return size / ax.figure.dpi
+
+
+def _date_locator():
+    """matplotlib's AutoDateLocator, with at most one tick per DATE_LABEL_INCHES of the
+    axis (by default it picks 4-10 ticks from the date range alone, and on a small figure
+    "2024", "2026", ... ran together). A class made here: matplotlib is imported lazily."""
+    import matplotlib.dates as mdates
+
+    class WidthDateLocator(mdates.AutoDateLocator):
+        def get_locator(self, dmin, dmax):
+            if self.axis is not None and self.axis.axes is not None:
+                most = max(2, int(_axis_inches(self.axis) / DATE_LABEL_INCHES))
+                self.maxticks = dict.fromkeys(self.maxticks, min(10, most))
+                self.minticks = min(4, most)
+            return super().get_locator(dmin, dmax)
+
+    return WidthDateLocator(minticks=4, maxticks=10)
+
+
 def _date_x_axis(ax, xlabel: str = "month") -> None:
     """A date x axis (matplotlib.dates; the converter was set by the datetime64 data)."""
     import matplotlib.dates as mdates
 
-    if not isinstance(ax.xaxis.get_major_locator(), mdates.AutoDateLocator):
-        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=10))
+    if type(ax.xaxis.get_major_locator()).__name__ != "WidthDateLocator":
+        ax.xaxis.set_major_locator(_date_locator())
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
     if not ax.get_xlabel():
         ax.set_xlabel(xlabel)
@@ -240,6 +271,51 @@ def _year_ticks(ax, years: int) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
+#: event -> the last month it can happen in, from the deal (``None``: any month); after
+#: it the survival curve is flat by construction, so the chart stops there
+EVENT_WINDOW_END = {"commitment_met": lambda deal: deal.azure_commitment_by}
+#: a curve that stops changing is drawn this many months past its last change (at least;
+#: an eighth of the grid on long grids) and its flat rest is said in its note
+FLAT_TAIL_MONTHS = 12
+
+
+def _window_end(results: Results, which: str) -> int | None:
+    """The month index of the last month event ``which`` can happen in (its window's end,
+    e.g. the commitment's ``azure_commitment_by``), when that is before the horizon."""
+    get = EVENT_WINDOW_END.get(which)
+    month = get(results.config.deal) if get is not None else None
+    if not month:
+        return None
+    g = results.grid
+    labels = [g.label(t) for t in range(g.num_months)]
+    return labels.index(month) if month in labels[:-1] else None
+
+
+def _survival_extent(results: Results, which: str, dist) -> tuple[int, str]:
+    """How far to draw a survival curve: (the index into the month edges where it stops,
+    its note's words after "P%"). The whole grid, unless the curve is flat before the
+    horizon: at its event's window end, or a year (or an eighth of the grid) after its
+    last change, so the months where something happens fill the axis (a repayment curve
+    that reaches 0 in 2028 no longer leaves 2029-2040, 80% of the width, empty)."""
+    g = results.grid
+    T = g.num_months
+    horizon = g.label(T - 1)
+    window = _window_end(results, which)
+    if window is not None:
+        return window + 1, f"not by {g.label(window)}, when its window closes"
+    changed = np.flatnonzero(np.asarray(dist.counts[:T]) > 0)
+    last = int(changed[-1]) if len(changed) else 0
+    stop = last + 1 + max(FLAT_TAIL_MONTHS, T // 8)
+    if stop >= T:
+        return T, f"not by {horizon}"
+    return stop, f"not by the horizon {horizon} (flat after {g.label(last)})"
+
+
+def _count_gid(ax, gid: str) -> int:
+    """How many of ``ax``'s lines have ``gid``: earlier curves' markers on a shared Axes."""
+    return sum(line.get_gid() == gid for line in ax.get_lines())
+
+
 def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=None,
                   color=None, band_legend: bool = True):
     """The survival curve S(m) = P(not yet repaid by month m) of a first-passage event
@@ -247,18 +323,26 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     "repaid" reads "credits exhausted", "cap reached", "commitment met"): a step line with
     its 95% band (shaded), the median month marked (a dot at S = 1/2, labelled with the
     month; "median: not by the horizon" when more than half the paths are censored), and
-    the probability of "not by the horizon" (censored paths: S at the horizon) as a marker
-    and note at the right edge, without extending the x axis past the horizon's month.
-    Returns ``ax``."""
+    the probability of "not by the horizon" (censored paths) as a marker and note at the
+    curve's end.
+
+    The x axis is scaled to the data: a curve that is flat before the horizon stops at
+    its event's window end (the commitment's last month: "35.3% not by 2033-10, when its
+    window closes") or a year after its last change (its note then names the horizon).
+    Several curves on one Axes keep their labels apart: the k-th curve's median label sits
+    one row further from its dot (above-right and below-left in turn), its note one row
+    further from its end. Returns ``ax``."""
     import matplotlib.dates as mdates
 
     not_yet = _event(results, which).not_yet
     ax = ax if ax is not None else new_axes()
     dist = results.event(which)
-    x = month_dates(results, extra=1)   # the last step ends where the horizon's month ends
-    s = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])
-    se = np.append(dist.cdf_se, dist.cdf_se[-1])
+    stop, words = _survival_extent(results, which, dist)
+    x = month_dates(results, extra=1)[:stop + 1]  # month edges: the last step ends there
+    s = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])[:stop + 1]
+    se = np.append(dist.cdf_se, dist.cdf_se[-1])[:stop + 1]
     name = label if label is not None else (_run_name(results) or not_yet)
+    k = _count_gid(ax, "median-marker")  # curves already on this Axes
     (line,) = ax.step(x, s, where="post", color=color, lw=2, label=name, zorder=3)
     color = line.get_color()
     lo, hi = np.clip(s - 1.96 * se, 0, 1), np.clip(s + 1.96 * se, 0, 1)
@@ -271,24 +355,32 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     ax.update_datalim([(mdates.date2num(x[0]), 0.0), (mdates.date2num(x[0]), 1.0)])
     med = dist.quantiles.get(50.0, (None,))[0]
     end = x[-1]
+    row = 12 * (k // 2)  # points: one text row further out per pair of earlier curves
     if med is not None:
         ax.plot([x[med]], [0.5], "o", color=color, mec="white", ms=7, zorder=4,
                 gid="median-marker", label="_nolegend_")
-        ax.annotate(f"median {results.grid.label(med)}", (x[med], 0.5), xytext=(5, 4),
-                    textcoords="offset points", fontsize=8, color=color)
+        # the curve falls to the right: above-right and below-left of the dot are free
+        right = k % 2 == 0
+        ax.annotate(f"median {results.grid.label(med)}", (x[med], 0.5),
+                    xytext=(5, 4 + row) if right else (-5, -4 - row),
+                    textcoords="offset points", ha="left" if right else "right",
+                    va="bottom" if right else "top", fontsize=8, color=color,
+                    gid="median-label")
     else:  # not by the horizon: the dot on the right edge
         ax.plot([end], [0.5], "o", color=color, mec="white", ms=7, zorder=4, clip_on=False,
                 gid="median-marker", label="_nolegend_")
-        ax.annotate("median: not by the horizon", (end, 0.5), xytext=(-5, 4),
-                    textcoords="offset points", ha="right", fontsize=8, color=color)
-    horizon = results.grid.label(results.grid.num_months - 1)
+        ax.annotate("median: not by the horizon", (end, 0.5), xytext=(-5, 4 + 12 * k),
+                    textcoords="offset points", ha="right", fontsize=8, color=color,
+                    gid="median-label")
+    c = _count_gid(ax, "censored-marker")
     ax.plot([end], [dist.censored], ">", color=color, ms=7, clip_on=False, zorder=4,
             gid="censored-marker", label="_nolegend_")
     # the curve comes down from the upper left: the note below it, unless at the bottom
     low = dist.censored < 0.1
-    ax.annotate(f"{dist.censored:.1%} not by {horizon}", (end, dist.censored),
-                xytext=(-8, 5 if low else -6), textcoords="offset points", ha="right",
-                va="bottom" if low else "top", fontsize=8, color=color)
+    ax.annotate(f"{dist.censored:.1%} {words}", (end, dist.censored),
+                xytext=(-8, 5 + 11 * c if low else -6 - 11 * c), textcoords="offset points",
+                ha="right", va="bottom" if low else "top", fontsize=8, color=color,
+                gid="censored-label")
     ax.set_ylabel(f"S(m) = P({not_yet} by month m)")
     _date_x_axis(ax)
     ax.grid(alpha=0.3)

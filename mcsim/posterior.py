@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -188,17 +189,116 @@ def effective_paths(pooled_variance: np.ndarray, per_run_means: list[np.ndarray]
     return float(np.clip(total_paths / max(deff, 1e-12), len(per_run_means), total_paths))
 
 
-def inference_data(config: Config, posterior: SMCPosterior):
-    """The posterior (and prior) parameter draws as ``arviz.InferenceData``: chains are
-    the SMC runs, draws their particles (needs the optional extra ``mcsim[arviz]``)."""
+#: Whether :func:`inference_data` has said (once per process) that ArviZ's ESS and MCSE
+#: do not apply to SMC particles.
+_ESS_WARNED = False
+
+#: What ArviZ's ESS/MCSE would get wrong, in the docstring, the warning and the attrs.
+ARVIZ_ERROR_NOTE = (
+    "ArviZ's ess/mcse (and r_hat) treat each SMC run's particles as a Markov chain's "
+    "draws; they are not: the particles of one run are exchangeable but correlated by "
+    "resampling, in no order. Use mcsim's own errors (the spread of the independent runs): "
+    "the attribute mcsim_mean_se of each posterior and posterior_predictive variable, and "
+    "the posterior's mcsim_effective_paths.")
+
+
+def _padded_steps(posterior: SMCPosterior, field: str) -> np.ndarray:
+    """[runs, most steps] of one SMCStep field, NaN after a run's last step (runs may take
+    different numbers of tempering steps)."""
+    steps = max(len(r.steps) for r in posterior.runs)
+    out = np.full((len(posterior.runs), steps), np.nan)
+    for i, r in enumerate(posterior.runs):
+        out[i, :len(r.steps)] = [float(getattr(st, field)) for st in r.steps]
+    return out
+
+
+def inference_data(config: Config, posterior: SMCPosterior,
+                   effective_paths: float | None = None):
+    """The SMC posterior as ``arviz.InferenceData`` (needs the optional extra
+    ``mcsim[arviz]``): chains are the independent SMC runs, draws their particles.
+
+    Groups: ``posterior`` and ``prior`` (every drawn parameter and bias factor, at the
+    final and the initial particles); ``observed_data`` (``observations[observation]``,
+    the observed values); ``posterior_predictive`` and ``prior_predictive``
+    (``observations[chain, draw, observation]``: each particle's model value of each
+    observation, bias factor included, *without* the observation error: the SMC keeps
+    these, not replicated data); ``log_likelihood`` (``observations[chain, draw,
+    observation]``: each observation's log-likelihood at the final particles, without its
+    constant, so they sum to the run's own total); ``sample_stats`` (per tempering step,
+    dims ``(chain, step)``, NaN after a run's last step: ``temperature``, ``ess`` of the
+    incremental weights, ``acceptance``, ``rho``, ``distinct_after_resampling``,
+    ``log_evidence_increment``; per run: ``log_evidence``, ``steps``,
+    ``distinct_particles``; per particle: ``lp``, the total log-likelihood).
+
+    ArviZ's ESS and MCSE do not apply to SMC particles (warned once per process):
+    mcsim's own errors, from the spread of the runs, are each variable's
+    ``mcsim_mean_se`` attribute (the error of its pooled mean), and the posterior's
+    ``mcsim_effective_paths`` attribute (when given: the forecast's effective number of
+    independent paths, :func:`effective_paths`).
+    """
+    global _ESS_WARNED
     try:
         import arviz as az
+        import xarray as xr
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("posterior draws as InferenceData need ArviZ: "
                           "pip install 'mcsim[arviz]'") from e
+    from .engine.conditioning import observation_log_likelihoods, observation_windows
+
+    if not _ESS_WARNED:
+        _ESS_WARNED = True
+        warnings.warn(ARVIZ_ERROR_NOTE, UserWarning, stacklevel=3)
 
     def stacked(attr: str) -> dict[str, np.ndarray]:
         runs = run_draws(config, posterior, attr)
         return {k: np.stack([run[k] for run in runs]) for k in runs[0]}
 
-    return az.from_dict(posterior=stacked("z"), prior=stacked("prior_z"))
+    runs = posterior.runs
+    names = [o.name for o in config.observations]
+    windows = observation_windows(config)
+    # [runs, particles, observations]: ArviZ's (chain, draw, ...) order
+    post_pred = np.stack([np.asarray(r.predicted, np.float64).T for r in runs])
+    prior_pred = np.stack([np.asarray(r.prior_predicted, np.float64).T for r in runs])
+    loglik = np.stack([np.asarray(observation_log_likelihoods(
+        jnp.asarray(r.predicted, jnp.float64), windows)).T for r in runs])
+    dims = {"observations": ["observation"]}
+    idata = az.from_dict(
+        posterior=stacked("z"), prior=stacked("prior_z"),
+        observed_data={"observations": np.array([o.value for o in config.observations],
+                                                np.float64)},
+        posterior_predictive={"observations": post_pred},
+        prior_predictive={"observations": prior_pred},
+        log_likelihood={"observations": loglik},
+        coords={"observation": names}, dims=dims)
+
+    # per step, not per particle: its own dimension (ArviZ's helpers read the
+    # (chain, draw) variables of sample_stats and pass over the rest)
+    chains = np.arange(len(runs))
+    steps = _padded_steps(posterior, "temperature").shape[1]
+    per_step = {f: (("chain", "step"), _padded_steps(posterior, f))
+                for f in ("temperature", "ess", "acceptance", "rho",
+                          "distinct_after_resampling", "log_evidence_increment")}
+    per_run = {"log_evidence": (("chain",), np.array([r.log_evidence for r in runs])),
+               "steps": (("chain",), np.array([len(r.steps) for r in runs])),
+               "distinct_particles": (("chain",), np.array([r.distinct for r in runs]))}
+    lp = {"lp": (("chain", "draw"), np.stack([np.asarray(r.loglik, np.float64)
+                                             for r in runs]))}
+    idata.add_groups(sample_stats=xr.Dataset(
+        {**per_step, **per_run, **lp},
+        coords={"chain": chains, "step": np.arange(1, steps + 1),
+                "draw": np.arange(runs[0].loglik.shape[0])}))
+
+    # mcsim's errors beside ArviZ's: the spread of the independent runs
+    se = {row["parameter"]: row["posterior_mean_se"]
+          for row in posterior_table(config, posterior)}
+    for name in idata.posterior.data_vars:
+        idata.posterior[name].attrs["mcsim_mean_se"] = float(se[name])
+    idata.posterior_predictive["observations"].attrs["mcsim_mean_se"] = spread_error(
+        [p.mean(axis=0) for p in post_pred])
+    idata.posterior_predictive.attrs["mcsim_note"] = (
+        "model values (bias included) without the observation error")
+    for group in (idata.posterior, idata.posterior_predictive):
+        group.attrs["mcsim_error_note"] = ARVIZ_ERROR_NOTE
+    if effective_paths is not None:
+        idata.posterior.attrs["mcsim_effective_paths"] = float(effective_paths)
+    return idata

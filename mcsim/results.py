@@ -325,11 +325,12 @@ class Results:
             if not event.shown(deal):
                 continue
             dist = self.event(event.name, (5, 50, 95))
-            m = [self.month_label(dist.quantiles[p][0]) or f"not by {end}"
+            m = [self.month_label(dist.quantiles[p][0]) or f"after {end}"
                  for p in (5.0, 50.0, 95.0)]
-            lines.append(f"  {event.label}: median {m[1]} (5-95%: {m[0]} - {m[2]}); "
-                         f"P(not by {end}) {dist.censored:.3f} ± "
-                         f"{1.96 * dist.censored_se:.3f}")
+            months = (f"median {m[1]} (5-95%: {m[0]} - {m[2]})" if m[0] != m[2]
+                      else f"median {m[1]}")
+            lines.append(f"  {event.label}: {months}; P(not by {end}) {dist.censored:.3f} "
+                         f"± {1.96 * dist.censored_se:.3f}")
         if self.conditioned is not None:
             lines.append("  .conditioned: " + repr(self.conditioned).splitlines()[0][1:])
         lines.append("  (± = 1.96 SE, 95%; tables: .summary_frame(), .quantile_frame(group), "
@@ -765,10 +766,14 @@ class PosteriorResults(_EffectivePaths, Results):
         return pd.DataFrame(rows)
 
     def inference_data(self):
-        """The prior and posterior parameter draws as ``arviz.InferenceData`` (chains:
-        the SMC runs); needs the optional extra ``mcsim[arviz]``."""
+        """The SMC posterior as ``arviz.InferenceData`` (chains: the SMC runs; groups
+        posterior, prior, observed_data, posterior/prior_predictive, log_likelihood,
+        sample_stats: :func:`mcsim.posterior.inference_data`); needs the optional extra
+        ``mcsim[arviz]``. ArviZ's ESS/MCSE do not apply to SMC particles (warned once):
+        mcsim's own errors are the variables' ``mcsim_mean_se`` attributes and the
+        posterior's ``mcsim_effective_paths`` (:attr:`ess`)."""
         from .posterior import inference_data
-        return inference_data(self.config, self.posterior)
+        return inference_data(self.config, self.posterior, effective_paths=self.ess)
 
 
 __all__ = ["Results", "ConditionedResults", "PosteriorResults", "QuantileTable",

@@ -1,7 +1,9 @@
 """An SMC posterior as ArviZ InferenceData (``PosteriorResults.inference_data()``, the
 optional extra ``mcsim[arviz]``, in ``.[dev]`` too): its groups and shape, every drawn
-parameter and bias factor as a variable, the same numbers as ``posterior_frame()``, and
-``arviz.summary`` on it.
+parameter and bias factor as a variable, the same numbers as ``posterior_frame()``,
+``arviz.summary`` on it; and (issue 24) observed_data, the predictive groups,
+log_likelihood per observation, sample_stats per tempering step, mcsim's own errors in
+the attrs and the once-only warning that ArviZ's ESS/MCSE do not apply.
 
 One tiny SMC (configs/observed.toml cut to 2026-12: 2 runs x 256 particles, 3 moves).
 The means are compared to 1e-12 relative: both are float64 means of the same particles,
@@ -35,7 +37,10 @@ def smc():
         warnings.simplefilter("ignore", UserWarning)
         results = mcsim.simulate(config, progress=False)
     cond = results.conditioned
-    return config, cond, cond.inference_data()
+    with warnings.catch_warnings():  # ArviZ's ESS/MCSE note: tested on its own below
+        warnings.simplefilter("ignore", UserWarning)
+        idata = cond.inference_data()
+    return config, cond, idata
 
 
 def _bias_names(config) -> list[str]:
@@ -84,3 +89,93 @@ def test_arviz_summary_works(smc):
                                                         rel=1e-12, abs=0.0), name
     # R-hat over the runs is defined (two chains of 256 draws each), and ESS positive
     assert np.isfinite(table["r_hat"]).all() and (table["ess_bulk"] > 0).all()
+
+
+# --- issue 24 item 5: observed data, predictive, log-likelihood, sample stats, errors ---
+
+
+def test_observed_data_is_the_observations(smc):
+    config, _, idata = smc
+    obs = idata.observed_data["observations"]
+    assert obs.dims == ("observation",)
+    assert list(obs["observation"].values) == [o.name for o in config.observations]
+    np.testing.assert_array_equal(obs.values, [o.value for o in config.observations])
+
+
+def test_predictive_groups_are_the_particles_model_values(smc):
+    config, cond, idata = smc
+    O = len(config.observations)
+    for group, attr in ((idata.posterior_predictive, "predicted"),
+                        (idata.prior_predictive, "prior_predicted")):
+        y = group["observations"]
+        assert y.dims == ("chain", "draw", "observation")
+        assert y.shape == (RUNS, PARTICLES, O)
+        for run in cond.posterior.runs:  # particle k of run r, observation o: [o, k]
+            np.testing.assert_array_equal(y.values[run.run],
+                                          np.asarray(getattr(run, attr), np.float64).T)
+    # the posterior medians are the observation table's (same particles, same rule)
+    table = cond.observation_frame()
+    pooled = idata.posterior_predictive["observations"].values.reshape(-1, O)
+    for k, o in enumerate(config.observations):
+        median = np.percentile(pooled[:, k], 50, method="inverted_cdf")
+        assert median == table.loc[o.name, "posterior_p50"]
+
+
+def test_log_likelihood_per_observation_sums_to_the_runs_total(smc):
+    config, cond, idata = smc
+    ll = idata.log_likelihood["observations"]
+    assert ll.dims == ("chain", "draw", "observation")
+    assert ll.shape == (RUNS, PARTICLES, len(config.observations))
+    assert np.isfinite(ll.values).all() and (ll.values <= 0).all()  # constants dropped
+    total = np.stack([r.loglik for r in cond.posterior.runs])
+    # the run's total is the kernel's, from the same model values: float64 sums of the
+    # same terms, up to the kernel dtype's rounding of the values (float32: ~1e-7 each)
+    np.testing.assert_allclose(ll.values.sum(axis=2), total, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(idata.sample_stats["lp"].values, total)
+
+
+def test_sample_stats_are_the_steps(smc):
+    _, cond, idata = smc
+    stats = idata.sample_stats
+    runs = cond.posterior.runs
+    most = max(len(r.steps) for r in runs)
+    for name in ("temperature", "ess", "acceptance", "rho", "distinct_after_resampling",
+                 "log_evidence_increment"):
+        assert stats[name].dims == ("chain", "step") and stats[name].shape == (RUNS, most)
+    for r in runs:
+        n = len(r.steps)
+        assert stats["steps"].values[r.run] == n
+        t = stats["temperature"].values[r.run]
+        assert t[n - 1] == 1.0 and np.all(np.diff(t[:n]) > 0)  # tempered up to 1
+        assert np.isnan(t[n:]).all()  # padding after the run's last step
+        np.testing.assert_array_equal(stats["ess"].values[r.run, :n],
+                                      [st.ess for st in r.steps])
+        np.testing.assert_array_equal(stats["acceptance"].values[r.run, :n],
+                                      [st.acceptance for st in r.steps])
+        assert stats["log_evidence"].values[r.run] == r.log_evidence
+        assert stats["distinct_particles"].values[r.run] == r.distinct
+
+
+def test_mcsim_errors_are_exported_beside_arvizs(smc):
+    _, cond, idata = smc
+    frame = cond.posterior_frame()
+    for name in idata.posterior.data_vars:
+        se = idata.posterior[name].attrs["mcsim_mean_se"]
+        assert se == frame.loc[name, "posterior_mean_se"]  # the spread of the runs
+        assert np.isfinite(se) and se > 0, name
+    assert idata.posterior.attrs["mcsim_effective_paths"] == cond.ess
+    se_pred = idata.posterior_predictive["observations"].attrs["mcsim_mean_se"]
+    assert se_pred.shape == (idata.observed_data.sizes["observation"],)
+    assert np.isfinite(se_pred).all() and (se_pred > 0).all()
+    assert "mcsim_mean_se" in idata.posterior.attrs["mcsim_error_note"]
+
+
+def test_ess_warning_is_given_once(smc, monkeypatch):
+    from mcsim import posterior as posterior_module
+    _, cond, _ = smc
+    monkeypatch.setattr(posterior_module, "_ESS_WARNED", False)
+    with pytest.warns(UserWarning, match="ess/mcse"):
+        cond.inference_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a second warning would raise
+        cond.inference_data()

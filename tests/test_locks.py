@@ -29,9 +29,9 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 BASE = CONFIGS_DIR / "base.toml"
 
 
-def _mcsim(*args):
+def _mcsim(*args, timeout: float = 600):
     return subprocess.run([MCSIM, *map(str, args)], capture_output=True, text=True, env=ENV,
-                          timeout=600)
+                          timeout=timeout)
 
 
 def _one_error_line(proc) -> str:
@@ -55,7 +55,7 @@ def test_a_second_run_on_the_same_directories_is_refused_until_the_first_dies(tm
             time.sleep(0.02)
         assert first.poll() is None, first.stderr.read().decode()  # simulating, saving
 
-        same = _mcsim(*args)  # the very same command, while the first runs
+        same = _mcsim(*args, timeout=240)  # the very same command, while the first runs
         assert same.returncode == 2
         line = _one_error_line(same)
         assert line.startswith("mcsim: error: --out = ") and f"pid {first.pid}" in line \
@@ -64,7 +64,7 @@ def test_a_second_run_on_the_same_directories_is_refused_until_the_first_dies(tm
         # another report, the same checkpoint directory: refused too (it would overwrite
         # and then delete the first's checkpoint)
         other = _mcsim("run", BASE, "--out", tmp_path / "other", "--checkpoint-dir", ckpt_dir,
-                       "--paths", 2048, "--no-plots")
+                       "--paths", 2048, "--no-plots", timeout=240)
         assert other.returncode == 2
         line = _one_error_line(other)
         assert line.startswith("mcsim: error: --checkpoint-dir = ") and \

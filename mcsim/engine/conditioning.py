@@ -111,13 +111,22 @@ def bias_factors(windows, z):
     code, f = windows["bias_code"][:, None], windows["bias_fields"]
     a, b, c = f[:, 0:1], f[:, 1:2], f[:, 2:3]
     u = jax.scipy.special.ndtr(z)
-    # triangular(low a, mode b, high c) by its inverse CDF
+    # triangular(low a, mode b, high c) by its inverse CDF. The branch is evaluated for
+    # every row, so the rows it does not serve (and, within it, the side of the mode a
+    # draw is not on) get a finite placeholder under each square root: sqrt at 0 or below
+    # has an infinite or NaN derivative, and jnp.select/where passes 0 * that = NaN into
+    # the gradient of every row (the double-where trick; the selected values are
+    # untouched, so they are bit-identical to the plain formula).
     split = (b - a) / jnp.where(c > a, c - a, 1.0)
-    left = a + jnp.sqrt(u * (c - a) * (b - a))
-    right = c - jnp.sqrt(jnp.maximum(1.0 - u, 0.0) * (c - a) * (c - b))
+    tri = code == 4
+    on_left = u < split
+    left_arg = u * (c - a) * (b - a)
+    right_arg = jnp.maximum(1.0 - u, 0.0) * (c - a) * (c - b)
+    left = a + jnp.sqrt(jnp.where(tri & on_left, left_arg, 1.0))
+    right = c - jnp.sqrt(jnp.where(tri & ~on_left, right_arg, 1.0))
     return jnp.select([code <= 1, code == 2, code == 3],
                       [jnp.broadcast_to(a, z.shape), a * jnp.exp(b * z), a + (b - a) * u],
-                      jnp.where(u < split, left, right))
+                      jnp.where(on_left, left, right))
 
 
 def path_bias_normals(windows, paths):
@@ -141,16 +150,32 @@ def predicted(observed_sums, windows, bias_z):
                      observed_sums * bias_factors(windows, bias_z))
 
 
+def observation_log_likelihoods(values, windows):
+    """Each observation's log-likelihood at the model's values ``values`` [O, n] (bias
+    included: :func:`predicted`), [O, n]: normal (``dof`` inf) or Student-t errors,
+    without their constants (path-free terms that cancel in every weight and tempering
+    ratio)."""
+    r = (values - windows["value"][:, None]) / windows["sd"][:, None]
+    r2 = r * r
+    dof = windows["dof"][:, None]
+    normal = jnp.isinf(dof)
+    # Student-t's branch is evaluated for normal rows too: with dof = inf there its
+    # factor (dof + 1) is inf and its derivative inf * 0 = NaN, which jnp.where passes
+    # into the gradient although the value is discarded. A finite placeholder dof (1) in
+    # the rows it does not serve keeps the gradient finite; the Student-t rows' dof is
+    # unchanged, so every value is bit-identical to the plain formula.
+    safe_dof = jnp.where(normal, 1.0, dof)
+    student = -0.5 * (safe_dof + 1.0) * jnp.log1p(r2 / safe_dof)
+    return jnp.where(normal, -0.5 * r2, student)
+
+
 def log_likelihood(observed_sums, windows, bias_z=None):
     """Each path's log-likelihood of the observations, [n]: independent errors, normal
     (``dof`` inf) or Student-t, each without its constant (a path-free term that cancels
-    in every weight and tempering ratio). ``bias_z`` [O, n]: the bias factors' normals."""
-    r = (predicted(observed_sums, windows, bias_z) - windows["value"][:, None]) \
-        / windows["sd"][:, None]
-    r2 = r * r
-    dof = windows["dof"][:, None]
-    student = -0.5 * (dof + 1.0) * jnp.log1p(r2 / jnp.where(jnp.isinf(dof), 1.0, dof))
-    return jnp.sum(jnp.where(jnp.isinf(dof), -0.5 * r2, student), axis=0)
+    in every weight and tempering ratio). ``bias_z`` [O, n]: the bias factors' normals.
+    Differentiable: finite gradients in the sums and the bias normals."""
+    return jnp.sum(observation_log_likelihoods(predicted(observed_sums, windows, bias_z),
+                                               windows), axis=0)
 
 
 def likelihood_weights(observed_sums, windows, bias_z=None):
