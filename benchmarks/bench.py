@@ -47,7 +47,7 @@ from mcsim.config import load_config
 from mcsim.cpu_devices import use_cpu_cores
 from mcsim.device_draws import DeviceSampler
 from mcsim.engine import DTYPES, KernelOptions, default_chunk_size, default_kernel_options
-from mcsim.engine.kernel import shock_cholesky, standard_normals
+from mcsim.engine.kernel import run_terms, shock_cholesky, standard_normals
 from mcsim.engine.plan import round_chunk
 from mcsim.rng import STREAM_SHOCKS, shock_words, stream_key
 
@@ -140,7 +140,7 @@ def time_bare_scan(cfg, repeats: int, dtype: str, paths: int, unroll: int = 1) -
     sampler = DeviceSampler(cfg)
     args = jax.tree.map(jnp.asarray, sampler.arguments())
     feats = model.features(cfg)  # the version-2 mechanisms the config uses
-    deal = model.deal_terms(cfg.deal, grid, feats)
+    deal = run_terms(cfg)  # the deal and version 3's run terms
     key = jnp.asarray(stream_key(cfg.simulation.seed, STREAM_SHOCKS), jnp.uint32)
     chol = shock_cholesky(cfg)
 

@@ -25,6 +25,7 @@ from mcsim.config import load_config
 from mcsim.engine import KernelOptions, KernelSpec, kernel_inputs
 from mcsim.engine.chunk import chunk_kernel, no_uniforms, zero_counts
 from mcsim.engine.conditioning import no_windows
+from mcsim.layout import StatLayout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,7 @@ def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     kernel = chunk_kernel(KernelSpec.for_config(cfg, unroll=options.unroll), bins, chunk,
                           devices, options)
     inputs = kernel_inputs(cfg)
-    counts = zero_counts(grid, bins, devices, options)
+    counts = zero_counts(StatLayout(grid), bins, devices, options)
     t0 = time.perf_counter()
     extra = (no_uniforms(devices), no_windows(), no_uniforms(devices))  # no latent shocks
     counts, node = kernel(inputs, counts, jnp.uint32(0), jnp.int64(chunk), *extra)

@@ -42,6 +42,7 @@ from mcsim.cpu_devices import use_cpu_cores
 from mcsim.engine.chunk import chunk_kernel, no_uniforms, zero_counts
 from mcsim.engine.kernel import KernelSpec, build_kernel, kernel_inputs, standard_normals
 from mcsim.engine.plan import default_chunk_size, default_kernel_options
+from mcsim.layout import StatLayout
 from mcsim.rng import shock_words
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ def reductions_function(cfg, n: int, dtype: str = "float32"):
     call = chunk_kernel(spec, bins, n, devices, options)
     inputs = kernel_inputs(cfg)
     none = no_uniforms(devices)
-    state = {"counts": zero_counts(cfg.grid, bins, devices, options)}
+    state = {"counts": zero_counts(StatLayout.of(cfg), bins, devices, options)}
 
     def once():
         counts, node = call(inputs, state["counts"], jnp.uint32(0), jnp.int64(n), none,

@@ -244,7 +244,7 @@ def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
                           "formula's, so a target could not be checked; drop the target "
                           'or set simulation.variance_reduction to "none" or "antithetic"')
     targets = precision.parse_targets(target_se)
-    layout = StatLayout(config.grid)
+    layout = StatLayout.of(config)
     pairs = config.simulation.variance_reduction == "antithetic"
     results = run(config, stages=precision.stages(config.simulation.paths,
                                                    first_check or precision.FIRST_CHECK),

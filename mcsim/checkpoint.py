@@ -59,7 +59,7 @@ def run_identity(config, *, dtype: str, shard: int, devices, num_processes: int,
         "mcsim_version": __version__,
         # the rows and events the arrays hold: a layout changed between versions is a
         # one-line refusal naming it, not a broadcast error while merging
-        "layout": StatLayout(config.grid).signature(),
+        "layout": StatLayout.of(config).signature(),
     }
 
 

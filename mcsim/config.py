@@ -28,13 +28,14 @@ from .distributions import (
     canonical_fields,
 )
 from .errors import _MISSING, ConfigError
-from .layout import ANNUAL_FLOWS, SIGNED_FLOWS, STOCK_UNITS, STOCKS
+from .layout import ALL_STOCKS, ANNUAL_FLOWS, SIGNED_FLOWS, STOCK_UNITS
 from .months import MonthGrid, parse_month
 from .parameters import (
     ALTERNATIVE_FORMS,
     ALWAYS_REQUIRED,
     DECAYING_RATES,
     DOMAINS,
+    FUNDING_PARAMETERS,
     PARAMETER_INDEX,
     PARAMETER_NAMES,
     REVERSE_SHARE_PARAMETERS,
@@ -59,7 +60,7 @@ VARIANCE_REDUCTION = ("none", "antithetic", "sobol")
 #: Monthly flows an observation may sum over a window (the annual flows of the report,
 #: MODEL.md v2 C), and the stocks it may observe at a month.
 OBSERVABLE_FLOWS = ANNUAL_FLOWS
-OBSERVABLE_STOCKS = STOCKS
+OBSERVABLE_STOCKS = ALL_STOCKS
 OBSERVATION_KEYS = ("flow", "flows", "stock", "month", "start", "end", "value", "sd",
                     "rel_sd", "error", "dof", "bias")
 #: An observation's error: Gaussian, or Student's t with ``dof`` degrees of freedom.
@@ -94,10 +95,21 @@ class SimulationConfig:
     #: "none", "antithetic" (path 2k+1 mirrors path 2k: uniforms 1-u, shocks -z) or
     #: "sobol" (parameters from a scrambled Sobol sequence indexed by path)
     variance_reduction: str = "none"
+    #: version 3, F: log rate per year for present values (None: no present values)
+    discount_rate: float | None = None
 
     @property
     def grid(self) -> MonthGrid:
         return MonthGrid.from_labels(self.start, self.horizon)
+
+
+@dataclass(frozen=True)
+class FundingConfig:
+    """``[funding]`` (MODEL.md version 3, E): OpenAI's known raises, ``(month, $)`` pairs,
+    months strictly increasing inside the run. Its ``cash_0`` is a model parameter
+    (``Config.parameters["cash_0"]``): a number or a distribution like any other."""
+
+    rounds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,7 @@ class Observation:
     @property
     def stock(self) -> bool:
         """True when ``series`` is one stock (observed at month ``start``)."""
-        return len(self.series) == 1 and self.series[0] in STOCKS
+        return len(self.series) == 1 and self.series[0] in ALL_STOCKS
 
     @property
     def flow(self) -> str:
@@ -208,6 +220,8 @@ class Config:
     observations: tuple[Observation, ...] = ()
     #: ``[conditioning]``: how they are conditioned on
     conditioning: ConditioningConfig = ConditioningConfig()
+    #: ``[funding]``: OpenAI's cash and funding rounds (None: no funding outputs)
+    funding: FundingConfig | None = None
     #: the TOML document after ``extends`` was resolved (JSON-ready), for provenance
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -370,7 +384,8 @@ def _table(raw: dict, key: str, required: bool = True) -> dict:
 # sections
 
 SIMULATION_KEYS = ("start", "horizon", "paths", "seed", "chunk_size",
-                   "max_nonfinite_fraction", "variance_reduction")
+                   "max_nonfinite_fraction", "variance_reduction", "discount_rate")
+FUNDING_KEYS = ("cash_0", "rounds")
 
 
 def _parse_simulation(raw: dict) -> SimulationConfig:
@@ -401,7 +416,51 @@ def _parse_simulation(raw: dict) -> SimulationConfig:
     if reduction == "antithetic" and paths % 2:
         raise ConfigError("simulation.paths", paths,
                           "an even number with variance_reduction = \"antithetic\" (pairs)")
-    return SimulationConfig(start, horizon, paths, seed, chunk, max_bad, reduction)
+    discount = raw.get("discount_rate")
+    if discount is not None:
+        expected = "a log rate per year >= 0 (e.g. 0.08, or \"8%/yr\" for ln 1.08)"
+        discount = _rate(discount, "simulation.discount_rate", expected)
+        if not discount >= 0.0:
+            raise ConfigError("simulation.discount_rate", raw["discount_rate"], expected)
+    return SimulationConfig(start, horizon, paths, seed, chunk, max_bad, reduction, discount)
+
+
+def _parse_funding(raw: dict, grid: MonthGrid) -> tuple[FundingConfig, float | Distribution]:
+    """``[funding]``: its rounds, and ``cash_0`` (a parameter, returned to join them)."""
+    _check_keys(raw, FUNDING_KEYS, "funding.")
+    if "cash_0" not in raw:
+        raise ConfigError("funding.cash_0", _MISSING, "$ available to OpenAI at the start "
+                          "(>= 0): a number or a distribution table {dist = ...}")
+    value = raw["cash_0"]
+    if isinstance(value, dict):
+        cash_0: float | Distribution = _parse_distribution("cash_0", value, "funding")
+    else:
+        cash_0 = _number(value, "funding.cash_0", "a number >= 0 ($) or a distribution "
+                         "table {dist = ...}")
+        if not cash_0 >= 0.0:
+            raise ConfigError("funding.cash_0", value, "a number >= 0 ($)")
+    rounds = raw.get("rounds", [])
+    pair = 'a list of ["YYYY-MM", dollars] pairs, e.g. [["2025-03", 40e9]]'
+    if not isinstance(rounds, list):
+        raise ConfigError("funding.rounds", rounds, pair)
+    out: list[tuple[str, float]] = []
+    for i, item in enumerate(rounds):
+        key = f"funding.rounds[{i}]"
+        if not isinstance(item, list) or len(item) != 2:
+            raise ConfigError(key, item, '["YYYY-MM", dollars]')
+        month = _month(item[0], f"{key}[0]")
+        if not 0 <= grid.index(month) < grid.num_months:
+            raise ConfigError(f"{key}[0]", month, "a month within the simulation, "
+                              f"{grid.label(0)} to {grid.label(grid.num_months - 1)} (a round "
+                              "before the start belongs in funding.cash_0)")
+        dollars = _number(item[1], f"{key}[1]", "dollars >= 0")
+        if not dollars >= 0.0:
+            raise ConfigError(f"{key}[1]", item[1], "dollars >= 0")
+        if out and parse_month(month) <= parse_month(out[-1][0]):
+            raise ConfigError(f"{key}[0]", month, "a month after the previous round's "
+                              f"({out[-1][0]}): rounds in strictly increasing months")
+        out.append((month, dollars))
+    return FundingConfig(tuple(out)), cash_0
 
 
 def _grid_month(value: Any, key: str, grid: MonthGrid) -> str:
@@ -431,8 +490,8 @@ def _observed_series(spec: dict, key: str) -> tuple[tuple[str, ...], bool]:
             raise ConfigError(f"{key}.flow", value, flows_txt)
         return (value,), False
     if form == "stock":
-        if not isinstance(value, str) or value not in STOCKS:
-            raise ConfigError(f"{key}.stock", value, "one of " + ", ".join(STOCKS))
+        if not isinstance(value, str) or value not in ALL_STOCKS:
+            raise ConfigError(f"{key}.stock", value, "one of " + ", ".join(ALL_STOCKS))
         return (value,), True
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{key}.flows", value, "a non-empty list of distinct annual flows "
@@ -585,8 +644,8 @@ def _parse_conditioning(raw: dict) -> ConditioningConfig:
     return ConditioningConfig(**kw)
 
 
-def _parse_distribution(name: str, spec: dict) -> Distribution:
-    key = f"parameters.{name}"
+def _parse_distribution(name: str, spec: dict, table: str = "parameters") -> Distribution:
+    key = f"{table}.{name}"
     if "dist" not in spec:
         raise ConfigError(f"{key}.dist", _MISSING,
                           f"one of {', '.join(FIELD_SETS)} (or give a bare number)")
@@ -718,8 +777,19 @@ def _check_reverse_share(deal: DealConfig, parameters: dict) -> None:
 
 
 def _parse_parameters(raw: dict) -> dict[str, float | Distribution]:
-    valid = list(PARAMETER_NAMES)
+    valid = [n for n in PARAMETER_NAMES if n not in FUNDING_PARAMETERS]
+    if "cash_0" in raw:
+        raise ConfigError("parameters.cash_0", raw["cash_0"], "no such parameter here: "
+                          "OpenAI's cash at the start is funding.cash_0 (in [funding], "
+                          "with its rounds)")
     _check_keys(raw, valid, "parameters.")
+    has = ["microsoft_equity_stake" in raw, "valuation_multiple" in raw]
+    if any(has) and not all(has):
+        given, missing = (("microsoft_equity_stake", "valuation_multiple") if has[0]
+                          else ("valuation_multiple", "microsoft_equity_stake"))
+        raise ConfigError(f"parameters.{missing}", _MISSING,
+                          f"a number or a distribution table: {given} is given, and "
+                          "Microsoft's equity value needs both (or neither)")
     for name in ALWAYS_REQUIRED:
         if name not in raw:
             raise ConfigError(f"parameters.{name}", _MISSING,
@@ -968,11 +1038,11 @@ def _parse_changes(raw: Any, grid: MonthGrid) -> tuple[DealChange, ...]:
 
 
 TOP_KEYS = ("extends", "simulation", "parameters", "parameter_correlation", "shocks", "deal",
-            "observations", "conditioning")
+            "observations", "conditioning", "funding")
 #: Tables of a parent config that a child's same-named table updates key by key; any other
 #: table given in the child replaces the parent's whole (a new [deal] is a new deal, new
 #: [observations] are a new set of facts).
-MERGED_TABLES = ("simulation", "parameters", "conditioning")
+MERGED_TABLES = ("simulation", "parameters", "conditioning", "funding")
 MAX_EXTENDS_DEPTH = 8
 
 
@@ -989,15 +1059,24 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
                           "config read from a file); parse the parent's text instead")
     simulation = _parse_simulation(_table(raw, "simulation"))
     parameters = _parse_parameters(_table(raw, "parameters"))
+    funding = None
+    if "funding" in raw:
+        funding, parameters["cash_0"] = _parse_funding(_table(raw, "funding"),
+                                                       simulation.grid)
     correlation = _parse_correlation(_table(raw, "parameter_correlation", False), parameters)
     shocks = _parse_shocks(_table(raw, "shocks", False))
     deal = _parse_deal(_table(raw, "deal"), simulation.grid)
     _check_reverse_share(deal, parameters)
     observations = _parse_observations(_table(raw, "observations", False), simulation.grid)
+    for obs in observations:
+        if obs.stock and obs.series[0] == "cash" and funding is None:
+            raise ConfigError(f"observations.{obs.name}.stock", "cash", "a [funding] table "
+                              "in the config: cash is OpenAI's cash from funding.cash_0 and "
+                              "its rounds")
     conditioning = _parse_conditioning(_table(raw, "conditioning", False))
     return Config(simulation, parameters, deal, correlation, shocks, source_text=source_text,
                   source_path=source_path, observations=observations,
-                  conditioning=conditioning, resolved=copy.deepcopy(raw))
+                  conditioning=conditioning, resolved=copy.deepcopy(raw), funding=funding)
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:

@@ -61,6 +61,9 @@ class Event:
     reached: Callable | None = None
     #: whether the terminal and the plots show it for a deal (summary and CSVs always do)
     shown: Callable[[Any], bool] = _always
+    #: the version-3 mechanism it belongs to (:data:`mcsim.layout.V3_MECHANISMS`): a run
+    #: whose config does not use it has no such event at all (None: every run has it)
+    needs: str | None = None
 
     def __post_init__(self):
         if (self.month_field is None) == (self.reached is None):
@@ -90,21 +93,30 @@ EVENTS: tuple[Event, ...] = (
           "window, reaches the commitment (never: no commitment, or a shortfall paid "
           "instead)", color="tab:olive", month_field="commit_month",
           shown=_has_commitment),
+    # version 3 (MODEL.md "Version 3 additions", E)
+    Event("funding_gap", "funding_gap", "p_funding_gap_by", "OpenAI's cash runs out",
+          "cash not yet run out", "OpenAI's cash not yet run out",
+          "When OpenAI's cash runs out (the funding gap; spending goes on regardless)",
+          "the first month whose cash (funding.cash_0 + rounds + cumulative profit after "
+          "Microsoft's profit share) is below $0; a path keeps spending after it: the "
+          "model reports what it would take, not what would happen",
+          color="tab:red", month_field="funding_gap_month", needs="funding"),
 )
 
 
-def table() -> tuple[Event, ...]:
-    """The events in force (read at call time, so a test or an extension that adds a row
-    to :data:`EVENTS` is seen by every layer)."""
-    return EVENTS
+def table(v3: frozenset | None = frozenset()) -> tuple[Event, ...]:
+    """The events in force for a run using the version-3 mechanisms ``v3`` (None: every
+    row), read at call time, so a test or an extension that adds a row to :data:`EVENTS`
+    is seen by every layer."""
+    return tuple(e for e in EVENTS if v3 is None or e.needs is None or e.needs in v3)
 
 
 def names(events: tuple[Event, ...] | None = None) -> tuple[str, ...]:
-    return tuple(e.name for e in (table() if events is None else events))
+    return tuple(e.name for e in (table(None) if events is None else events))
 
 
 def by_name(name: str, events: tuple[Event, ...] | None = None) -> Event:
-    for e in table() if events is None else events:
+    for e in table(None) if events is None else events:
         if e.name == name:
             return e
     raise KeyError(name)

@@ -53,6 +53,16 @@ class Features(NamedTuple):
     opex_intensity: bool = False
     commitment: bool = False
     margin: bool = False
+    # version 3 (MODEL.md "Version 3 additions"): each adds state and horizon rows
+    funding: bool = False    # [funding]: OpenAI's cash, the funding-gap month (E)
+    discount: bool = False   # simulation.discount_rate: present values (F)
+    equity: bool = False     # microsoft_equity_stake: Microsoft's equity, its position (G)
+
+    @property
+    def v3(self) -> frozenset:
+        """The version-3 mechanisms in use, as :class:`mcsim.layout.StatLayout` takes them."""
+        return frozenset(name for name in ("funding", "discount", "equity")
+                         if getattr(self, name))
 
 
 #: A config that uses no version-2 mechanism.
@@ -75,7 +85,10 @@ def features(config, grid: MonthGrid | None = None) -> Features:
         opex_intensity="other_opex_intensity_0" in params,
         commitment=deal.azure_commitment is not None,
         # without the parameter the margin is 0 (its default): nothing to add or count
-        margin="azure_gross_margin" in params)
+        margin="azure_gross_margin" in params,
+        funding=getattr(config, "funding", None) is not None,
+        discount=getattr(config.simulation, "discount_rate", None) is not None,
+        equity="microsoft_equity_stake" in params)
 
 
 def _cap_from_index(month: str | None, grid: MonthGrid) -> int:
@@ -113,11 +126,20 @@ class DealTerms(NamedTuple):
     commitment: jax.Array = 0.0       # Azure take-or-pay amount, $
     commitment_from: jax.Array = 0    # int32 month index
     commitment_by: jax.Array = 0      # int32 month index (may be >= T: never due in the run)
+    # version 3: not the deal's, but traced numbers of the run all the same (a sweep over
+    # them never recompiles)
+    funding_rounds: jax.Array = 0.0   # [T] $ raised in each month (with Features.funding)
+    discount_rate: jax.Array = 0.0    # log rate per year (with Features.discount)
+    horizon_discount: jax.Array = 1.0  # exp(-rate s_{T-1}): the horizon month's factor
+    trailing_from: jax.Array = 0      # int32: first month of the trailing-12-month revenue
 
 
-def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None) -> DealTerms:
+def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None, *,
+               funding=None, discount_rate: float | None = None) -> DealTerms:
     """Device form of a :class:`DealConfig` on ``grid`` (per-month term arrays when
-    ``feats.timeline``).
+    ``feats.timeline``), with version 3's run terms: ``funding`` (a
+    :class:`mcsim.config.FundingConfig`: its rounds by month, with ``feats.funding``) and
+    ``discount_rate`` (with ``feats.discount``).
 
     Every amount and rate is float64 whatever the kernel dtype: in float32 $13B is
     $12,999,999,488 and $38B is $38,000,001,024, which would move the recoup line and let
@@ -163,6 +185,18 @@ def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None)
         return np.int32(feats.cap_froms.index(_cap_from_index(month, grid)))
 
     commit = deal.azure_commitment is not None
+    v3 = {}
+    if feats.funding:
+        rounds = np.zeros(T)
+        for month, dollars in funding.rounds:
+            rounds[grid.index(month)] += dollars
+        v3["funding_rounds"] = jnp.asarray(rounds)
+    if feats.discount:
+        v3["discount_rate"] = jnp.asarray(np.float64(discount_rate))
+        v3["horizon_discount"] = jnp.asarray(np.exp(-np.float64(discount_rate)
+                                                    * (max(T - 1, 0) / 12.0)))
+    if feats.equity:
+        v3["trailing_from"] = jnp.asarray(max(T - 12, 0), jnp.int32)
     return DealTerms(
         investment=jnp.asarray(amount(deal.investment)),
         revenue_share=term("revenue_share", amount),
@@ -186,6 +220,7 @@ def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None)
                                     jnp.int32),
         commitment_by=jnp.asarray(min(grid.index(deal.azure_commitment_by), T) if commit
                                   else 0, jnp.int32),
+        **v3,
     )
 
 
@@ -220,6 +255,14 @@ class State(NamedTuple):
     cum_commit: jax.Array = 0.0       # float64 $: Azure spend counted toward the commitment
     cap_month: jax.Array = 0          # int32: first month the revenue-share cap is reached
     commit_month: jax.Array = 0       # int32: first month the commitment is met
+    # version 3 (zeros or T when its mechanism is off)
+    funding_cash: jax.Array = 0.0     # float64 $: K, OpenAI's cash after month t
+    min_funding_cash: jax.Array = 0.0  # float64 $: min(cash_0, K so far)
+    funding_gap_month: jax.Array = 0  # int32: first month with K < 0
+    pv_azure_spend: jax.Array = 0.0   # float64 $: discounted Azure spend so far
+    pv_profit: jax.Array = 0.0        # float64 $: discounted profit so far
+    pv_economic: jax.Array = 0.0      # float64 $: discounted q + M + Azure margin so far
+    trailing_revenue: jax.Array = 0.0  # float64 $: revenue of the last 12 months so far
 
 
 class Flows(NamedTuple):
@@ -335,6 +378,13 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int,
         v2.update(cap_sums=tuple(zero_acc for _ in feats.cap_froms))
     if feats.commitment:
         v2.update(cum_commit=zero_acc)
+    if feats.funding:
+        cash_0 = theta["cash_0"].astype(ACC)
+        v2.update(funding_cash=cash_0, min_funding_cash=cash_0, funding_gap_month=never)
+    if feats.discount:
+        v2.update(pv_azure_spend=zero_acc, pv_profit=zero_acc, pv_economic=zero_acc)
+    if feats.equity:
+        v2.update(trailing_revenue=zero_acc)
     return State(
         log_price=jnp.log(theta["gpu_price_0"]),
         logit_utilization=theta["_logit_utilization_0"],
@@ -565,6 +615,30 @@ def month_flows(theta: dict, deal: DealTerms, state: State, t,
                        jnp.minimum(state.credit_month, t), state.credit_month)
     cash = state.openai_cash + (profit - profit_share)
 
+    # version 3, after every running sum (MODEL.md H)
+    if feats.funding:
+        # K_t = K_{t-1} + (P_t - q_t) + round_t; the gap month is the first with K_t < 0
+        funding_cash = state.funding_cash + (profit - profit_share) \
+            + deal.funding_rounds[t]
+        v2.update(funding_cash=funding_cash,
+                  min_funding_cash=jnp.minimum(state.min_funding_cash, funding_cash),
+                  funding_gap_month=jnp.where(funding_cash < 0.0,
+                                              jnp.minimum(state.funding_gap_month, t),
+                                              state.funding_gap_month))
+    if feats.discount:
+        # month t's factor exp(-rate s_t), s_t = t / 12 years since the start: one scalar
+        # a month for every path (the rate is a fixed number of the run)
+        factor = jnp.exp(-deal.discount_rate * (t.astype(ACC) * DT))
+        to_microsoft = profit_share + rev_share
+        if margin is not None:
+            to_microsoft = to_microsoft + margin
+        v2.update(pv_azure_spend=state.pv_azure_spend + factor * azure_paid,
+                  pv_profit=state.pv_profit + factor * profit,
+                  pv_economic=state.pv_economic + factor * to_microsoft)
+    if feats.equity:
+        v2.update(trailing_revenue=state.trailing_revenue
+                  + jnp.where(t >= deal.trailing_from, revenue64, 0.0))
+
     new = state._replace(
         cum_revenue_share=cum_m, cum_profit_share=q_new, loss_pool=pool,
         repayment_month=repayment, credit_month=credit,
@@ -612,6 +686,34 @@ def horizon_totals(final: State, deal: DealTerms, feats: Features | None = None
         deepest_cumulative_loss=-final.min_openai_cash,
         microsoft_economic_return=economic,
         microsoft_economic_net=economic - deal.investment)
+
+
+def v3_horizon_totals(final: State, deal: DealTerms, theta: dict, feats: Features,
+                      economic_return) -> dict:
+    """Version 3's per-path totals at the horizon, $ (float64), by name
+    (:func:`mcsim.layout.v3_totals` gives the rows that take them): ``economic_return``
+    is :func:`horizon_totals`' Microsoft's economic return, ``theta`` the drawn
+    parameters (Microsoft's stake and the valuation multiple)."""
+    out = {}
+    if feats.funding:
+        # min_t K_t (the minimum starts at cash_0 >= 0, which never changes the max)
+        out["funding_to_find"] = jnp.maximum(0.0, -final.min_funding_cash)
+    if feats.discount:
+        out.update(pv_cumulative_azure_spend=final.pv_azure_spend,
+                   pv_cumulative_profit=final.pv_profit,
+                   pv_microsoft_economic_return=final.pv_economic,
+                   # the investment was paid before the start: not discounted
+                   pv_microsoft_economic_net=final.pv_economic - deal.investment)
+    if feats.equity:
+        equity = theta["microsoft_equity_stake"].astype(ACC) \
+            * theta["valuation_multiple"].astype(ACC) * final.trailing_revenue
+        out.update(microsoft_equity_value=equity,
+                   microsoft_whole_position=economic_return + equity)
+        if feats.discount:
+            pv_equity = deal.horizon_discount * equity
+            out.update(pv_microsoft_equity_value=pv_equity,
+                       pv_microsoft_whole_position=final.pv_economic + pv_equity)
+    return out
 
 
 def advance(theta: dict, state: State, eps, t, feats: Features | None = None) -> State:

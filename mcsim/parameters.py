@@ -125,8 +125,20 @@ def _companions(rates: tuple[str, ...]) -> dict[str, tuple[Domain, str]]:
     return out
 
 
+#: Version 3's parameters (MODEL.md "Version 3 additions", E and G), all optional: OpenAI's
+#: cash at the start (given as ``funding.cash_0``), Microsoft's equity stake and the
+#: valuation multiple of OpenAI's trailing revenue. Appended: the stream order is a contract.
+V3_PARAMETERS: dict[str, tuple[Domain, str]] = {
+    "cash_0": (NON_NEGATIVE, "$ available to OpenAI at the start (funding.cash_0)"),
+    "microsoft_equity_stake": (CLOSED_UNIT, "fraction of OpenAI that Microsoft owns"),
+    "valuation_multiple": (POSITIVE, "OpenAI's value at the horizon per $ of its revenue "
+                           "over the run's last 12 months"),
+}
+#: Parameters given in [funding], not in [parameters].
+FUNDING_PARAMETERS = ("cash_0",)
+
 OPTIONAL: dict[str, tuple[Domain, str]] = _companions(V1_DECAYING_RATES) | V2_PARAMETERS \
-    | _companions(V2_DECAYING_RATES)
+    | _companions(V2_DECAYING_RATES) | V3_PARAMETERS
 
 #: Items given in one of two forms (exactly one, each form complete): version 1's level
 #: and rate, or version 2's markup on cost / intensity of revenue.

@@ -7,11 +7,13 @@ Money axes are in billions of dollars.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator
 
 if TYPE_CHECKING:
     from .results import Results
@@ -111,7 +113,9 @@ def _date_locator():
                 most = max(2, int(_axis_inches(self.axis) / DATE_LABEL_INCHES))
                 self.maxticks = dict.fromkeys(self.maxticks, min(10, most))
                 self.minticks = min(4, most)
-            return super().get_locator(dmin, dmax)
+            with warnings.catch_warnings():  # few ticks on a narrow axis: its fallback
+                warnings.simplefilter("ignore", UserWarning)
+                return super().get_locator(dmin, dmax)
 
     return WidthDateLocator(minticks=4, maxticks=10)
 
@@ -145,9 +149,15 @@ def _legend(ax, outside: bool = False) -> None:
         ax.legend(handles, labels, loc="best", fontsize=8)
 
 
+#: the hatching of the 2nd, 3rd, ... run's band where runs are overlaid: two runs' identical
+#: bands blended into one colour, hiding that both are there
+HATCHES = ("////", "\\\\\\\\", "xxx", "...")
+
+
 def _fan(results: Results, ax, bands, *, prefix: str, color, mean: bool,
-         band_alpha=None, band_label=None, edges: bool = False):
-    """Bands, median and (optionally) the mean of cumulative Azure spend; returns the colour."""
+         band_alpha=None, band_label=None, edges: bool = False, hatch: str | None = None):
+    """Bands, median and (optionally) the mean of cumulative Azure spend; returns the colour.
+    ``hatch``: the bands hatched in the colour, unfilled (an overlaid run's)."""
     bands = sorted((tuple(map(float, b)) for b in bands), key=lambda b: b[0])
     pcts = sorted({p for band in bands for p in band} | {50.0})
     q = results.quantiles("cumulative_azure_spend", pcts).value / B
@@ -160,8 +170,9 @@ def _fan(results: Results, ax, bands, *, prefix: str, color, mean: bool,
     for k, (lo, hi) in enumerate(bands):
         ylo, yhi = q[:, pcts.index(lo)], q[:, pcts.index(hi)]
         text = band_label or f"{lo:g}-{hi:g}%"
-        fill = ax.fill_between(x, ylo, yhi, color=color, lw=0,
-                               alpha=band_alpha or 0.15 + 0.15 * k,
+        look = ({"facecolor": "none", "edgecolor": color, "hatch": hatch, "alpha": 0.6}
+                if hatch else {"color": color, "alpha": band_alpha or 0.15 + 0.15 * k})
+        fill = ax.fill_between(x, ylo, yhi, lw=0, **look,
                                label=f"{prefix}{text}" if _band_visible(ylo, yhi, span)
                                else "_nolegend_")
         _sticky_x(fill, x[0], x[-1])
@@ -170,6 +181,7 @@ def _fan(results: Results, ax, bands, *, prefix: str, color, mean: bool,
         if edges:  # overlaid runs: each band's outline in its colour
             for y in (ylo, yhi):
                 ax.plot(x, y, color=color, lw=0.8, alpha=0.8, label="_nolegend_")
+    _commitment_note(results, ax, color)
     if mean:  # dashed, with its 95% Monte Carlo interval (unlabelled, thin)
         m, se = results.mean("cumulative_azure_spend")
         ax.plot(x, m / B, color=color, lw=1.3, ls="--", label=f"{prefix}mean", zorder=3)
@@ -177,6 +189,28 @@ def _fan(results: Results, ax, bands, *, prefix: str, color, mean: bool,
                              alpha=0.3, lw=0, label="_nolegend_")
         _sticky_x(ci, x[0], x[-1])
     return color
+
+
+def _commitment_note(results: Results, ax, color) -> None:
+    """The step in cumulative spend at the Azure commitment's last month, said: a shortfall
+    of spend against the commitment is paid in that month (model.md), so every path below
+    it jumps there. A dotted line and a note at the top right of it (above the bands, which
+    widen only later), once per month on an Axes."""
+    deal = results.config.deal
+    month = deal.azure_commitment_by if deal.azure_commitment is not None else None
+    g = results.grid
+    labels = [g.label(t) for t in range(g.num_months)]
+    if not month or month not in labels[:-1]:
+        return
+    if any(t.get_gid() == f"commitment-note {month}" for t in ax.texts):
+        return
+    from matplotlib.transforms import blended_transform_factory
+
+    x = month_dates(results)[labels.index(month)]
+    ax.axvline(x, color="0.35", lw=0.9, ls=":", zorder=2, label="_nolegend_")
+    ax.text(x, 0.97, f" {month}: shortfall of the\n Azure commitment paid", fontsize=7.5,
+            color="0.25", ha="left", va="top", gid=f"commitment-note {month}",
+            transform=blended_transform_factory(ax.transData, ax.transAxes))
 
 
 def plot_fan(results: Results, ax=None, *, bands=((5, 95), (25, 75)), label=None,
@@ -198,7 +232,7 @@ def plot_fan(results: Results, ax=None, *, bands=((5, 95), (25, 75)), label=None
 def _finish_fan_axes(ax):
     """The fan charts' common finish: the money label, date ticks, grid, limits grown to
     everything drawn, the legend. Returns ``ax``."""
-    ax.set_ylabel("cumulative Azure spend ($B, nominal)")
+    ax.set_ylabel(fit_text(ax, "cumulative Azure spend ($B, nominal)", "y"))
     _date_x_axis(ax)
     ax.grid(alpha=0.3)
     ax.autoscale_view()
@@ -252,23 +286,64 @@ def plot_annual(results: Results, ax=None, *, flow: str = "azure_spend", label=N
                     transform=blended_transform_factory(ax.transData, ax.transAxes),
                     label=f"{prefix}median or mean <= 0 (below the log axis)")
     title = FLOW_TITLES.get(flow, flow.replace("_", " "))
-    ax.set_ylabel(f"{title} ($B/year, nominal{', log' if scale == 'log' else ''})")
+    ax.set_ylabel(fit_text(ax, f"{title} (per year, nominal"
+                           f"{', log scale' if scale == 'log' else ''})", "y"))
     partial = any(results.grid.year_is_partial())
     _date_x_axis(ax, "calendar year" + (" (partial years: partial sums)" if partial else ""))
-    _year_ticks(ax, len(x))
+    _year_ticks(ax, x)
     ax.grid(alpha=0.3, which="both" if scale == "log" else "major")
     ax.autoscale_view()
-    _legend(ax, outside=True)  # bars fill every year: none free
+    _money_y_axis(ax, scale)
+    # the bars fill every year, so no corner is free: the legend in a band above them
+    # (outside the Axes it was cut off on a figure without a layout engine)
+    legend_on_top(ax, *ax.get_ylim(), log=scale == "log")
     return ax
 
 
-def _year_ticks(ax, years: int) -> None:
-    """One tick per year (every other beyond 20) at mid-year, under each year's bar."""
+def _year_ticks(ax, positions: np.ndarray) -> None:
+    """A tick under each year's bar, labelled with the year; every 2nd, 5th or 10th year
+    where the Axes is too narrow for all (the labels ran together on a default figure)."""
     import matplotlib.dates as mdates
+    from matplotlib.ticker import Locator
 
-    ax.xaxis.set_major_locator(mdates.YearLocator(1 if years <= 20 else 2, month=7, day=1))
+    ticks = mdates.date2num(np.asarray(positions, dtype="datetime64[D]"))
+
+    class YearTicks(Locator):
+        def __call__(self):
+            room = _axis_inches(self.axis) / YEAR_LABEL_INCHES
+            step = next((n for n in (1, 2, 5, 10) if len(ticks) / n <= room), 20)
+            return ticks[::step]
+
+    ax.xaxis.set_major_locator(YearTicks())
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
     ax.tick_params(axis="x", labelsize=8)
+
+
+def _money_text_b(value: float) -> str:
+    """A tick in $B as money: 0.5 -> "$500M", 20 -> "$20B", 1500 -> "$1.5T"."""
+    a = abs(value)
+    sign = "-" if value < 0 else ""
+    if a >= 1000:
+        return f"{sign}${a / 1000:g}T"
+    if a >= 1 or a == 0:
+        return f"{sign}${a:g}B"
+    return f"{sign}${a * 1000:g}M"
+
+
+def _money_y_axis(ax, scale: str) -> None:
+    """Money ticks in $ ("$20B"); on a log axis at 1, 2 and 5 per decade (matplotlib labels
+    only the powers of ten, and a range of 5-200 showed just 10^1 and 10^2), or at 1 and 3
+    over more than three decades, or at the powers of ten over more than six."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _money_text_b(v)))
+    if scale != "log":
+        return
+    lo, hi = ax.get_ylim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 6 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 #: event -> the last month it can happen in, from the deal (``None``: any month); after
@@ -308,12 +383,7 @@ def _survival_extent(results: Results, which: str, dist) -> tuple[int, str]:
     stop = last + 1 + max(FLAT_TAIL_MONTHS, T // 8)
     if stop >= T:
         return T, f"not by {horizon}"
-    return stop, f"not by the horizon {horizon} (flat after {g.label(last)})"
-
-
-def _count_gid(ax, gid: str) -> int:
-    """How many of ``ax``'s lines have ``gid``: earlier curves' markers on a shared Axes."""
-    return sum(line.get_gid() == gid for line in ax.get_lines())
+    return stop, f"not by {horizon} (the horizon)"
 
 
 def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=None,
@@ -321,17 +391,17 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     """The survival curve S(m) = P(not yet repaid by month m) of a first-passage event
     (``which``: repayment, credit_exhaustion, cap_reached, commitment_met; for the others
     "repaid" reads "credits exhausted", "cap reached", "commitment met"): a step line with
-    its 95% band (shaded), the median month marked (a dot at S = 1/2, labelled with the
-    month; "median: not by the horizon" when more than half the paths are censored), and
-    the probability of "not by the horizon" (censored paths) as a marker and note at the
-    curve's end.
+    its 95% band (shaded), the median month marked (a dot at S = 1/2, on the right edge
+    when more than half the paths are censored), and the probability of "not by the
+    horizon" (censored paths) as a marker at the curve's end.
 
-    The x axis is scaled to the data: a curve that is flat before the horizon stops at
-    its event's window end (the commitment's last month: "35.3% not by 2033-10, when its
+    The x axis is scaled to the data: a curve that is flat before the horizon stops at its
+    event's window end (the commitment's last month: "35.3% not by 2033-10, when its
     window closes") or a year after its last change (its note then names the horizon).
-    Several curves on one Axes keep their labels apart: the k-th curve's median label sits
-    one row further from its dot (above-right and below-left in turn), its note one row
-    further from its end. Returns ``ax``."""
+    One curve: its median month and its note are written beside the dot and the end.
+    Several curves on one Axes (overlays): each one's median month and note go into its
+    legend entry instead, as curves that cross would run their labels together. Returns
+    ``ax``."""
     import matplotlib.dates as mdates
 
     not_yet = _event(results, which).not_yet
@@ -342,7 +412,6 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     s = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])[:stop + 1]
     se = np.append(dist.cdf_se, dist.cdf_se[-1])[:stop + 1]
     name = label if label is not None else (_run_name(results) or not_yet)
-    k = _count_gid(ax, "median-marker")  # curves already on this Axes
     (line,) = ax.step(x, s, where="post", color=color, lw=2, label=name, zorder=3)
     color = line.get_color()
     lo, hi = np.clip(s - 1.96 * se, 0, 1), np.clip(s + 1.96 * se, 0, 1)
@@ -355,38 +424,131 @@ def plot_survival(results: Results, ax=None, *, which: str = "repayment", label=
     ax.update_datalim([(mdates.date2num(x[0]), 0.0), (mdates.date2num(x[0]), 1.0)])
     med = dist.quantiles.get(50.0, (None,))[0]
     end = x[-1]
-    row = 12 * (k // 2)  # points: one text row further out per pair of earlier curves
-    if med is not None:
-        ax.plot([x[med]], [0.5], "o", color=color, mec="white", ms=7, zorder=4,
-                gid="median-marker", label="_nolegend_")
-        # the curve falls to the right: above-right and below-left of the dot are free
-        right = k % 2 == 0
-        ax.annotate(f"median {results.grid.label(med)}", (x[med], 0.5),
-                    xytext=(5, 4 + row) if right else (-5, -4 - row),
-                    textcoords="offset points", ha="left" if right else "right",
-                    va="bottom" if right else "top", fontsize=8, color=color,
-                    gid="median-label")
-    else:  # not by the horizon: the dot on the right edge
-        ax.plot([end], [0.5], "o", color=color, mec="white", ms=7, zorder=4, clip_on=False,
-                gid="median-marker", label="_nolegend_")
-        ax.annotate("median: not by the horizon", (end, 0.5), xytext=(-5, 4 + 12 * k),
-                    textcoords="offset points", ha="right", fontsize=8, color=color,
-                    gid="median-label")
-    c = _count_gid(ax, "censored-marker")
+    at = x[med] if med is not None else end  # not by the horizon: on the right edge
+    ax.plot([at], [0.5], "o", color=color, mec="white", ms=7, zorder=4,
+            clip_on=med is not None, gid="median-marker", label="_nolegend_")
     ax.plot([end], [dist.censored], ">", color=color, ms=7, clip_on=False, zorder=4,
             gid="censored-marker", label="_nolegend_")
-    # the curve comes down from the upper left: the note below it, unless at the bottom
-    low = dist.censored < 0.1
-    ax.annotate(f"{dist.censored:.1%} {words}", (end, dist.censored),
-                xytext=(-8, 5 + 11 * c if low else -6 - 11 * c), textcoords="offset points",
-                ha="right", va="bottom" if low else "top", fontsize=8, color=color,
-                gid="censored-label")
-    ax.set_ylabel(f"S(m) = P({not_yet} by month m)")
+    # what the curve's labels say, kept on it: _survival_labels places them
+    line.mcsim_survival = {
+        "name": name, "color": color, "median_at": at, "inside": med is not None,
+        "end": (end, dist.censored),
+        "median": (f"median {results.grid.label(med)}" if med is not None
+                   else "median: not by the horizon"),
+        "note": f"{dist.censored:.1%} {words}"}
+    _survival_labels(ax)
+    ax.set_ylabel(fit_text(ax, f"S(m) = P({not_yet} by month m)", "y"))
     _date_x_axis(ax)
     ax.grid(alpha=0.3)
     ax.autoscale_view()
-    _legend(ax)
+    # the legend in a band above S = 1, where no curve goes: placed "best" it could sit on
+    # a note (which "best" does not see), and overlays' entries are long
+    legend_on_top(ax, floor=-0.05, top=1.02)
+    ax.yaxis.set_major_locator(FixedLocator([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]))
     return ax
+
+
+def _count_survival(ax) -> int:
+    return sum(hasattr(line, "mcsim_survival") for line in ax.get_lines())
+
+
+def _axes_inches(ax) -> tuple[float, float]:
+    """The Axes' width and height on the page in inches (before a layout engine shrinks
+    it for labels: an upper bound)."""
+    w, h = ax.figure.get_size_inches()
+    box = ax.get_position()
+    return box.width * w, box.height * h
+
+
+def fit_text(ax, text: str, along: str = "x", fontsize: float | str | None = None,
+             inches: float | None = None) -> str:
+    """``text`` wrapped to the length of ``ax``'s side (``along`` "x": its width, for a
+    title or x label; "y": its height, for a y label; or ``inches``), at ``fontsize``
+    (default the axis label's): on a small figure a long title or label ran past the
+    figure's edge or into its neighbour. Existing line breaks are kept."""
+    import textwrap
+
+    from matplotlib import rcParams
+    from matplotlib.font_manager import FontProperties
+
+    size = FontProperties(size=fontsize if fontsize is not None
+                          else rcParams["axes.labelsize"]).get_size_in_points()
+    width, height = _axes_inches(ax)
+    length = inches if inches is not None else width if along == "x" else height
+    # 0.9: a layout engine shrinks the Axes for its labels; 0.52 em a character
+    per_line = max(12, int(0.9 * length * 72 / (0.52 * size)))
+
+    def balanced(part: str) -> str:  # lines of even length: no word left alone
+        lines = len(textwrap.wrap(part, per_line)) or 1
+        return textwrap.fill(part, max(12, min(per_line, -(-len(part) // lines) + 6)))
+
+    return "\n".join(balanced(part) for part in text.split("\n"))
+
+
+def _title(ax, text: str) -> None:
+    """A report chart's title, wrapped to the Axes' width."""
+    from matplotlib import rcParams
+
+    ax.set_title(fit_text(ax, text, fontsize=rcParams["axes.titlesize"]))
+
+
+def legend_on_top(ax, floor: float, top: float, fontsize: int = 8,
+                   log: bool = False) -> None:
+    """The legend in a band added above the data (``floor`` .. ``top``: the y range the
+    data needs), so it covers none of it on any figure, with or without a layout engine
+    (outside the Axes it was cut off by a figure without one). Entries in as many columns
+    as fit the Axes' width."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    width, height = _axes_inches(ax)
+    # an entry's width: its longest line at ~0.55 em per character, plus its handle
+    chars = max(len(line) for text in labels for line in text.split("\n"))
+    entry = (0.55 * chars * fontsize + 3.5 * fontsize) / 72
+    ncol = max(1, min(len(handles), int(width / entry)))
+    rows = -(-len(handles) // ncol)
+    lines = max(text.count("\n") + 1 for text in labels)
+    # its height: rows of lines at 1.25 em plus 0.5 em between rows and 1 em of frame;
+    # a layout engine shrinks the Axes for its labels, so 15% more
+    legend = (rows * lines * 1.25 + rows * 0.5 + 1.0) * fontsize / 72 * 1.15
+    share = min(0.6, legend / max(height, 0.5))
+    if log:  # the band in decades
+        floor, top = np.log10(floor), np.log10(top)
+    top += (top - floor) * share / (1.0 - share)
+    ax.set_ylim(*((10.0 ** floor, 10.0 ** top) if log else (floor, top)))
+    ax.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=fontsize,
+              frameon=False)
+
+
+def _survival_labels(ax) -> None:
+    """The median and "not by" labels of every survival curve on ``ax``, placed anew
+    each time a curve is added: beside the dot and the end for one curve, in the legend
+    entries for several (see :func:`plot_survival`)."""
+    for text in [t for t in ax.texts if t.get_gid() in ("median-label", "censored-label")]:
+        text.remove()
+    curves = [line for line in ax.get_lines() if hasattr(line, "mcsim_survival")]
+    if len(curves) > 1:
+        narrow = _axes_inches(ax)[0] < 6.0  # an entry on two lines, so it fits
+        for line in curves:
+            info = line.mcsim_survival
+            line.set_label(f"{info['name']}:{chr(10) if narrow else ' '}{info['median']}; "
+                           f"{info['note']}")
+        return
+    for line in curves:
+        info = line.mcsim_survival
+        line.set_label(info["name"])
+        inside = info["inside"]
+        # the curve falls to the right: above-right of its dot is free (on the right
+        # edge, above-left)
+        ax.annotate(info["median"], (info["median_at"], 0.5),
+                    xytext=(5, 4) if inside else (-5, 4), textcoords="offset points",
+                    ha="left" if inside else "right", fontsize=8, color=info["color"],
+                    gid="median-label")
+        x, p = info["end"]
+        low = p < 0.1  # the note below the curve's end, unless the end is at the bottom
+        ax.annotate(info["note"], (x, p), xytext=(-8, 5 if low else -6),
+                    textcoords="offset points", ha="right", va="bottom" if low else "top",
+                    fontsize=8, color=info["color"], gid="censored-label")
 
 
 def _conditioned(results: Results) -> Results:
@@ -437,14 +599,17 @@ def plot_compare(runs, ax=None, *, what: str = "fan", which: str = "repayment",
         shown, text = (cond, f"{name} (conditioned)") if cond is not None else (res, str(name))
         if what == "fan":
             before = len(ax.get_lines())
+            k = sum(1 for line in ax.get_lines() if line.get_gid() == "compare-median")
             _fan(shown, ax, (band,), prefix="", color=None, mean=False, band_alpha=0.15,
-                 band_label="_", edges=True)
+                 band_label="_", edges=True,
+                 hatch=HATCHES[(k - 1) % len(HATCHES)] if k else None)
+            ax.get_lines()[before].set_gid("compare-median")
             # one legend entry per run: its median line, named; the bands are unnamed
             ax.get_lines()[before].set_label(text)
         else:
             plot_survival(shown, ax, which=which, label=text, band_legend=False)
     if what == "fan":
-        ax.set_ylabel("cumulative Azure spend ($B, nominal)")
+        ax.set_ylabel(fit_text(ax, "cumulative Azure spend ($B, nominal)", "y"))
         _date_x_axis(ax)
         ax.grid(alpha=0.3)
         ax.autoscale_view()
@@ -460,7 +625,7 @@ def fan_chart(results: Results, ax, bands=((5, 95), (25, 75)), color="tab:blue",
               label: str = "") -> None:
     """The report's fan chart: :func:`plot_fan` with a title."""
     plot_fan(results, ax, bands=bands, color=color, label=label)
-    ax.set_title(f"Cumulative Azure spend since {results.grid.label(0)} "
+    _title(ax, f"Cumulative Azure spend since {results.grid.label(0)} "
                  f"({paths_text(results)})")
 
 
@@ -469,7 +634,7 @@ def annual_chart(results: Results, ax, flow: str = "azure_spend", color="tab:ora
     """The report's annual chart: :func:`plot_annual` with a title."""
     plot_annual(results, ax, flow=flow, color=color, label=label)
     title = FLOW_TITLES.get(flow, flow.replace("_", " "))
-    ax.set_title(f"{title[0].upper() + title[1:]} per calendar year ({paths_text(results)})")
+    _title(ax, f"{title[0].upper() + title[1:]} per calendar year ({paths_text(results)})")
 
 
 def event_cdf(results: Results, ax, which: str = "repayment", color=None) -> None:
@@ -480,7 +645,7 @@ def event_cdf(results: Results, ax, which: str = "repayment", color=None) -> Non
     event = _event(results, which)
     plot_survival(results, ax, which=which, color=color or event.color,
                   label=event.not_yet)
-    ax.set_title(f"{event.survival_title}: survival by month ({paths_text(results)})")
+    _title(ax, f"{event.survival_title}: survival by month ({paths_text(results)})")
 
 
 def survival_curve(results: Results, ax, which: str = "repayment", color=None,
@@ -490,7 +655,7 @@ def survival_curve(results: Results, ax, which: str = "repayment", color=None,
     event = _event(results, which)
     plot_survival(results, ax, which=which, color=color or event.color,
                   label=label or event.not_yet)
-    ax.set_title(f"{event.survival_title}, {paths_text(results)}")
+    _title(ax, f"{event.survival_title}, {paths_text(results)}")
 
 
 def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
@@ -501,14 +666,14 @@ def prior_vs_conditioned_fan(prior: Results, conditioned: Results, ax,
         _fan(res, ax, (band,), prefix=f"{name}: ", color=color, mean=False, band_alpha=0.15,
              edges=True)
     _finish_fan_axes(ax)
-    ax.set_title(f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
+    _title(ax, f"Prior vs conditioned on the observations ({paths_text(conditioned)})")
 
 
 def prior_vs_conditioned_survival(prior: Results, conditioned: Results, ax) -> None:
     """S(m) = P(Microsoft not yet repaid by month m), prior and conditioned, with 95% bands."""
     plot_survival(prior, ax, color="tab:blue", label="prior")
     plot_survival(conditioned, ax, color="tab:red", label="conditioned")
-    ax.set_title(f"Microsoft not yet repaid: prior vs conditioned ({paths_text(conditioned)})")
+    _title(ax, f"Microsoft not yet repaid: prior vs conditioned ({paths_text(conditioned)})")
 
 
 def _name_text(name: str) -> str:

@@ -8,6 +8,7 @@ when the Axes has none, and adds its own artists without touching the others.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .parameters import PARAMETER_NAMES, UNITS
+from .plots import _axes_inches, fit_text
 
 if TYPE_CHECKING:
     from .sensitivity import SensitivityResult
@@ -131,11 +133,20 @@ _TAIL_WORDS = {"repayment_month": ("latest {pct}% of repayment months (censored:
 
 
 def _legend_on_top(ax, num_rows: int, ncol: int, headroom: float | None = None) -> None:
-    """A legend above the rows, inside the Axes, in ``headroom`` rows added for it."""
+    """A legend above the rows, inside the Axes, in ``headroom`` rows added for it
+    (default: as many as its entries' lines take at the Axes' height, so it covers no
+    row on a short Axes either)."""
     lo, hi = ax.get_ylim()
-    headroom = 0.9 * (2 / ncol) if headroom is None else headroom
+    if headroom is None:
+        _, texts = ax.get_legend_handles_labels()
+        lines = sum(t.count("\n") + 1 for t in texts) / ncol
+        # points: lines at 1.25 em of 7 pt, 0.5 em between entries, the frame's padding
+        legend = lines * 7 * 1.25 + len(texts) / ncol * 3.5 + 10
+        height = _axes_inches(ax)[1] * 72 * 0.85  # a layout engine takes some
+        headroom = legend * num_rows / max(height - legend, 0.3 * height)
     ax.set_ylim(min(lo, -0.6), max(hi, num_rows - 0.4 + headroom))
-    ax.legend(loc="upper center", ncol=ncol, fontsize=7, frameon=False)
+    # framed in white: a zero line crossing the band would run through its words
+    ax.legend(loc="upper center", ncol=ncol, fontsize=7, framealpha=1.0, edgecolor="none")
 
 
 def _legend_columns(ax) -> int:
@@ -160,16 +171,20 @@ def _money_scale(values: np.ndarray) -> tuple[float, str]:
 
 def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_month",
                  top: int = 12, by: str = "sobol", *, color_up: str = "tab:red",
-                 color_down: str = "tab:blue"):
-    """Signed tornado chart of ``output`` on ``ax`` (or a new Axes); returns the Axes.
+                 color_down: str = "tab:blue", direction_ax=None):
+    """Tornado chart of ``output`` in two labelled panels sharing the rows; returns ``ax``.
 
-    One row per factor, the ``top`` largest first: ``by="sobol"`` takes and orders them by
-    total Sobol index, ``by="correlation"`` by the size of the rank correlation. Each bar is
-    the change in the output (in its unit: months, $ or probability) from the parameter's
-    bottom decile to its top decile, with its 95% error bar: right (``color_up``) when a
+    The ``top`` factors, largest first. The left panel (``ax``) draws the measure the rows
+    are sorted by: ``by="sobol"``, the total Sobol index ST with its 95% interval and the
+    first-order index S1 inside it (darker); ``by="correlation"``, the rank correlation ρ
+    (sorted by its size). The right panel (``ax.direction_axis``) draws the direction: the
+    change in the output (in its unit: months, $ or probability) from the parameter's
+    bottom decile to its top decile, with its 95% error bar, right (``color_up``) when a
     higher value of the parameter raises the output, left (``color_down``) when it lowers
-    it. Beside each bar, across zero, the total Sobol index ``ST`` and the rank correlation
-    ``ρ``. The monthly shocks, which have no direction, get a row without a bar.
+    it. The monthly shocks, which have no direction, get no bar there. (One panel sorted
+    by ST but drawing the decile change read as if the bars were the ranking.) The right
+    panel is ``direction_ax`` when given (its y axis shared with ``ax``), else one made
+    beside ``ax``.
     """
     if by not in ("sobol", "correlation"):
         raise ValueError(f"by={by!r}: expected 'sobol' or 'correlation'")
@@ -190,50 +205,121 @@ def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_mo
     order = np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")[:top][::-1]
     what, unit = _output_what(result, output)
     scale, unit_text = (_money_scale(diff[order]) if unit == "$" else (1.0, unit))
-    ax = ax if ax is not None else _new_axes((9, 1.4 + 0.36 * len(order)))
+    ax = ax if ax is not None else _new_axes((10, 1.6 + 0.36 * len(order)))
+    side = direction_ax if direction_ax is not None else _split(ax)
+    ax.direction_axis = side
     y = np.arange(len(order))
+    labels_w = _row_labels(ax, [parameter_label(names[i]) for i in order])
+    # each panel's width, for its wrapped texts: a layout engine gives the row labels
+    # their room and keeps the panels' 1 : 1.1
+    avail = max(_axes_inches(ax)[0] + _axes_inches(side)[0] - labels_w, 2.0)
+    left_w, right_w = avail / 2.1, avail * 1.1 / 2.1
+
+    # left: the sorting measure
+    if by == "sobol":
+        lo = np.asarray(idx.total_low, float)[order]
+        hi = np.asarray(idx.total_high, float)[order]
+        st = total[order]
+        ax.barh(y, st, height=0.7, color="0.7", label="total index ST")
+        ax.barh(y, np.asarray(idx.first, float)[order], height=0.35, color="0.3",
+                label="first-order index S1")
+        ok = np.isfinite(st) & np.isfinite(lo) & np.isfinite(hi)
+        ax.errorbar(st[ok], y[ok], xerr=[np.maximum(st - lo, 0)[ok],
+                                         np.maximum(hi - st, 0)[ok]],
+                    fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+        right = max(float(np.nanmax(np.where(np.isfinite(hi), hi, st), initial=0.0)), 0.05)
+        ax.set_xlim(0.0, right * 1.05)
+        ax.set_xlabel(fit_text(ax, f"Sobol index of the {what}\n(sorted by ST; 95% "
+                               "intervals)", fontsize=8, inches=left_w), fontsize=8)
+    else:
+        r = rho[order]
+        ax.barh(y, r, height=0.7, color=np.where(np.nan_to_num(r) >= 0, color_up,
+                                                  color_down), alpha=0.6,
+                label="rank correlation ρ")
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_xlabel(fit_text(ax, f"rank correlation ρ with the {what}\n(sorted by |ρ|)",
+                               fontsize=8, inches=left_w), fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    ax.tick_params(axis="x", labelsize=8)
+
+    # right: the direction, in the output's unit
     d, e = diff[order] / scale, 1.96 * se[order] / scale
     up = np.nan_to_num(d) >= 0
     more, less = (w.format(month=result.by_month) for w in _DIRECTION_WORDS.get(
         output, (f"higher {what}", f"lower {what}")))
-    ax.barh(y[up], d[up], height=0.7, color=color_up, alpha=0.8,
-            label=f"higher parameter → {more}")
-    ax.barh(y[~up], d[~up], height=0.7, color=color_down, alpha=0.8,
-            label=f"higher parameter → {less}")
+    side.barh(y[up & np.isfinite(d)], d[up & np.isfinite(d)], height=0.7, color=color_up,
+              alpha=0.8, label=f"higher parameter → {more}")
+    side.barh(y[~up], d[~up], height=0.7, color=color_down, alpha=0.8,
+              label=f"higher parameter → {less}")
     ok = np.isfinite(d) & np.isfinite(e)
-    ax.errorbar(d[ok], y[ok], xerr=e[ok], fmt="none", ecolor="black", elinewidth=0.8,
-                capsize=2)
-    ax.axvline(0.0, color="black", lw=0.8)
-    longest = 0
-    for yi, i, di in zip(y, order, d, strict=True):
-        text = f"ST {total[i]:.2f}" if np.isfinite(total[i]) else "ST n/a"
-        if np.isfinite(rho[i]):
-            text += f"  ρ {rho[i]:+.2f}"
-        longest = max(longest, len(text))
-        right = not (np.isfinite(di) and di < 0)  # text on the side without the bar
-        ax.annotate(text, (0.0, yi), xytext=(-4 if right else 4, 0),
-                    textcoords="offset points", va="center", fontsize=7, color="0.25",
-                    ha="right" if right else "left")
-    ax.set_yticks(y, [parameter_label(names[i]) for i in order], fontsize=8)
-    # room for the texts on both sides of zero (only ever widens the limits): a text of
-    # ``longest`` characters at 7 pt takes about 0.055 in per character
-    reach_right = np.nan_to_num(np.where(d > 0, d + e, 0.0)).max(initial=0.0)
-    reach_left = np.nan_to_num(np.where(d < 0, -d + e, 0.0)).max(initial=0.0)
-    fig_width = ax.figure.get_size_inches()[0] * ax.get_position().width
-    share = min(0.4, (0.055 * longest + 0.1) / max(fig_width, 0.5))
-    span = max(reach_left + reach_right, 1e-12) / (1.0 - 2.0 * share)
-    lo, hi = ax.get_xlim()
-    ax.set_xlim(min(lo, -max(reach_left * 1.03, share * span)),
-                max(hi, max(reach_right * 1.03, share * span)))
-    ax.set_xlabel(f"{what}: parameter's top decile − bottom decile\n({unit_text}, with 95% "
-                  f"error bars; ST total Sobol index, ρ rank correlation)", fontsize=8)
+    side.errorbar(d[ok], y[ok], xerr=e[ok], fmt="none", ecolor="black", elinewidth=0.8,
+                  capsize=2)
+    side.axvline(0.0, color="black", lw=0.8)
+    for yi in y[~np.isfinite(d)]:  # the monthly shocks: no direction
+        side.annotate("no direction", (0.0, yi), xytext=(4, 0), textcoords="offset points",
+                      va="center", fontsize=7, color="0.35")
+    reach = np.nan_to_num(np.abs(d) + np.nan_to_num(e)).max(initial=0.0)
+    side.set_xlim(-1.1 * max(reach, 1e-12), 1.1 * max(reach, 1e-12))
+    side.set_xlabel(fit_text(side, f"{what}: parameter's top decile − bottom decile\n("
+                             f"{unit_text}; 95% error bars)", fontsize=8, inches=right_w),
+                    fontsize=8)
+    side.tick_params(axis="y", left=False, labelleft=False)
+    side.tick_params(axis="x", labelsize=8)
+    side.grid(alpha=0.3, axis="x")
     if not ax.get_title():
         order_text = "total Sobol index ST" if by == "sobol" else "|rank correlation ρ|"
-        ax.set_title(f"What drives the {what}\n(N = {result.num_base:,} base rows; sorted "
-                     f"by {order_text})", fontsize=10)
-    ax.grid(alpha=0.3, axis="x")
-    _legend_on_top(ax, len(order), _legend_columns(ax))
+        width = left_w + right_w  # over both panels
+        text = (f"What drives the {what} (N = {result.num_base:,} base rows)\nleft: the "
+                f"{order_text}, by which the rows are sorted; right: the direction")
+        ax.set_title("\n".join(textwrap.fill(t, max(20, int(width * 72 / 5.5)))
+                               for t in text.split("\n")), fontsize=10, loc="left")
+    # each panel's legend in a band above its rows (the bars fill every row)
+    for panel, width in ((ax, left_w), (side, right_w)):  # entries wrapped to the panel
+        for handle, text in zip(*panel.get_legend_handles_labels(), strict=True):
+            handle.set_label(fit_text(panel, text, fontsize=7, inches=width))
+        _legend_on_top(panel, len(order), 1)
     return ax
+
+
+def _row_labels(ax, labels: list[str], legend_rows: float = 1.5) -> float:
+    """The rows' parameter labels as y ticks, as large as the rows allow: two lines (the
+    unit on the second) at 8 pt where a row has room for them, else one line, at 8 pt or
+    smaller (down to 5 pt), so labels of neighbouring rows never overlap on a small
+    figure. ``legend_rows``: the rows' worth of height the legend band takes."""
+    height = _axes_inches(ax)[1] * 72 * 0.85  # points; a layout engine takes some
+    row = height / (len(labels) + legend_rows)
+    if row >= 2 * 8 * 1.3:
+        texts, size = [_wrapped(t) for t in labels], 8.0
+    else:
+        texts, size = labels, max(5.0, min(8.0, row / 1.3))
+    ax.set_yticks(np.arange(len(labels)), texts, fontsize=size)
+    # their width in inches (0.55 em a character), for what is left of the panel
+    return max(len(line) for t in texts for line in t.split("\n")) * 0.5 * size / 72 + 0.1
+
+
+def _split(ax):
+    """A right panel beside ``ax``, sharing its rows: ``ax``'s place in its grid split in
+    two (so a layout engine places both, labels included), or, for an Axes not in a grid,
+    a panel appended to it."""
+    spec = ax.get_subplotspec()
+    if spec is None:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        return make_axes_locatable(ax).append_axes("right", size="110%", pad=0.15,
+                                                   sharey=ax)
+    grid = spec.subgridspec(1, 2, width_ratios=(1.0, 1.1), wspace=0.05)
+    ax.set_subplotspec(grid[0])
+    return ax.figure.add_subplot(grid[1], sharey=ax)
+
+
+def _wrapped(label: str, width: int = 34) -> str:
+    """A long parameter label on two lines, its unit on the second ("paid conversion,
+    long-run level (subscribers / user)" was cut at the figure's left edge)."""
+    if len(label) <= width or " (" not in label:
+        return label
+    name, _, unit = label.rpartition(" (")
+    return f"{name}\n({unit}"
 
 
 def plot_drivers(result: SensitivityResult, ax=None, output: str = "repayment_month",
@@ -266,23 +352,32 @@ def plot_drivers(result: SensitivityResult, ax=None, output: str = "repayment_mo
         ax.errorbar(m, y + dy, xerr=e, fmt="none", ecolor="black", elinewidth=0.8,
                     capsize=2)
     ax.axvline(50, color="black", lw=0.8)
-    ax.set_yticks(y, [parameter_label(n) for n in names], fontsize=8)
-    ax.set_xlabel("mean percentile of the parameter in its prior on those rows (50 = no "
-                  "information; 95% error bars)", fontsize=8)
+    labels_w = _row_labels(ax, [parameter_label(n) for n in names], legend_rows=2.5)
+    width = max(_axes_inches(ax)[0] - labels_w, 1.0)  # the panel, less its row labels
+    ax.set_xlabel(fit_text(ax, "mean percentile of the parameter in its prior on those "
+                               "rows\n(50 = no information; 95% error bars)", fontsize=8,
+                           inches=width), fontsize=8)
     if not ax.get_title():
-        ax.set_title(f"What drives the highest and lowest {pct:.0f}% of the {what}\n"
-                     f"(N = {result.num_base:,} base rows)", fontsize=10)
+        ax.set_title(fit_text(ax, f"What drives the highest and lowest {pct:.0f}% of the "
+                              f"{what}\n(N = {result.num_base:,} base rows)", fontsize=10,
+                              inches=width), fontsize=10)
     ax.grid(alpha=0.3, axis="x")
-    _legend_on_top(ax, len(names), 1, headroom=1.1)  # two long entries, tall rows
+    # the legend's two long entries wrapped to the panel, above the rows
+    handles, texts = ax.get_legend_handles_labels()
+    for handle, text in zip(handles, texts, strict=True):
+        handle.set_label(fit_text(ax, text, fontsize=7, inches=width))
+    _legend_on_top(ax, len(names), 1)
     return ax
 
 
 def write_tornado(result: SensitivityResult, path: Path) -> Path:
     """Signed tornado panels, one per output, in one PNG."""
     outputs = list(result.indices)
-    fig = Figure(figsize=(9, 5 * len(outputs)), layout="constrained")
-    for k, output in enumerate(outputs):
-        plot_tornado(result, fig.add_subplot(len(outputs), 1, k + 1), output)
+    fig = Figure(figsize=(11, 5.5 * len(outputs)), layout="constrained")
+    axes = fig.subplots(len(outputs), 2, squeeze=False, sharey="row",
+                        gridspec_kw={"width_ratios": (1.0, 1.1)})
+    for (left, right), output in zip(axes, outputs, strict=True):
+        plot_tornado(result, left, output, direction_ax=right)
     fig.savefig(path, dpi=110)
     return path
 

@@ -140,7 +140,7 @@ def results_from_arrays(data: Mapping[str, np.ndarray], config: Config, dtype: s
     ``config``, the point's config."""
     try:
         bins = MoneyBins(*(int(v) for v in data["bins"]))
-        layout = StatLayout(config.grid)
+        layout = StatLayout.of(config)
         res = Results(config, layout, bins, _accumulator(data, "prior", path),
                       info_from_text(str(data["prior_info"])),
                       precision=json.loads(str(data["precision"])))

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from helpers import REPO_ROOT, short_config
 
-import mcsim
 from mcsim.layout import HORIZON_TOTALS
 from mcsim.results import Estimate
 

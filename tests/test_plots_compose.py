@@ -169,7 +169,11 @@ def test_survival_is_one_minus_the_cdf_within_the_horizon_with_its_median(base, 
     dist = getattr(base, which)
     step = next(line for line in ax.get_lines() if line.get_label() == "run")
     s = np.asarray(step.get_ydata(), float)
-    np.testing.assert_allclose(s[:-1], 1.0 - dist.cdf)
+    # S = 1 - CDF month by month up to where the curve stops; it stops only where the
+    # rest is flat, so its last value is still "not by the horizon"
+    full = np.append(1.0 - dist.cdf, 1.0 - dist.cdf[-1])
+    np.testing.assert_allclose(s, full[:len(s)])
+    np.testing.assert_allclose(full[len(s) - 1:], s[-1])
     assert s[-1] == pytest.approx(dist.censored)  # ends at "not by the horizon"
     assert ax.get_xlim()[1] <= _horizon_end(base) + 1e-6
     assert "P(" in ax.get_ylabel() and "not yet" in ax.get_ylabel()
@@ -218,9 +222,13 @@ def test_plot_compare_names_each_run_once(base, other):
     runs = {"today": base, "2019 terms": other}
     for what in ("fan", "survival"):
         ax = mcsim.plot_compare(runs, _ax(), what=what)
-        assert _legend_labels(ax) == ["today", "2019 terms"]
-        colors = {line.get_label(): line.get_color() for line in ax.get_lines()
-                  if line.get_label() in runs}
+        labels = _legend_labels(ax)
+        # overlaid survival curves carry their median and note in their legend entry
+        # (beside the curves they would overlap), after the run's name
+        assert [label.split(":")[0] for label in labels] == ["today", "2019 terms"]
+        assert all(("median" in label) == (what == "survival") for label in labels)
+        colors = {line.get_label().split(":")[0]: line.get_color()
+                  for line in ax.get_lines() if line.get_label().split(":")[0] in runs}
         assert colors["today"] != colors["2019 terms"]
     ax = mcsim.plot_compare(runs, _ax(), what="survival")
     assert ax.get_xlim()[1] <= _horizon_end(base) + 1e-6

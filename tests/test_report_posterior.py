@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 import mcsim
 from mcsim import api, plots
 from mcsim.report import format_summary, render, summarize, write_report
-from mcsim.report.html import PLOTS
+from mcsim.report.html import plots_shown
 from mcsim.report.summary import IMPORTANCE_METHOD, SCHEMA
 from mcsim.report.tables import STEP_COLUMNS
 
@@ -225,7 +225,7 @@ def _html_has_the_posterior_sections(smc):
     assert all(r.startswith("<tr class=top>") for r in params[:10])
     assert len(_table_rows(page, "posterior-predictive-table")) == 2
     # every PNG written is inline, the SMC ones in the conditioned section
-    drawn = [name for name, _ in PLOTS if (out / name).exists()]
+    drawn = [name for name, _ in plots_shown() if (out / name).exists()]
     assert {"parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"} <= \
         set(drawn)
     assert page.count("data:image/png;base64,") == len(drawn)

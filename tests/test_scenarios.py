@@ -85,7 +85,7 @@ def test_a_sweep_warns_once_for_the_pairs_its_points_drop(monkeypatch):
     from mcsim import api
 
     monkeypatch.setattr(api, "run_batch", lambda group, **kw: [object() for _ in group])
-    monkeypatch.setattr(api, "with_tables", lambda r, dtype: r)  # no runs: the warnings
+    monkeypatch.setattr(api, "with_tables", lambda r, *args, **kw: r)  # no runs: the warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runs = api.run_sweep(load_config(BASE).with_simulation(paths=1024), {

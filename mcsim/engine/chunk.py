@@ -21,9 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..accumulators import MoneyBins
-from ..events import table as events_table
 from ..layout import StatLayout
-from ..months import MonthGrid
 from .conditioning import likelihood_weights, path_bias_normals, weighted_rows
 from .kernel import (
     KernelInputs,
@@ -80,7 +78,7 @@ def chunk_kernel(spec: KernelSpec, bins: MoneyBins, shard: int, devices: tuple,
         kernel = build_fused_kernel(spec)
     else:
         kernel = build_kernel(spec)
-    layout = StatLayout(spec.grid, spec.events)
+    layout = spec.layout
     S, E = layout.num_stats, len(layout.events)
     bin_scale = layout.bin_scale()
     first_scaled = int(np.flatnonzero(bin_scale != 1.0)[0])
@@ -186,30 +184,28 @@ def no_uniforms(devices: tuple) -> jax.Array:
     return jax.device_put(np.zeros((len(devices), 0)), sharding)
 
 
-def zero_counts(grid: MonthGrid, bins: MoneyBins, devices: tuple,
+def zero_counts(layout: StatLayout, bins: MoneyBins, devices: tuple,
                 options: KernelOptions = CPU_OPTIONS, weighted: bool = False,
                 batch: int = 0) -> ChunkCounts:
     """Fresh device counts, one row per device, laid out as the kernel expects (made on
     the devices: with histogram copies they are hundreds of MB). int32 counts of paths, or
     int64 sums of integer weights in a weighted run; a leading axis of ``batch`` points."""
-    return _count_functions(grid, bins, devices, options, weighted, batch,
-                            len(events_table()))[0]()
+    return _count_functions(layout, bins, devices, options, weighted, batch)[0]()
 
 
-def device_counts_total(counts: ChunkCounts, grid: MonthGrid, bins: MoneyBins,
+def device_counts_total(counts: ChunkCounts, layout: StatLayout, bins: MoneyBins,
                         devices: tuple, options: KernelOptions = CPU_OPTIONS,
                         weighted: bool = False, batch: int = 0):
     """The counts summed over histogram copies on the devices, then copied to the host."""
-    return jax.device_get(_count_functions(grid, bins, devices, options, weighted,
-                                           batch, len(events_table()))[1](counts))
+    return jax.device_get(_count_functions(layout, bins, devices, options, weighted,
+                                           batch)[1](counts))
 
 
 @functools.lru_cache(maxsize=32)
-def _count_functions(grid: MonthGrid, bins: MoneyBins, devices: tuple,
-                     options: KernelOptions, weighted: bool = False, batch: int = 0,
-                     num_events: int = 0):
-    D, T = len(devices), grid.num_months
-    S = StatLayout(grid).num_stats
+def _count_functions(layout: StatLayout, bins: MoneyBins, devices: tuple,
+                     options: KernelOptions, weighted: bool = False, batch: int = 0):
+    D, T = len(devices), layout.grid.num_months
+    S, num_events = layout.num_stats, len(layout.events)
     lead = (batch,) if batch else ()
     sharding = NamedSharding(Mesh(np.array(devices), ("paths",)),
                              P(None, "paths") if batch else P("paths"))

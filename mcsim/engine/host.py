@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..accumulators import Accumulator, MoneyBins, SumTree
-from ..months import MonthGrid
+from ..layout import StatLayout
 from .chunk import ChunkCounts, ChunkNode, device_counts_total, zero_counts
 from .plan import INT32_PATHS, KernelOptions, RunPlan
 
@@ -32,12 +32,12 @@ class HostReducer:
     waits on the device in the steady state.
     """
 
-    def __init__(self, accumulators: list[Accumulator], plan: RunPlan, grid: MonthGrid,
+    def __init__(self, accumulators: list[Accumulator], plan: RunPlan, layout: StatLayout,
                  bins: MoneyBins, devices: tuple, options: KernelOptions, weighted: bool,
                  batch: int) -> None:
         self.accumulators = accumulators
         self.plan = plan
-        self._layout = (grid, bins, devices, options, weighted, batch)
+        self._layout = (layout, bins, devices, options, weighted, batch)
         self.counts: ChunkCounts = zero_counts(*self._layout)
         self.pending: tuple[int, ChunkNode, int] | None = None  # (start, node, stage end)
         self.since_flush = 0  # paths per device since the counts were last flushed

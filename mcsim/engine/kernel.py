@@ -32,7 +32,7 @@ from .. import events as events_table
 from .. import model
 from ..config import Config
 from ..device_draws import DeviceSampler, SamplerStructure
-from ..layout import ANNUAL_FLOWS, STOCKS
+from ..layout import ANNUAL_FLOWS, STOCKS, StatLayout, v3_stocks, v3_totals
 from ..months import MonthGrid
 from ..rng import STREAM_SHOCKS, shock_words, stream_key, words_to_uniform
 from ..x64 import enable_x64
@@ -83,11 +83,16 @@ class KernelSpec(NamedTuple):
                    config.simulation.variance_reduction == "antithetic",
                    tuple(o.series for o in config.observations) if observed else (),
                    unroll, record_flows, model.features(config, grid),
-                   events_table.table())
+                   events_table.table(model.features(config, grid).v3))
 
     @property
     def sampler(self) -> DeviceSampler:
         return DeviceSampler.from_structure(self.structure)
+
+    @property
+    def layout(self) -> StatLayout:
+        """The rows and events the kernel's statistics fill."""
+        return StatLayout(self.grid, self.events, self.features.v3)
 
 
 class KernelInputs(NamedTuple):
@@ -104,7 +109,7 @@ def kernel_inputs(config: Config, grid: MonthGrid | None = None) -> KernelInputs
     enable_x64()
     grid = grid or config.grid
     return KernelInputs(jax.tree.map(jnp.asarray, DeviceSampler(config).arguments()),
-                        model.deal_terms(config.deal, grid, model.features(config, grid)),
+                        run_terms(config, grid),
                         jnp.asarray(stream_key(config.simulation.seed, STREAM_SHOCKS),
                                     jnp.uint32))
 
@@ -116,8 +121,17 @@ def stacked_inputs(configs: list[Config]) -> KernelInputs:
     args = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
                         *[DeviceSampler(c).arguments() for c in configs])
     deal = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
-                        *[model.deal_terms(c.deal, c.grid, model.features(c)) for c in configs])
+                        *[run_terms(c) for c in configs])
     return KernelInputs(args, deal, kernel_inputs(configs[0]).shock_key)
+
+
+def run_terms(config: Config, grid: MonthGrid | None = None) -> model.DealTerms:
+    """The deal's terms and version 3's run terms (rounds, discount rate) of ``config`` on
+    ``grid`` (default its own), as the kernel takes them."""
+    grid = grid or config.grid
+    return model.deal_terms(config.deal, grid, model.features(config, grid),
+                            funding=config.funding,
+                            discount_rate=config.simulation.discount_rate)
 
 
 class PathStatistics(NamedTuple):
@@ -211,6 +225,7 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
     state = model.initial_state(theta, deal, T, feats)
     # stocks are needed every month only by saved paths and stock observations
     monthly_levels = record_flows or any(s[0] in STOCKS for s in observed)
+    extra_stocks = v3_stocks(feats.v3)  # signed running sums of the state: ("cash",)
     acc = jnp.float64
     events = events_table.table() if events is None else events
     # events the model does not track are found here, after each month (none: no carry)
@@ -229,8 +244,9 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
         monthly = [getattr(flows, f).astype(acc) for f in ANNUAL_FLOWS]
         sums = tuple(s + m for s, m in zip(sums, monthly, strict=True))
         if observed:
-            level = [getattr(levels, s).astype(acc) for s in STOCKS] if monthly_levels \
-                else None
+            level = dict(zip(STOCKS, (getattr(levels, s).astype(acc) for s in STOCKS),
+                             strict=True)) if monthly_levels else {}
+            level.update(_state_stocks(state, extra_stocks))  # after month t's flows
             inside = (windows["start"] <= t) & (t <= windows["end"])
             obs = obs + jnp.where(inside[:, None],
                                   jnp.stack([_observed_series(s, monthly, level)
@@ -256,8 +272,10 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
             padded_month if padded else month, (state, sums, drivers, first_bad, obs, watch),
             months, unroll=unroll)
         level = model.stocks_of(drivers)
-        return (state, first_bad, obs, watch), \
-            (jnp.stack(sums), jnp.stack([getattr(level, s).astype(acc) for s in STOCKS]), out)
+        # a running sum's year-end value is the state after the year's last month
+        ends = [getattr(level, s).astype(acc) for s in STOCKS] \
+            + list(_state_stocks(state, extra_stocks).values())
+        return (state, first_bad, obs, watch), (jnp.stack(sums), jnp.stack(ends), out)
 
     never = jnp.full((n,), T, jnp.int32)
     obs0 = jnp.zeros((len(observed), n), acc)
@@ -269,10 +287,13 @@ def scan_months(theta: dict, deal: model.DealTerms, shocks: Callable, cholesky: 
                        out)
     cum_azure, flows, levels = out if record_flows else (out, None, None)
     horizon = model.horizon_totals(final, deal, feats)
+    extra = model.v3_horizon_totals(final, deal, theta, feats,
+                                    horizon.microsoft_economic_return)
     # [years, rows, n] -> rows by year, as StatLayout lays them out
     stats = jnp.concatenate([cum_azure, annual.transpose(1, 0, 2).reshape(-1, n),
                              yearend.transpose(1, 0, 2).reshape(-1, n),
-                             jnp.stack(tuple(horizon))])
+                             jnp.stack(tuple(horizon) + tuple(extra[name] for name in
+                                                              v3_totals(feats.v3)))])
     return PathStatistics(stats, final, first_bad, obs, flows, levels,
                           event_months(final, events, dict(zip(watched, watch, strict=True))))
 
@@ -283,6 +304,7 @@ def fused_unsupported(spec: KernelSpec) -> str | None:
     does not track in its state, :mod:`mcsim.events`)."""
     events = events_table.table() if spec.events is None else spec.events
     reasons = [why for why, on in (
+        ("version 3's funding, present values or equity", bool(spec.features.v3)),
         ("observations (a conditioned run)", bool(spec.observed)),
         ("recorded flows (saved paths)", spec.record_flows),
         ("events found by a condition", any(e.reached is not None for e in events)))
@@ -301,11 +323,17 @@ def event_months(final: model.State, events: tuple | None,
     return jnp.stack(out) if out else jnp.zeros((0,) + n, jnp.int32)
 
 
-def _observed_series(series: tuple[str, ...], monthly, level):
+def _state_stocks(state: model.State, names: tuple[str, ...]) -> dict:
+    """Version 3's stocks that are running sums of the state, by name (float64 [n])."""
+    fields = {"cash": "funding_cash"}
+    return {name: getattr(state, fields[name]) for name in names}
+
+
+def _observed_series(series: tuple[str, ...], monthly, level: dict):
     """One observation's monthly value: its flows summed in the given order, or its stock's
     level (its window is its one month)."""
-    if series[0] in STOCKS:
-        return level[STOCKS.index(series[0])]
+    if series[0] in level:
+        return level[series[0]]
     out = monthly[ANNUAL_FLOWS.index(series[0])]
     for name in series[1:]:
         out = out + monthly[ANNUAL_FLOWS.index(name)]

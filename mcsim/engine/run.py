@@ -183,11 +183,12 @@ def run_batch(configs: list[Config], *, chunk_size: int | None = None, dtype: st
         windows = jax.tree.map(lambda *xs: jnp.stack(xs), *windows) if batch else windows[0]
 
     # -- 5. the host state, resumed from a checkpoint when asked -------------------------
-    layout = StatLayout(grid)
+    layout = StatLayout.of(config, grid)
     accs = [Accumulator(layout.num_stats, bins.num_bins, grid.num_months,
-                        tree_stats=3 * layout.num_stats + 2 if weighted else None)
+                        tree_stats=3 * layout.num_stats + 2 if weighted else None,
+                        num_events=len(layout.events))
             for _ in configs]
-    reducer = HostReducer(accs, plan, grid, bins, devices, options, weighted, batch)
+    reducer = HostReducer(accs, plan, layout, bins, devices, options, weighted, batch)
     bar = progress_bar(plan.limit - plan.first, progress)
     saver = None
     if checkpoint is not None:

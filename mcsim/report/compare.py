@@ -386,10 +386,13 @@ def compare_figure(summaries: list[dict], names: list[str]):
     def dates(labels):
         return np.array([np.datetime64(m, "D") for m in labels])
 
+    from ..plots import HATCHES, legend_on_top
+
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_fan, ax_cdf = fig.subplots(1, 2)
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     styles = ["-", "--", "-.", ":"]
+    last_change = 0  # the survival panel stops a year after the last run's last change
     for k, (s, name) in enumerate(zip(summaries, names, strict=True)):
         c, ls = colors[k % len(colors)], styles[k % len(styles)]
         block = statistics_block(s)
@@ -401,7 +404,11 @@ def compare_figure(summaries: list[dict], names: list[str]):
         def series(p, q=q):
             return np.array([np.nan if v is None else v / 1e9 for v in q[p]["value"]])
 
-        ax_fan.fill_between(x, series("p5"), series("p95"), color=c, alpha=0.12, lw=0)
+        # the 2nd, 3rd, ... run's band hatched: identical bands blended into one colour
+        look = ({"color": c, "alpha": 0.12} if k == 0 else
+                {"facecolor": "none", "edgecolor": c, "alpha": 0.5,
+                 "hatch": HATCHES[(k - 1) % len(HATCHES)]})
+        ax_fan.fill_between(x, series("p5"), series("p95"), lw=0, **look)
         for p in ("p5", "p95"):
             ax_fan.plot(x, series(p), color=c, lw=0.8, ls=ls, alpha=0.7)
         ax_fan.plot(x, series("p50"), color=c, lw=2, ls=ls, alpha=0.9,
@@ -410,20 +417,34 @@ def compare_figure(summaries: list[dict], names: list[str]):
         xr = dates(rep["months"])
         # one convention everywhere (mcsim.plots.plot_survival): S(m) = P(not yet repaid)
         surv = 1.0 - np.array(rep["probability"])
-        ax_cdf.step(xr, surv, where="post", color=c, lw=2, ls=ls, alpha=0.9, label=label)
+        changes = np.flatnonzero(np.diff(surv) != 0)
+        last_change = max(last_change, int(changes[-1]) + 1 if len(changes) else 0)
+        ax_cdf.step(xr, surv, where="post", color=c, lw=2, ls=ls, alpha=0.9,
+                    label=f"{label}: {surv[-1]:.1%} not by {rep['months'][-1]}")
         lo = np.clip(surv - Z_95 * np.array(rep["se"]), 0, 1)
         hi = np.clip(surv + Z_95 * np.array(rep["se"]), 0, 1)
         ax_cdf.fill_between(xr, lo, hi, step="post", color=c, alpha=0.2, lw=0)
     ax_fan.set(xlabel="month", ylabel="cumulative Azure spend ($B)",
                title="Cumulative Azure spend")
-    ax_cdf.set(xlabel="month", ylabel="S(m) = P(not yet repaid by month m)", ylim=(0, 1.02),
+    ax_cdf.set(xlabel="month", ylabel="S(m) = P(not yet repaid by month m)",
                title="Microsoft not yet repaid, with 95% bands")
+    # the x axis to the data: a year (or an eighth of the grid) after the last change, so
+    # a curve that reaches 0 early does not leave most of the width empty (the legend
+    # says each run's "not by the horizon")
+    months = len(xr)
+    stop = last_change + max(12, months // 8)
+    if stop < months:
+        ax_cdf.set_xlim(xr[0], xr[stop])
+    ax_cdf.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     for ax in (ax_fan, ax_cdf):
         locator = mdates.AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", framealpha=0.8)
+    # the fan's legend where spend is still small; the survival curves start at S = 1 at
+    # the left, so their legend goes in a band above them (it sat on the curves there)
+    ax_fan.legend(fontsize=8, loc="upper left", framealpha=0.8)
+    legend_on_top(ax_cdf, -0.03, 1.02)
     return fig
 
 

@@ -52,7 +52,7 @@ def plots_shown() -> tuple[tuple[str, str], ...]:
     event table; an image a run did not draw is left out)."""
     return (("fan_chart.png", "Cumulative Azure spend: fan chart"),
             ("annual_azure_spend.png", "Azure spend by calendar year"),
-            *((f"{e.name}_cdf.png", e.caption) for e in events_table()),
+            *((f"{e.name}_cdf.png", e.caption) for e in events_table(None)),
             *_LATER_PLOTS)
 
 
@@ -144,7 +144,7 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
                        f"{_pm_money(summary['horizon'][name]['mean_se'])}</span>"]
                     for name in HORIZON_TOTALS]
     # every event of the table that the summary holds, in the table's order
-    shown = [e for e in events_table() if e.summary_key in summary]
+    shown = [e for e in events_table(None) if e.summary_key in summary]
     events = [summary[e.summary_key] for e in shown]
     month_rows = [[f"{p}% of paths by"] + [_month(b, f"p{p}") for b in events]
                   for p in (5, 25, 50, 75, 95) if f"p{p}" in rep["quantiles"]]

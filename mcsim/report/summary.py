@@ -363,7 +363,7 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
                               "the horizon",
             "money": MONEY,
             "repaid": REPAID,
-            **{e.summary_key: e.reaches for e in events_table()
+            **{e.summary_key: e.reaches for e in events_table(None)
                if e.summary_key not in ("repayment", "credit_exhaustion")},
             "stock_quantiles": "stocks are binned scaled into the money histogram's range "
                                "(x 1e6 for the GPU price, x 1e9 for the Azure share, "

@@ -253,7 +253,9 @@ def sweep_figure(runs: Runs) -> Figure:
     import matplotlib.dates as mdates
     import numpy as np
     from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib.ticker import FuncFormatter
+
+    from ..plots import legend_on_top
 
     points = [p for p, _ in runs]
     keys = list(points[0])
@@ -304,17 +306,32 @@ def sweep_figure(runs: Runs) -> Figure:
 
     ax_m.yaxis.set_major_locator(mdates.AutoDateLocator())
     ax_m.yaxis.set_major_formatter(mdates.ConciseDateFormatter(ax_m.yaxis.get_major_locator()))
-    ax_m.axhline(mdates.date2num(horizon), color="0.4", ls="--", lw=1)
-    ax_m.annotate(f"horizon {horizon:%Y-%m}", (0.01, mdates.date2num(horizon)),
-                  xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="0.3")
-    lo_y = min(ax_m.get_ylim()[0], mdates.date2num(horizon) - 365)
-    ax_m.set_ylim(lo_y, mdates.date2num(horizon) + 0.08 * (mdates.date2num(horizon) - lo_y))
+    # both panels scaled to the data (the months' axis ran to the horizon, squeezing
+    # medians of 2027 into its bottom tenth; the probabilities' ran 0-100% with every
+    # point near 100%); the horizon drawn only where the data reach near it
+    y0, y1 = ax_m.dataLim.intervaly
+    h = mdates.date2num(horizon)
+    pad = max(0.08 * (y1 - y0), 45.0)
+    if censored_any or y1 + 3 * pad >= h:
+        ax_m.axhline(h, color="0.4", ls="--", lw=1)
+        ax_m.annotate(f"horizon {horizon:%Y-%m}", (0.01, h),
+                      xycoords=("axes fraction", "data"), va="bottom", fontsize=8,
+                      color="0.3")
+        y1 = max(y1, h)
+        pad = max(0.08 * (y1 - y0), 45.0)
+    ax_m.set_ylim(y0 - pad, y1 + pad)
     note = " (open triangle: after the horizon)" if censored_any else ""
     ax_m.set(ylabel="median repayment month (95% interval)",
              title="When is Microsoft repaid? Median month" + note)
-    ax_p.set(ylabel="P(repaid by the horizon) (95% interval)", ylim=(0, 1.02),
+    p0, p1 = ax_p.dataLim.intervaly
+    pad = max(0.1 * (p1 - p0), 0.01)
+    bottom = max(0.0, p0 - pad)
+    ax_p.set(ylabel="P(repaid by the horizon) (95% interval)",
+             ylim=(bottom, min(p1 + pad, 1.0 + 0.04 * (p1 + pad - bottom))),
              title=f"P(Microsoft repaid by {horizon:%Y-%m})")
-    ax_p.yaxis.set_major_formatter(PercentFormatter(1.0))
+    # room above 100% for the markers there, but no tick label claims more than 100%
+    ax_p.yaxis.set_major_formatter(FuncFormatter(
+        lambda v, _: "" if v > 1.0 + 1e-9 else f"{100 * v:.4g}%"))
     xlabel = _axis_label(first, values)
     for ax in (ax_m, ax_p):
         ax.set_xlabel(xlabel)
@@ -326,9 +343,10 @@ def sweep_figure(runs: Runs) -> Figure:
             ax.tick_params(axis="x", labelsize=8)
             pad = 0.06 * ((max(numeric) - min(numeric)) or 1.0)
             ax.set_xlim(min(numeric) - pad, max(numeric) + pad)
-        if others:
-            ax.legend(title=", ".join(k.split(".")[-1] for k in others), fontsize=8,
-                      title_fontsize=8, loc="best")
+        if others:  # in a band above the points (best placed, it sat on some)
+            legend_on_top(ax, *ax.get_ylim())
+            ax.get_legend().set_title(", ".join(k.split(".")[-1] for k in others),
+                                      prop={"size": 8})
     if any(getattr(r, "conditioned", None) is not None for _, r in runs):
         fig.suptitle("conditioned on the config's observations", fontsize=9)
     return fig
