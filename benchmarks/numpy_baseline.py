@@ -28,7 +28,12 @@ It implements version 1 and the version 2 additions (MODEL.md): the deal's timel
 only), the revenue-share end and cap with ``cap_from`` snapshots and revenue share paid
 before the start, the reverse share, the markup and intensity forms, the Azure commitment
 with its shortfall, Microsoft's Azure margin, loss carry-forward, the profit share split at
-the investment line and capped, and every ``recoup_from``. It does not import
+the investment line and capped, and every ``recoup_from``; and the version 3 additions,
+each only when its keys are given: OpenAI's cash with its funding rounds (a year-end stock,
+the funding-gap month, the funding still to be found), present values at
+``simulation.discount_rate`` (running sums of the flows times a per-month scalar factor),
+and Microsoft's equity value and whole position (the revenue of the run's last 12 months
+summed as the months go). It does not import
 :mod:`mcsim.model`, :mod:`mcsim.engine` or JAX itself (importing any ``mcsim`` submodule runs
 ``mcsim/__init__``, which imports JAX; nothing here calls it).
 
@@ -66,7 +71,7 @@ import numpy as np  # noqa: E402
 _T_NUMPY = time.perf_counter()
 from mcsim.config import Config, load_config  # noqa: E402
 from mcsim.draws import ParameterSampler  # noqa: E402
-from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS  # noqa: E402
+from mcsim.layout import ALL_HORIZON_TOTALS, ALL_STOCKS, ANNUAL_FLOWS, STOCKS  # noqa: E402
 from mcsim.months import MonthGrid  # noqa: E402
 from mcsim.reference import terms_by_month  # noqa: E402
 
@@ -79,6 +84,8 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: first-passage months reported (month index; T when censored)
 EVENT_MONTHS = ("repayment_month", "credit_exhaustion_month", "cap_reached_month",
                 "commitment_met_month")
+#: version 3's first-passage month (with [funding]): the first month OpenAI's cash is < 0
+FUNDING_GAP_MONTH = "funding_gap_month"
 #: shock order of the five monthly normals
 SHOCKS = ("price", "utilization", "tokens", "users", "conversion")
 
@@ -164,10 +171,12 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
         ``cumulative_azure_spend`` float64 [T, n] ($, running sum of Z + F through each
         month); each name of :data:`mcsim.layout.ANNUAL_FLOWS` float64 [Y, n] ($ per
         calendar year, partial first and last years as partial sums); each name of
-        :data:`mcsim.layout.STOCKS` float64 [Y, n] (at each year's last month); int64 [n]
-        month indices ``repayment_month``, ``credit_exhaustion_month``,
-        ``cap_reached_month``, ``commitment_met_month`` (T when censored); float64 [n]
-        horizon totals ($) of :data:`mcsim.layout.HORIZON_TOTALS`.
+        :data:`mcsim.layout.STOCKS` float64 [Y, n] (at each year's last month), and
+        ``cash`` likewise with ``[funding]`` ($, signed); int64 [n] month indices
+        ``repayment_month``, ``credit_exhaustion_month``, ``cap_reached_month``,
+        ``commitment_met_month``, and ``funding_gap_month`` with ``[funding]`` (T when
+        censored); float64 [n] horizon totals ($) of :data:`mcsim.layout.HORIZON_TOTALS`,
+        then version 3's of the mechanisms in use (:func:`mcsim.layout.v3_totals`' names).
     """
     deal, grid = config.deal, config.grid
     T = grid.num_months
@@ -205,6 +214,18 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
     investment = float(deal.investment)
     recoup = deal.recoup_from
     carry = deal.loss_carryforward
+    # version 3 (each only with its keys): rounds by month, discount factors, the first
+    # month of the trailing 12 months
+    funding = getattr(config, "funding", None)
+    rounds = [0.0] * T
+    if funding is not None:
+        for month, dollars in funding.rounds:
+            rounds[grid.index(month)] += float(dollars)
+    discount_rate = getattr(config.simulation, "discount_rate", None)
+    factors = None if discount_rate is None else \
+        np.exp(-float(discount_rate) * np.arange(T) * DT).tolist()
+    equity = "microsoft_equity_stake" in th
+    trailing_from = max(T - 12, 0)
 
     # ---- per-path constants ---------------------------------------------------------------
     markup_form = "api_markup_0" in th
@@ -275,12 +296,14 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
     # ---- outputs and running sums ---------------------------------------------------------
     cum_azure = np.empty((T, n))
     annual = {name: np.zeros((Y, n)) for name in ANNUAL_FLOWS}
-    stocks = {name: np.empty((Y, n)) for name in STOCKS}
+    stock_names = STOCKS + (("cash",) if funding is not None else ())
+    stocks = {name: np.empty((Y, n)) for name in stock_names}
+    event_months = EVENT_MONTHS + ((FUNDING_GAP_MONTH,) if funding is not None else ())
     # first-passage months, counted: month = the number of months before the line is first
     # reached (T when never): each month, ``not_yet &= (not reached)``, ``count += not_yet``
     # (a masked store ``month[first] = t`` costs ~20 additions on random masks)
-    not_yet = {name: np.ones(n, dtype=bool) for name in EVENT_MONTHS}
-    months_before = {name: np.zeros(n, dtype=np.int32) for name in EVENT_MONTHS}
+    not_yet = {name: np.ones(n, dtype=bool) for name in event_months}
+    months_before = {name: np.zeros(n, dtype=np.int32) for name in event_months}
     cum_M = np.full(n, float(deal.revenue_share_paid_before_start))
     Q = np.zeros(n)
     Q_new = np.empty(n)
@@ -292,6 +315,13 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
     cum_V = np.zeros(n)
     cum_P = np.zeros(n)
     zero_row = np.zeros(n)
+    if funding is not None:
+        K = np.array(th["cash_0"], dtype=f8)          # OpenAI's cash K, from cash_0
+        min_K = np.full(n, np.inf)
+    if factors is not None:
+        pv_Z, pv_P, pv_econ = np.zeros(n), np.zeros(n), np.zeros(n)
+    if equity:
+        trailing = np.zeros(n)
 
     # ---- scratch [n] arrays, reused every month -------------------------------------------
     eps = np.empty((5, n))
@@ -488,12 +518,40 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
             np.less(cum_row, credits, out=hit)
             np.logical_and(not_yet["credit_exhaustion_month"], hit,
                            out=not_yet["credit_exhaustion_month"])
-        for name in EVENT_MONTHS:
+        if funding is not None:
+            # K_t = K_{t-1} + (P_t - q_t) + round_t; the gap: the first month K_t < 0
+            K += P
+            if paying:
+                K -= q
+            if rounds[t]:
+                K += rounds[t]
+            np.minimum(min_K, K, out=min_K)
+            np.less(K, 0.0, out=hit)
+            np.logical_not(hit, out=hit)
+            np.logical_and(not_yet[FUNDING_GAP_MONTH], hit, out=not_yet[FUNDING_GAP_MONTH])
+        for name in event_months:
             np.add(months_before[name], not_yet[name], out=months_before[name],
                    casting="unsafe")
         cash += P
         if paying:
             cash -= q
+        if factors is not None:
+            # present values: this month's flows times exp(-rate s_t), one scalar
+            f = factors[t]
+            np.multiply(ZF, f, out=tmp)
+            pv_Z += tmp
+            np.multiply(P, f, out=tmp)
+            pv_P += tmp
+            np.multiply(M, f, out=tmp)                  # profit share + revenue share
+            pv_econ += tmp                              # + Azure margin, discounted
+            if paying:
+                np.multiply(q, f, out=tmp)
+                pv_econ += tmp
+            if margin_rate is not None:
+                np.multiply(margin, f, out=tmp)
+                pv_econ += tmp
+        if equity and t >= trailing_from:
+            trailing += V
         np.minimum(min_cash, cash, out=min_cash)
         cum_V += V
         cum_P += P
@@ -528,12 +586,14 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
             np.exp(log_D, out=stocks["tokens_per_month"][y_idx])
             np.exp(log_p, out=stocks["gpu_price"][y_idx])
             np.copyto(stocks["azure_share"][y_idx], a)
+            if funding is not None:
+                np.copyto(stocks["cash"][y_idx], K)
 
     receipts = Q + cum_M - float(deal.revenue_share_paid_before_start)
     economic = receipts + cum_margin
     out: dict[str, np.ndarray] = {"cumulative_azure_spend": cum_azure, **annual, **stocks}
     out.update(
-        **{name: months_before[name].astype(np.int64) for name in EVENT_MONTHS},
+        **{name: months_before[name].astype(np.int64) for name in event_months},
         cumulative_revenue=cum_V,
         cumulative_profit=cum_P,
         microsoft_receipts=receipts,
@@ -542,6 +602,20 @@ def simulate(theta: dict[str, np.ndarray], config: Config,
         microsoft_economic_return=economic,
         microsoft_economic_net=economic - investment,
     )
+    # version 3's horizon totals
+    if funding is not None:
+        out["funding_to_find"] = np.maximum(0.0, -min_K)
+    if factors is not None:
+        out.update(pv_cumulative_azure_spend=pv_Z, pv_cumulative_profit=pv_P,
+                   pv_microsoft_economic_return=pv_econ,
+                   pv_microsoft_economic_net=pv_econ - investment)
+    if equity:
+        value = th["microsoft_equity_stake"] * th["valuation_multiple"] * trailing
+        out.update(microsoft_equity_value=value, microsoft_whole_position=economic + value)
+        if factors is not None:
+            pv_value = factors[-1] * value              # discounted from the horizon
+            out.update(pv_microsoft_equity_value=pv_value,
+                       pv_microsoft_whole_position=pv_econ + pv_value)
     return out
 
 
@@ -605,7 +679,7 @@ def summarize(out: dict[str, np.ndarray], grid: MonthGrid) -> dict:
     T = grid.num_months
     n = out["repayment_month"].shape[0]
     months = {}
-    for name in EVENT_MONTHS:
+    for name in _event_months(out):
         dist = _month_distribution(out[name], T)
         dist["labels"] = [None if m is None else grid.label(m) for m in dist["quantiles"]]
         months[name] = dist
@@ -616,10 +690,17 @@ def summarize(out: dict[str, np.ndarray], grid: MonthGrid) -> dict:
         "year_labels": grid.year_labels(),
         "cumulative_azure_spend": _describe(out["cumulative_azure_spend"]),
         "annual": {name: _describe(out[name]) for name in ANNUAL_FLOWS},
-        "stocks": {name: _describe(out[name]) for name in STOCKS},
-        "horizon": {name: _describe(out[name]) for name in HORIZON_TOTALS},
+        "stocks": {name: _describe(out[name]) for name in ALL_STOCKS if name in out},
+        "horizon": {name: _describe(out[name]) for name in ALL_HORIZON_TOTALS
+                    if name in out},
         "months": months,
     }
+
+
+def _event_months(out: dict) -> tuple[str, ...]:
+    """The first-passage months of :func:`simulate`'s outputs (version 3's with
+    [funding])."""
+    return EVENT_MONTHS + tuple(m for m in (FUNDING_GAP_MONTH,) if m in out)
 
 
 def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -684,7 +765,7 @@ def _headline(summary: dict) -> dict:
     horizon = summary["horizon"]
     out = {"median_cumulative_azure_spend_at_horizon": float(cum["quantiles"][q, -1]),
            "mean_cumulative_azure_spend_at_horizon": float(cum["mean"][-1])}
-    for name in EVENT_MONTHS:
+    for name in months:
         out[f"median_{name}"] = months[name]["labels"][q]
         out[f"p_no_{name}"] = float(months[name]["censored_fraction"])
     for name in ("cumulative_revenue", "deepest_cumulative_loss", "microsoft_receipts"):
@@ -741,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
           f"${figures['mean_cumulative_azure_spend_at_horizon'] / 1e9:,.1f}B); median "
           f"cumulative revenue ${figures['median_cumulative_revenue'] / 1e9:,.0f}B; median "
           f"deepest cumulative loss ${figures['median_deepest_cumulative_loss'] / 1e9:,.1f}B")
-    for name in EVENT_MONTHS:
+    for name in summary["months"]:
         median = figures[f"median_{name}"] or "not by the horizon"
         print(f"  {name.replace('_', ' ')}: median {median}, P(not by the horizon) "
               f"{figures[f'p_no_{name}']:.3f}")

@@ -3,9 +3,11 @@
 Slow and simple on purpose: a loop over months, vectorized over paths, holding every flow of
 every month. Version 2 (MODEL.md "Version 2 additions") is written here on its own: the
 deal's timeline is expanded from the config's changes (:func:`terms_by_month`), nothing is
-taken from :mod:`mcsim.model`. Tests feed it and the JAX kernel the same theta and the same
-shocks and compare path by path. Units: dollars per month for flows, tokens per month,
-users, GPU-hours.
+taken from :mod:`mcsim.model`. Version 3 (MODEL.md "Version 3 additions": OpenAI's cash and
+funding gap, present values, Microsoft's equity and whole position) is read off the stored
+monthly flows after the month loop (:func:`version_3`), again from MODEL.md's text alone.
+Tests feed it and the JAX kernel the same theta and the same shocks and compare path by
+path. Units: dollars per month for flows, tokens per month, users, GPU-hours.
 
 :func:`draw_parameters` is the reference for the per-path parameters: it reads the config's
 TOML tables (not the parsed :class:`~mcsim.distributions.Distribution` objects) and follows
@@ -22,7 +24,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit, logit, ndtr, ndtri
 
-from .config import DealConfig
+from .config import DealConfig, FundingConfig
 from .months import MonthGrid
 
 DT = 1.0 / 12.0
@@ -56,9 +58,14 @@ def _companions(rates):
     return tuple(f"{r}_{c}" for r in rates for c in ("inf", "halflife"))
 
 
-#: every parameter name in stream order: version 1's 33 and companions, then version 2's
+#: MODEL.md version 3, E and G: OpenAI's cash at the start (given as ``funding.cash_0``),
+#: Microsoft's equity stake and the valuation multiple of the trailing revenue; all optional
+V3_PARAMETERS = ("cash_0", "microsoft_equity_stake", "valuation_multiple")
+#: every parameter name in stream order: version 1's 33 and companions, then version 2's,
+#: then version 3's (``cash_0`` is drawn from ``[funding]``: a caller of
+#: :func:`draw_parameters` adds it to the parameters table it passes)
 ALL_PARAMETERS = REQUIRED_PARAMETERS + _companions(DECAYING_RATES) + V2_PARAMETERS \
-    + _companions(V2_DECAYING_RATES)
+    + _companions(V2_DECAYING_RATES) + V3_PARAMETERS
 
 
 def frozen_distribution(spec: dict):
@@ -169,6 +176,13 @@ ANNUAL_FLOWS = ("azure_spend", "azure_inference_spend", "revenue", "revenue_shar
 #: Levels reported at the last month of each calendar year (version 2, C)
 STOCKS = ("weekly_active_users", "paying_subscribers", "tokens_per_month", "gpu_price",
           "azure_share")
+#: Version 3's stock (E): OpenAI's cash K at each year end, signed (only with [funding])
+V3_STOCKS = ("cash",)
+#: Version 3's horizon totals (E, F, G), each present only when its mechanisms are in use
+V3_HORIZON_TOTALS = ("funding_to_find", "pv_cumulative_azure_spend", "pv_cumulative_profit",
+                     "pv_microsoft_economic_return", "pv_microsoft_economic_net",
+                     "microsoft_equity_value", "microsoft_whole_position",
+                     "pv_microsoft_equity_value", "pv_microsoft_whole_position")
 
 
 def terms_by_month(deal: DealConfig, grid: MonthGrid) -> dict[str, list]:
@@ -186,8 +200,10 @@ def terms_by_month(deal: DealConfig, grid: MonthGrid) -> dict[str, list]:
 
 
 def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: MonthGrid,
-                       normals: np.ndarray, shock_correlation) -> dict[str, np.ndarray]:
-    """Run the model for N paths (MODEL.md, version 1 and the version 2 additions).
+                       normals: np.ndarray, shock_correlation, *,
+                       funding: FundingConfig | None = None,
+                       discount_rate: float | None = None) -> dict[str, np.ndarray]:
+    """Run the model for N paths (MODEL.md, version 1 and the version 2 and 3 additions).
 
     Args:
         theta: parameter name -> float64 [N] (as from :class:`mcsim.draws.ParameterSampler`):
@@ -197,6 +213,11 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         normals: independent standard normals [T, N, 5] (row 0 unused), shock order
             price, utilization, tokens, users, conversion.
         shock_correlation: 5x5 correlation of the monthly shocks.
+        funding: ``config.funding`` (version 3, E; None: no cash, no funding gap): its
+            rounds; OpenAI's cash at the start is ``theta["cash_0"]``.
+        discount_rate: ``config.simulation.discount_rate`` (version 3, F; None: no present
+            values). Microsoft's equity (G) is computed when ``theta`` has
+            ``microsoft_equity_stake`` (and then ``valuation_multiple``).
 
     Returns:
         dict of float64 [T, N] monthly flows and states (the flows of :data:`ANNUAL_FLOWS`,
@@ -215,7 +236,8 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         ``azure_spend_before_shortfall`` is Z = a X. ``api_markup``,
         ``training_intensity`` and ``other_opex_intensity`` are NaN where the config uses
         version 1's form of that item; with the markup form ``api_revenue_per_mtok`` is
-        pi_t computed from the markup.
+        pi_t computed from the markup. Version 3's outputs as :func:`version_3` gives
+        them, only for the mechanisms in use.
     """
     th = {k: np.asarray(v, dtype=np.float64) for k, v in theta.items()}
     T = grid.num_months
@@ -452,7 +474,75 @@ def simulate_reference(theta: dict[str, np.ndarray], deal: DealConfig, grid: Mon
         cumulative_reverse_revenue_share=cum_reverse,
         commitment_counted=cum_commit,
     )
+    out.update(version_3(out, th, deal, grid, funding, discount_rate))
     return out
+
+
+def version_3(out: dict[str, np.ndarray], theta: dict[str, np.ndarray], deal: DealConfig,
+              grid: MonthGrid, funding: FundingConfig | None,
+              discount_rate: float | None) -> dict[str, np.ndarray]:
+    """MODEL.md "Version 3 additions" from the month loop's stored flows (``out``: [T, N]
+    ``profit``, ``profit_share``, ``revenue_share``, ``microsoft_azure_margin``,
+    ``azure_spend`` (Z + F) and ``revenue``; the horizon total
+    ``microsoft_economic_return``). Each mechanism adds its outputs only when in use:
+
+    - E, with ``funding``: ``funding_round`` [T] ($ raised in each month; a round dated
+      the start's month is month 0's), ``cash`` [T, N]: K_t = K_{t-1} + (P_t - q_t) +
+      round_t from K_{-1} = cash_0; ``funding_gap_month`` [N]: the first month with
+      K_t < 0 (T when never); ``funding_to_find`` [N] = max(0, -min_t K_t).
+    - F, with ``discount_rate``: ``discount_factor`` [T] = exp(-rate s_t), s_t = t / 12
+      years since the start; ``pv_cumulative_azure_spend``, ``pv_cumulative_profit``,
+      ``pv_microsoft_economic_return`` (profit share + gross revenue share + Azure margin):
+      sums of the discounted monthly flows; ``pv_microsoft_economic_net`` = that - the
+      investment (paid before the start: not discounted).
+    - G, with ``theta["microsoft_equity_stake"]``: ``trailing_revenue`` [N], revenue
+      summed over months T-12..T-1 (all months when T < 12); ``microsoft_equity_value`` =
+      stake * valuation multiple * trailing revenue; ``microsoft_whole_position`` =
+      economic return + equity value; with a discount rate too,
+      ``pv_microsoft_equity_value`` (the equity value times the horizon month's factor
+      exp(-rate s_{T-1})) and ``pv_microsoft_whole_position`` (the economic return's
+      present value + that).
+    """
+    T = grid.num_months
+    v3: dict[str, np.ndarray] = {}
+    if funding is not None:
+        rounds = np.zeros(T)
+        for month, dollars in funding.rounds:
+            t = grid.index(month)
+            if not 0 <= t < T:
+                raise ValueError(f"funding round {month} is outside the run "
+                                 f"({grid.label(0)}..{grid.label(T - 1)})")
+            rounds[t] += float(dollars)
+        K = np.asarray(theta["cash_0"], dtype=np.float64).copy()
+        cash = np.zeros_like(out["profit"])
+        gap = np.full(K.shape, T)
+        for t in range(T):
+            K = K + (out["profit"][t] - out["profit_share"][t]) + rounds[t]
+            cash[t] = K
+            gap = np.where((gap == T) & (K < 0.0), t, gap)
+        v3.update(funding_round=rounds, cash=cash, funding_gap_month=gap,
+                  funding_to_find=np.maximum(0.0, -cash.min(axis=0)))
+    to_microsoft = out["profit_share"] + out["revenue_share"] + out["microsoft_azure_margin"]
+    if discount_rate is not None:
+        s = np.arange(T) / 12.0
+        factor = np.exp(-float(discount_rate) * s)
+        pv_economic = factor @ to_microsoft
+        v3.update(discount_factor=factor,
+                  pv_cumulative_azure_spend=factor @ out["azure_spend"],
+                  pv_cumulative_profit=factor @ out["profit"],
+                  pv_microsoft_economic_return=pv_economic,
+                  pv_microsoft_economic_net=pv_economic - float(deal.investment))
+    if "microsoft_equity_stake" in theta:
+        trailing = out["revenue"][max(T - 12, 0):].sum(axis=0)
+        equity = theta["microsoft_equity_stake"] * theta["valuation_multiple"] * trailing
+        v3.update(trailing_revenue=trailing, microsoft_equity_value=equity,
+                  microsoft_whole_position=out["microsoft_economic_return"] + equity)
+        if discount_rate is not None:
+            pv_equity = equity * np.exp(-float(discount_rate) * (T - 1) / 12.0)
+            v3.update(pv_microsoft_equity_value=pv_equity,
+                      pv_microsoft_whole_position=v3["pv_microsoft_economic_return"]
+                      + pv_equity)
+    return v3
 
 
 def annual_sums(out: dict[str, np.ndarray], grid: MonthGrid) -> dict[str, np.ndarray]:
@@ -464,8 +554,9 @@ def annual_sums(out: dict[str, np.ndarray], grid: MonthGrid) -> dict[str, np.nda
 
 
 def year_end_stocks(out: dict[str, np.ndarray], grid: MonthGrid) -> dict[str, np.ndarray]:
-    """Each stock of :data:`STOCKS` at the last month of each calendar year (the horizon
-    for the last one): name -> [years, N]."""
+    """Each stock of :data:`STOCKS` (and of :data:`V3_STOCKS` the run has: OpenAI's cash
+    with [funding]) at the last month of each calendar year (the horizon for the last
+    one): name -> [years, N]."""
     year = grid.year_of_month()
     ends = [np.flatnonzero(year == y)[-1] for y in range(len(grid.years))]
-    return {name: out[name][ends] for name in STOCKS}
+    return {name: out[name][ends] for name in STOCKS + V3_STOCKS if name in out}

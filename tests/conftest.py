@@ -37,9 +37,9 @@ def configs_dir() -> Path:
 
 @pytest.fixture
 def base_config_text() -> str:
-    """The text of ``configs/counterfactual_2019_terms.toml`` (a full valid version-1
+    """The text of ``configs/v1_base.toml`` (a full valid version-1
     config: version 1's base)."""
-    return (CONFIGS_DIR / "counterfactual_2019_terms.toml").read_text(encoding="utf-8")
+    return (CONFIGS_DIR / "v1_base.toml").read_text(encoding="utf-8")
 
 
 @pytest.fixture

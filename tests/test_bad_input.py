@@ -23,7 +23,7 @@ from mcsim.parameters import REQUIRED
 
 # version 1's full config: every one of the 33 required names is in it (base.toml, version
 # 2, gives three of them in their version-2 forms)
-BASE_TEXT = (CONFIGS_DIR / "counterfactual_2019_terms.toml").read_text(encoding="utf-8")
+BASE_TEXT = (CONFIGS_DIR / "v1_base.toml").read_text(encoding="utf-8")
 BASE = tomllib.loads(BASE_TEXT)
 TRIED: set[bytes] = set()
 EXAMPLES = 150  # per strategy; nine strategies

@@ -52,7 +52,7 @@ def test_run_writes_every_file(report):
 def test_summary_json_schema(report):
     out, _ = report
     s = json.loads((out / "summary.json").read_text())
-    assert s["schema"] == "mcsim.summary/2"
+    assert s["schema"] == "mcsim.summary/3"
     assert s["paths"] == 3000 and s["provenance"]["seed"] == 11
     assert s["provenance"]["config_text"].count("# ===== ") == 2  # base and amendment
     T = s["grid"]["months"]

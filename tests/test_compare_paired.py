@@ -20,7 +20,7 @@ PATHS = 4096
 @pytest.fixture(scope="module")
 def config_a():
     """The 2019 terms cut to 2030-12 (84 months), 4,096 paths."""
-    cfg = mcsim.load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml")
+    cfg = mcsim.load_config(CONFIGS_DIR / "v1_base.toml")
     return mcsim.with_overrides(cfg, {"simulation.horizon": "2030-12",
                                       "simulation.paths": PATHS})
 
@@ -111,7 +111,7 @@ def test_mismatched_seed_is_named(config_a, config_b):
 
 def test_cli_compare_paired(tmp_path, capsys):
     a = tmp_path / "a.toml"
-    text = (CONFIGS_DIR / "counterfactual_2019_terms.toml").read_text()
+    text = (CONFIGS_DIR / "v1_base.toml").read_text()
     a.write_text(text.replace('horizon = "2040-12"', 'horizon = "2030-12"'))
     b = tmp_path / "b.toml"
     b.write_text(a.read_text().replace("revenue_share = 0.2\n", "revenue_share = 0.25\n"))

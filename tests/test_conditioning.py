@@ -130,8 +130,8 @@ def test_flat_likelihood_gives_the_prior_back_with_a_path_level_ess():
     """Observations with an enormous error weigh every path alike: the conditioned results
     are the prior's, and the ESS counts paths (not antithetic pairs)."""
     text = OBSERVED.read_text().replace("rel_sd = 0.05", "rel_sd = 1e6").replace(
-        'extends = "../../configs/counterfactual_2019_terms.toml"',
-        f'extends = "{CONFIGS_DIR / "counterfactual_2019_terms.toml"}"')
+        'extends = "../../configs/v1_base.toml"',
+        f'extends = "{CONFIGS_DIR / "v1_base.toml"}"')
     import tempfile
     from pathlib import Path
 
@@ -171,8 +171,8 @@ def test_antithetic_pairs_are_the_units_of_a_conditioned_run():
 
 def test_tiny_tolerances_warn_that_the_ess_is_small(tmp_path):
     text = OBSERVED.read_text().replace("rel_sd = 0.05", "rel_sd = 0.0005").replace(
-        'extends = "../../configs/counterfactual_2019_terms.toml"',
-        f'extends = "{CONFIGS_DIR / "counterfactual_2019_terms.toml"}"')
+        'extends = "../../configs/v1_base.toml"',
+        f'extends = "{CONFIGS_DIR / "v1_base.toml"}"')
     path = tmp_path / "tight.toml"
     path.write_text(text)
     cfg = mcsim.load_config(path).with_simulation(horizon="2026-12", paths=4096)

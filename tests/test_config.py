@@ -52,8 +52,9 @@ def test_base_config_is_the_real_timeline(configs_dir):
 
 
 def test_base_config_loads(configs_dir):
-    """The counterfactual (version 1's base): the 2019-25 terms throughout."""
-    config = load_config(configs_dir / "counterfactual_2019_terms.toml")
+    """Version 1's base (v1_base.toml, formerly counterfactual_2019_terms.toml): the 2019-25
+    terms throughout."""
+    config = load_config(configs_dir / "v1_base.toml")
     assert isinstance(config, Config)
     assert config.simulation.start == "2024-01" and config.simulation.horizon == "2040-12"
     assert config.grid.num_months == 17 * 12
@@ -69,13 +70,13 @@ def test_base_config_loads(configs_dir):
 
 def test_base_config_text_parses_like_the_file(base_config_text):
     a = parse_config_text(base_config_text)
-    b = load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml")
+    b = load_config(CONFIGS_DIR / "v1_base.toml")
     assert a.parameters == b.parameters and a.deal == b.deal
     assert a.simulation == b.simulation
 
 
 def test_amendment_config_extends_base(configs_dir):
-    base = load_config(configs_dir / "counterfactual_2019_terms.toml")
+    base = load_config(configs_dir / "v1_base.toml")
     amend = load_config(configs_dir / "amendment_2026.toml")
     assert amend.parameters == base.parameters
     assert amend.simulation == base.simulation

@@ -84,7 +84,7 @@ def _assert_same(ref, out, months: int):
 
 
 @pytest.mark.parametrize("name,antithetic", [("base", False),
-                                             ("counterfactual_2019_terms", True)])
+                                             ("v1_base", True)])
 def test_fused_matches_scan(name, antithetic):
     """Version 2 (deal timeline, commitment, reverse share, markup and intensity forms)
     as chunk.py calls the kernel; version 1 with antithetic pairs (mirrored shocks) and
@@ -100,7 +100,7 @@ def test_fused_matches_scan(name, antithetic):
 
 
 def test_unsupported_specs_raise():
-    spec, inputs = _setup("counterfactual_2019_terms", months=12)
+    spec, inputs = _setup("v1_base", months=12)
     with pytest.raises(ValueError, match="recorded flows"):
         build_fused_kernel(spec._replace(record_flows=True))
     with pytest.raises(ValueError, match="observations"):
@@ -113,7 +113,7 @@ def test_unsupported_specs_raise():
 
 
 @pytest.mark.parametrize("name,antithetic", [("base", False),
-                                             ("counterfactual_2019_terms", True)])
+                                             ("v1_base", True)])
 def test_fused_lowers_to_triton_ir(name, antithetic):
     """Every primitive of the month step has a Pallas-Triton lowering rule and every load
     and store is power-of-two sized (Triton IR is built on the CPU; PTX needs a GPU)."""

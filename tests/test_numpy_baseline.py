@@ -9,9 +9,15 @@ absolute floor of 1e-9 of the path's money scale over the run (profit and the ne
 small differences of large terms); stocks to 1e-9 relative.
 
 Configs: every ``configs/*.toml`` of the repository, every ``/work/shared/check/*.toml``
-(found by glob: a config that cannot be loaded or run fails, nothing is skipped), and two
+(found by glob: a config that cannot be loaded or run fails, nothing is skipped), two
 configs written here so that every version-2 mechanism is crossed at different months on
-different paths (the lines the repository's configs may not cross within their horizons).
+different paths (the lines the repository's configs may not cross within their horizons),
+and two version-3 configs (MODEL.md "Version 3 additions"): every version-2 mechanism with
+all three of version 3's (funding rounds in the first, a middle and the last month, a
+discount rate, Microsoft's equity), and a run shorter than 12 months with present values
+and equity but no funding. Version 3's rows are compared as the run's layout has them
+(:class:`mcsim.layout.StatLayout`): the cash at each year end, the funding-gap month
+(exactly), every version-3 horizon total.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from helpers import CONFIGS_DIR, MINIMAL_PARAMETERS, minimal_config_text
 
 from mcsim import load_config, parse_config_text, reference
 from mcsim.draws import ParameterSampler
-from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
+from mcsim.layout import (
+    ALL_HORIZON_TOTALS,
+    ALL_STOCKS,
+    ANNUAL_FLOWS,
+    HORIZON_TOTALS,
+    STOCKS,
+    StatLayout,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_DIR = Path("/work/shared/check")
@@ -78,19 +91,15 @@ SHOCK_CORRELATION = ("[[1.0, 0.0, 0.3, 0.0, 0.0], [0.0, 1.0, 0.2, 0.0, 0.0], "
 #: end, the reverse share switched off, profit shares split at the line and capped (the
 #: cap lowered later), losses before the start, recouping from all three sums, credits, a
 #: take-or-pay commitment due inside the run
-EVERYTHING = minimal_config_text(
-    simulation={"start": '"2024-01"', "horizon": '"2030-12"', "paths": "1000"},
-    parameters=V2_WORLD,
-    shocks={"correlation": SHOCK_CORRELATION},
-    deal={"investment": "6e9", "revenue_share": "0.2", "revenue_share_cap": "2.5e9",
+EVERYTHING_DEAL = {"investment": "6e9", "revenue_share": "0.2", "revenue_share_cap": "2.5e9",
           "revenue_share_cap_from": '"2024-07"', "revenue_share_paid_before_start": "0.3e9",
           "reverse_share": "0.2", "losses_before_start": "0.5e9",
           "profit_share_until_recouped": "0.6", "profit_share_after": "0.3",
           "profit_cap": "3e9", "loss_carryforward": "true",
           "recoup_from": '["profit_share", "revenue_share", "azure_margin"]',
           "azure_credits": "10e9", "azure_commitment": "25e9",
-          "azure_commitment_from": '"2024-06"', "azure_commitment_by": '"2029-06"'},
-) + """
+          "azure_commitment_from": '"2024-06"', "azure_commitment_by": '"2029-06"'}
+EVERYTHING_CHANGES = """
 [[deal.change]]
 from = "2025-06"
 revenue_share_cap = 3e9
@@ -111,6 +120,29 @@ revenue_share_end = "2029-06"
 from = "2029-01"
 profit_cap = 0.5e9
 """
+EVERYTHING = minimal_config_text(
+    simulation={"start": '"2024-01"', "horizon": '"2030-12"', "paths": "1000"},
+    parameters=V2_WORLD, shocks={"correlation": SHOCK_CORRELATION},
+    deal=EVERYTHING_DEAL) + EVERYTHING_CHANGES
+#: version 3 on top of EVERYTHING: cash from $1B to $15B with rounds in the start's month,
+#: a middle month and the horizon's, a discount rate, Microsoft's equity (both uncertain)
+EQUITY = {"microsoft_equity_stake": '{ dist = "uniform", low = 0.2, high = 0.35 }',
+          "valuation_multiple": '{ dist = "lognormal", p5 = 5.0, p95 = 25.0 }'}
+EVERYTHING_V3 = minimal_config_text(
+    simulation={"start": '"2024-01"', "horizon": '"2030-12"', "paths": "1000",
+                "discount_rate": "0.08"},
+    parameters={**V2_WORLD, **EQUITY}, shocks={"correlation": SHOCK_CORRELATION},
+    deal=EVERYTHING_DEAL,
+    funding={"cash_0": '{ dist = "uniform", low = 1e9, high = 15e9 }',
+             "rounds": '[["2024-01", 2e9], ["2026-06", 10e9], ["2030-12", 5e9]]'},
+) + EVERYTHING_CHANGES
+#: version 3's present values and equity without funding, over 8 months (the trailing
+#: revenue of a run shorter than 12 months: all of it), starting mid-year
+SHORT_V3 = minimal_config_text(
+    simulation={"start": '"2024-05"', "horizon": '"2024-12"', "paths": "1000",
+                "discount_rate": "0.3"},
+    parameters={**MINIMAL_PARAMETERS, **EQUITY, "azure_gross_margin": "0.2"},
+    deal={"investment": "2e9", "revenue_share": "0.2"})
 #: version 1's forms without carrying losses forward, a revenue-share end, recouping from
 #: revenue share alone, a commitment due after the horizon (met or not by it), a change
 #: after the horizon
@@ -139,14 +171,16 @@ revenue_share = 0.0
 CONFIG_FILES = sorted(CONFIGS_DIR.glob("*.toml")) + sorted(CHECK_DIR.glob("*.toml"))
 CASES = [pytest.param(("file", p), id=f"{p.parent.name}/{p.name}") for p in CONFIG_FILES] \
     + [pytest.param(("text", EVERYTHING), id="everything_v2"),
-       pytest.param(("text", NO_CARRY), id="no_carryforward_v1")]
+       pytest.param(("text", NO_CARRY), id="no_carryforward_v1"),
+       pytest.param(("text", EVERYTHING_V3), id="everything_v3"),
+       pytest.param(("text", SHORT_V3), id="short_v3_no_funding")]
 
 
 def test_the_configs_are_there():
     """The globs found the repository's configs and the must-run checks (not an empty
     parametrization that would pass by testing nothing)."""
     names = {p.name for p in CONFIG_FILES}
-    assert {"base.toml", "counterfactual_2019_terms.toml"} <= names
+    assert {"base.toml", "v1_base.toml", "counterfactual_2019_terms.toml"} <= names
     assert any(p.parent == CHECK_DIR for p in CONFIG_FILES)
 
 
@@ -161,9 +195,15 @@ def _compare(cfg, n: int, seed: int = 0):
     theta = ParameterSampler(cfg).draw(0, n)
     normals = np.random.default_rng(seed).standard_normal((T, n, 5))
     ref = reference.simulate_reference(theta, cfg.deal, cfg.grid, normals,
-                                       cfg.shock_correlation)
+                                       cfg.shock_correlation, funding=cfg.funding,
+                                       discount_rate=cfg.simulation.discount_rate)
     got = baseline.simulate(theta, cfg, normals)
     return ref, got, theta, normals
+
+
+def _event_months(cfg) -> tuple[str, ...]:
+    """The first-passage months of ``cfg``'s run (version 3's with [funding])."""
+    return EVENT_MONTHS + (("funding_gap_month",) if cfg.funding is not None else ())
 
 
 def _close(got, want, atol, name):
@@ -178,13 +218,24 @@ def _close(got, want, atol, name):
 def test_baseline_is_the_reference_path_by_path(case):
     cfg = _config(case)
     n = 512
-    ref, got, _, _ = _compare(cfg, n)
+    ref, got, theta, _ = _compare(cfg, n)
     grid = cfg.grid
+    layout = StatLayout.of(cfg)
     T, Y = grid.num_months, len(grid.years)
-    # the path's money scale over the run (profit is a small difference of large terms)
+    # the path's money scale over the run (profit is a small difference of large terms),
+    # with version 3's cash and rounds, and its equity's stake x multiple x revenue
     run_scale = (ref["revenue"] + ref["compute_spend"] + np.abs(ref["profit"])
                  + ref["revenue_share"] + 1.0).sum(axis=0)
+    if cfg.funding is not None:
+        run_scale = run_scale + theta["cash_0"] + sum(d for _, d in cfg.funding.rounds)
+    if "microsoft_equity_stake" in theta:
+        run_scale = run_scale * (1.0 + theta["microsoft_equity_stake"]
+                                 * theta["valuation_multiple"])
     atol = 1e-9 * run_scale                                   # [n], broadcasts over rows
+    # the baseline reports exactly the layout's stocks, totals and months
+    assert {k for k in got if k in ALL_STOCKS} == set(layout.stocks)
+    assert {k for k in got if k in ALL_HORIZON_TOTALS} == set(layout.horizon_totals)
+    assert {k for k in got if k.endswith("_month")} == set(_event_months(cfg))
     assert got["cumulative_azure_spend"].shape == (T, n)
     _close(got["cumulative_azure_spend"], ref["cumulative_azure_spend"], atol,
            "cumulative_azure_spend")
@@ -193,12 +244,13 @@ def test_baseline_is_the_reference_path_by_path(case):
         assert got[name].shape == (Y, n), name
         _close(got[name], annual[name], atol, name)
     year_end = reference.year_end_stocks(ref, grid)
-    for name in STOCKS:
+    for name in layout.stocks:
         assert got[name].shape == (Y, n), name
-        _close(got[name], year_end[name], 0.0, name)
-    for name in EVENT_MONTHS:
+        # levels relative; the cash (a signed running sum) to the money scale
+        _close(got[name], year_end[name], atol if name not in STOCKS else 0.0, name)
+    for name in _event_months(cfg):
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
-    for name in HORIZON_TOTALS:
+    for name in layout.horizon_totals:
         _close(got[name], ref[name], atol, name)
 
 
@@ -211,19 +263,30 @@ def test_the_written_configs_cross_every_line(case):
     ref, _, _, _ = _compare(cfg, 512, seed=1)
     T = cfg.grid.num_months
     events = ["repayment_month", "credit_exhaustion_month"]
-    if case[1] is EVERYTHING:
+    if case[1] in (EVERYTHING, EVERYTHING_V3):
         events += ["cap_reached_month", "commitment_met_month"]
         assert np.any(ref["azure_commitment_shortfall"] > 0)
         assert np.any(ref["profit_share"] > 0)
         assert np.any(ref["reverse_revenue_share"] > 0)
+    if case[1] is EVERYTHING_V3:
+        # the cash runs out at different months on different paths, never on others
+        events.append("funding_gap_month")
+        assert np.any(ref["funding_gap_month"] == T)
+        assert np.any(ref["funding_to_find"] > 0) and np.any(ref["funding_to_find"] == 0)
+    if case[1] is SHORT_V3:
+        assert T < 12
+        np.testing.assert_allclose(ref["trailing_revenue"], ref["cumulative_revenue"],
+                                   rtol=1e-12)
+        return
     for name in events:
         months = ref[name]
         assert len(np.unique(months[months < T])) > 3, name
 
 
-def test_callable_shocks_are_the_array_shocks():
+@pytest.mark.parametrize("text", [EVERYTHING, EVERYTHING_V3], ids=["v2", "v3"])
+def test_callable_shocks_are_the_array_shocks(text):
     """``shocks(t)`` for the step t -> t+1 is row t+1 of the reference-style array."""
-    cfg = parse_config_text(EVERYTHING)
+    cfg = parse_config_text(text)
     ref, got, theta, normals = _compare(cfg, 256, seed=2)
     again = baseline.simulate(theta, cfg, lambda t: normals[t + 1].copy())
     for name, value in got.items():
@@ -234,24 +297,29 @@ def _small_config():
     return load_config(CONFIGS_DIR / "base.toml").with_simulation(horizon="2027-06")
 
 
-def test_summarize_is_the_direct_statistics():
-    cfg = parse_config_text(EVERYTHING)
+@pytest.mark.parametrize("text", [EVERYTHING, EVERYTHING_V3], ids=["v2", "v3"])
+def test_summarize_is_the_direct_statistics(text):
+    cfg = parse_config_text(text)
     n = 2000
     _, out, _, _ = _compare(cfg, n, seed=3)
     s = baseline.summarize(out, cfg.grid)
     q = baseline.QUANTILES
     T = cfg.grid.num_months
+    layout = StatLayout.of(cfg)
+    assert tuple(s["stocks"]) == layout.stocks
+    assert tuple(s["horizon"]) == layout.horizon_totals
+    assert tuple(s["months"]) == _event_months(cfg)
     groups = [(s["cumulative_azure_spend"], out["cumulative_azure_spend"])]
     groups += [(s["annual"][k], out[k]) for k in ANNUAL_FLOWS]
-    groups += [(s["stocks"][k], out[k]) for k in STOCKS]
-    groups += [(s["horizon"][k], out[k]) for k in HORIZON_TOTALS]
+    groups += [(s["stocks"][k], out[k]) for k in layout.stocks]
+    groups += [(s["horizon"][k], out[k]) for k in layout.horizon_totals]
     for stats, x in groups:
         np.testing.assert_allclose(stats["mean"], x.mean(axis=-1), rtol=1e-12)
         np.testing.assert_allclose(stats["se"], x.std(axis=-1, ddof=1) / np.sqrt(n),
                                    rtol=1e-12)
         np.testing.assert_allclose(stats["quantiles"], np.quantile(x, q, axis=-1),
                                    rtol=1e-12)
-    for name in EVENT_MONTHS:
+    for name in _event_months(cfg):
         months = out[name]
         m = s["months"][name]
         cdf = (months[:, None] <= np.arange(T)).mean(axis=0)

@@ -34,7 +34,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def other():
-    return _run("counterfactual_2019_terms.toml")
+    return _run("v1_base.toml")
 
 
 def _ax():

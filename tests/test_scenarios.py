@@ -169,7 +169,7 @@ def sweep_runs(tmp_path_factory):
     from mcsim.api import run_sweep
 
     path = short_config_file(tmp_path_factory.mktemp("cfg"), "2030-12",
-                             base="counterfactual_2019_terms.toml")
+                             base="v1_base.toml")
     config = load_config(path).with_simulation(paths=2048, seed=3)
     grid = {"deal.revenue_share": [0.1, 0.3], "deal.investment": [13e9, 30e9]}
     return run_sweep(config, grid, progress=False)

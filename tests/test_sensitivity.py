@@ -33,7 +33,7 @@ SHOCK_VOLS = ("gpu_price_vol", "utilization_vol", "token_vol", "users_vol", "con
 def short_base():
     # the 2019 terms' world: repayment by 2030 is uncertain there (under today's terms
     # nearly every path is repaid by 2028, and "repaid by" would carry no variance)
-    return short_config("2031-12", "counterfactual_2019_terms.toml")
+    return short_config("2031-12", "v1_base.toml")
 
 
 def test_design_rows_run_the_same_kernel_as_ordinary_runs(short_base):

@@ -3,7 +3,7 @@ parameter, the "what drives the top/bottom 10%" table, readable labels with unit
 signed tornado and the warning when the design is too small for its intervals.
 
 The parameter whose direction is known from the model is ``other_opex_growth`` in the 2019
-terms' world (configs/counterfactual_2019_terms.toml). MODEL.md, "Money in month t": profit
+terms' world (configs/v1_base.toml). MODEL.md, "Money in month t": profit
 is ``P_t = V_t - X_t - O_t - M_t``, and other operating cost ``O`` grows from
 ``other_opex_0`` at the rate ``other_opex_growth``; nothing else depends on that rate. With
 those terms Microsoft recoups from its profit share alone (``recoup_from =
@@ -36,7 +36,7 @@ SIGNED = ("rank_correlation", "rank_correlation_low", "rank_correlation_high",
 
 
 def _run(num_base: int):
-    cfg = mcsim.load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml")
+    cfg = mcsim.load_config(CONFIGS_DIR / "v1_base.toml")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = sensitivity(cfg, num_base=num_base, num_bootstrap=300)
@@ -172,7 +172,7 @@ def test_report_writes_drivers_and_warnings(study, tiny, tmp_path):
     from mcsim.report.sensitivity import write_sensitivity
 
     res, _ = study
-    cfg = mcsim.load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml")
+    cfg = mcsim.load_config(CONFIGS_DIR / "v1_base.toml")
     out = write_sensitivity(res, cfg, tmp_path / "s")
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == ["drivers.csv", "drivers.png", "sensitivity.csv", "sensitivity.json",

@@ -1,7 +1,7 @@
 """Version 1 configs give bit-identical results under version 2 of the model.
 
 ``tests/data/v1/`` holds the shipped configs as they were before version 2 (``base.toml``,
-now ``configs/counterfactual_2019_terms.toml``, ``amendment_2026.toml`` and
+now ``configs/v1_base.toml``, ``amendment_2026.toml`` and
 ``observed.toml``) and, for each case below, the summary.json (without its provenance) that
 the version-1 code wrote (commit 589e055; issue 12 kept every summary byte-identical up
 to 868e4aa, the last commit before version 2), 4,096 paths, seed 11,
@@ -62,6 +62,6 @@ def test_version_1_config_gives_its_version_1_summary(name):
     results = mcsim.simulate(path, paths=4096, seed=11, overrides=overrides)
     now = json.loads(json.dumps(summarize(results), allow_nan=False))
     golden = json.loads((DATA / f"{name}.summary.json").read_text(encoding="utf-8"))
-    assert now["schema"] == "mcsim.summary/2"
+    assert now["schema"] == "mcsim.summary/3"
     # quantile values to 2 ulps (host libm's pow, see contained); all else bit for bit
     assert contained(golden, now, value_ulps=2) is None, contained(golden, now, value_ulps=2)

@@ -161,9 +161,9 @@ def test_reproduce_of_a_summary_with_a_bad_dtype_is_one_line(tmp_path, capsys):
 
 
 def _observed(tmp_path, rel_sd: str, paths: int = 4096) -> str:
-    parent = CONFIGS_DIR / "counterfactual_2019_terms.toml"
+    parent = CONFIGS_DIR / "v1_base.toml"
     text = (REPO_ROOT / "tests" / "data" / "observed_importance.toml").read_text().replace(
-        '"../../configs/counterfactual_2019_terms.toml"', f'"{parent}"')
+        '"../../configs/v1_base.toml"', f'"{parent}"')
     text = text.replace("rel_sd = 0.05", f"rel_sd = {rel_sd}")
     path = tmp_path / "obs.toml"
     path.write_text(text + f"\n[simulation]\npaths = {paths}\n" if "[simulation]" not in text

@@ -26,7 +26,7 @@ from mcsim.report import summarize
 
 def _short(**changes):
     # the 2019 terms' world: repayment by 2028 is uncertain there, as the tests need
-    return short_config("2028-12", "counterfactual_2019_terms.toml", **changes)
+    return short_config("2028-12", "v1_base.toml", **changes)
 
 
 def _without_provenance(results):

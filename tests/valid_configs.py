@@ -65,6 +65,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,7 +208,8 @@ def to_toml(cfg: dict) -> str:
     """The TOML text of a config dict; ``deal["change"]`` (a list of tables) is written as
     ``[[deal.change]]`` array-of-tables after ``[deal]``'s own keys."""
     lines = []
-    for table in ("simulation", "parameters", "parameter_correlation", "shocks", "deal"):
+    for table in ("simulation", "parameters", "parameter_correlation", "shocks", "deal",
+                  "funding"):
         if table not in cfg:
             continue
         lines.append(f"[{table}]")
@@ -524,12 +526,18 @@ def copula_min_eig(names: list[str], pairs: list) -> float:
 
 
 @st.composite
-def correlation_pairs(draw, drawn: list[str]):
-    """A positive-definite set of Spearman pairs among ``drawn`` (maybe empty)."""
+def correlation_pairs(draw, drawn: list[str], prefer: tuple[str, ...] = ()):
+    """A positive-definite set of Spearman pairs among ``drawn`` (maybe empty). Names in
+    ``prefer`` (version 3's drawn parameters: rare among ~40 otherwise) come first, so they
+    are among the correlated ones whenever there are pairs (no extra draw without them)."""
     if len(drawn) < 2 or draw(st.integers(0, 3)) == 0:
         return []
     k = draw(st.integers(2, min(len(drawn), 8)))
     names = draw(st.permutations(drawn))[:k]
+    if prefer:
+        names = list(prefer) + [n for n in names if n not in prefer][:max(k - len(prefer),
+                                                                           1)]
+        k = len(names)
     nf = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -687,10 +695,77 @@ def deal_table(draw, start: int, months: int, v2: bool = False):
 # the whole config
 
 
+#: Version 3's mechanisms (MODEL.md E, F, G; ``mcsim.layout.V3_MECHANISMS``), each
+#: optional and standing alone (H).
+V3_MECHANISMS = ("funding", "discount", "equity")
+EQUITY_PARAMETERS = ("microsoft_equity_stake", "valuation_multiple")
+#: $ of cash at the start and of one round: up to MONEY_CAP / 10, so cash (a float64
+#: running sum of them and the budget-bound flows) stays inside the histogram's range.
+FUNDING_CAP = 1e15
+
+
+def _v3_boxes() -> dict[str, Box]:
+    return {
+        # NON_NEGATIVE: a bare 0, distributions reaching 0 (truncated there)
+        "cash_0": Box("pos", 1.0, FUNDING_CAP, True, domain_low=0.0),
+        # CLOSED_UNIT: 0 and 1 themselves, distributions on [0, 1]
+        "microsoft_equity_stake": Box("unit", 0.0, 1.0, True, True, 0.0, 1.0),
+        # POSITIVE: a multiple of trailing revenue (1e-2 to 1e2: the equity value stays
+        # within two orders of the revenue's budget)
+        "valuation_multiple": Box("pos", 1e-2, 1e2, domain_low=0.0),
+    }
+
+
 @st.composite
-def configs(draw, v2: bool | None = None) -> dict:
+def round_dollars(draw):
+    """One round's $: 0, tiny, up to FUNDING_CAP, some as TOML integers."""
+    return draw(st.one_of(st.just(0.0), _log_between(1e-2, FUNDING_CAP),
+                          _log_between(1e6, 1e11), st.integers(0, 10**15),
+                          st.sampled_from([5e-324, 1.0, 6.6e9, FUNDING_CAP, 0])))
+
+
+@st.composite
+def funding_table(draw, start: int, months: int) -> dict:
+    """``[funding]``: ``cash_0`` (a number or a distribution on [0, FUNDING_CAP]) and maybe
+    ``rounds``: 0-6 months strictly increasing inside the run, the start and the horizon
+    month now and then (a round in the start month is added in month 0)."""
+    table: dict = {"cash_0": draw(value_spec("cash_0", _v3_boxes()["cash_0"]))}
+    how = draw(st.sampled_from(["some", "edges", "absent", "some", "empty", "edges"]))
+    if how == "empty":
+        table["rounds"] = []
+    elif how != "absent":
+        n = draw(st.integers(1, min(6, months)))
+        offsets = set(draw(st.lists(st.integers(0, months - 1), min_size=n, max_size=n,
+                                    unique=True)))
+        if how == "edges":
+            offsets |= {0, months - 1}
+        table["rounds"] = [[fmt_month(start + k), draw(round_dollars())]
+                           for k in sorted(offsets)]
+    if draw(st.booleans()):  # TOML order does not matter
+        table = dict(reversed(list(table.items())))
+    return table
+
+
+@st.composite
+def discount_rate(draw):
+    """``[simulation] discount_rate``: a log rate per year >= 0, as a number (0, tiny, up to
+    5, now and then 50 or 1e300: every month after the first then discounted to 0, still
+    finite) or as "X%/yr" (0% to 1000%). The factors are float64 (exp(-r s) in [0, 1])."""
+    return draw(st.one_of(
+        st.just(0.0), st.just(0), st.floats(0.0, 0.5), _log_between(1e-9, 5.0),
+        st.sampled_from([1e-300, 50.0, 1e300]),
+        st.sampled_from(["0%/yr", "8%/yr", "3.5%/yr", "0.0 %/yr", "12% per year"]),
+        st.floats(0.0, 1000.0).map(lambda x: f"{x:.6g}%/yr")))
+
+
+@st.composite
+def configs(draw, v2: bool | None = None, v3: bool | None | Collection[str] = False
+            ) -> dict:
     """A valid config as a dict of tables (see :func:`to_toml`). ``v2``: use version 2's
-    keys (None: half the time)."""
+    keys (None: half the time). ``v3``: use version 3's: True, a non-empty set of
+    :data:`V3_MECHANISMS`, each drawn independently of the others; a collection of them,
+    exactly those; None, half the time; False, the default, none (and not one draw more
+    than before: the derandomized CI set of version 1 and 2 configs is unchanged)."""
     months = draw(st.one_of(st.integers(1, 24), st.integers(1, 600),
                             st.sampled_from([1, 2, 12, 13, 600])))
     start = draw(st.integers(1990 * 12, 2199 * 12))
@@ -732,6 +807,18 @@ def configs(draw, v2: bool | None = None) -> dict:
             params[f"{rate}_inf"] = draw(value_spec(f"{rate}_inf", boxes[rate]))
             params[f"{rate}_halflife"] = draw(value_spec(f"{rate}_halflife",
                                                          boxes["token_growth_halflife"]))
+    if v3 is None:
+        v3 = draw(st.booleans())
+    mechanisms: set = set()
+    if v3 is True:
+        mechanisms = {m for m in V3_MECHANISMS if draw(st.booleans())} or \
+            {draw(st.sampled_from(V3_MECHANISMS))}
+    elif v3:
+        mechanisms = set(v3)
+    if mechanisms:
+        if "equity" in mechanisms:  # both or neither (MODEL.md G)
+            for name in EQUITY_PARAMETERS:
+                params[name] = draw(value_spec(name, _v3_boxes()[name]))
     order = list(params)
     params = {k: params[k] for k in draw(st.permutations(order))}
     cfg: dict = {"simulation": {"start": fmt_month(start),
@@ -741,9 +828,22 @@ def configs(draw, v2: bool | None = None) -> dict:
     if draw(st.booleans()):
         cfg["simulation"]["seed"] = draw(st.one_of(st.integers(0, 2**63 - 1),
                                                    st.sampled_from([0, 2**63 - 1])))
+    if "discount" in mechanisms:
+        cfg["simulation"]["discount_rate"] = draw(discount_rate())
     cfg["parameters"] = params
     drawn = [n for n, v in params.items() if isinstance(v, dict)]
-    pairs = draw(correlation_pairs(drawn))
+    prefer: tuple[str, ...] = ()
+    if "funding" in mechanisms:
+        cfg["funding"] = draw(funding_table(start, months))
+        if isinstance(cfg["funding"]["cash_0"], dict):
+            drawn.append("cash_0")  # a parameter like any other: rank-correlated too
+    if mechanisms:
+        # version 3's drawn parameters among the correlated ones, half the time
+        v3_drawn = tuple(n for n in ("cash_0",) + EQUITY_PARAMETERS if n in drawn)
+        if v3_drawn and draw(st.booleans()):
+            prefer = tuple(draw(st.permutations(v3_drawn)))[:draw(st.integers(
+                1, len(v3_drawn)))]
+    pairs = draw(correlation_pairs(drawn, prefer))
     if pairs:
         cfg["parameter_correlation"] = {"pairs": pairs}
     shocks = draw(shock_matrix())
@@ -1030,7 +1130,7 @@ def check_summary(s: dict, cfg: dict, paths: int, dtype: str = "float64") -> lis
     T = s["grid"]["months"]
     sim = cfg["simulation"]
     rel = REL32 if dtype == "float32" else REL64
-    if s["schema"] != "mcsim.summary/2":
+    if s["schema"] != "mcsim.summary/3":
         bad.append(f"schema {s['schema']}")
     if s["paths"] != paths:
         bad.append(f"paths {s['paths']} != {paths}")
@@ -1435,4 +1535,254 @@ def _event_checks(s: dict, cfg: dict) -> list[str]:
                        f"paths received under {hi} (+ {pbs} before the start) < investment "
                        f"{inv}")
             break
+    return bad
+
+
+# --- version 3: funding, present values, Microsoft's whole position ---------------------
+#
+# The command line's report does not take a version-3 config yet, so a generated version-3
+# config is validated by the command line and run through the API (:func:`mcsim.simulate`,
+# float32, the default), and the same paths through the run's kernel (KernelSpec, in
+# float32): the per-path rows give the path-by-path invariants, the Results the
+# distributional ones, and the two must agree (same paths, same rows).
+
+#: Relative rounding between two float64 running sums of the same monthly flows taken in a
+#: different order or grouping (<= 2400 months: ~2400 x 2^-53 < 3e-13), with margin.
+REL_SUMS = 1e-9
+
+
+def v3_mechanisms(cfg: dict) -> frozenset:
+    """The version-3 mechanisms a config dict uses."""
+    return frozenset(m for m, on in (
+        ("funding", "funding" in cfg),
+        ("discount", "discount_rate" in cfg["simulation"]),
+        ("equity", "microsoft_equity_stake" in cfg["parameters"])) if on)
+
+
+def _per_path(config, paths: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The run's kernel (float32) on paths 0 .. paths-1: stats [S, n], event months
+    [E, n] and the drawn parameters (float64 copies of the kernel's values)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mcsim.engine.kernel import DTYPES, KernelSpec, build_kernel, kernel_inputs
+
+    spec = KernelSpec.for_config(config, "float32")
+    kernel, sampler = build_kernel(spec), spec.sampler
+
+    @jax.jit
+    def run(inputs, idx):
+        theta = sampler.draw(inputs.args, idx, DTYPES["float32"], antithetic=spec.antithetic)
+        out = kernel(inputs, idx)
+        return out.stats, out.event_months, theta
+
+    stats, months, theta = jax.device_get(run(kernel_inputs(config),
+                                              jnp.arange(paths, dtype=jnp.uint32)))
+    theta = {k: np.broadcast_to(np.asarray(v, np.float64), (paths,)) for k, v in theta.items()
+             if not k.startswith("_")}
+    return np.asarray(stats, np.float64), np.asarray(months), theta
+
+
+def run_and_check_v3(text: str, workdir: Path, paths: int = 1024) -> dict:
+    """Validate a version-3 config text with the command line, run it through
+    :func:`mcsim.simulate` (float32) and the same paths through its kernel, and check
+    version 3's invariants (:func:`check_v3`). Raises :class:`RunFailure`; returns the
+    per-path rows by name."""
+    import mcsim
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    cfg = _toml(text)
+    code, out, err, warns = run_cli(["validate", str(path)])
+    _expect_ok("validate", code, out, err, warns)
+    step = "simulate float32"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = mcsim.load_config(path)
+            results = mcsim.simulate(config, paths=paths, progress=False)
+            per_path = _per_path(config, paths)
+    except Exception as exc:  # noqa: BLE001 - any exception is a crash
+        import traceback
+
+        raise RunFailure("crash", step, "".join(traceback.format_exception(exc))[-3000:]) \
+            from None
+    if caught:
+        raise RunFailure("warning", step, " | ".join(
+            f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+            for w in caught)[:2000])
+    problems = check_v3(results, *per_path, cfg, config)
+    if problems:
+        raise RunFailure("invariant", step, "; ".join(problems[:8]))
+    layout = results.layout
+    return {name: per_path[0][layout.row(name)] for name in layout.horizon_totals}
+
+
+def _le(a, b, scale, rel: float = REL_SUMS) -> np.ndarray:
+    """a <= b path by path, up to ``rel`` of ``scale`` (arrays)."""
+    return a <= b + rel * np.abs(scale) + 1e-300
+
+
+def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: dict,
+             config) -> list[str]:
+    """Version 3's invariants (MODEL.md E-H) of one float32 run: ``results`` from
+    :func:`mcsim.simulate`, ``stats`` [S, n] / ``months`` [E, n] / ``theta`` the same paths
+    through the kernel. Path by path: every row finite; funding_to_find >= 0, and 0 exactly
+    when the funding-gap month is censored; cash at each year end >= -funding_to_find (>= 0
+    on a path without a gap); the funding still to be found between the deepest cumulative
+    loss less cash_0 and all rounds, and less cash_0 alone (equal to it with no cash and no
+    rounds); a present value of a non-negative flow between the horizon's discount factor
+    times its undiscounted total and that total (equal with a rate of 0); the present
+    values' net against the undiscounted investment; the equity value >= 0, at most
+    stake x multiple x cumulative revenue (equal when the run is at most 12 months, the
+    last calendar year's revenue when it ends in a December), 0 with a stake of 0; the
+    whole position = economic return + equity value, and its present value = the economic
+    return's + the equity value's, discounted from the horizon. In distribution: the
+    Results' means are the per-path means, the funding-gap counts the per-path months',
+    P(gap by the horizon) = 0 iff the mean funding to find is 0."""
+    bad: list[str] = []
+    layout = results.layout
+    T = layout.grid.num_months
+    n = stats.shape[1]
+    want = v3_mechanisms(cfg)
+    if layout.v3 != want:
+        return [f"layout mechanisms {sorted(layout.v3)} != the config's {sorted(want)}"]
+    from mcsim.layout import HORIZON_TOTALS, v3_totals
+
+    if layout.horizon_totals != HORIZON_TOTALS + v3_totals(want):
+        bad.append(f"horizon totals {layout.horizon_totals}")
+    if ("cash" in layout.stocks) != ("funding" in want):
+        bad.append(f"stocks {layout.stocks} with mechanisms {sorted(want)}")
+    if ("funding_gap" in layout.event_names) != ("funding" in want):
+        bad.append(f"events {layout.event_names} with mechanisms {sorted(want)}")
+    if results.accumulator.nonfinite_paths or results.num_paths != n:
+        bad.append(f"{results.accumulator.nonfinite_paths} non-finite paths of "
+                   f"{results.num_paths} (expected {n}, all finite)")
+    finite = np.isfinite(stats)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        bad.append(f"a non-finite row {row} of {stats.shape[0]} on "
+                   f"{int((~finite.all(0)).sum())} paths")
+    if bad:
+        return bad
+    # the Results are the same paths' rows: their means (pairwise float64 sums, vs NumPy's
+    # own) and the events' counts (exact)
+    mean = results.accumulator.moments.mean
+    per_path_mean = stats.mean(axis=1)
+    scale = np.abs(stats).mean(axis=1)
+    off = np.abs(mean - per_path_mean) > REL_SUMS * scale + 1e-300
+    if off.any():
+        r = int(np.argmax(off))
+        bad.append(f"Results mean of row {r} {mean[r]!r} != the per-path mean "
+                   f"{per_path_mean[r]!r}")
+    for e, name in enumerate(layout.event_names):
+        counts = np.bincount(months[e], minlength=T + 1)
+        if not np.array_equal(counts, results.event_counts(name)):
+            bad.append(f"event {name}: Results' counts differ from the per-path months")
+    h = {name: stats[layout.row(name)] for name in layout.horizon_totals}
+    econ = h["microsoft_economic_return"]
+    inv = float(config.deal.investment)
+    annual = lambda f: stats[layout.rows(f)]  # noqa: E731 - [Y, n]
+    # the magnitudes of a path's monthly flows, summed: every running sum's scale
+    flows_scale = sum(np.abs(annual(f)).sum(0) for f in (
+        "revenue", "compute_spend", "other_opex", "revenue_share", "reverse_revenue_share",
+        "azure_commitment_shortfall", "microsoft_azure_margin")) + h["microsoft_receipts"]
+
+    def fail(mask: np.ndarray, what: str) -> None:
+        if mask.any():
+            i = int(np.argmax(mask))
+            bad.append(f"{what} on {int(mask.sum())} of {n} paths (path {i})")
+
+    if "funding" in want:
+        find = h["funding_to_find"]
+        gap = months[layout.event_index("funding_gap")]
+        fail(~(find >= 0), "funding_to_find < 0")
+        fail((find == 0) != (gap == T), "funding_to_find == 0 but a funding gap, or > 0 "
+             "without one")
+        cash = stats[layout.rows("cash")]  # [Y, n] K at each year's last month
+        fail(~(cash.min(0) >= -find), "a year-end cash below -funding_to_find")
+        fail((gap == T) & ~(cash.min(0) >= 0), "a negative year-end cash without a gap")
+        c0 = theta["cash_0"]
+        fail(~(c0 >= 0), "cash_0 drawn < 0")
+        rounds = float(sum(d for _, d in config.funding.rounds))
+        deepest = h["deepest_cumulative_loss"]
+        sc = flows_scale + c0 + rounds
+        # K_t = cash_0 + rounds so far + (P - q) so far: between cash_0 + the running sum
+        # and cash_0 + all rounds + the running sum
+        fail(~_le(find, np.maximum(0.0, deepest - c0), sc),
+             "funding_to_find > max(0, deepest cumulative loss - cash_0)")
+        fail(~_le(np.maximum(0.0, deepest - c0 - rounds), find, sc),
+             "funding_to_find < deepest cumulative loss - cash_0 - all rounds")
+        if rounds == 0.0:
+            none = c0 == 0.0  # then K is the deepest loss's own running sum, bit for bit
+            fail(none & (find != deepest), "funding_to_find != the deepest cumulative loss "
+                 "with no cash and no rounds")
+        # in distribution: P(gap by the horizon) = 0 iff the mean funding to find is 0
+        m_find = mean[layout.row("funding_to_find")]
+        censored = results.event("funding_gap").censored
+        if (censored == 1.0) != (m_find == 0.0):
+            bad.append(f"P(no funding gap by the horizon) = {censored} with a mean "
+                       f"funding to find of {m_find}")
+    r = config.simulation.discount_rate
+    if "discount" in want:
+        hd = math.exp(-r * (max(T - 1, 0) / 12.0))  # the horizon month's factor
+        azure = stats[layout.rows("cumulative_azure_spend")][-1]
+        for pv, total in (("pv_cumulative_azure_spend", azure),
+                          ("pv_microsoft_economic_return", econ)):
+            sc = np.abs(total) + flows_scale
+            fail(~(h[pv] >= 0), f"{pv} < 0")
+            fail(~_le(h[pv], total, sc), f"{pv} > its undiscounted total")
+            fail(~_le(hd * total, h[pv], sc), f"{pv} < the horizon's factor {hd} x its "
+                 "undiscounted total")
+            if r == 0.0:
+                fail(~_le(np.abs(h[pv] - total), 0.0, sc), f"{pv} != its total at rate 0")
+        if r == 0.0:
+            fail(~_le(np.abs(h["pv_cumulative_profit"] - h["cumulative_profit"]), 0.0,
+                      flows_scale), "pv_cumulative_profit != cumulative profit at rate 0")
+        # the investment was paid before the start: not discounted
+        fail(~_le(np.abs(h["pv_microsoft_economic_net"] - (
+            h["pv_microsoft_economic_return"] - inv)), 0.0,
+            np.abs(h["pv_microsoft_economic_return"]) + inv),
+            "pv_microsoft_economic_net != pv economic return - investment")
+        if not mean[layout.row("pv_cumulative_azure_spend")] <= \
+                stats[layout.rows("cumulative_azure_spend")][-1].mean() * (1 + REL_SUMS):
+            bad.append("mean pv Azure spend > mean cumulative Azure spend")
+    if "equity" in want:
+        eq, whole = h["microsoft_equity_value"], h["microsoft_whole_position"]
+        stake, mult = theta["microsoft_equity_stake"], theta["valuation_multiple"]
+        fail(~((stake >= 0) & (stake <= 1) & (mult > 0)), "a stake outside [0, 1] or a "
+             "multiple <= 0 drawn")
+        fail(~(eq >= 0), "equity value < 0")
+        fail(~_le(np.abs(whole - (econ + eq)), 0.0, np.abs(econ) + eq),
+             "whole position != economic return + equity value")
+        fail((stake == 0) & (eq != 0), "equity value != 0 with a stake of 0")
+        cap = stake * mult * h["cumulative_revenue"]
+        fail(~_le(eq, cap, cap), "equity value > stake x multiple x cumulative revenue")
+        if T <= 12:
+            fail(~_le(np.abs(eq - cap), 0.0, cap), "equity value != stake x multiple x "
+                 "revenue of a run of at most 12 months")
+        elif layout.grid.label(T - 1).endswith("-12"):
+            last = stake * mult * annual("revenue")[-1]
+            fail(~_le(np.abs(eq - last), 0.0, last, REL32), "equity value != stake x "
+                 "multiple x the last calendar year's revenue (a run ending in December)")
+        if "discount" in want:
+            pv_eq, pv_whole = h["pv_microsoft_equity_value"], h["pv_microsoft_whole_position"]
+            fail(~_le(np.abs(pv_eq - hd * eq), 0.0, eq), "pv equity value != the horizon's "
+                 f"factor {hd} x equity value")
+            fail(~_le(pv_eq, eq, eq), "pv equity value > equity value")
+            fail(~_le(np.abs(pv_whole - (h["pv_microsoft_economic_return"] + pv_eq)), 0.0,
+                      h["pv_microsoft_economic_return"] + pv_eq),
+                 "pv whole position != pv economic return + pv equity value")
+            fail(~_le(pv_whole, whole, np.abs(whole) + flows_scale),
+                 "pv whole position > whole position")
+        m = lambda name: mean[layout.row(name)]  # noqa: E731
+        if not abs(m("microsoft_whole_position") - m("microsoft_economic_return")
+                   - m("microsoft_equity_value")) <= REL_SUMS * (
+                abs(m("microsoft_economic_return")) + m("microsoft_equity_value")) + 1e-300:
+            bad.append("mean whole position != mean economic return + mean equity value")
+    for name in v3_totals(want):
+        if not math.isfinite(mean[layout.row(name)]):
+            bad.append(f"mean {name} not finite")
     return bad

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
-from ..events import table as events_table
-from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCK_UNITS, STOCKS
+from ..layout import ANNUAL_FLOWS, STOCK_UNITS
 from ..results import DEFAULT_PERCENTILES
 from .format import _beyond, _num, _pkey, json_safe
 
@@ -25,9 +24,11 @@ if TYPE_CHECKING:
     from ..months import MonthGrid
     from ..results import MonthDistribution, QuantileTable, Results
 
-SCHEMA = "mcsim.summary/2"
-#: Earlier schemas a reader of summaries (compare) still accepts: version 2 only adds keys.
-READABLE_SCHEMAS = ("mcsim.summary/1", SCHEMA)
+#: version 3 (model version 3): funding, present values and equity blocks when a config
+#: uses them; a config that does not writes version 2's keys, same values
+SCHEMA = "mcsim.summary/3"
+#: Earlier schemas a reader of summaries (compare) still accepts: each only adds keys.
+READABLE_SCHEMAS = ("mcsim.summary/1", "mcsim.summary/2", SCHEMA)
 MONEY = "nominal US dollars, undiscounted"
 REPAID = ("the first month in which what deal.recoup_from counts (profit share, revenue "
           "share, Microsoft's Azure margin), summed from the start, reaches the investment: "
@@ -141,6 +142,45 @@ def _nonfinite_block(results: Results) -> dict:
     }
 
 
+#: summary.json's words for version 3's outputs (MODEL.md "Version 3 additions")
+V3_METHOD = {
+    "funding": {"cash": "OpenAI's cash K at each year end: funding.cash_0 + funding.rounds "
+                        "to date + cumulative (profit - Microsoft's profit share), $; "
+                        "negative is money still to be found",
+                "funding_to_find": "max(0, -min over the run's months of K), $",
+                "funding_gap_keeps_spending": "a path whose cash goes negative keeps "
+                                              "spending: the model reports what it would "
+                                              "take, not what would happen"},
+    "discount": {"present_values": "sums of each month's flow times exp(-discount_rate "
+                                   "t / 12), t months since the start; the investment and "
+                                   "revenue share paid before the start are not discounted"},
+    "equity": {"microsoft_equity_value": "microsoft_equity_stake x valuation_multiple x "
+                                         "revenue over the run's last 12 months (all its "
+                                         "months when shorter), at the horizon, $",
+               "microsoft_whole_position": "Microsoft's economic return + its equity value; "
+                                           "with a discount rate, pv_ figures discount the "
+                                           "equity from the horizon's month"},
+}
+
+
+def _v3_method(results: Results) -> dict:
+    """The method notes of the version-3 mechanisms a run uses."""
+    out: dict = {}
+    for mechanism in sorted(results.layout.v3):
+        out.update(V3_METHOD[mechanism])
+    return out
+
+
+def _v3_terms(config) -> dict:
+    """The version-3 inputs that are not parameters: the rounds and the discount rate."""
+    out: dict = {}
+    if config.funding is not None:
+        out["funding_rounds"] = [[month, dollars] for month, dollars in config.funding.rounds]
+    if config.simulation.discount_rate is not None:
+        out["discount_rate"] = config.simulation.discount_rate
+    return out
+
+
 def _statistics(results: Results, percentiles) -> dict:
     """The distributions a run reports: cumulative spend by month, annual flows, horizon
     totals and the two first-passage months (prior or conditioned alike)."""
@@ -157,11 +197,11 @@ def _statistics(results: Results, percentiles) -> dict:
     hm, hse = results.mean("horizon")
     horizon = {name: {"mean": _num(hm[i]), "mean_se": _num(hse[i]),
                       "quantiles": _quantile_block(hq, i)}
-               for i, name in enumerate(HORIZON_TOTALS)}
+               for i, name in enumerate(results.layout.horizon_totals)}
     stocks = {"years": grid.year_labels(),
               "at": "the last month of each calendar year (the horizon in a partial last "
-                    "year)", "units": dict(STOCK_UNITS)}
-    for name in STOCKS:
+                    "year)", "units": {s: STOCK_UNITS[s] for s in results.layout.stocks}}
+    for name in results.layout.stocks:
         q = results.quantiles(name, percentiles)
         m, se = results.mean(name)
         stocks[name] = {"mean": [_num(v) for v in m], "mean_se": [_num(v) for v in se],
@@ -363,8 +403,9 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
                               "the horizon",
             "money": MONEY,
             "repaid": REPAID,
-            **{e.summary_key: e.reaches for e in events_table(None)
+            **{e.summary_key: e.reaches for e in results.layout.events
                if e.summary_key not in ("repayment", "credit_exhaustion")},
+            **_v3_method(results),
             "stock_quantiles": "stocks are binned scaled into the money histogram's range "
                                "(x 1e6 for the GPU price, x 1e9 for the Azure share, "
                                "x 1e-6 for tokens); their bins are as fine in relative terms",
@@ -374,6 +415,7 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
         "nonfinite": _nonfinite_block(results),
         **({"precision": results.precision} if results.precision else {}),
         "investment": results.config.deal.investment,
+        **_v3_terms(results.config),
         **_statistics(results, percentiles),
         **({"facts": {"rule": "each public fact (calibration.md row in source), the "
                               "model's distribution of the same quantity over the run's "

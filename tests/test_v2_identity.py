@@ -1,0 +1,53 @@
+"""Version 2 configs give bit-identical results under version 3 of the model.
+
+``tests/data/v2/`` holds ``configs/base.toml`` and ``configs/observed.toml`` as they were
+before version 3 (base.toml uses every version-2 mechanism: the deal's timeline, the reverse
+share, the three "tied to revenue or cost" forms, the Azure commitment and Microsoft's Azure
+margin) and, for each case below, the summary.json (without its provenance) that the code of
+commit f930d38, the last before version 3, wrote: 4,096 paths, seed 11, ``mcsim.simulate``
+then ``mcsim.report.summarize``.
+
+Version 3 adds outputs only where a config uses its keys ([funding], discount_rate,
+Microsoft's stake), so a version-2 config's summary must contain the old one exactly: the
+check is :func:`same_summaries.contained`, as for version 1 (quantile values to 2 ulps of
+the host's pow; everything else bit for bit). The schema name is the one value that moved.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from same_summaries import contained  # noqa: E402  (the check tools/ runs on directories)
+
+import mcsim
+from mcsim.layout import V3_MECHANISMS
+from mcsim.report import summarize
+from mcsim.report.summary import SCHEMA
+
+DATA = Path(__file__).resolve().parent / "data" / "v2"
+CASES = {"base": (DATA / "base.toml", {}),
+         "observed": (DATA / "observed.toml", {"conditioning.method": "importance"})}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_version_2_config_gives_its_version_2_summary(name):
+    path, overrides = CASES[name]
+    results = mcsim.simulate(path, paths=4096, seed=11, overrides=overrides)
+    assert not results.layout.v3  # no version-3 key: no version-3 rows
+    now = json.loads(json.dumps(summarize(results), allow_nan=False))
+    golden = json.loads((DATA / f"{name}.summary.json").read_text(encoding="utf-8"))
+    assert golden.pop("schema") == "mcsim.summary/2" and now.pop("schema") == SCHEMA
+    now.pop("provenance")  # the golden was saved without it (dates, hosts)
+    assert contained(golden, now, value_ulps=2) is None, contained(golden, now, value_ulps=2)
+    # and nothing of version 3 was added: the same tables, totals, stocks and events
+    for block in (None, "horizon", "stocks", "method"):
+        keys = (lambda s: set(s if block is None else s[block]))
+        assert keys(now) == keys(golden), block
+    assert set(V3_MECHANISMS) == {"funding", "discount", "equity"}
