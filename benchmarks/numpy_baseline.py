@@ -18,7 +18,7 @@ to get numbers fast in NumPy alone:
 - first-passage months counted (``count += not_yet``), not stored with masked writes;
 - the reported per-path statistics only: cumulative Azure spend at every month [T, n], each
   annual flow summed into its calendar year's row as the months go [Y, n], the stocks at
-  each year end [Y, n], the four first-passage months and the horizon totals [n];
+  each year end [Y, n], the first-passage months and the horizon totals [n];
 - statistics at the end: ``np.sort`` for the quantiles (``np.quantile``'s default
   interpolation), ``np.mean``, the sample standard deviation, and ``np.bincount`` for the
   months' distributions.

@@ -245,6 +245,12 @@ def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
                           'or set simulation.variance_reduction to "none" or "antithetic"')
     targets = precision.parse_targets(target_se)
     layout = StatLayout.of(config)
+    for stat in targets:
+        if stat in precision.STATS[3:] and stat not in layout.horizon_totals:
+            raise ConfigError("target_se", stat, "a statistic this config reports: "
+                              f"{stat} needs a version-3 key it does not give "
+                              "([funding], simulation.discount_rate or "
+                              "parameters.microsoft_equity_stake)")
     pairs = config.simulation.variance_reduction == "antithetic"
     results = run(config, stages=precision.stages(config.simulation.paths,
                                                    first_check or precision.FIRST_CHECK),

@@ -37,13 +37,61 @@ import numpy as np
 from .config import Config, ConfigError
 from .layout import HORIZON_TOTALS, StatLayout
 
-#: The statistics compared, in order: cumulative Azure spend at the horizon ($), each
-#: horizon total ($), the repayment month (months from the start; the month count T where
-#: not repaid by the horizon: censored at T) and the indicator of repaid by the horizon.
+#: The statistics compared for a version-2 layout, in order: cumulative Azure spend at the
+#: horizon ($), each horizon total ($), the repayment month (months from the start; the
+#: month count T where not repaid by the horizon: censored at T) and the indicator of
+#: repaid by the horizon. A layout with more totals or events compares those too
+#: (:func:`paired_statistics`).
 STATISTICS = ("cumulative_azure_spend", *HORIZON_TOTALS, "repayment_month",
               "repaid_by_horizon")
-UNITS = {**{s: "$" for s in ("cumulative_azure_spend", *HORIZON_TOTALS)},
-         "repayment_month": "months", "repaid_by_horizon": "probability"}
+#: Months at which the headline asks "P(the event by then)" (MODEL.md version 3, and issue
+#: 23's headline): the funding gap by the ends of 2027, 2028 and 2030.
+EVENT_DATES = {"funding_gap": ("2027-12", "2028-12", "2030-12")}
+
+
+def _event_names(event: str) -> tuple[str, str]:
+    """(its month's statistic, its by-the-horizon indicator's) for an event."""
+    if event == "repayment":
+        return "repayment_month", "repaid_by_horizon"
+    return f"{event}_month", f"{event}_by_horizon"
+
+
+def paired_statistics(layout: StatLayout) -> tuple[tuple[str, ...], tuple[tuple, ...]]:
+    """The statistics a paired difference of runs with ``layout`` compares, and how each is
+    read from a path: ("row", r) a statistic row; ("month", e) event e's month (censored
+    at T); ("by", e, t) the indicator of event e by month index t (the horizon: T - 1)."""
+    T = layout.grid.num_months
+    names = ["cumulative_azure_spend"]
+    reads: list[tuple] = [("row", T - 1)]
+    h = layout.rows("horizon").start
+    for k, name in enumerate(layout.horizon_totals):
+        names.append(name)
+        reads.append(("row", h + k))
+    events = [e.name for e in layout.events if e.name == "repayment"] + \
+        [e.name for e in layout.events if e.name != "repayment"]
+    for e in events:
+        index = layout.event_index(e)
+        month, by = _event_names(e)
+        names += [month, by]
+        reads += [("month", index), ("by", index, T - 1)]
+        for label in EVENT_DATES.get(e, ()):
+            t = layout.grid.index(label)
+            if 0 <= t < T - 1:
+                names.append(f"{e}_by_{label}")
+                reads.append(("by", index, t))
+    return tuple(names), tuple(reads)
+
+
+def unit_of(statistic: str) -> str:
+    """"$", "months" or "probability"."""
+    if statistic.endswith("_month"):
+        return "months"
+    if "_by_" in statistic or statistic.endswith("_by_horizon"):
+        return "probability"
+    return "$"
+
+
+UNITS = {s: unit_of(s) for s in STATISTICS}
 
 
 @dataclass(frozen=True)
@@ -100,6 +148,16 @@ def check_pairable(config_a: Config, config_b: Config, paths: int | None = None)
             raise ConfigError("simulation.variance_reduction", s.variance_reduction,
                               '"none" for a paired difference (both configs on the same '
                               "independent paths)")
+    from .model import features
+
+    va, vb = features(config_a).v3, features(config_b).v3
+    for mechanism, key in (("funding", "funding"), ("discount", "simulation.discount_rate"),
+                           ("equity", "parameters.microsoft_equity_stake")):
+        if (mechanism in va) != (mechanism in vb):
+            raise ConfigError(key, "given" if mechanism in vb else "absent",
+                              f"{'given' if mechanism in va else 'absent'}, as in the first "
+                              "config: a paired difference compares the same statistics "
+                              "(give it in both, e.g. a stake of 0 for none)")
     n = sa.paths if paths is None else paths
     if not (isinstance(n, int | np.integer) and 1 <= n < 2**32):
         raise ConfigError("paths", n, "an integer in [1, 2^32)")
@@ -111,17 +169,21 @@ class _PairedValues:
     """[3K, n] float64 per path: A's statistics, B's, and B - A (the device part of the
     paired reduction: static and hashable, so the compiled call is cached on it)."""
 
-    rows: tuple[int, ...]   # cumulative Azure spend at the horizon, then each horizon total
-    repayment: int          # the repayment event's row in the event months
+    reads: tuple[tuple, ...]  # how each statistic is read (paired_statistics)
     num_months: int
 
     def one(self, out):
         import jax.numpy as jnp
 
-        month = out.event_months[self.repayment]
-        return jnp.concatenate([out.stats[np.array(self.rows)].astype(jnp.float64),
-                                month.astype(jnp.float64)[None],
-                                (month < self.num_months).astype(jnp.float64)[None]])
+        values = []
+        for read in self.reads:
+            if read[0] == "row":
+                values.append(out.stats[read[1]].astype(jnp.float64))
+            elif read[0] == "month":
+                values.append(out.event_months[read[1]].astype(jnp.float64))
+            else:  # reached by month index read[2]
+                values.append((out.event_months[read[1]] <= read[2]).astype(jnp.float64))
+        return jnp.stack(values)
 
     def __call__(self, outs):
         import jax.numpy as jnp
@@ -147,11 +209,10 @@ def paired_difference(config_a: Config, config_b: Config, *, paths: int | None =
     if dtype not in ("float32", "float64"):
         raise ConfigError("dtype", dtype, '"float32" or "float64"')
     grid = config_a.grid
-    layout = StatLayout(grid)
-    h = layout.rows("horizon")
-    values = _PairedValues((grid.num_months - 1, *range(h.start, h.stop)),
-                           layout.event_index("repayment"), grid.num_months)
-    K = len(STATISTICS)
+    layout = StatLayout.of(config_a)
+    statistics, reads = paired_statistics(layout)
+    values = _PairedValues(reads, grid.num_months)
+    K = len(statistics)
     state = run_paths([KernelSpec.for_config(c, dtype) for c in (config_a, config_b)],
                       [kernel_inputs(c) for c in (config_a, config_b)],
                       TreeSums(values, 3 * K), n_total, chunk_size=chunk, progress=progress)
@@ -163,7 +224,7 @@ def paired_difference(config_a: Config, config_b: Config, *, paths: int | None =
     # that is 0 on every path
     m2 = np.maximum(s2 - s1 * (s1 / count), 0.0).reshape(3, K)
     se = np.sqrt(m2 / (count - 1) / count)
-    return PairedDifference(STATISTICS, mean[0], se[0], mean[1], se[1], mean[2], se[2],
+    return PairedDifference(statistics, mean[0], se[0], mean[1], se[1], mean[2], se[2],
                             int(count), state["bad"], grid.label(grid.num_months - 1))
 
 
@@ -189,12 +250,20 @@ def paired_text(result: PairedDifference, names: tuple[str, str] = ("A", "B")) -
         lines.append(f"({result.nonfinite_paths:,} paths not finite under one config left "
                      "out of both)")
     for k, stat in enumerate(result.statistics):
-        unit = UNITS[stat]
+        unit = unit_of(stat)
         label = {"repayment_month": "repayment month (months from start; not repaid = "
                                     "month count)",
                  "repaid_by_horizon": f"P(repaid by {result.horizon})",
                  "cumulative_azure_spend": f"cumulative Azure spend by {result.horizon}"
-                 }.get(stat, f"mean {stat.replace('_', ' ')}")
+                 }.get(stat)
+        if label is None and stat.endswith("_month"):
+            label = f"{stat.replace('_', ' ')} (months from start; never = month count)"
+        elif label is None and unit == "probability":
+            event, _, when = stat.rpartition("_by_")
+            label = f"P({event.replace('_', ' ')} by " \
+                f"{result.horizon if when == 'horizon' else when})"
+        elif label is None:
+            label = f"mean {stat.replace('_', ' ')}"
         lines.append(label)
         lines.append(f"  {a}: {fmt(result.mean_a[k], unit)} ± "
                      f"{fmt(Z * result.se_a[k], unit)}")

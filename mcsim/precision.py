@@ -27,10 +27,11 @@ from collections.abc import Callable, Mapping
 
 from .accumulators import Accumulator
 from .config import ConfigError
-from .layout import HORIZON_TOTALS, StatLayout
+from .layout import ALL_HORIZON_TOTALS, StatLayout
 
 FIRST_CHECK = 65536
-STATS = ("cumulative_azure_spend", "p_not_repaid", "p_credits_left", *HORIZON_TOTALS)
+#: what a precision target may name (a version-3 total only when the config has its key)
+STATS = ("cumulative_azure_spend", "p_not_repaid", "p_credits_left", *ALL_HORIZON_TOTALS)
 
 
 def parse_targets(target_se: Mapping[str, float | str]) -> dict[str, tuple[float, bool]]:

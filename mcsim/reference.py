@@ -115,12 +115,24 @@ def drawn_parameters(parameters: dict) -> list[str]:
     return [n for n in ALL_PARAMETERS if isinstance(parameters.get(n), dict)]
 
 
+def parameter_table(resolved: dict) -> dict:
+    """The config's parameters as :func:`draw_parameters` takes them: its
+    ``[parameters]`` table (``config.resolved``), with ``funding.cash_0`` (version 3, E: a
+    parameter given in ``[funding]``) added when the config has it."""
+    table = dict(resolved.get("parameters", {}))
+    funding = resolved.get("funding")
+    if funding is not None and "cash_0" in funding:
+        table["cash_0"] = funding["cash_0"]
+    return table
+
+
 def draw_parameters(parameters: dict, pairs, u: np.ndarray) -> dict[str, np.ndarray]:
     """Per-path parameters theta from independent uniforms.
 
     Args:
         parameters: the config's ``[parameters]`` table as written (``config.resolved``):
-            name -> number or distribution table.
+            name -> number or distribution table (with a ``[funding]`` table's
+            ``cash_0``: :func:`parameter_table`).
         pairs: ``[parameter_correlation].pairs``, [name, name, Spearman rho] triples.
         u: independent uniforms in (0, 1), [N, k], one column per name of
             :func:`drawn_parameters`.

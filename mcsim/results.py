@@ -36,7 +36,14 @@ from .accumulators import Accumulator, MoneyBins
 from .config import Config
 from .engine.conditioning import WeightedMoments, ess_warning, weighted_moments
 from .events import names as events_names
-from .layout import ANNUAL_FLOWS, GROUPS, HORIZON_TOTALS, STOCK_UNITS, STOCKS, StatLayout
+from .layout import (
+    ALL_HORIZON_TOTALS,
+    ANNUAL_FLOWS,
+    GROUPS,
+    HORIZON_TOTALS,
+    STOCK_UNITS,
+    StatLayout,
+)
 
 Z_95 = 1.959964
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
@@ -131,7 +138,7 @@ def check_group(group: str) -> str:
     if group in GROUPS:
         return group
     hint = (f"; {group} is a row of \"horizon\": quantile_frame(\"horizon\")"
-            f".loc[\"{group}\"]" if group in HORIZON_TOTALS else "")
+            f".loc[\"{group}\"]" if group in ALL_HORIZON_TOTALS else "")
     raise ValueError(_bad_name("group", group, GROUPS, hint))
 
 
@@ -240,6 +247,9 @@ def net_error_from_receipts(layout: StatLayout, group: str, stderr: np.ndarray) 
         stderr[layout.row("microsoft_net")] = stderr[layout.row("microsoft_receipts")]
         stderr[layout.row("microsoft_economic_net")] = \
             stderr[layout.row("microsoft_economic_return")]
+        if "pv_microsoft_economic_net" in layout.horizon_totals:
+            stderr[layout.row("pv_microsoft_economic_net")] = \
+                stderr[layout.row("pv_microsoft_economic_return")]
     return stderr
 
 
@@ -351,7 +361,8 @@ class Results:
         vals = np.array([histogram_quantiles(self._effective(self.accumulator.histogram[r]),
                                              self.bins, percentiles, bool(sign[r]))
                          for r in rows])
-        if group in STOCKS:  # binned scaled into the money range: back to the stock's unit
+        if group in self.layout.stocks:  # binned scaled into the money range: back to the
+            # stock's unit (a scale of 1 for cash: dollars as they are)
             vals = vals / scale[rows.start]
         return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
 
@@ -368,7 +379,7 @@ class Results:
         if group == "cumulative_azure_spend":
             return [self.grid.label(t) for t in range(self.grid.num_months)]
         if group == "horizon":
-            return list(HORIZON_TOTALS)
+            return list(self.layout.horizon_totals)
         return [int(y) for y in self.grid.years]
 
     def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -460,7 +471,7 @@ class Results:
             return pd.period_range(self.grid.label(0), periods=self.grid.num_months,
                                    freq="M", name="month")
         if group == "horizon":
-            return pd.Index(list(HORIZON_TOTALS), name="statistic")
+            return pd.Index(list(self.layout.horizon_totals), name="statistic")
         return pd.Index(np.asarray(self.grid.years, np.int64), name="year")
 
     def _labelled(self, group: str, data: dict):
@@ -510,7 +521,7 @@ class Results:
         import pandas as pd
 
         return pd.concat({stock: self.quantile_frame(stock, percentiles)
-                          for stock in STOCKS}, names=["stock"])
+                          for stock in self.layout.stocks}, names=["stock"])
 
     def event_frame(self, which: str = "repayment"):
         """One first-passage month of :attr:`events` by month (``PeriodIndex`` "month"):
@@ -575,7 +586,7 @@ class Results:
             rows.append([mean[i], sd[i], *q.value[i], se[i], "$"])
 
         money("cumulative_azure_spend", self.grid.num_months - 1, "cumulative_azure_spend")
-        for i, name in enumerate(HORIZON_TOTALS):
+        for i, name in enumerate(self.layout.horizon_totals):
             money("horizon", i, name)
         unit = f"months since {self.grid.label(0)}"
         for which in self.events:

@@ -1,11 +1,19 @@
 """configs/base.toml against the public facts, and its long run against plausibility bounds.
 
-**Facts** (:data:`mcsim.facts.FACTS`, each citing its calibration.md row): the model's
-distribution of each fact's quantity over the config's first 16,384 paths, and the fact's
-percentile in it. Firm facts (filings and well-confirmed leaks) must lie between the
-model's 25th and 75th percentiles, the others between its 5th and 95th. The percentile is
-itself estimated: its standard error is ``sqrt(q (1 - q) / n)`` (a binomial proportion), so
-each band is widened by ``N_SE`` of them (about 1.3 points at the 25th percentile).
+**Facts** (:data:`mcsim.facts.FACTS` and the 2026 facts of calibration.md section 9,
+:data:`FACTS_2026`, each citing its calibration.md row): the model's distribution of each
+fact's quantity over the config's first 8,192 paths, and the fact's percentile in it. Firm
+facts (filings and well-confirmed leaks) must lie between the model's 25th and 75th
+percentiles, the others between its 5th and 95th. The percentile is itself estimated: its
+standard error is ``sqrt(q (1 - q) / n)`` (a binomial proportion: at n = 8,192 about 0.48
+points at the 25th percentile and 0.24 at the 5th), so each band is widened by ``N_SE`` (4)
+of them (1.9 and 1.0 points): a fact whose true percentile is inside its band fails with
+probability below 1e-4.
+
+**Funding** (version 3): base.toml's cash at the start is a judgement checked against
+history: OpenAI did not run out of money before its March 2026 round, so the model's
+funding-gap month must fall before 2026-03 on at most 15% of paths (the estimate less
+``N_SE`` binomial standard errors, ``sqrt(p (1 - p) / n)``, must be at most 0.15).
 
 **Long run** (the bounds stated in base.toml's header, a judgement): 2030 revenue median in
 $100-200B and its 95th percentile at most $400B; 2040 gross margin (1 - median inference
@@ -21,9 +29,31 @@ from helpers import CONFIGS_DIR, N_SE
 
 import mcsim
 from mcsim import load_config
-from mcsim.facts import facts_vs_model
+from mcsim.facts import FACTS, Fact, facts_vs_model
 
-PATHS = 16_384
+#: Paths for the facts and the long-run checks. Fewer than mcsim.facts' 16,384 to keep the
+#: module fast in CI; every tolerance below scales with its Monte Carlo error at this n.
+PATHS = 8192
+
+#: calibration.md section 9 (added December 2026): the 2026 facts the model can express.
+#: Neither is firm (both are press reports, "P"). They join mcsim.facts.FACTS here (a fact
+#: of the same name there is used once).
+FACTS_2026: tuple[Fact, ...] = (
+    # §9 "Operating margin, Q1 2026": non-GAAP -122%, ~-$6.95B on ~$5.7B revenue. The
+    # model's "operating loss" is its profit P (revenue less compute, other opex, the net
+    # revenue share and any commitment shortfall: MODEL.md v2 D), before Microsoft's profit
+    # share, as for the audited 2025 operating loss in FACTS: a profit share is a claim on
+    # profit, not an operating cost (and it is 0 here: the waterfall ended in Oct 2025 and
+    # the quarter is a loss). Not firm: a press report of a non-GAAP figure, which leaves
+    # out items (stock compensation) that the model's other opex includes.
+    Fact("Operating loss Q1 2026 (profit)", -6.95e9, "2026-01", "2026-03",
+         '§9 "Operating margin, Q1 2026" (non-GAAP -122% of ~$5.7B)', ("profit",)),
+    # §9 "Revenue, Q1 2026": run-rate $2B/month in March 2026 (~$25B annualised in Feb):
+    # the model's revenue in the month of March 2026. Not firm: a press report of a
+    # run-rate, which has no fixed definition.
+    Fact("Revenue run-rate Mar 2026 (one month)", 2.0e9, "2026-03", "2026-03",
+         '§9 "Revenue, Q1 2026" ($2B/month, Mar 2026)', ("revenue",)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +63,9 @@ def base():
 
 @pytest.fixture(scope="module")
 def facts(base):
-    return facts_vs_model(base)
+    known = {f.name for f in FACTS}
+    return facts_vs_model(base, FACTS + tuple(f for f in FACTS_2026 if f.name not in known),
+                          num_paths=PATHS)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +81,12 @@ def test_every_firm_fact_is_checked(facts):
                      "Weekly active users Feb 2026", "Paying subscribers Feb 2026",
                      "Paid to Microsoft 2025", "Operating loss 2025 (profit)"):
         assert expected in names
+
+
+def test_the_2026_facts_are_checked(facts):
+    rows = {r["name"]: r for r in facts}
+    for fact in FACTS_2026:
+        assert fact.name in rows, fact.name
 
 
 def test_each_fact_lies_in_its_band(facts):
@@ -96,10 +134,23 @@ def test_deepest_cumulative_loss(results):
     assert q.ci_low[k, 0] <= 1e12, q.value[k, 0] / 1e9
 
 
-def test_counterfactual_keeps_the_leaked_azure_figures():
-    """The 2019 terms world (version 1's base) still puts the leaked Azure inference
-    figures in its middle half."""
-    cfg = load_config(CONFIGS_DIR / "counterfactual_2019_terms.toml").with_simulation(
+def test_no_funding_gap_before_the_march_2026_round(results):
+    """History: OpenAI did not run out of money before its $122B round of March 2026
+    (calibration.md §9 "Round, Mar 2026"), so base.toml's cash at the start (a judgement:
+    its comment) must leave the model's funding gap before 2026-03 rare. The bound, 15%, is
+    the judgement's tolerance (the prior gives ~9%); the estimate less N_SE binomial
+    standard errors must be at most it."""
+    gap = results.event("funding_gap")
+    i = results.grid.labels.index("2026-02")
+    p, se = float(gap.cdf[i]), float(gap.cdf_se[i])
+    assert p - N_SE * se <= 0.15, (p, se)
+
+
+def test_version_1_world_keeps_the_leaked_azure_figures():
+    """Version 1's world (configs/v1_base.toml: the 2019 terms) still puts the leaked Azure
+    inference figures in its middle half. (The deal-only counterfactual,
+    configs/counterfactual_2019_terms.toml, is base.toml's world: its facts are base's.)"""
+    cfg = load_config(CONFIGS_DIR / "v1_base.toml").with_simulation(
         paths=PATHS, horizon="2025-12")
     rows = {r["name"]: r for r in facts_vs_model(cfg)}
     for name in ("Azure inference spend 2024", "Azure inference spend Q1-Q3 2025"):

@@ -23,6 +23,7 @@ and equity but no funding. Version 3's rows are compared as the run's layout has
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from mcsim.layout import (
     ALL_HORIZON_TOTALS,
     ALL_STOCKS,
     ANNUAL_FLOWS,
-    HORIZON_TOTALS,
     STOCKS,
     StatLayout,
 )
@@ -235,7 +235,8 @@ def test_baseline_is_the_reference_path_by_path(case):
     # the baseline reports exactly the layout's stocks, totals and months
     assert {k for k in got if k in ALL_STOCKS} == set(layout.stocks)
     assert {k for k in got if k in ALL_HORIZON_TOTALS} == set(layout.horizon_totals)
-    assert {k for k in got if k.endswith("_month")} == set(_event_months(cfg))
+    assert {k for k in got if k.endswith("_month") and k not in ALL_STOCKS} \
+        == set(_event_months(cfg))
     assert got["cumulative_azure_spend"].shape == (T, n)
     _close(got["cumulative_azure_spend"], ref["cumulative_azure_spend"], atol,
            "cumulative_azure_spend")
@@ -378,3 +379,18 @@ def test_baseline_does_not_use_the_engine():
     code = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
     assert code and not any(m in line for line in code
                             for m in ("mcsim.model", "mcsim.engine", "jax"))
+
+
+def test_command_line_reports_version_3(tmp_path, capsys):
+    """The baseline's command line on a version-3 config: the funding-gap month is among
+    the months it prints and writes, with the others."""
+    config = tmp_path / "v3.toml"
+    config.write_text(EVERYTHING_V3, encoding="utf-8")
+    figures = tmp_path / "figures.json"
+    assert baseline.main(["--config", str(config), "--paths", "300", "--seed", "4",
+                          "--json", str(figures)]) == 0
+    assert "funding gap month: median" in capsys.readouterr().out
+    got = json.loads(figures.read_text(encoding="utf-8"))
+    assert 0.0 < got["p_no_funding_gap_month"] < 1.0
+    for name in EVENT_MONTHS:
+        assert f"p_no_{name}" in got, name

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from ..events import table as events_table
-from ..layout import ANNUAL_FLOWS, HORIZON_TOTALS
+from ..layout import ALL_HORIZON_TOTALS, ANNUAL_FLOWS
 from .format import _pkey, money_text
 from .summary import REPAID
 
@@ -142,7 +142,7 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
     horizon_rows = [[name.replace("_", " ")] + [_q(summary["horizon"][name], p) for p in pcts]
                     + [f"{money_text(summary['horizon'][name]['mean'])} <span class=ci>"
                        f"{_pm_money(summary['horizon'][name]['mean_se'])}</span>"]
-                    for name in HORIZON_TOTALS]
+                    for name in ALL_HORIZON_TOTALS if name in summary["horizon"]]
     # every event of the table that the summary holds, in the table's order
     shown = [e for e in events_table(None) if e.summary_key in summary]
     events = [summary[e.summary_key] for e in shown]
@@ -203,6 +203,8 @@ def _more_flows(flows: list[str], rows: list[list[str]]) -> str:
 def _stock_text(x, unit: str) -> str:
     if x is None:
         return "n/a"
+    if unit.startswith("$ (negative"):  # cash: dollars, signed
+        return money_text(x)
     if unit.startswith("$"):
         return f"${x:.3g}"
     if unit.startswith("fraction"):

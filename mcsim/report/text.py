@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..layout import HORIZON_TOTALS, STOCKS
+from ..layout import STOCKS
 from .format import interval_end_text, money_text
 from .summary import _month_text, _nonfinite_block, posterior_blocks
 
@@ -54,7 +54,7 @@ def format_summary(results: Results) -> str:
                      f"{1.96 * dist.censored_se:.3f}")
     hm, hse = results.mean("horizon")
     hq = results.quantiles("horizon", (50,))
-    for i, name in enumerate(HORIZON_TOTALS):
+    for i, name in enumerate(results.layout.horizon_totals):
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
                      f"mean {money_text(hm[i])} ± {money_text(1.96 * hse[i])}")
     if results.conditioned is not None:
@@ -107,4 +107,4 @@ def _value_text(x, row) -> str:
     """An observation's value: dollars for a flow, a plain number for a stock."""
     if x is None:
         return "n/a"
-    return f"{x:.3g}" if row["series"] in STOCKS else money_text(x)
+    return f"{x:.3g}" if row["series"] in STOCKS else money_text(x)  # cash: dollars
