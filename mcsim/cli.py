@@ -181,8 +181,12 @@ SUBCOMMANDS = {
                   "and run it again into a new report directory."),
     "sensitivity": ("Sobol indices of every uncertain parameter; tornado chart",
                     "Estimate the Sobol indices (first-order and total) of every uncertain "
-                    "parameter for the repayment month, cumulative Azure spend and "
-                    "repaid-by-a-month, and draw the tornado chart."),
+                    "parameter for the config's own questions (by default cumulative Azure "
+                    "spend; with [funding] the funding-gap month; with Microsoft's equity "
+                    "its whole position, in present value with a discount rate; the "
+                    "repayment month and repaid-by-a-month; or any --output), and draw the "
+                    "tornado chart. An output with no variance (every path repaid by the "
+                    "month) is left out with a one-line warning."),
     "sweep": ("run a grid of overrides and compare the runs",
               "Run a config at every point of a grid of overridden values (batched in one "
               "kernel where shapes allow), one report per point, and tabulate and plot "
@@ -323,7 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rows of each base matrix, a power of two (default 4096); the "
                          "model runs N x (parameters + 3) times")
     se.add_argument("--by", metavar="YYYY-MM",
-                    help="month of the event 'repaid by' (default 2030-12, or the horizon)")
+                    help="month of the 'by' outputs: repaid_by, funding_gap_by, ... "
+                         "(default 2030-12, or the horizon)")
+    se.add_argument("--output", action="append", metavar="NAME[,NAME...]",
+                    help="an output to measure instead of the defaults (repeatable): "
+                         "cumulative_azure_spend, a horizon total (funding_to_find, "
+                         "microsoft_whole_position, ...), an event's month "
+                         "(repayment_month, funding_gap_month, cap_reached_month, ...) or "
+                         "its 'by' indicator (repaid_by, funding_gap_by, ...); a wrong "
+                         "name lists those of the config")
     se.add_argument("--bootstrap", type=_positive_int, default=1000,
                     help="bootstrap resamples for the intervals (default 1000)")
     se.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
@@ -626,15 +638,19 @@ def _sensitivity_locked(args, config, out: Path, ckpt_dir: Path) -> int:
     from .report.sensitivity import write_sensitivity
     from .sensitivity import ROWS_FILE, sensitivity
 
+    outputs = None
+    if args.output:
+        outputs = [n.strip() for part in args.output for n in part.split(",") if n.strip()]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             result = sensitivity(config, num_base=args.base_rows, by_month=args.by,
+                                 outputs=outputs,
                                  num_bootstrap=args.bootstrap, dtype=args.dtype,
                                  checkpoint=ckpt_dir, resume=args.resume,
                                  checkpoint_interval=args.checkpoint_interval)
     except ConfigError as exc:
-        return _bad_input(exc)
+        return _bad_input(exc.renamed("--output") if exc.key == "outputs" else exc)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"mcsim: warning: {message}", file=sys.stderr)
     failed = _write("the sensitivity study", args.out,
@@ -645,11 +661,9 @@ def _sensitivity_locked(args, config, out: Path, ckpt_dir: Path) -> int:
     remove_checkpoints(ckpt_dir, 0, remove_directory=False, names=[ROWS_FILE])
     print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
           f"{result.seconds:.1f} s; Sobol indices with "
-          f"{result.indices['repayment_month'].confidence:.0%} bootstrap intervals")
+          f"{result.indices[result.lead].confidence:.0%} bootstrap intervals")
     for name, idx in result.indices.items():
-        label = f"repaid by {result.by_month}" if name == "repaid_by" else \
-            name.replace("_", " ")
-        print(f"  {label}: largest total indices")
+        print(f"  {name}: {_output_summary(result, config, name)}; largest total indices")
         frame = idx.to_frame().head(5)
         signed = result.direction_frame(name)
         for factor, row in frame.iterrows():
@@ -662,6 +676,31 @@ def _sensitivity_locked(args, config, out: Path, ckpt_dir: Path) -> int:
     print(f"written {out}/sensitivity.csv, sensitivity.json, drivers.csv, tornado.png and "
           "drivers.png")
     return 0
+
+
+def _output_summary(result, config, name: str) -> str:
+    """A study output in words with where it sits on the design's base rows: the mean of
+    an amount, the median month of an event (and the share not by the horizon), the
+    probability of a "by" output."""
+    import numpy as np
+
+    from .plots_sensitivity import output_label
+
+    what, unit = output_label(name, result.by_month)
+    y = result.base_outputs.get(name)
+    if y is None:
+        return what
+    if unit == "$":
+        mean = result.output_means[name]
+        for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1.0, "")):
+            if abs(mean) >= scale or scale == 1.0:
+                return f"{what}, mean ${mean / scale:,.3g}{suffix}"
+    if unit == "months":
+        labels, T = config.grid.labels, config.grid.num_months
+        median = int(np.sort(y)[(len(y) - 1) // 2])
+        when = labels[median] if median < T else f"after {labels[-1]}"
+        return f"{what}, median {when}, {np.mean(y >= T):.0%} not by {labels[-1]}"
+    return f"{what}: {result.output_means[name]:.3f}"
 
 
 def _with_overrides_warned(config, settings):

@@ -250,6 +250,9 @@ class Config:
         if observations and sim.grid != self.grid:  # windows must stay inside the grid
             observations = _parse_observations(self.resolved.get("observations", {}),
                                                sim.grid)
+        if self.funding is not None and sim.grid != self.grid \
+                and "funding" in self.resolved:  # so must the rounds
+            _parse_funding(self.resolved.get("funding", {}), sim.grid)
         return replace(self, simulation=sim, resolved=resolved, observations=observations)
 
 

@@ -189,7 +189,10 @@ def deal_terms(deal: DealConfig, grid: MonthGrid, feats: Features | None = None,
     if feats.funding:
         rounds = np.zeros(T)
         for month, dollars in funding.rounds:
-            rounds[grid.index(month)] += dollars
+            # a grid cut short of the config's (the facts' and the pilot's runs stop at
+            # their last month) leaves out the rounds after it: they change no month in it
+            if grid.index(month) < T:
+                rounds[grid.index(month)] += dollars
         v3["funding_rounds"] = jnp.asarray(rounds)
     if feats.discount:
         v3["discount_rate"] = jnp.asarray(np.float64(discount_rate))

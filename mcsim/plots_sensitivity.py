@@ -48,6 +48,8 @@ _STEMS = {
     "other_opex_intensity": "other opex / revenue",
     "other_opex_intensity_drift": "other opex intensity drift",
     "azure_gross_margin": "Microsoft's Azure gross margin",
+    "cash": "OpenAI's cash", "microsoft_equity_stake": "Microsoft's equity stake",
+    "valuation_multiple": "valuation multiple at the horizon",
 }
 _SUFFIXES = (("_0", ", at start"), ("_inf", ", long run"), ("_halflife", ", half-life"))
 
@@ -80,12 +82,70 @@ _SHORT_UNITS = {
     "weekly active users at start": "users",
     "weekly active users, logistic ceiling": "users",
     "years": "years",
+    "$ available to OpenAI at the start (funding.cash_0)": "$",
+    "fraction of OpenAI that Microsoft owns": "fraction",
+    "OpenAI's value at the horizon per $ of its revenue over the run's last 12 months":
+        "× trailing revenue",
 }
 
-#: the study's outputs: (what, unit)
-OUTPUT_LABELS = {"repayment_month": ("repayment month", "months"),
-                 "cumulative_azure_spend": ("cumulative Azure spend at the horizon", "$"),
-                 "repaid_by": ("probability of repayment by the month", "probability")}
+#: the study's money outputs (:func:`mcsim.sensitivity.available_outputs`) in words; their
+#: unit is $. An output not named here is shown by its name.
+MONEY_OUTPUTS = {
+    "cumulative_azure_spend": "cumulative Azure spend at the horizon",
+    "cumulative_revenue": "cumulative revenue at the horizon",
+    "cumulative_profit": "cumulative profit at the horizon",
+    "microsoft_receipts": "Microsoft's receipts (profit and revenue share)",
+    "microsoft_net": "Microsoft's receipts less its investment",
+    "deepest_cumulative_loss": "OpenAI's deepest cumulative loss",
+    "microsoft_economic_return": "Microsoft's economic return",
+    "microsoft_economic_net": "Microsoft's economic return less its investment",
+    "funding_to_find": "funding still to be found at the horizon",
+    "pv_cumulative_azure_spend": "present value of cumulative Azure spend",
+    "pv_cumulative_profit": "present value of cumulative profit",
+    "pv_microsoft_economic_return": "present value of Microsoft's economic return",
+    "pv_microsoft_economic_net": "present value of Microsoft's economic net",
+    "microsoft_equity_value": "Microsoft's equity value at the horizon",
+    "microsoft_whole_position": "Microsoft's whole position (return + equity)",
+    "pv_microsoft_equity_value": "present value of Microsoft's equity",
+    "pv_microsoft_whole_position": "present value of Microsoft's whole position",
+}
+#: an event's outputs in words (:mod:`mcsim.events`): (its month, "by" verb, earlier/later
+#: noun)
+EVENT_OUTPUTS = {"repayment": ("repayment month", "repaid", "repayment"),
+                 "funding_gap": ("funding-gap month (cash runs out)", "out of cash",
+                                 "funding gap"),
+                 "cap_reached": ("month the revenue-share cap is reached", "at the cap",
+                                 "cap"),
+                 "commitment_met": ("month the Azure commitment is met", "commitment met",
+                                    "commitment met"),
+                 "credit_exhaustion": ("month the Azure credits run out", "out of credits",
+                                       "credits run out")}
+
+
+def _output_event(output: str) -> tuple[str | None, str | None]:
+    """(event, "month" or "by") of an event's output, else (None, None)."""
+    from .events import names as event_names
+    from .sensitivity import event_output_names
+
+    for event in event_names():
+        month, by = event_output_names(event)
+        if output in (month, by):
+            return event, "month" if output == month else "by"
+    return None, None
+
+
+def output_label(output: str, by_month: str = "the month") -> tuple[str, str]:
+    """(what, unit) of a study's output: ``("cumulative Azure spend at the horizon",
+    "$")``, ``("funding-gap month (cash runs out)", "months")``, ``("probability of being
+    repaid by 2030-12", "probability")``; an unknown name as it is, in $."""
+    event, kind = _output_event(output)
+    if event is not None:
+        month, verb, _ = EVENT_OUTPUTS.get(event, (f"{event} month", f"{event} reached",
+                                                   event))
+        if kind == "month":
+            return month, "months"
+        return f"probability of being {verb} by {by_month}", "probability"
+    return MONEY_OUTPUTS.get(output, output.replace("_", " ")), "$"
 
 
 def _describe(name: str) -> str:
@@ -122,14 +182,38 @@ def _new_axes(figsize):
 
 
 #: output -> (a higher output in words, a lower one)
-_DIRECTION_WORDS = {"repayment_month": ("later repayment", "earlier repayment"),
-                    "cumulative_azure_spend": ("more Azure spend", "less Azure spend"),
-                    "repaid_by": ("likelier repaid by {month}", "less likely repaid by {month}")}
-#: output -> (its highest values in words, its lowest)
-_TAIL_WORDS = {"repayment_month": ("latest {pct}% of repayment months (censored: not repaid "
-                                   "by the horizon)", "earliest {pct}% of repayment months"),
-               "cumulative_azure_spend": ("highest {pct}% of cumulative Azure spend",
-                                          "lowest {pct}% of cumulative Azure spend")}
+_DIRECTION_WORDS = {
+    "cumulative_azure_spend": ("more Azure spend", "less Azure spend"),
+    "funding_to_find": ("more funding to find", "less funding to find"),
+    **{name: ("a larger position for Microsoft", "a smaller position for Microsoft")
+       for name in ("microsoft_whole_position", "pv_microsoft_whole_position")}}
+
+
+def _direction_words(output: str, by_month: str) -> tuple[str, str]:
+    """(a higher ``output`` in words, a lower one)."""
+    if output in _DIRECTION_WORDS:
+        return _DIRECTION_WORDS[output]
+    event, kind = _output_event(output)
+    if event is not None:
+        _, verb, noun = EVENT_OUTPUTS.get(event, (None, f"{event} reached", event))
+        if kind == "month":
+            return f"later {noun}", f"earlier {noun}"
+        return f"likelier {verb} by {by_month}", f"less likely {verb} by {by_month}"
+    what, _ = output_label(output)
+    return f"higher {what}", f"lower {what}"
+
+
+def _tail_words(output: str) -> tuple[str, str]:
+    """(its highest values in words, its lowest), with ``{pct}`` for the percentage."""
+    event, kind = _output_event(output)
+    if event is not None and kind == "month":
+        month, verb, _ = EVENT_OUTPUTS.get(event, (f"{event} month", f"{event} reached",
+                                                   event))
+        months = month.split(" (")[0] + "s"
+        return (f"latest {{pct}}% of {months} (censored: not {verb} by the horizon)",
+                f"earliest {{pct}}% of {months}")
+    what, _ = output_label(output)
+    return f"highest {{pct}}% of the {what}", f"lowest {{pct}}% of the {what}"
 
 
 def _legend_on_top(ax, num_rows: int, ncol: int, headroom: float | None = None) -> None:
@@ -155,10 +239,7 @@ def _legend_columns(ax) -> int:
 
 
 def _output_what(result: SensitivityResult, output: str) -> tuple[str, str]:
-    what, unit = OUTPUT_LABELS.get(output, (output, ""))
-    if output == "repaid_by":
-        what = f"probability of repayment by {result.by_month}"
-    return what, unit
+    return output_label(output, result.by_month)
 
 
 def _money_scale(values: np.ndarray) -> tuple[float, str]:
@@ -169,10 +250,11 @@ def _money_scale(values: np.ndarray) -> tuple[float, str]:
     return 1.0, "$"
 
 
-def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_month",
+def plot_tornado(result: SensitivityResult, ax=None, output: str | None = None,
                  top: int = 12, by: str = "sobol", *, color_up: str = "tab:red",
                  color_down: str = "tab:blue", direction_ax=None):
-    """Tornado chart of ``output`` in two labelled panels sharing the rows; returns ``ax``.
+    """Tornado chart of ``output`` (default: the study's lead output) in two labelled
+    panels sharing the rows; returns ``ax``.
 
     The ``top`` factors, largest first. The left panel (``ax``) draws the measure the rows
     are sorted by: ``by="sobol"``, the total Sobol index ST with its 95% interval and the
@@ -188,6 +270,7 @@ def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_mo
     """
     if by not in ("sobol", "correlation"):
         raise ValueError(f"by={by!r}: expected 'sobol' or 'correlation'")
+    output = result._check_output(output)
     idx = result.indices[output]
     direction = result.direction_frame(output)
     names = list(idx.names)
@@ -246,8 +329,7 @@ def plot_tornado(result: SensitivityResult, ax=None, output: str = "repayment_mo
     # right: the direction, in the output's unit
     d, e = diff[order] / scale, 1.96 * se[order] / scale
     up = np.nan_to_num(d) >= 0
-    more, less = (w.format(month=result.by_month) for w in _DIRECTION_WORDS.get(
-        output, (f"higher {what}", f"lower {what}")))
+    more, less = _direction_words(output, result.by_month)
     side.barh(y[up & np.isfinite(d)], d[up & np.isfinite(d)], height=0.7, color=color_up,
               alpha=0.8, label=f"higher parameter → {more}")
     side.barh(y[~up], d[~up], height=0.7, color=color_down, alpha=0.8,
@@ -322,13 +404,15 @@ def _wrapped(label: str, width: int = 34) -> str:
     return f"{name}\n({unit}"
 
 
-def plot_drivers(result: SensitivityResult, ax=None, output: str = "repayment_month",
+def plot_drivers(result: SensitivityResult, ax=None, output: str | None = None,
                  fraction: float = 0.1, top: int = 12, *, color_top: str = "tab:red",
                  color_bottom: str = "tab:blue"):
-    """What drives the highest and the lowest ``fraction`` of ``output``: for the ``top``
+    """What drives the highest and the lowest ``fraction`` of ``output`` (default: the
+    study's lead output): for the ``top``
     parameters that move most, each one's mean percentile on those rows (0-100, its rank in
     its prior; 50 = no information) as a bar from 50, with its 95% error bar. Returns the
     Axes (a new one when ``ax`` is None)."""
+    output = result._check_output(output)
     frame = result.drivers_frame(output, fraction)
     what, _ = _output_what(result, output)
     t, b = frame.loc["top"], frame.loc["bottom"]
@@ -343,8 +427,7 @@ def plot_drivers(result: SensitivityResult, ax=None, output: str = "repayment_mo
         f = frame.loc[g].reindex(names)
         m = f["mean_percentile"].to_numpy()
         e = 1.96 * f["mean_percentile_se"].to_numpy()
-        words = _TAIL_WORDS.get(output, (f"highest {{pct}}% of the {what}",
-                                         f"lowest {{pct}}% of the {what}"))
+        words = _tail_words(output)
         text = words[0 if g == "top" else 1].format(pct=f"{pct:.0f}")
         extra = f"; with ties {share[g]:.0%} of rows" if share[g] > fraction * 1.05 else ""
         ax.barh(y + dy, m - 50, left=50, height=0.38, color=color, alpha=0.8,
@@ -383,8 +466,9 @@ def write_tornado(result: SensitivityResult, path: Path) -> Path:
 
 
 def write_drivers(result: SensitivityResult, path: Path,
-                  output: str = "repayment_month") -> Path:
-    """The drivers of the top and bottom 10% of ``output``, as a PNG."""
+                  output: str | None = None) -> Path:
+    """The drivers of the top and bottom 10% of ``output`` (default: the lead output), as
+    a PNG."""
     fig = Figure(figsize=(9, 6.5), layout="constrained")
     plot_drivers(result, fig.add_subplot(), output)
     fig.savefig(path, dpi=110)

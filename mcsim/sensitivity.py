@@ -1,4 +1,4 @@
-"""Which assumption drives repayment: Sobol indices of every uncertain parameter.
+"""What drives the questions a config asks: Sobol indices of every uncertain parameter.
 
 The factors are the independent uniforms of the uncertain parameters (before the Gaussian
 copula: with correlated parameters, a parameter's index then covers what its own innovation
@@ -14,13 +14,41 @@ The design's rows enter the engine's own kernel
 (:func:`mcsim.engine.kernel.build_kernel`) with their uniforms in place of the paths'
 counter-based ones: the same copula, inverse CDFs, model and kernel dtype as ordinary runs.
 
-Outputs, per design row:
+Outputs (:func:`available_outputs`), per design row, any of:
 
-* ``repayment_month``: months from the start until Microsoft is repaid; a path not repaid
-  by the horizon counts as the month after the horizon (censored: indices of a censored
-  output describe the censored variable);
 * ``cumulative_azure_spend``: cumulative Azure spend at the horizon, $;
-* ``repaid_by``: 1 if repaid by the given month, else 0 (its variance is p (1 - p)).
+* every horizon total of the config's run (:attr:`mcsim.layout.StatLayout.horizon_totals`:
+  ``cumulative_revenue``, ..., and with version 3's mechanisms ``funding_to_find``,
+  ``pv_microsoft_whole_position`` ...), $;
+* every event's month (:mod:`mcsim.events`): ``repayment_month``, ``funding_gap_month``,
+  ``cap_reached_month``, ... : months from the start until the event; a path where it does
+  not happen by the horizon counts as the month after the horizon (censored: indices of a
+  censored output describe the censored variable);
+* every event's "by the month" indicator: ``repaid_by``, ``funding_gap_by``,
+  ``cap_reached_by``, ... : 1 if the event happens by ``by_month``, else 0 (its variance is
+  p (1 - p)).
+
+**The default outputs** (:func:`default_outputs`) follow the questions a researcher asks of
+the config, in the order of the run's headline, one output per question, a quantity rather
+than a yes/no wherever one exists (a month or an amount carries the timing and the size that
+a probability by one date throws away):
+
+1. ``cumulative_azure_spend``: what the deal is worth to Azure (every config);
+2. ``funding_gap_month`` (a config with ``[funding]``): when OpenAI's cash runs out, the
+   question of December 2026 (will the money last?), censored where it never does;
+3. Microsoft's whole position (a config with its equity stake): its present value,
+   ``pv_microsoft_whole_position``, where the config has a discount rate (what the position
+   is worth today, comparable with the $13B invested; the undiscounted sum adds 2040
+   dollars to 2024 dollars and is mostly the horizon's equity value by construction), else
+   ``microsoft_whole_position``;
+4. ``repayment_month`` and ``repaid_by``: the deal's original question.
+
+**An output with no variance over the design** (all base rows equal: under today's terms
+every path is repaid by 2030-12, so ``repaid_by`` is 1 on every row) has no indices (0 / 0).
+It is left out of the result with one warning naming it and why ("repaid_by left out of
+the sensitivity study: every path is repaid by 2030-12 ..."), default or asked for; when every output asked for is such,
+:func:`sensitivity` refuses with one line (:class:`~mcsim.errors.ConfigError`). No NaN rows
+are printed or written. :attr:`SensitivityResult.left_out` keeps the reasons.
 
 Sobol indices say how much of an output's variance a parameter carries, not in which
 direction it pushes. Beside them, over the 2N base rows (A and B: independent draws from the
@@ -44,6 +72,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +86,16 @@ from .layout import StatLayout
 from .x64 import enable_x64
 
 SHOCK_FACTOR = "monthly_shocks"
-OUTPUTS = ("repayment_month", "cumulative_azure_spend", "repaid_by")
+#: the outputs of a config without version 3's funding and equity (see
+#: :func:`default_outputs` for a config's own)
+OUTPUTS = ("cumulative_azure_spend", "repayment_month", "repaid_by")
+#: what a path does when an event happens, for the one-line "no variance" reasons ("every
+#: path is repaid by 2030-12"); an event not named here "reaches <its name>"
+EVENT_PHRASES = {"repayment": "is repaid",
+                 "credit_exhaustion": "exhausts its Azure credits",
+                 "cap_reached": "reaches the revenue-share cap",
+                 "commitment_met": "meets the Azure commitment by spend",
+                 "funding_gap": "runs out of cash (the funding gap)"}
 #: rows per compiled call (a power of two; the last call is padded)
 ROWS_PER_CALL = 8192
 #: the wide-interval warning: a first-order index's interval wider than this, or a
@@ -67,11 +105,92 @@ FIRST_LOW_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
+class StudyOutput:
+    """One output a study can measure (:func:`available_outputs`)."""
+
+    name: str
+    #: ``"money"`` ($: cumulative Azure spend or a horizon total), ``"month"`` (an event's
+    #: month, censored at the horizon) or ``"by"`` (1 if the event happens by the month)
+    kind: str
+    #: the per-row value it is made of (:func:`evaluate_rows`): ``cumulative_azure_spend``,
+    #: a horizon total, or an event's month (``<event>_month``, ``repayment_month``)
+    quantity: str
+    #: the event of a month or a "by" output
+    event: str | None = None
+
+
+def event_output_names(event: str) -> tuple[str, str]:
+    """(month output, "by" output) of an event: ``repayment`` -> (``repayment_month``,
+    ``repaid_by``), any other ``e`` -> (``e_month``, ``e_by``)."""
+    if event == "repayment":
+        return "repayment_month", "repaid_by"
+    return f"{event}_month", f"{event}_by"
+
+
+def available_outputs(config: Config) -> dict[str, StudyOutput]:
+    """Every output a study of ``config`` can measure, by name: cumulative Azure spend, the
+    horizon totals of its run, and each of its events' month and "by" indicator (module
+    docstring)."""
+    layout = StatLayout.of(config)
+    out = {"cumulative_azure_spend": StudyOutput("cumulative_azure_spend", "money",
+                                                 "cumulative_azure_spend")}
+    for name in layout.horizon_totals:
+        out[name] = StudyOutput(name, "money", name)
+    for event in layout.event_names:
+        month, by = event_output_names(event)
+        out[month] = StudyOutput(month, "month", month, event)
+        out[by] = StudyOutput(by, "by", month, event)
+    return out
+
+
+def default_outputs(config: Config) -> tuple[str, ...]:
+    """The outputs a study of ``config`` measures unless told (module docstring, "The
+    default outputs"): cumulative Azure spend; the funding-gap month with ``[funding]``;
+    Microsoft's whole position with its equity stake (present value with a discount rate);
+    the repayment month and P(repaid by the month). Those with no variance on the design
+    are left out when the study has run, each with a one-line warning."""
+    available = available_outputs(config)
+    names = ["cumulative_azure_spend"]
+    if "funding_gap_month" in available:
+        names.append("funding_gap_month")
+    for position in ("pv_microsoft_whole_position", "microsoft_whole_position"):
+        if position in available:
+            names.append(position)
+            break
+    names += ["repayment_month", "repaid_by"]
+    return tuple(names)
+
+
+def no_variance_reason(output: StudyOutput, value: float, grid, by_month: str) -> str:
+    """Why ``output`` has no variance, in words, when every base row has ``value``: "every
+    path is repaid by 2030-12", "no path runs out of cash ... by the horizon (2040-12)",
+    "every path has microsoft_equity_value = $0"."""
+    if output.kind == "money":
+        return f"every path has {output.name} = {_money(value)}"
+    does = EVENT_PHRASES.get(output.event, f"reaches {output.event}")
+    T = grid.num_months
+    if output.kind == "by":
+        return f"{'every' if value else 'no'} path {does} by {by_month}"
+    if value >= T:
+        return f"no path {does} by the horizon ({grid.labels[-1]})"
+    return f"every path {does} in {grid.labels[int(value)]}"
+
+
+def _money(value: float) -> str:
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(value) >= scale:
+            return f"${value / scale:,.4g}{unit}"
+    return f"${value:,.4g}"
+
+
+@dataclass(frozen=True)
 class SensitivityResult:
-    """Sobol indices of each output, with what produced them."""
+    """Sobol indices of each output, with what produced them. The outputs are the keys of
+    ``indices``, in the order asked for; the first is the study's lead (the default of the
+    methods' ``output``)."""
 
     indices: dict[str, sobol.SobolIndices]  # output name -> indices over the factors
-    by_month: str                           # the month of ``repaid_by``
+    by_month: str                           # the month of ``repaid_by`` (and ``<event>_by``)
     num_base: int
     num_rows: int                           # model evaluations, N (k + 3)
     seed: int
@@ -86,6 +205,19 @@ class SensitivityResult:
     base_outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: the wide-interval warnings emitted (empty when the design was large enough)
     warnings: tuple[str, ...] = ()
+    #: output name -> why it was left out: no variance over the design ("every path is
+    #: repaid by 2030-12"); its warning said so in one line
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs measured, the lead first."""
+        return tuple(self.indices)
+
+    @property
+    def lead(self) -> str:
+        """The first output: the default of the methods' ``output``."""
+        return next(iter(self.indices))
 
     def frame(self):
         """One long table: (output, factor) -> first, total and their intervals, and the
@@ -102,21 +234,21 @@ class SensitivityResult:
             frames[k] = f.join(d) if d is not None else f
         return pd.concat(frames, names=["output", "factor"])
 
-    def direction_frame(self, output: str = "repayment_month"):
-        """The signed measures of ``output`` per parameter (index ``factor``), or None when
-        the result carries no base rows."""
+    def direction_frame(self, output: str | None = None):
+        """The signed measures of ``output`` (default: the lead output) per parameter
+        (index ``factor``), or None when the result carries no base rows."""
         import pandas as pd
 
-        self._check_output(output)
+        output = self._check_output(output)
         if self.base_percentiles is None or output not in self.base_outputs:
             return None
         stats = direction(self.base_percentiles, self.base_outputs[output])
         return pd.DataFrame(stats, index=pd.Index(list(self.parameters), name="factor"))
 
-    def drivers_frame(self, output: str = "repayment_month", fraction: float = 0.1):
-        """What drives the highest and the lowest ``fraction`` of ``output``: on those base
-        rows, each parameter's mean percentile (its rank in its prior, 0-100; 50 = no
-        information) with its standard error.
+    def drivers_frame(self, output: str | None = None, fraction: float = 0.1):
+        """What drives the highest and the lowest ``fraction`` of ``output`` (default: the
+        lead output): on those base rows, each parameter's mean percentile (its rank in its
+        prior, 0-100; 50 = no information) with its standard error.
 
         Rows tied with the cut-off are all included (``num_rows`` says how many there are:
         more than ``fraction`` of the rows when many share the cut-off value, as censored
@@ -128,7 +260,7 @@ class SensitivityResult:
         """
         import pandas as pd
 
-        self._check_output(output)
+        output = self._check_output(output)
         if not 0.0 < fraction <= 0.5:
             raise ValueError(f"fraction={fraction!r}: expected a number in (0, 0.5]")
         if self.base_percentiles is None:
@@ -152,15 +284,16 @@ class SensitivityResult:
             pieces[group] = f
         return pd.concat(pieces, names=["group", "parameter"])
 
-    def plot_tornado(self, ax=None, output: str = "repayment_month", top: int = 12,
+    def plot_tornado(self, ax=None, output: str | None = None, top: int = 12,
                      by: str = "sobol"):
-        """Signed tornado chart of ``output`` on ``ax`` (or a new one); returns it. See
+        """Signed tornado chart of ``output`` (default: the lead output) on ``ax`` (or a new
+        one); returns it. See
         :func:`mcsim.plots_sensitivity.plot_tornado`."""
         from . import plots_sensitivity
 
         return plots_sensitivity.plot_tornado(self, ax, output=output, top=top, by=by)
 
-    def plot_drivers(self, ax=None, output: str = "repayment_month", fraction: float = 0.1,
+    def plot_drivers(self, ax=None, output: str | None = None, fraction: float = 0.1,
                      top: int = 12):
         """What drives the top and bottom ``fraction`` of ``output``; returns the Axes. See
         :func:`mcsim.plots_sensitivity.plot_drivers`."""
@@ -169,13 +302,22 @@ class SensitivityResult:
         return plots_sensitivity.plot_drivers(self, ax, output=output, fraction=fraction,
                                               top=top)
 
-    def _check_output(self, output: str) -> None:
+    def _check_output(self, output: str | None) -> str:
+        """``output``, or the lead output for None; a clear error for one not measured
+        (saying why when it was left out for having no variance)."""
+        if output is None:
+            return self.lead
         if output not in self.indices:
-            raise ValueError(f"output={output!r}: expected one of {', '.join(self.indices)}")
+            why = (f" ({output} was left out: {self.left_out[output]})"
+                   if output in self.left_out else "")
+            raise ValueError(f"output={output!r}: expected one of "
+                             f"{', '.join(self.indices)}{why}")
+        return output
 
-    def top(self, output: str = "repayment_month", k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` factors with the largest total index for ``output``."""
-        self._check_output(output)
+    def top(self, output: str | None = None, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` factors with the largest total index for ``output`` (default: the
+        lead output)."""
+        output = self._check_output(output)
         idx = self.indices[output]
         order = np.argsort(-np.nan_to_num(idx.total, nan=-np.inf))[:k]
         return [(idx.names[i], float(idx.total[i])) for i in order]
@@ -296,11 +438,13 @@ class RowCheckpoint:
     outputs depend only on the config and the row, and a resumed study evaluates the same
     blocks of rows, so it gives the same numbers as one never stopped."""
 
-    FORMAT = "mcsim.sensitivity-rows/1"
+    FORMAT = "mcsim.sensitivity-rows/2"
 
     def __init__(self, directory: str | Path, config: Config, uniforms: np.ndarray,
                  shock_paths: np.ndarray, dtype: str, interval: float = 60.0,
-                 resume: bool = False) -> None:
+                 resume: bool = False,
+                 quantities: tuple[str, ...] = ("repayment_month", "cumulative_azure_spend")
+                 ) -> None:
         from ._version import __version__
 
         device = jax.local_devices()[0]
@@ -311,10 +455,10 @@ class RowCheckpoint:
             "format": self.FORMAT,
             "config_sha256": hashlib.sha256(config.source_text.encode()).hexdigest(),
             "rows": int(len(uniforms)), "design_sha256": design, "dtype": dtype,
-            "rows_per_call": ROWS_PER_CALL,
+            "rows_per_call": ROWS_PER_CALL, "quantities": list(quantities),
             "device_kind": f"{device.platform}:{device.device_kind}",
             "mcsim_version": __version__}
-        self.interval, self.resume = interval, resume
+        self.interval, self.resume, self.quantities = interval, resume, tuple(quantities)
         self._last = time.perf_counter()
 
     def load(self) -> dict[str, np.ndarray] | None:
@@ -323,7 +467,7 @@ class RowCheckpoint:
             return None
         data = checkpoint.read_arrays(self.file, self.identity,
                                       what="a checkpoint of this same sensitivity study")
-        if not {"repayment_month", "cumulative_azure_spend", "finite"} <= set(data):
+        if not {*self.quantities, "finite"} <= set(data):
             raise ConfigError("resume", str(self.file), "a readable mcsim checkpoint, but "
                               "it lacks the rows' outputs; delete it to start from the "
                               "beginning")
@@ -340,38 +484,63 @@ class RowCheckpoint:
 
 @dataclass(frozen=True)
 class _DesignOutputs:
-    """The outputs of a design row (the device part of its reduction: hashable)."""
+    """The per-row quantities of a design row (the device part of its reduction: hashable):
+    statistics' rows and events' rows, each with its name."""
 
-    num_months: int
-    repayment: int  # the repayment event's row in the event months
+    stat_rows: tuple[tuple[str, int], ...]   # (name, row of the [S, n] statistics)
+    event_rows: tuple[tuple[str, int], ...]  # (name, row of the [E, n] event months)
 
     def __call__(self, outs):
         out = outs[0]
-        return {"repayment_month": out.event_months[self.repayment],
-                "cumulative_azure_spend": out.stats[self.num_months - 1]}
+        values = {name: out.stats[row] for name, row in self.stat_rows}
+        values.update({name: out.event_months[row] for name, row in self.event_rows})
+        return values
+
+
+def _quantity_rows(layout: StatLayout, quantities: tuple[str, ...]) -> _DesignOutputs:
+    """Where each quantity is in the kernel's statistics: ``cumulative_azure_spend`` (its
+    horizon month), a horizon total, or an event's month (``repayment_month``,
+    ``<event>_month``)."""
+    months = {event_output_names(e)[0]: i for i, e in enumerate(layout.event_names)}
+    stats, events = [], []
+    for q in quantities:
+        if q == "cumulative_azure_spend":
+            stats.append((q, layout.grid.num_months - 1))
+        elif q in layout.horizon_totals:
+            stats.append((q, layout.row(q)))
+        elif q in months:
+            events.append((q, months[q]))
+        else:
+            raise ValueError(f"quantity = {q!r}: expected cumulative_azure_spend, one of "
+                             f"{', '.join(layout.horizon_totals)} or one of "
+                             f"{', '.join(months)}")
+    return _DesignOutputs(tuple(stats), tuple(events))
 
 
 def evaluate_rows(config: Config, uniforms: np.ndarray, shock_paths: np.ndarray,
                   dtype: str = "float32", saver: RowCheckpoint | None = None,
-                  progress: bool | None = None) -> dict[str, np.ndarray]:
+                  progress: bool | None = None,
+                  quantities: tuple[str, ...] = ("repayment_month", "cumulative_azure_spend")
+                  ) -> dict[str, np.ndarray]:
     """Run the model on design rows: parameter uniforms [n, m] and shock path indices [n],
     on every local device (:func:`mcsim.engine.runner.run_paths`).
 
-    Returns ``repayment_month`` (int, T when not repaid), ``cumulative_azure_spend``
-    ($, at the horizon) and ``finite`` (bool) per row. With a ``saver``, the rows done are
+    Returns each of ``quantities`` and ``finite`` (bool) per row: an event's month (int, T
+    when it does not happen by the horizon: ``repayment_month``, ``funding_gap_month``,
+    ...), ``cumulative_azure_spend`` ($, at the horizon) or a horizon total ($). With a
+    ``saver`` (made for the same ``quantities``), the rows done are
     saved every block of :data:`ROWS_PER_CALL` rows (when due) and, when it resumes, read
     back instead of evaluated again: a row's outputs depend on the config and the row
     alone, never on the rows evaluated with it.
     """
     from .engine.runner import PathRows, run_paths
 
-    T = config.grid.num_months
     # the design's rows are not the run's paths: no antithetic mirrors
     spec = KernelSpec.for_config(config, dtype)._replace(antithetic=False)
-    outputs = _DesignOutputs(T, StatLayout(config.grid).event_index("repayment"))
+    outputs = _quantity_rows(spec.layout, tuple(quantities))
     inputs = kernel_inputs(config)
     n = len(uniforms)
-    names = ("repayment_month", "cumulative_azure_spend", "finite")
+    names = (*dict.fromkeys(quantities), "finite")
     done: dict[str, list[np.ndarray]] = {k: [] for k in names}
     first = 0
     saved = saver.load() if saver is not None else None
@@ -405,18 +574,26 @@ def default_by_month(config: Config) -> str:
 
 
 def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = None,
+                outputs: str | list[str] | tuple[str, ...] | None = None,
                 num_bootstrap: int = 1000, confidence: float = 0.95,
                 dtype: str = "float32", checkpoint: str | Path | None = None,
                 resume: bool = False, checkpoint_interval: float = 60.0
                 ) -> SensitivityResult:
     """Sobol first- and total-order indices of every uncertain parameter and of the
-    monthly shocks, for each of :data:`OUTPUTS`, with bootstrap intervals.
+    monthly shocks, for each of ``outputs`` (default :func:`default_outputs`: the config's
+    own questions; any of :func:`available_outputs`), with bootstrap intervals.
 
     ``num_base`` (N, a power of two) rows in each base matrix: N (k + 3) model runs for k
-    parameters. The design and bootstrap are seeded by ``simulation.seed``. With a
-    ``checkpoint`` directory the evaluated rows are saved there every
-    ``checkpoint_interval`` seconds (:class:`RowCheckpoint`; the directory locked for this
-    process meanwhile), and ``resume`` goes on from them: the same result.
+    parameters, whatever the number of outputs (they are read from the same rows).
+    ``by_month``: the month of the "by" outputs (``repaid_by``, ``funding_gap_by``, ...;
+    default :func:`default_by_month`). The design is seeded by ``simulation.seed``, each
+    output's bootstrap by the seed and the output's name (its intervals do not depend on
+    the other outputs asked for). An output with no variance on the design is left out with
+    a one-line warning (:attr:`SensitivityResult.left_out`); when all are, a
+    :class:`~mcsim.errors.ConfigError` says why in one line. With a ``checkpoint`` directory
+    the evaluated rows are saved there every ``checkpoint_interval`` seconds
+    (:class:`RowCheckpoint`; the directory locked for this process meanwhile), and
+    ``resume`` goes on from them: the same result.
     """
     enable_x64()
     t0 = time.perf_counter()
@@ -431,6 +608,20 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
                           f"{grid.labels[-1]}")
     if num_base < 2 or num_base & (num_base - 1):
         raise ConfigError("num_base", num_base, "a power of two >= 2")
+    available = available_outputs(config)
+    if outputs is None:
+        asked = default_outputs(config)
+    else:
+        asked = tuple(dict.fromkeys([outputs] if isinstance(outputs, str) else outputs))
+        if not asked:
+            raise ConfigError("outputs", "(none)", "at least one output, among "
+                              + ", ".join(available))
+        for name in asked:
+            if name not in available:
+                raise ConfigError("outputs", name, "an output of this config: one of "
+                                  + ", ".join(available))
+    specs = [available[name] for name in asked]
+    quantities = tuple(dict.fromkeys(o.quantity for o in specs))
     seed = config.simulation.seed
     k, N = len(names), num_base
     A, B = sobol.design(N, k, seed)
@@ -441,35 +632,48 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     uniforms = np.concatenate([A, B, AB.reshape(k * N, k), A])
     shocks = np.concatenate([base_a, base_b, np.tile(base_a, k), base_b])
     if checkpoint is None:
-        out = evaluate_rows(config, uniforms, shocks, dtype)
+        out = evaluate_rows(config, uniforms, shocks, dtype, quantities=quantities)
     else:
         saver = RowCheckpoint(checkpoint, config, uniforms, shocks, dtype,
-                              checkpoint_interval, resume)
+                              checkpoint_interval, resume, quantities)
         with locks.hold(locks.checkpoint_lock_file(checkpoint), key="checkpoint",
                         value=str(checkpoint), what="checkpoint directory"):
-            out = evaluate_rows(config, uniforms, shocks, dtype, saver)
+            out = evaluate_rows(config, uniforms, shocks, dtype, saver,
+                                quantities=quantities)
     if not out["finite"].all():
         bad = int((~out["finite"]).sum())
         raise ConfigError("parameters", f"{bad} of {len(uniforms)} design rows",
                           "finite flows on every row (narrow the ranges that give NaN or "
                           "inf; `mcsim run` names the likely parameter)")
     by = grid.index(by_month)
-    values = {"repayment_month": out["repayment_month"].astype(np.float64),
-              "cumulative_azure_spend": out["cumulative_azure_spend"],
-              "repaid_by": (out["repayment_month"] <= by).astype(np.float64)}
     factors = tuple(names) + (SHOCK_FACTOR,)
-    indices, means, base = {}, {}, {}
-    for j, (name, f) in enumerate(values.items()):
+    indices, means, base, left_out = {}, {}, {}, {}
+    for o in specs:
+        q = out[o.quantity]
+        f = (q <= by).astype(np.float64) if o.kind == "by" else q.astype(np.float64)
         blocks = f.reshape(k + 3, N)
         f_A, f_B, f_AB = blocks[0], blocks[1], blocks[2:]
-        indices[name] = sobol.estimate(f_A, f_B, f_AB, factors, num_bootstrap=num_bootstrap,
-                                       confidence=confidence, seed=seed + j)
-        base[name] = np.concatenate([f_A, f_B])
-        means[name] = float(base[name].mean())
+        ab = np.concatenate([f_A, f_B])  # the base rows, whose variance the indices divide
+        if np.all(ab == ab[0]):
+            left_out[o.name] = no_variance_reason(o, float(ab[0]), grid, by_month)
+            continue
+        idx = sobol.estimate(f_A, f_B, f_AB, factors, num_bootstrap=num_bootstrap,
+                             confidence=confidence, seed=[seed, zlib.crc32(o.name.encode())])
+        if idx.variance == 0.0:  # values that differ by rounding alone
+            left_out[o.name] = (f"{o.name} differs between paths by rounding alone "
+                                f"(about {ab.mean():.6g})")
+            continue
+        indices[o.name], base[o.name], means[o.name] = idx, ab, float(ab.mean())
+    if not indices:
+        raise ConfigError("outputs", ", ".join(asked), "an output that varies over the "
+                          "design's paths (" + "; ".join(left_out.values()) + ")")
+    for name, why in left_out.items():
+        warnings.warn(f"{name} left out of the sensitivity study: {why}, so it has no "
+                      "variance to apportion", UserWarning, stacklevel=2)
     lines = wide_interval_warnings(indices, N)
     for line in lines:
         warnings.warn(line, UserWarning, stacklevel=2)
     percentiles = prior_percentiles(config, np.concatenate([A, B]))
     return SensitivityResult(indices, by_month, N, len(uniforms), seed, means,
                              time.perf_counter() - t0, tuple(names), percentiles, base,
-                             tuple(lines))
+                             tuple(lines), left_out)

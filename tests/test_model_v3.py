@@ -156,6 +156,13 @@ def _compiled(grid, feats, events, chol):
     return jax.jit(run)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_compiled_kernels():
+    """The module's compiled kernels are shared by its tests, and freed after them."""
+    yield
+    _compiled.cache_clear()
+
+
 def kernel_outputs(cfg, theta, normals, dtype=np.float64):
     """The kernel on ``theta`` and ``normals`` [T, n, 5], by name: ``horizon`` name -> [n],
     ``stocks`` name -> [Y, n], ``annual`` name -> [Y, n], ``cumulative_azure_spend``

@@ -146,3 +146,37 @@ def test_paired_difference_refuses_configs_with_different_v3_keys(config):
         horizon="2029-12", paths=2048, seed=5)
     with pytest.raises(ConfigError, match=r"funding = 'absent'.*given, as in the first"):
         check_pairable(config, without)
+
+
+def test_an_observation_of_cash_reads_the_paths_cash(tmp_path):
+    """``stock = "cash"`` at a December is the year-end cash stock of the same path, to the
+    bit (both are the state's cash after that month): what the likelihood weights read
+    (the weighting itself is the same for every series, tests/test_conditioning.py)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mcsim import engine
+    from mcsim.engine import conditioning
+
+    text = f'''extends = "{CONFIGS_DIR / "base.toml"}"
+[simulation]
+horizon = "2026-12"
+paths = 1024
+[conditioning]
+method = "importance"
+[observations.cash_2025]
+stock = "cash"
+month = "2025-12"
+value = 30e9
+sd = 5e9
+'''
+    (tmp_path / "obs_cash.toml").write_text(text)
+    cfg = mcsim.load_config(tmp_path / "obs_cash.toml")
+    windows = conditioning.observation_windows(cfg)
+    kernel = engine.build_kernel(engine.KernelSpec.for_config(cfg, observed=True))
+    out = jax.jit(lambda inputs, paths: kernel(inputs, paths, windows=windows))(
+        engine.kernel_inputs(cfg), jnp.arange(1024, dtype=jnp.uint32))
+    stats, observed = np.asarray(out.stats), np.asarray(out.observed_sums)
+    layout = engine.KernelSpec.for_config(cfg).layout
+    row = layout.rows("cash").start + cfg.grid.years.index(2025)
+    np.testing.assert_array_equal(observed[0], stats[row])

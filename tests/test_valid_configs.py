@@ -17,27 +17,52 @@ only in its last month's year and never above it, the cap and commitment months 
 without a cap / commitment, inside the commitment's window), year-end stocks finite, >= 0,
 positive means, Azure's share in [0, 1].
 
-Two shares:
+Version 3 (MODEL.md E-H): a config using any of [funding], ``discount_rate`` and Microsoft's
+equity (each drawn on its own, ``valid_configs.configs(v3=...)``) is validated and run by the
+command line in float32, the default dtype (version 3's outputs are float64 sums of the
+kernel's float32 flows: the double run of version 1 and 2 configs would add nothing but
+time), its summary checked as above (its funding-gap month, cash and version-3 totals
+included) and against the same paths through the kernel, path by path
+(``valid_configs.run_and_check_v3``): every row finite, funding_to_find >= 0 and 0 exactly
+when the funding-gap month is censored, cash and the deepest cumulative loss, present values
+of non-negative flows between the horizon's factor times their totals and the totals,
+whole position = economic return + equity value >= 0, the summary's means the per-path ones.
 
-* ``test_valid_configs_ci``: a fixed (derandomized) set of examples, a few minutes on 2 cores;
-* ``test_valid_configs_exhaustive``: many more, random each time, marked ``exhaustive``
-  (deselect it in CI: ``-m "not exhaustive"``).
+Shares:
+
+* ``test_valid_configs_ci``: a fixed (derandomized) set of version 1 and 2 examples, a few
+  minutes on 2 cores;
+* ``test_valid_configs_v3_ci``: for each of the 7 non-empty sets of version 3's mechanisms,
+  a fixed set of examples (``MCSIM_VALID_CONFIGS_V3_CI`` each: the simplest, a 1-month run
+  with a round in its one month, and a derandomized one);
+* ``test_valid_configs_exhaustive``: many more, random each time, half of them with version
+  3's keys, marked ``exhaustive`` (deselect it in CI: ``-m "not exhaustive"``).
 
 The kernel compiles once per config structure, so every example costs seconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
-from valid_configs import RunFailure, configs, run_and_check, to_toml
+from valid_configs import (
+    V3_MECHANISMS,
+    RunFailure,
+    configs,
+    run_and_check,
+    run_and_check_v3,
+    to_toml,
+    v3_mechanisms,
+)
 
 #: configs tried by each share in this session (printed at the end of the module)
-TRIED = {"ci": 0, "exhaustive": 0}
+TRIED = {"ci": 0, "v3_ci": 0, "exhaustive": 0}
 
 CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_CI", "40"))
+V3_CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_V3_CI", "2"))
 EXHAUSTIVE_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_EXHAUSTIVE", "300"))
 
 COMMON = {
@@ -53,7 +78,8 @@ COMMON = {
 def _report_count(request):
     yield
     line = (f"test_valid_configs: {TRIED['ci']} configs tried by the CI share, "
-            f"{TRIED['exhaustive']} by the exhaustive share")
+            f"{TRIED['v3_ci']} by the version-3 CI share, {TRIED['exhaustive']} by the "
+            "exhaustive share")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
     if capture is not None and tr is not None:
@@ -70,7 +96,10 @@ def _check(cfg: dict, tmp_path_factory, share: str) -> None:
     note(f"config:\n{text}")
     workdir = tmp_path_factory.mktemp("valid_config")
     try:
-        run_and_check(text, workdir)
+        if v3_mechanisms(cfg):
+            run_and_check_v3(text, workdir)
+        else:
+            run_and_check(text, workdir)
     except RunFailure as exc:
         raise AssertionError(f"{exc}\n--- config ---\n{text}") from None
 
@@ -84,8 +113,24 @@ def test_valid_configs_ci(cfg, tmp_path_factory):
     _check(cfg, tmp_path_factory, "ci")
 
 
+#: every non-empty set of version 3's mechanisms (MODEL.md H: each stands alone)
+V3_SETS = [frozenset(c) for k in (1, 2, 3) for c in itertools.combinations(V3_MECHANISMS, k)]
+
+
+@pytest.mark.parametrize("mechanisms", V3_SETS, ids=lambda m: "+".join(sorted(m)))
+def test_valid_configs_v3_ci(mechanisms, tmp_path_factory):
+    @settings(max_examples=V3_CI_EXAMPLES, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], **COMMON)
+    @given(cfg=configs(v3=mechanisms))
+    def check(cfg):
+        assert v3_mechanisms(cfg) == mechanisms
+        _check(cfg, tmp_path_factory, "v3_ci")
+
+    check()
+
+
 @pytest.mark.exhaustive
 @settings(max_examples=EXHAUSTIVE_EXAMPLES, phases=[Phase.explicit, Phase.generate], **COMMON)
-@given(cfg=configs())
+@given(cfg=configs(v3=None))
 def test_valid_configs_exhaustive(cfg, tmp_path_factory):
     _check(cfg, tmp_path_factory, "exhaustive")

@@ -1009,7 +1009,7 @@ def _nulls(x, path="") -> list[str]:
 
 def _allowed_null(path: str, s: dict) -> bool:
     # a month quantile (or its interval end) beyond the horizon: null with its label
-    m = re.fullmatch(rf"({'|'.join(EVENTS)})\.quantiles\.(p\d+)\."
+    m = re.fullmatch(rf"({'|'.join(EVENTS + V3_EVENTS)})\.quantiles\.(p\d+)\."
                      r"(month|ci95_low|ci95_high)", path)
     if m:
         q = s[m.group(1)]["quantiles"][m.group(2)]
@@ -1017,7 +1017,8 @@ def _allowed_null(path: str, s: dict) -> bool:
         return label == NOT_BY
     if path == "nonfinite.first_month":
         return s["nonfinite"]["paths"] == 0
-    if path.startswith("stocks."):
+    if path.startswith("stocks.") and not path.startswith("stocks.cash."):
+        # (version 3's cash is money, signed: the money rule below)
         # a stock is a positive level far inside the histogram's range once scaled (the
         # boxes keep users under 1e16, tokens under 1e22, prices under 1e10 $/GPU-hour),
         # and 2048 paths bound every percentile's interval on both sides: no value or
@@ -1078,8 +1079,10 @@ def _quantile_rows(block: dict, n: int | None):
         yield i, row(lambda p, f, i=i: q[p][f][i] if f in q[p] else None)
 
 
-#: The first-passage months of a summary (version 1's two, version 2's two).
+#: The first-passage months of a summary (version 1's two, version 2's two), and version 3's
+#: (in a summary only with its mechanism: [funding]).
 EVENTS = ("repayment", "credit_exhaustion", "revenue_share_cap_reached", "azure_commitment_met")
+V3_EVENTS = ("funding_gap",)
 #: Annual flows (mcsim.layout.ANNUAL_FLOWS) and which of them may be negative.
 ANNUAL = ("azure_spend", "azure_inference_spend", "revenue", "revenue_share", "inference_spend",
           "training_spend", "other_opex", "compute_spend", "profit", "net_revenue_share",
@@ -1239,15 +1242,16 @@ def check_summary(s: dict, cfg: dict, paths: int, dtype: str = "float64") -> lis
         bad += _v2_identities(s, cfg, rel, mean, total)
     except TypeError:
         pass  # a null, reported above
-    for name in HORIZON:
+    v3_names = [k for k in hor if k not in HORIZON]  # version 3's, with their mechanism
+    for name in HORIZON + tuple(v3_names):
         quantile_checks(f"horizon.{name}", hor[name], None)
-    for name in NON_NEGATIVE_HORIZON:
+    for name in NON_NEGATIVE_HORIZON + tuple(k for k in v3_names if k in V3_NON_NEGATIVE):
         v = hor[name]["quantiles"]["p5"]["value"]
         if v is not None and v < 0:
             bad.append(f"horizon.{name}.p5 = {v} < 0")
     bad += _stock_checks(s, quantile_checks)
-    # the four first-passage months
-    for ev in EVENTS:
+    # the four first-passage months, and version 3's
+    for ev in EVENTS + tuple(e for e in V3_EVENTS if e in s):
         b = s[ev]
         cdf = b["cdf"]["probability"]
         if len(cdf) != T or b["cdf"]["months"] != cum["months"]:
@@ -1449,6 +1453,14 @@ def _stock_checks(s: dict, quantile_checks) -> list[str]:
                     bad.append(f"stocks.azure_share[{y}]: quantiles {vals} above 1 (a bin)")
             elif name in ("tokens_per_month", "gpu_price") and not mv > 0:
                 bad.append(f"stocks.{name}[{y}].mean = {mv}: not > 0")
+    if "cash" in st_:  # version 3's cash: money, signed, finite at every year end
+        blk = st_["cash"]
+        if len(blk["mean"]) != Y:
+            bad.append("stocks.cash: wrong length")
+        else:
+            quantile_checks("stocks.cash", blk, Y)
+            if any(m is None or not math.isfinite(m) for m in blk["mean"]):
+                bad.append(f"stocks.cash.mean = {blk['mean']}: not finite")
     return bad
 
 
@@ -1540,15 +1552,20 @@ def _event_checks(s: dict, cfg: dict) -> list[str]:
 
 # --- version 3: funding, present values, Microsoft's whole position ---------------------
 #
-# The command line's report does not take a version-3 config yet, so a generated version-3
-# config is validated by the command line and run through the API (:func:`mcsim.simulate`,
-# float32, the default), and the same paths through the run's kernel (KernelSpec, in
-# float32): the per-path rows give the path-by-path invariants, the Results the
-# distributional ones, and the two must agree (same paths, same rows).
+# A generated version-3 config is validated and run by the command line in float32 (the
+# default dtype): its summary.json passes every check above (version 3's event, stock and
+# horizon totals included) and :func:`check_v3_summary`; and the same paths go through the
+# run's kernel (KernelSpec, float32), whose per-path rows give the path-by-path invariants
+# (:func:`check_v3_paths`) and must agree with the summary (same paths, same rows).
 
 #: Relative rounding between two float64 running sums of the same monthly flows taken in a
 #: different order or grouping (<= 2400 months: ~2400 x 2^-53 < 3e-13), with margin.
 REL_SUMS = 1e-9
+#: Version 3's horizon totals that are never negative (``mcsim.layout.NON_NEGATIVE_TOTALS``).
+V3_NON_NEGATIVE = ("funding_to_find", "pv_cumulative_azure_spend",
+                   "pv_microsoft_economic_return", "microsoft_equity_value",
+                   "microsoft_whole_position", "pv_microsoft_equity_value",
+                   "pv_microsoft_whole_position")
 
 
 def v3_mechanisms(cfg: dict) -> frozenset:
@@ -1584,26 +1601,21 @@ def _per_path(config, paths: int) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def run_and_check_v3(text: str, workdir: Path, paths: int = 1024) -> dict:
-    """Validate a version-3 config text with the command line, run it through
-    :func:`mcsim.simulate` (float32) and the same paths through its kernel, and check
-    version 3's invariants (:func:`check_v3`). Raises :class:`RunFailure`; returns the
-    per-path rows by name."""
-    import mcsim
+    """Validate and run a version-3 config text with the command line (float32), check its
+    summary (:func:`check_summary`, :func:`check_v3_summary`), run the same paths through
+    its kernel and check them (:func:`check_v3_paths`). Raises :class:`RunFailure`;
+    returns the summary."""
+    from mcsim import load_config
+    from mcsim.layout import StatLayout
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "config.toml"
-    path.write_text(text, encoding="utf-8")
+    summary = run_and_check(text, workdir, dtypes=("float32",), paths=paths)["float32"]
     cfg = _toml(text)
-    code, out, err, warns = run_cli(["validate", str(path)])
-    _expect_ok("validate", code, out, err, warns)
-    step = "simulate float32"
+    step = "kernel float32, path by path"
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            config = mcsim.load_config(path)
-            results = mcsim.simulate(config, paths=paths, progress=False)
-            per_path = _per_path(config, paths)
+            config = load_config(Path(workdir) / "config.toml")
+            stats, months, theta = _per_path(config, paths)
     except Exception as exc:  # noqa: BLE001 - any exception is a crash
         import traceback
 
@@ -1613,11 +1625,12 @@ def run_and_check_v3(text: str, workdir: Path, paths: int = 1024) -> dict:
         raise RunFailure("warning", step, " | ".join(
             f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
             for w in caught)[:2000])
-    problems = check_v3(results, *per_path, cfg, config)
+    layout = StatLayout.of(config)
+    problems = check_v3_paths(layout, stats, months, theta, cfg, config)
+    problems += check_v3_summary(summary, layout, stats, months, cfg)
     if problems:
         raise RunFailure("invariant", step, "; ".join(problems[:8]))
-    layout = results.layout
-    return {name: per_path[0][layout.row(name)] for name in layout.horizon_totals}
+    return summary
 
 
 def _le(a, b, scale, rel: float = REL_SUMS) -> np.ndarray:
@@ -1625,41 +1638,38 @@ def _le(a, b, scale, rel: float = REL_SUMS) -> np.ndarray:
     return a <= b + rel * np.abs(scale) + 1e-300
 
 
-def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: dict,
-             config) -> list[str]:
-    """Version 3's invariants (MODEL.md E-H) of one float32 run: ``results`` from
-    :func:`mcsim.simulate`, ``stats`` [S, n] / ``months`` [E, n] / ``theta`` the same paths
-    through the kernel. Path by path: every row finite; funding_to_find >= 0, and 0 exactly
-    when the funding-gap month is censored; cash at each year end >= -funding_to_find (>= 0
-    on a path without a gap); the funding still to be found between the deepest cumulative
-    loss less cash_0 and all rounds, and less cash_0 alone (equal to it with no cash and no
-    rounds); a present value of a non-negative flow between the horizon's discount factor
-    times its undiscounted total and that total (equal with a rate of 0); the present
-    values' net against the undiscounted investment; the equity value >= 0, at most
-    stake x multiple x cumulative revenue (equal when the run is at most 12 months, the
-    last calendar year's revenue when it ends in a December), 0 with a stake of 0; the
-    whole position = economic return + equity value, and its present value = the economic
-    return's + the equity value's, discounted from the horizon. In distribution: the
-    Results' means are the per-path means, the funding-gap counts the per-path months',
-    P(gap by the horizon) = 0 iff the mean funding to find is 0."""
+def check_v3_paths(layout, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: dict,
+                   config) -> list[str]:
+    """Version 3's invariants (MODEL.md E-H), path by path, of the kernel's float32 rows
+    ``stats`` [S, n], event months ``months`` [E, n] and drawn parameters ``theta``:
+
+    * the layout has exactly the config's mechanisms' rows, stock and event; every row finite;
+    * funding: funding_to_find >= 0, and 0 exactly when the funding-gap month is censored;
+      cash at each year end >= -funding_to_find (>= 0 on a path without a gap); the funding
+      still to be found between the deepest cumulative loss less cash_0 and all rounds, and
+      less cash_0 alone (bit for bit the deepest loss with no cash and no rounds);
+    * present values of a non-negative flow (Azure spend, Microsoft's economic return)
+      between the horizon month's discount factor times the undiscounted total and that
+      total (equal with a rate of 0, as the present value of profit); the economic net's
+      present value against the undiscounted investment;
+    * equity value >= 0, at most stake x multiple x cumulative revenue (equal when the run
+      is at most 12 months; the last calendar year's revenue when it ends in a December),
+      0 with a stake of 0; whole position = economic return + equity value; its present
+      value = the economic return's + the equity value discounted from the horizon."""
+    from mcsim.layout import HORIZON_TOTALS, v3_stocks, v3_totals
+
     bad: list[str] = []
-    layout = results.layout
     T = layout.grid.num_months
     n = stats.shape[1]
     want = v3_mechanisms(cfg)
     if layout.v3 != want:
         return [f"layout mechanisms {sorted(layout.v3)} != the config's {sorted(want)}"]
-    from mcsim.layout import HORIZON_TOTALS, v3_totals
-
     if layout.horizon_totals != HORIZON_TOTALS + v3_totals(want):
         bad.append(f"horizon totals {layout.horizon_totals}")
-    if ("cash" in layout.stocks) != ("funding" in want):
+    if layout.stocks != STOCKS + v3_stocks(want):
         bad.append(f"stocks {layout.stocks} with mechanisms {sorted(want)}")
     if ("funding_gap" in layout.event_names) != ("funding" in want):
         bad.append(f"events {layout.event_names} with mechanisms {sorted(want)}")
-    if results.accumulator.nonfinite_paths or results.num_paths != n:
-        bad.append(f"{results.accumulator.nonfinite_paths} non-finite paths of "
-                   f"{results.num_paths} (expected {n}, all finite)")
     finite = np.isfinite(stats)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
@@ -1667,20 +1677,6 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
                    f"{int((~finite.all(0)).sum())} paths")
     if bad:
         return bad
-    # the Results are the same paths' rows: their means (pairwise float64 sums, vs NumPy's
-    # own) and the events' counts (exact)
-    mean = results.accumulator.moments.mean
-    per_path_mean = stats.mean(axis=1)
-    scale = np.abs(stats).mean(axis=1)
-    off = np.abs(mean - per_path_mean) > REL_SUMS * scale + 1e-300
-    if off.any():
-        r = int(np.argmax(off))
-        bad.append(f"Results mean of row {r} {mean[r]!r} != the per-path mean "
-                   f"{per_path_mean[r]!r}")
-    for e, name in enumerate(layout.event_names):
-        counts = np.bincount(months[e], minlength=T + 1)
-        if not np.array_equal(counts, results.event_counts(name)):
-            bad.append(f"event {name}: Results' counts differ from the per-path months")
     h = {name: stats[layout.row(name)] for name in layout.horizon_totals}
     econ = h["microsoft_economic_return"]
     inv = float(config.deal.investment)
@@ -1695,13 +1691,15 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
             i = int(np.argmax(mask))
             bad.append(f"{what} on {int(mask.sum())} of {n} paths (path {i})")
 
+    for name in V3_NON_NEGATIVE:
+        if name in h:
+            fail(~(h[name] >= 0), f"{name} < 0")
     if "funding" in want:
         find = h["funding_to_find"]
         gap = months[layout.event_index("funding_gap")]
-        fail(~(find >= 0), "funding_to_find < 0")
-        fail((find == 0) != (gap == T), "funding_to_find == 0 but a funding gap, or > 0 "
+        fail((find == 0) != (gap == T), "funding_to_find == 0 with a funding gap, or > 0 "
              "without one")
-        cash = stats[layout.rows("cash")]  # [Y, n] K at each year's last month
+        cash = stats[layout.rows("cash")]  # [Y, n]: K at each year's last month
         fail(~(cash.min(0) >= -find), "a year-end cash below -funding_to_find")
         fail((gap == T) & ~(cash.min(0) >= 0), "a negative year-end cash without a gap")
         c0 = theta["cash_0"]
@@ -1710,29 +1708,21 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
         deepest = h["deepest_cumulative_loss"]
         sc = flows_scale + c0 + rounds
         # K_t = cash_0 + rounds so far + (P - q) so far: between cash_0 + the running sum
-        # and cash_0 + all rounds + the running sum
+        # of P - q (the deepest loss's) and cash_0 + all rounds + that running sum
         fail(~_le(find, np.maximum(0.0, deepest - c0), sc),
              "funding_to_find > max(0, deepest cumulative loss - cash_0)")
         fail(~_le(np.maximum(0.0, deepest - c0 - rounds), find, sc),
              "funding_to_find < deepest cumulative loss - cash_0 - all rounds")
         if rounds == 0.0:
-            none = c0 == 0.0  # then K is the deepest loss's own running sum, bit for bit
-            fail(none & (find != deepest), "funding_to_find != the deepest cumulative loss "
-                 "with no cash and no rounds")
-        # in distribution: P(gap by the horizon) = 0 iff the mean funding to find is 0
-        m_find = mean[layout.row("funding_to_find")]
-        censored = results.event("funding_gap").censored
-        if (censored == 1.0) != (m_find == 0.0):
-            bad.append(f"P(no funding gap by the horizon) = {censored} with a mean "
-                       f"funding to find of {m_find}")
-    r = config.simulation.discount_rate
+            fail((c0 == 0.0) & (find != deepest), "funding_to_find != the deepest "
+                 "cumulative loss with no cash and no rounds")
     if "discount" in want:
+        r = config.simulation.discount_rate
         hd = math.exp(-r * (max(T - 1, 0) / 12.0))  # the horizon month's factor
         azure = stats[layout.rows("cumulative_azure_spend")][-1]
         for pv, total in (("pv_cumulative_azure_spend", azure),
                           ("pv_microsoft_economic_return", econ)):
             sc = np.abs(total) + flows_scale
-            fail(~(h[pv] >= 0), f"{pv} < 0")
             fail(~_le(h[pv], total, sc), f"{pv} > its undiscounted total")
             fail(~_le(hd * total, h[pv], sc), f"{pv} < the horizon's factor {hd} x its "
                  "undiscounted total")
@@ -1746,15 +1736,11 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
             h["pv_microsoft_economic_return"] - inv)), 0.0,
             np.abs(h["pv_microsoft_economic_return"]) + inv),
             "pv_microsoft_economic_net != pv economic return - investment")
-        if not mean[layout.row("pv_cumulative_azure_spend")] <= \
-                stats[layout.rows("cumulative_azure_spend")][-1].mean() * (1 + REL_SUMS):
-            bad.append("mean pv Azure spend > mean cumulative Azure spend")
     if "equity" in want:
         eq, whole = h["microsoft_equity_value"], h["microsoft_whole_position"]
         stake, mult = theta["microsoft_equity_stake"], theta["valuation_multiple"]
         fail(~((stake >= 0) & (stake <= 1) & (mult > 0)), "a stake outside [0, 1] or a "
              "multiple <= 0 drawn")
-        fail(~(eq >= 0), "equity value < 0")
         fail(~_le(np.abs(whole - (econ + eq)), 0.0, np.abs(econ) + eq),
              "whole position != economic return + equity value")
         fail((stake == 0) & (eq != 0), "equity value != 0 with a stake of 0")
@@ -1764,6 +1750,7 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
             fail(~_le(np.abs(eq - cap), 0.0, cap), "equity value != stake x multiple x "
                  "revenue of a run of at most 12 months")
         elif layout.grid.label(T - 1).endswith("-12"):
+            # the annual row sums the kernel's float32 monthly revenue: its rounding
             last = stake * mult * annual("revenue")[-1]
             fail(~_le(np.abs(eq - last), 0.0, last, REL32), "equity value != stake x "
                  "multiple x the last calendar year's revenue (a run ending in December)")
@@ -1777,12 +1764,66 @@ def check_v3(results, stats: np.ndarray, months: np.ndarray, theta: dict, cfg: d
                  "pv whole position != pv economic return + pv equity value")
             fail(~_le(pv_whole, whole, np.abs(whole) + flows_scale),
                  "pv whole position > whole position")
-        m = lambda name: mean[layout.row(name)]  # noqa: E731
-        if not abs(m("microsoft_whole_position") - m("microsoft_economic_return")
-                   - m("microsoft_equity_value")) <= REL_SUMS * (
-                abs(m("microsoft_economic_return")) + m("microsoft_equity_value")) + 1e-300:
-            bad.append("mean whole position != mean economic return + mean equity value")
-    for name in v3_totals(want):
-        if not math.isfinite(mean[layout.row(name)]):
-            bad.append(f"mean {name} not finite")
+    return bad
+
+
+def check_v3_summary(s: dict, layout, stats: np.ndarray, months: np.ndarray,
+                     cfg: dict) -> list[str]:
+    """Version 3 in a float32 run's summary.json, against the same paths' kernel rows:
+    exactly the config's version-3 blocks; every version-3 horizon mean the per-path mean
+    (float64 sums in another order: REL_SUMS of the mean magnitude), each year's mean cash
+    too; the funding gap's cdf the per-path months'; P(no gap by the horizon) = 1 exactly
+    when the mean funding to find is 0; mean whole position = mean economic return + mean
+    equity value; a present value's mean <= its undiscounted mean."""
+    from mcsim.layout import v3_totals
+
+    bad: list[str] = []
+    want = v3_mechanisms(cfg)
+    hor = s["horizon"]
+    names = v3_totals(want)
+    extra = [k for k in hor if k not in HORIZON and k not in names]
+    if extra or any(k not in hor for k in names):
+        bad.append(f"summary horizon blocks {list(hor)} for mechanisms {sorted(want)}")
+        return bad
+    if ("funding_gap" in s) != ("funding" in want) or \
+            ("cash" in s["stocks"]) != ("funding" in want):
+        bad.append(f"funding_gap / stocks.cash in the summary with {sorted(want)}")
+        return bad
+    n = stats.shape[1]
+    for name in names:
+        m = hor[name]["mean"]
+        x = stats[layout.row(name)]
+        if m is None or not math.isfinite(m) or \
+                abs(m - x.mean()) > REL_SUMS * np.abs(x).mean() + 1e-300:
+            bad.append(f"horizon.{name}.mean = {m} != the per-path mean {x.mean()!r}")
+    if "funding" in want:
+        T = layout.grid.num_months
+        cash = stats[layout.rows("cash")]
+        for y, m in enumerate(s["stocks"]["cash"]["mean"]):
+            if m is None or abs(m - cash[y].mean()) > REL_SUMS * np.abs(cash[y]).mean() + 1e-300:
+                bad.append(f"stocks.cash.mean[{y}] = {m} != the per-path mean "
+                           f"{cash[y].mean()!r}")
+        gap = months[layout.event_index("funding_gap")]
+        counts = np.bincount(gap, minlength=T + 1)
+        cdf = np.cumsum(counts[:T]) / n
+        got = s["funding_gap"]["cdf"]["probability"]
+        if not np.allclose(got, cdf, rtol=0, atol=1e-12):
+            bad.append("funding_gap.cdf differs from the per-path months'")
+        never = s["funding_gap"]["probability_not_by_horizon"]
+        if (never == 1.0) != (hor["funding_to_find"]["mean"] == 0.0):
+            bad.append(f"P(no funding gap by the horizon) = {never} with a mean funding to "
+                       f"find of {hor['funding_to_find']['mean']}")
+    if "equity" in want:
+        e, q, w = (hor[k]["mean"] for k in ("microsoft_economic_return",
+                                             "microsoft_equity_value",
+                                             "microsoft_whole_position"))
+        if not abs(w - (e + q)) <= REL_SUMS * (abs(e) + q) + 1e-300:
+            bad.append(f"mean whole position {w} != economic return {e} + equity {q}")
+    if "discount" in want:
+        azure = s["cumulative_azure_spend"]["mean"][-1]
+        for pv, total in (("pv_cumulative_azure_spend", azure),
+                          ("pv_microsoft_economic_return",
+                           hor["microsoft_economic_return"]["mean"])):
+            if not _tol_le(hor[pv]["mean"], total, REL_SUMS):
+                bad.append(f"mean {pv} {hor[pv]['mean']} > its undiscounted mean {total}")
     return bad

@@ -7,6 +7,8 @@ leaves):
   JSON for TOML documents, the CSV cell format.
 * :mod:`~mcsim.report.outdir` -- output directories mcsim owns: checked before a run,
   replaced atomically, a user's files never touched.
+* :mod:`~mcsim.report.headline` -- the figures a run leads with, each with its Monte Carlo
+  error (:func:`headline`): the terminal, report.html and summary.json show them first.
 * :mod:`~mcsim.report.summary` -- :class:`~mcsim.results.Results` as summary.json's plain
   data (statistics with their errors, method, provenance).
 * :mod:`~mcsim.report.text` -- the short terminal summary.
@@ -26,6 +28,7 @@ importing this package imports neither matplotlib nor JAX.
 from .compare import compare_text, load_summary, plot_compare, write_compare
 from .files import write_report
 from .format import json_restore, json_safe, money_text
+from .headline import headline
 from .html import render, write_html
 from .outdir import check_output_dir, output_directory
 from .sensitivity import write_sensitivity
@@ -34,7 +37,8 @@ from .sweep import plot_sweep, sweep_table, write_sweep
 from .tables import write_tables
 from .text import format_summary
 
-__all__ = ["SCHEMA", "check_output_dir", "compare_text", "format_summary", "json_restore",
-           "json_safe", "load_summary", "money_text", "output_directory", "plot_compare",
-           "plot_sweep", "render", "summarize", "sweep_table", "write_compare", "write_html",
-           "write_report", "write_sensitivity", "write_sweep", "write_tables"]
+__all__ = ["SCHEMA", "check_output_dir", "compare_text", "format_summary", "headline",
+           "json_restore", "json_safe", "load_summary", "money_text", "output_directory",
+           "plot_compare", "plot_sweep", "render", "summarize", "sweep_table",
+           "write_compare", "write_html", "write_report", "write_sensitivity", "write_sweep",
+           "write_tables"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..events import table as events_table
 from ..layout import ALL_HORIZON_TOTALS, ANNUAL_FLOWS
 from .format import _pkey, money_text
+from .headline import figures_text
 from .summary import REPAID
 
 STYLE = """
@@ -27,7 +28,8 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}
-.headline td:nth-child(2){font-weight:600}.ci{color:#666;font-size:.9em}
+.headline td:nth-child(2),#headline td:nth-child(2){font-weight:600}
+tr.item td{background:#f4f8ff}.ci{color:#666;font-size:.9em}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:30em}
 .note{color:#555;font-size:.85em}
@@ -119,19 +121,21 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
                       summary["credit_exhaustion"])
     end = grid["horizon"]
     pcts = [_pkey(p) for p in summary["method"]["percentiles"]]
-    headline = [
-        [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
-        ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],
-        ["... mean", f"{money_text(cum['mean'][-1])} <span class=ci>"
-                      f"{_pm_money(cum['mean_se'][-1])}</span>"],
-        ["Microsoft repaid ($" + f"{summary['investment'] / 1e9:g}B), median month",
-         _month(rep, "p50")],
-        [f"P(not repaid by {end})", _probability(rep["probability_not_by_horizon"],
-                                                 rep["probability_not_by_horizon_se"])],
+    detail = [
+        [f"Cumulative Azure spend by {end}, mean", f"{money_text(cum['mean'][-1])} "
+         f"<span class=ci>{_pm_money(cum['mean_se'][-1])}</span>"],
         ["Azure credits exhausted, median month", _month(cred, "p50")],
         ["Paths (with a NaN or inf, left out)",
          f"{summary['paths']:,} ({summary['nonfinite']['paths']:,})"],
     ]
+    if "headline" not in summary:  # a summary written before the headline block
+        detail[:0] = [
+            [f"Cumulative Azure spend by {end}, median", _q(cum, "p50", -1)],
+            ["... 5% / 95%", f"{_q(cum, pcts[0], -1)} / {_q(cum, pcts[-1], -1)}"],
+            ["Microsoft repaid ($" + f"{summary['investment'] / 1e9:g}B), median month",
+             _month(rep, "p50")],
+            [f"P(not repaid by {end})", _probability(rep["probability_not_by_horizon"],
+                                                     rep["probability_not_by_horizon_se"])]]
     annual = summary["annual"]
     first_flows = [f for f in ANNUAL_FLOWS[:4] if f in annual]
     more_flows = [f for f in ANNUAL_FLOWS[4:] if f in annual]
@@ -169,10 +173,12 @@ def render(summary: dict, images: dict[str, bytes]) -> str:
 <h1>mcsim: OpenAI's Azure spend and Microsoft's repayment</h1>
 <p class=note>{summary['paths']:,} sampled futures, {html.escape(grid['start'])} to
 {html.escape(end)}, seed {prov['seed']}. Brackets are 95% intervals (order statistics
-widened to the histogram bins); &plusmn; is 1.96 standard errors. Money is in nominal US
-dollars, undiscounted. <b>Repaid</b> means: {html.escape(REPAID)}. What the model computes
+widened to the histogram bins); &plusmn; is 1.96 standard errors; 90% is the band from the
+5% to the 95% quantile over paths. Money is in nominal US dollars, undiscounted unless marked
+as a present value. <b>Repaid</b> means: {html.escape(REPAID)}. What the model computes
 is described <a href="#model">at the end of this page</a>.</p>
-<h2>Headline</h2>{_table(['', 'value'], headline)}
+<h2>Headline</h2>{_headline_table(summary.get("headline"))}
+{_table(['', 'value'], detail)}
 {conditioned}<h2>Plots</h2>{plots}
 <h2>Annual flows (medians)</h2>
 {_table(['year'] + [f.replace('_', ' ') for f in first_flows], annual_rows)}
@@ -191,6 +197,42 @@ DIR</code>.</p>
         summary['method']))}</script>
 </body></html>
 """
+
+
+def _headline_table(h: dict | None) -> str:
+    """summary.json's headline block (:func:`mcsim.report.headline.headline`) as a table:
+    each item's title, its rows, its note; a conditioned run's posterior first, the prior
+    beside it."""
+    if h is None:
+        return ""
+    posterior = h["lead"] == "posterior"
+
+    def cell(kind: str, figures) -> str:
+        return figures_text(kind, figures, esc=html.escape,
+                            wrap=lambda s: f"<span class=ci>{s}</span>")
+
+    rows, classes = [], []
+    width = 3 if posterior else 2
+    for item in h["items"]:
+        rows.append([f"<b>{html.escape(item['title'])}</b>"] + [""] * (width - 1))
+        classes.append("item")
+        for row in item["rows"]:
+            own = {k: v for k, v in row.items() if k != "prior"}
+            cells = [cell(row["kind"], own)]
+            if posterior:
+                cells.append(cell(row["kind"], row.get("prior")))
+            rows.append([f"&nbsp;&nbsp;{html.escape(row['label'])}"] + cells)
+            classes.append("")
+        if item["note"]:
+            rows.append([f"&nbsp;&nbsp;<span class=note>{html.escape(item['note'])}</span>"]
+                        + [""] * (width - 1))
+            classes.append("")
+    header = ["", "posterior", "prior"] if posterior else ["", "value"]
+    n = h["observations"] if posterior else 0
+    lead = (f"<p class=note>Conditioned on {n} observation{'s' if n != 1 else ''} (effective "
+            f"sample size {h['effective_sample_size']:,.0f}): the posterior leads, the prior "
+            "beside it.</p>" if posterior else "")
+    return lead + _table(header, rows, classes, table_id="headline")
 
 
 def _more_flows(flows: list[str], rows: list[list[str]]) -> str:

@@ -27,9 +27,12 @@ def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | 
     * ``drivers.csv``: per (output, group, parameter) the mean percentile of each parameter
       on the rows with the highest (``top``) and lowest (``bottom``) 10% of each output
       (:meth:`SensitivityResult.drivers_frame`);
-    * ``sensitivity.json``: the same indices and signed measures with provenance, and the
-      ``warnings`` (Sobol intervals too wide for the design: increase ``--base-rows``);
-    * ``tornado.png`` (signed, one panel per output) and ``drivers.png`` (repayment month).
+    * ``sensitivity.json``: the same indices and signed measures with provenance (each
+      output with its words and unit), the ``warnings`` (Sobol intervals too wide for the
+      design: increase ``--base-rows``) and ``left_out`` (output -> why it has no
+      variance: "every path is repaid by 2030-12");
+    * ``tornado.png`` (signed, one panel per output) and ``drivers.png`` (the lead
+      output: the first).
     """
     import pandas as pd
 
@@ -56,19 +59,26 @@ def write_sensitivity(result: SensitivityResult, config: Config, out_dir: str | 
                     row[col] = frame.loc[(name, f), col]
             return row
 
+        def output_doc(name, idx):
+            what, unit = plots_sensitivity.output_label(name, result.by_month)
+            return {"what": what, "unit": unit, "mean": result.output_means[name],
+                    "variance": idx.variance,
+                    "factors": {f: factor_doc(name, idx, i, f)
+                                for i, f in enumerate(idx.names)}}
+
         doc = {
-            "outputs": {
-                name: {"mean": result.output_means[name], "variance": idx.variance,
-                       "factors": {f: factor_doc(name, idx, i, f)
-                                   for i, f in enumerate(idx.names)}}
-                for name, idx in result.indices.items()},
+            "outputs": {name: output_doc(name, idx) for name, idx in result.indices.items()},
+            "left_out": dict(result.left_out),
+            "by_month": result.by_month,
             "repaid_by_month": result.by_month,
-            "top_for_repayment_month": result.top("repayment_month", 3),
+            "top": {name: result.top(name, 3) for name in result.indices},
+            **({"top_for_repayment_month": result.top("repayment_month", 3)}
+               if "repayment_month" in result.indices else {}),
             "warnings": list(result.warnings),
             "provenance": {"config_path": config.source_path, "config_text": config.source_text,
                            "base_rows": result.num_base, "model_runs": result.num_rows,
                            "seed": result.seed, "confidence": result.indices[
-                               "repayment_month"].confidence,
+                               result.lead].confidence,
                            "seconds": result.seconds, "mcsim_version": __version__,
                            "estimators": "first order: Saltelli et al. (2010), centred; "
                                          "total: Jansen (1999); bootstrap percentile "

@@ -19,6 +19,7 @@ from .._version import __version__
 from ..layout import ANNUAL_FLOWS, STOCK_UNITS
 from ..results import DEFAULT_PERCENTILES
 from .format import _beyond, _num, _pkey, json_safe
+from .headline import headline
 
 if TYPE_CHECKING:
     from ..months import MonthGrid
@@ -387,6 +388,9 @@ def summarize(results: Results, percentiles: Sequence[float] = DEFAULT_PERCENTIL
         "provenance": provenance(results),
         "grid": {"start": grid.label(0), "horizon": grid.label(grid.num_months - 1),
                  "months": grid.num_months},
+        # the figures a run leads with (mcsim.report.headline): only an added key, every
+        # other key as before
+        "headline": plain(headline(results)),
         "method": {
             "percentiles": list(percentiles),
             "quantile_ci": "95% interval from order statistics n*p -+ 1.96*sqrt(n*p*(1-p)), "

@@ -1,5 +1,5 @@
-"""The terminal's text: :func:`format_summary`, a run's headline numbers in a few lines, each
-quantile with its 95% interval."""
+"""The terminal's text: :func:`format_summary`, a run's headline (:mod:`mcsim.report.headline`)
+then a few detail lines, each quantile with its 95% interval."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..layout import STOCKS
 from .format import interval_end_text, money_text
+from .headline import figures_text, headline
 from .summary import _month_text, _nonfinite_block, posterior_blocks
 
 if TYPE_CHECKING:
@@ -28,17 +29,49 @@ def _month_ci(results: Results, dist: MonthDistribution, pct: float) -> str:
     return f"{_month_text(grid, m)} [{_month_text(grid, lo)}..{_month_text(grid, hi)}]"
 
 
+#: The horizon totals the terminal's detail lines show (every one is in summary.json's
+#: "horizon" block and horizon_totals.csv), those a run has, in this order.
+DETAIL_TOTALS = ("cumulative_revenue", "cumulative_profit", "deepest_cumulative_loss",
+                 "microsoft_receipts", "microsoft_economic_return", "microsoft_equity_value")
+
+
+def headline_lines(h: dict) -> list[str]:
+    """The headline (:func:`mcsim.report.headline.headline`) as the terminal's lines: each
+    item's title, then its rows (a conditioned run's prior on the line below each)."""
+    if h["lead"] == "posterior":
+        n = h["observations"]
+        lines = [f"Headline, conditioned on {n} observation{'s' if n != 1 else ''} "
+                 f"(effective sample size {h['effective_sample_size']:,.0f}); the prior "
+                 "below each:"]
+    else:
+        lines = ["Headline:"]
+    for item in h["items"]:
+        lines.append(f"  {item['title']}")
+        for row in item["rows"]:
+            lines.append(f"    {row['label']}: {figures_text(row['kind'], _own(row))}")
+            if "prior" in row:
+                lines.append(f"      prior: {figures_text(row['kind'], row['prior'])}")
+        if item["note"]:
+            lines.append(f"    ({item['note']})")
+    return lines
+
+
+def _own(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "prior"}
+
+
 def format_summary(results: Results) -> str:
-    """A short text of the headline numbers, each quantile with its 95% interval in [..]."""
+    """The run's headline (:func:`mcsim.report.headline.headline`), then a few detail
+    lines; each quantile with its 95% interval in [..]."""
     grid = results.grid
     T = grid.num_months
     end = grid.label(T - 1)
     lines = [f"mcsim: {results.num_paths:,} paths, {grid.label(0)} .. {end}, "
              f"seed {results.info.seed}, {results.info.seconds:.1f} s on {results.info.device}"
-             "  (quantiles with 95% intervals in [..]; ± = 1.96 × SE, 95%)"]
-    q = results.quantiles("cumulative_azure_spend", (5, 50, 95))
-    lines.append(f"  cumulative Azure spend by {end}: median {_money_ci(q, T - 1, 1)}; "
-                 f"5%: {_money_ci(q, T - 1, 0)}; 95%: {_money_ci(q, T - 1, 2)}")
+             "  (quantiles with 95% intervals in [..]; ± = 1.96 × SE, 95%; 90%: the 5% and "
+             "95% quantiles over paths)"]
+    lines += headline_lines(headline(results))
+    lines.append("Detail" + (" (prior):" if results.conditioned is not None else ":"))
     ai = results.quantiles("azure_inference_spend", (50,))
     labels = grid.year_labels()
     shown = ", ".join(f"{labels[y]}: {_money_ci(ai, y, 0)}" for y in range(min(3,
@@ -54,17 +87,14 @@ def format_summary(results: Results) -> str:
                      f"{1.96 * dist.censored_se:.3f}")
     hm, hse = results.mean("horizon")
     hq = results.quantiles("horizon", (50,))
-    for i, name in enumerate(results.layout.horizon_totals):
+    totals = results.layout.horizon_totals
+    for name in (n for n in DETAIL_TOTALS if n in totals):
+        i = totals.index(name)
         lines.append(f"  {name.replace('_', ' ')} at {end}: median {_money_ci(hq, i, 0)}, "
                      f"mean {money_text(hm[i])} ± {money_text(1.96 * hse[i])}")
+    lines.append(f"  (every total at {end}: summary.json \"horizon\", horizon_totals.csv)")
     if results.conditioned is not None:
         cond = results.conditioned
-        cq = cond.quantiles("cumulative_azure_spend", (50,))
-        lines.append(f"  conditioned on {len(results.config.observations)} observations "
-                     f"(effective sample size {cond.ess:,.0f}): cumulative Azure spend by "
-                     f"{end}: median {_money_ci(cq, T - 1, 0)}; Microsoft repaid: median "
-                     f"{_month_ci(cond, cond.repayment, 50)}; P(not by the horizon) = "
-                     f"{cond.repayment.censored:.3f} ± {1.96 * cond.repayment.censored_se:.3f}")
         if getattr(cond, "posterior", None) is not None:
             lines += _smc_lines(cond)
         if cond.warning:
