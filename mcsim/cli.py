@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--names", help="comma-separated labels (default: directory names; "
                                     "with --paired: the files' names)")
     cp.add_argument("--out", help="write compare.txt and compare.png into this directory "
-                                  "(report directories only)")
+                                  "(with --paired: paired.txt and paired.csv)")
     cp.add_argument("--force", action="store_true", help=FORCE_HELP)
     pr = cp.add_argument_group(
         "paired", "mcsim compare --paired A.toml B.toml: both configs run on the same paths "
@@ -865,18 +865,31 @@ def _compare_paired(args) -> int:
     try:
         if len(args.runs) != 2:
             raise ConfigError("--paired", " ".join(args.runs), "two config files A B")
-        if args.out:
-            raise ConfigError("--out", args.out, "nothing with --paired (it prints its table)")
         names = _labels(args.names, [Path(r).stem for r in args.runs], args.runs,
                         tags=["A", "B"])
         config_a = load_config(args.runs[0])
         config_b = _with_overrides_warned(load_config(args.runs[1]), args.set)
+        if args.out:  # checked before the paths are run, as every --out is
+            from .report.outdir import check_output_dir
+
+            check_output_dir(args.out, force=args.force)
         result = paired_difference(config_a, config_b, paths=args.paths, dtype=args.dtype)
     except ConfigError as exc:
         return _bad_input(exc)
     sets = "".join(f" --set {t}" for t in args.set)
-    print(f"A = {names[0]}: {args.runs[0]}; B = {names[1]}: {args.runs[1]}{sets}")
-    print(paired_text(result, (names[0], names[1])))
+    header = f"A = {names[0]}: {args.runs[0]}; B = {names[1]}: {args.runs[1]}{sets}"
+    text = paired_text(result, (names[0], names[1]))
+    print(header)
+    print(text)
+    if args.out:
+        from .paired import write_paired
+
+        failed = _write("the paired comparison", args.out,
+                        lambda: write_paired(result, header + "\n" + text, args.out,
+                                             force=args.force))
+        if failed is not None:
+            return failed
+        print(f"written {Path(args.out) / 'paired.txt'} and {Path(args.out) / 'paired.csv'}")
     return 0
 
 

@@ -273,3 +273,21 @@ def paired_text(result: PairedDifference, names: tuple[str, str] = ("A", "B")) -
         lines.append(f"  {b} - {a}: {fmt(d, unit)} ± {fmt(Z * sp, unit)} paired "
                      f"(± {fmt(Z * su, unit)} unpaired)")
     return "\n".join(lines)
+
+
+def write_paired(result: PairedDifference, text: str, out_dir, *, force: bool = False):
+    """paired.txt (``text``, the terminal's table) and paired.csv (one row per statistic:
+    both means and errors, the difference, its paired and unpaired errors), written
+    atomically into ``out_dir`` (:mod:`mcsim.report.outdir`); returns it."""
+    from pathlib import Path
+
+    from .report.outdir import output_directory
+    from .report.tables import write_frame
+
+    out_dir = Path(out_dir)
+    with output_directory(out_dir, force=force) as tmp:
+        (tmp / "paired.txt").write_text(text + "\n")
+        frame = result.to_frame()
+        frame.insert(0, "unit", [unit_of(s) for s in frame.index])
+        write_frame(frame, tmp / "paired.csv")
+    return out_dir

@@ -126,6 +126,17 @@ def test_cli_compare_paired(tmp_path, capsys):
                  "--names", "A,B", "--set", "deal.revenue_share=0.25"]) == 0
     out2 = capsys.readouterr().out
     assert out2.split("\n", 1)[1] == out.split("\n", 1)[1]
+    # --out keeps the table: paired.txt is what was printed, paired.csv its numbers
+    assert main(["compare", "--paired", str(a), str(b), "--paths", "2048", "--names", "A,B",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "cmp" / "paired.txt").read_text() in printed
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "cmp" / "paired.csv", index_col="statistic")
+    assert frame.loc["repaid_by_horizon", "unit"] == "probability"
+    assert frame.loc["cumulative_azure_spend", "unit"] == "$"
+    assert (frame["se_paired"] >= 0).all() and len(frame) == len(set(frame.index))
     # a seed mismatch: one line naming the key, exit 2
     assert main(["compare", "--paired", str(a), str(a), "--paths", "64",
                  "--set", "simulation.seed=7"]) == 2
