@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import jax
@@ -16,13 +19,22 @@ import mcsim
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 # The tests call the model and kernel below the API's entry points, which switch it on.
 mcsim.enable_x64()
+# One cache of compiled kernels for the whole test session (both xdist workers and every
+# command-line subprocess they start): the suite compiles the same few kernel shapes in
+# dozens of processes, and a loaded executable is the same executable, so the same numbers
+# (mcsim.compile_cache; tests/test_cpu_devices_and_cache.py checks the bits). The user's own
+# cache (~/.cache/mcsim) is never touched; tests of the cache set their own folder. The
+# folder is per test run (its id set by the first process to import this file, the
+# controller, before it starts its workers: they inherit it), so a new run starts cold, and
+# the controller removes it at the end (pytest_sessionfinish below).
+_RUN_ID = os.environ.setdefault("MCSIM_TEST_RUN_ID", uuid.uuid4().hex[:12])
+SESSION_CACHE = Path(tempfile.gettempdir()) / f"mcsim-test-xla-{_RUN_ID}"
+os.environ["MCSIM_CACHE_DIR"] = str(SESSION_CACHE)
+jax.config.update("jax_compilation_cache_dir", str(SESSION_CACHE))
 # Start JAX's backend now, with its one CPU device: the command line asks for one device
 # per core (mcsim.cpu_devices) only before the backend starts, so an in-process
 # ``mcsim.cli.main`` cannot change the device count of the tests that follow it.
 jax.devices()
-# The tests' command-line subprocesses compile afresh and leave the user's cache of compiled
-# kernels (mcsim.compile_cache) alone; tests of the cache set their own folder.
-os.environ["MCSIM_CACHE_DIR"] = "off"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 
@@ -46,3 +58,9 @@ def base_config_text() -> str:
 def make_config_text():
     """``minimal_config_text`` as a fixture: ``make_config_text(deal={"revenue_share": "0.2"})``."""
     return minimal_config_text
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The controller (not an xdist worker) removes the session's cache of compiled kernels."""
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(SESSION_CACHE, ignore_errors=True)
