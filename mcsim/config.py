@@ -250,10 +250,24 @@ class Config:
         if observations and sim.grid != self.grid:  # windows must stay inside the grid
             observations = _parse_observations(self.resolved.get("observations", {}),
                                                sim.grid)
-        if self.funding is not None and sim.grid != self.grid \
-                and "funding" in self.resolved:  # so must the rounds
-            _parse_funding(self.resolved.get("funding", {}), sim.grid)
-        return replace(self, simulation=sim, resolved=resolved, observations=observations)
+        funding = self.funding
+        if funding is not None and sim.grid != self.grid:
+            # a run cut short by the program keeps the rounds inside it: one after its
+            # horizon changes none of its months (a config file that does so is an error,
+            # MODEL.md E); one before a later start is still an error
+            last = sim.grid.num_months - 1
+            kept = tuple((m, d) for m, d in funding.rounds if sim.grid.index(m) <= last)
+            for i, (month, _) in enumerate(kept):
+                if sim.grid.index(month) < 0:
+                    raise ConfigError(f"funding.rounds[{i}][0]", month, "a month within the "
+                                      f"simulation, {sim.grid.label(0)} to "
+                                      f"{sim.grid.label(last)} (a round before the start "
+                                      "belongs in funding.cash_0)")
+            funding = FundingConfig(kept)
+            if resolved.get("funding"):
+                resolved["funding"]["rounds"] = [list(r) for r in kept]
+        return replace(self, simulation=sim, resolved=resolved, observations=observations,
+                       funding=funding)
 
 
 # --------------------------------------------------------------------------------------
@@ -421,9 +435,10 @@ def _parse_simulation(raw: dict) -> SimulationConfig:
                           "an even number with variance_reduction = \"antithetic\" (pairs)")
     discount = raw.get("discount_rate")
     if discount is not None:
-        expected = "a log rate per year >= 0 (e.g. 0.08, or \"8%/yr\" for ln 1.08)"
+        expected = "a finite log rate per year >= 0 (e.g. 0.08, or \"8%/yr\" for ln 1.08)"
         discount = _rate(discount, "simulation.discount_rate", expected)
-        if not discount >= 0.0:
+        # (a percentage beyond float64's range, "1e400%/yr", is an infinite rate)
+        if not 0.0 <= discount < math.inf:
             raise ConfigError("simulation.discount_rate", raw["discount_rate"], expected)
     return SimulationConfig(start, horizon, paths, seed, chunk, max_bad, reduction, discount)
 
@@ -453,12 +468,13 @@ def _parse_funding(raw: dict, grid: MonthGrid) -> tuple[FundingConfig, float | D
             raise ConfigError(key, item, '["YYYY-MM", dollars]')
         month = _month(item[0], f"{key}[0]")
         if not 0 <= grid.index(month) < grid.num_months:
+            why = ("a round before the start belongs in funding.cash_0" if
+                   grid.index(month) < 0 else "a round after the horizon is outside the run")
             raise ConfigError(f"{key}[0]", month, "a month within the simulation, "
-                              f"{grid.label(0)} to {grid.label(grid.num_months - 1)} (a round "
-                              "before the start belongs in funding.cash_0)")
-        dollars = _number(item[1], f"{key}[1]", "dollars >= 0")
+                              f"{grid.label(0)} to {grid.label(grid.num_months - 1)} ({why})")
+        dollars = _number(item[1], f"{key}[1]", "a finite number of dollars >= 0")
         if not dollars >= 0.0:
-            raise ConfigError(f"{key}[1]", item[1], "dollars >= 0")
+            raise ConfigError(f"{key}[1]", item[1], "a finite number of dollars >= 0")
         if out and parse_month(month) <= parse_month(out[-1][0]):
             raise ConfigError(f"{key}[0]", month, "a month after the previous round's "
                               f"({out[-1][0]}): rounds in strictly increasing months")
@@ -1056,6 +1072,9 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     too_deep = _nesting_depth_error(raw)
     if too_deep is not None:
         raise too_deep
+    misplaced = _misplaced_funding_key(raw)
+    if misplaced is not None:
+        raise misplaced
     _check_keys(raw, TOP_KEYS, "")
     if "extends" in raw:
         raise ConfigError("extends", raw["extends"], "to be resolved by load_config (a "
@@ -1080,6 +1099,32 @@ def parse_config(raw: dict, *, source_text: str = "", source_path: str = "") -> 
     return Config(simulation, parameters, deal, correlation, shocks, source_text=source_text,
                   source_path=source_path, observations=observations,
                   conditioning=conditioning, resolved=copy.deepcopy(raw), funding=funding)
+
+
+def _misplaced_funding_key(raw: dict) -> ConfigError | None:
+    """The error for a key of [funding] (``cash_0``, ``rounds``) given at the top level, in
+    another table or in a ``[[deal.change]]``: it belongs in [funding] (``cash_0`` is also a
+    parameter's name, so the generic hint would send it to [parameters];
+    ``parameters.cash_0`` has its own error)."""
+    places: list[tuple[str, Any]] = [("", raw)]
+    for name, table in raw.items():
+        # (the keys of [observations] are names: an observation may be called rounds)
+        if name not in ("funding", "observations") and isinstance(table, dict):
+            places.append((f"{name}.", table))
+    deal = raw.get("deal")
+    changes = deal.get("change") if isinstance(deal, dict) else None
+    if isinstance(changes, list):
+        places += [(f"deal.change[{i}].", c) for i, c in enumerate(changes)]
+    for prefix, table in places:
+        if not isinstance(table, dict):
+            continue
+        for key in FUNDING_KEYS:
+            if key in table and f"{prefix}{key}" != "parameters.cash_0":
+                where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+                return ConfigError(f"{prefix}{key}", table[key], f"no {key} in {where} (did "
+                                   f"you mean funding.{key}? OpenAI's cash at the start and "
+                                   "its funding rounds belong in [funding])")
+    return None
 
 
 def _read_toml(path: Path) -> tuple[dict, str]:

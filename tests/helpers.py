@@ -117,10 +117,16 @@ def short_config_file(directory: Path, horizon: str, base: str = "amendment_2026
                       **simulation: int) -> Path:
     """``directory/short.toml``: a repository config cut at ``horizon`` (quick to compile),
     with other ``[simulation]`` integers (``paths=5000``) if given."""
+    from mcsim import load_config
+
     lines = [f'horizon = "{horizon}"'] + [f"{k} = {v}" for k, v in simulation.items()]
+    text = f'extends = "{CONFIGS_DIR / base}"\n[simulation]\n' + "\n".join(lines) + "\n"
+    funding = load_config(CONFIGS_DIR / base).funding
+    if funding is not None:  # a round after the new horizon would be an error: keep those in
+        kept = [f'["{m}", {d!r}]' for m, d in funding.rounds if m <= horizon]
+        text += f"[funding]\nrounds = [{', '.join(kept)}]\n"
     path = Path(directory) / "short.toml"
-    path.write_text(f'extends = "{CONFIGS_DIR / base}"\n[simulation]\n' + "\n".join(lines)
-                    + "\n")
+    path.write_text(text)
     return path
 
 

@@ -17,6 +17,7 @@ import kernel_variants  # noqa: E402
 import profile_stages  # noqa: E402
 import scaling  # noqa: E402
 import sweep_batch  # noqa: E402
+import v3_cost  # noqa: E402
 import variance_reduction  # noqa: E402
 
 
@@ -118,3 +119,17 @@ def test_sweep_batch_times_both_ways(short_config, tmp_path, capsys):
         assert text in printed
     record = json.loads(out.read_text())
     assert record["speedup"] > 0 and len(record["batched"]["all_s"]) == 2
+
+
+def test_v3_cost_compares_both_configs(capsys):
+    assert v3_cost.main(["--paths", "2048", "--repeats", "1", "--horizon", "2024-12"]) == 0
+    printed = capsys.readouterr().out
+    for text in ("device:", "paths: 2,048", "v2 (before)", "v3 (base.toml)",
+                 "v3 / v2 steady time:"):
+        assert text in printed, text
+    lines = {line.split()[0]: line.split() for line in printed.splitlines()
+             if line.startswith(("v2 (", "v3 ("))}
+    # version 3 reduces more rows (the cash stock, the nine totals) and one more event
+    v2 = next(v for k, v in lines.items() if k == "v2")
+    v3 = next(v for k, v in lines.items() if k == "v3")
+    assert int(v3[-4]) == int(v2[-4]) + 1 + 9 and int(v3[-3]) == int(v2[-3]) + 1

@@ -28,6 +28,7 @@ from mcsim.engine import KernelOptions, KernelSpec, kernel_inputs
 from mcsim.engine.chunk import chunk_kernel, no_uniforms, zero_counts
 from mcsim.engine.conditioning import no_windows
 from mcsim.engine.plan import bytes_per_path
+from mcsim.layout import StatLayout
 
 MCSIM = str(Path(sys.executable).parent / "mcsim")
 
@@ -127,7 +128,7 @@ def test_device_memory_is_one_chunk(short_config_file):
     grid, bins, devices = cfg.grid, MoneyBins(), tuple(jax.local_devices())
     for chunk in (1024, 8192):
         kernel = chunk_kernel(KernelSpec.for_config(cfg), bins, chunk, devices)
-        compiled = kernel.lower(kernel_inputs(cfg), zero_counts(grid, bins, devices),
+        compiled = kernel.lower(kernel_inputs(cfg), zero_counts(StatLayout.of(cfg), bins, devices),
                                 jnp.uint32(0), jnp.int64(chunk), no_uniforms(devices),
                                 no_windows(), no_uniforms(devices)).compile()
         mem = compiled.memory_analysis()
