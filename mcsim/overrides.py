@@ -21,7 +21,7 @@ from .months import parse_month
 from .rates import is_percent_text
 
 TABLES = ("simulation", "parameters", "parameter_correlation", "shocks", "deal",
-          "observations", "conditioning")
+          "observations", "conditioning", "funding")
 
 
 def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
@@ -171,7 +171,9 @@ def _drop_pairs_of_fixed(raw: dict, overrides: Mapping[str, Any]) -> list[str]:
     messages = []
     for key, value in overrides.items():
         table, _, name = str(key).partition(".")
-        if table != "parameters" or "." in name or isinstance(value, dict):
+        # funding.cash_0 is a parameter written in [funding]
+        is_parameter = table == "parameters" or (table, name) == ("funding", "cash_0")
+        if not is_parameter or "." in name or isinstance(value, dict):
             continue
         named = [p for p in pairs if isinstance(p, list) and name in p[:2]]
         if not named:
@@ -179,7 +181,7 @@ def _drop_pairs_of_fixed(raw: dict, overrides: Mapping[str, Any]) -> list[str]:
         pairs = [p for p in pairs if not (isinstance(p, list) and name in p[:2])]
         shown = "; ".join(f"[{p[0]}, {p[1]}, {p[2]}]" if len(p) == 3 else str(p)
                           for p in named)
-        messages.append(f"parameters.{name} is now a fixed number: dropped "
+        messages.append(f"{table}.{name} is now a fixed number: dropped "
                         f"{len(named)} rank-correlation pair{'s' * (len(named) != 1)} "
                         f"naming it from parameter_correlation.pairs: {shown}")
     correlation["pairs"] = pairs

@@ -180,3 +180,22 @@ sd = 5e9
     layout = engine.KernelSpec.for_config(cfg).layout
     row = layout.rows("cash").start + cfg.grid.years.index(2025)
     np.testing.assert_array_equal(observed[0], stats[row])
+
+
+def test_overrides_and_sweeps_reach_the_v3_keys():
+    base = mcsim.load_config(CONFIGS_DIR / "base.toml")
+    fixed = mcsim.with_overrides(base, {"funding.cash_0": 5e9})
+    assert fixed.parameters["cash_0"] == 5e9
+    rounds = mcsim.with_overrides(base, {"funding.rounds": [["2025-01", 1e9]]})
+    assert rounds.funding.rounds == (("2025-01", 1e9),)
+    assert rounds.parameters["cash_0"] == base.parameters["cash_0"]  # merged, not replaced
+    rate = mcsim.with_overrides(base, {"simulation.discount_rate": "5%/yr"})
+    assert rate.simulation.discount_rate == pytest.approx(np.log(1.05), rel=1e-15)
+    with pytest.raises(ConfigError, match=r"funding.cash_1 = .*did you mean funding.cash_0"):
+        mcsim.with_overrides(base, {"funding.cash_1": 5e9})
+    with pytest.raises(ConfigError, match=r"funding.rounds\[0\]\[0\] = '2020-01'"):
+        mcsim.with_overrides(base, {"funding.rounds": [["2020-01", 1e9]]})
+    # a run cut short keeps the rounds inside it (one after its horizon changes no month)
+    short = base.with_simulation(horizon="2025-06")
+    assert [m for m, _ in short.funding.rounds] == [m for m, _ in base.funding.rounds
+                                                    if m <= "2025-06"]
