@@ -41,14 +41,17 @@ a probability by one date throws away):
    is worth today, comparable with the $13B invested; the undiscounted sum adds 2040
    dollars to 2024 dollars and is mostly the horizon's equity value by construction), else
    ``microsoft_whole_position``;
-4. ``repayment_month`` and ``repaid_by``: the deal's original question.
+4. ``repayment_month`` and ``repaid_by``: the deal's original question (open under the
+   2019 terms of configs/v1_base.toml; under today's every path is repaid by 2030-12, and
+   ``repaid_by`` is left out, below).
 
 **An output with no variance over the design** (all base rows equal: under today's terms
 every path is repaid by 2030-12, so ``repaid_by`` is 1 on every row) has no indices (0 / 0).
 It is left out of the result with one warning naming it and why ("repaid_by left out of
-the sensitivity study: every path is repaid by 2030-12 ..."), default or asked for; when every output asked for is such,
-:func:`sensitivity` refuses with one line (:class:`~mcsim.errors.ConfigError`). No NaN rows
-are printed or written. :attr:`SensitivityResult.left_out` keeps the reasons.
+the sensitivity study: every path is repaid by 2030-12 ..."), default or asked for; when
+every output asked for is such, :func:`sensitivity` refuses with one line
+(:class:`~mcsim.errors.ConfigError`). No NaN rows are printed or written;
+:attr:`SensitivityResult.left_out` keeps the reasons.
 
 Sobol indices say how much of an output's variance a parameter carries, not in which
 direction it pushes. Beside them, over the 2N base rows (A and B: independent draws from the

@@ -26,7 +26,7 @@ from mcsim.parameters import REQUIRED
 BASE_TEXT = (CONFIGS_DIR / "v1_base.toml").read_text(encoding="utf-8")
 BASE = tomllib.loads(BASE_TEXT)
 TRIED: set[bytes] = set()
-EXAMPLES = 150  # per strategy; nine strategies
+EXAMPLES = 150  # per strategy; ten strategies
 
 
 # --- a small TOML writer for the mutated dicts -------------------------------------------
@@ -249,10 +249,100 @@ def truncated(draw):
     return data[:at], None  # TOML syntax or a missing key: either is named
 
 
+#: version 3's keys, all valid (MODEL.md E-G): what ``bad_v3`` breaks one of
+V3 = {"funding": {"cash_0": {"dist": "uniform", "low": 5e9, "high": 15e9},
+                  "rounds": [["2024-10", 6.6e9], ["2025-04", 10e9]]},
+      "discount_rate": "8%/yr",
+      "equity": {"microsoft_equity_stake": 0.27, "valuation_multiple": 10.0}}
+NOT_A_NUMBER = st.sampled_from(["abc", "1e9", [1.0], True, False, {"x": 1.0}, math.nan,
+                                math.inf, -math.inf])
+
+
+def _with_v3(**changes) -> dict:
+    """The base config with every version-3 key (``changes`` replace them by name)."""
+    c = copy.deepcopy(BASE)
+    v3 = {**copy.deepcopy(V3), **changes}
+    c["simulation"]["discount_rate"] = v3["discount_rate"]
+    c["parameters"].update(v3["equity"])
+    c["funding"] = v3["funding"]
+    return c
+
+
+@st.composite
+def bad_v3(draw):
+    """One version-3 key broken: cash_0 (negative, not a number, a distribution reaching
+    below 0), the rounds (not a list, a pair of the wrong shape, a month malformed or outside
+    the run or out of order, dollars negative or not a number), an unknown [funding] key,
+    the discount rate (negative, not a rate), the equity stake outside [0, 1], a multiple
+    <= 0, half of the pair."""
+    start, horizon = BASE["simulation"]["start"], BASE["simulation"]["horizon"]
+    kind = draw(st.sampled_from(["cash_0", "cash_0_dist", "rounds", "pair", "month", "order",
+                                 "dollars", "funding_key", "discount", "stake", "multiple",
+                                 "half"]))
+    fund = copy.deepcopy(V3["funding"])
+    if kind == "cash_0":
+        fund["cash_0"] = draw(st.one_of(NOT_A_NUMBER, st.floats(-1e300, -1e-300)))
+        return _encoded(_with_v3(funding=fund), "funding.cash_0")
+    if kind == "cash_0_dist":
+        lo = draw(st.floats(-1e12, -1.0))
+        fund["cash_0"] = draw(st.sampled_from([
+            {"dist": "uniform", "low": lo, "high": 1e10},
+            {"dist": "normal", "mean": 1e10, "sd": -lo},
+            {"dist": "normal", "mean": 1e10, "sd": 1e9, "min": lo}]))
+        return _encoded(_with_v3(funding=fund), "funding.cash_0")
+    if kind == "rounds":
+        fund["rounds"] = draw(st.one_of(NOT_A_NUMBER.filter(lambda v: not isinstance(v, list)),
+                                        st.just("2024-10")))
+        return _encoded(_with_v3(funding=fund), "funding.rounds")
+    i = draw(st.integers(0, 1))
+    if kind == "pair":
+        fund["rounds"][i] = draw(st.sampled_from([
+            [], ["2024-10"], ["2024-10", 1.0, 2.0], "2024-10", 6.6e9, {"x": 1.0}]))
+        return _encoded(_with_v3(funding=fund), f"funding.rounds[{i}]")
+    if kind == "month":
+        fund["rounds"][i][0] = draw(st.one_of(
+            st.from_regex(r"20[0-9]{2}-(1[3-9]|00)", fullmatch=True),
+            st.from_regex(r"20[0-9]{2}/0[1-9]", fullmatch=True),
+            st.sampled_from(["", "2024-1", "Oct 2024", "2024-10-01", 202410, 6.6e9,
+                             "1999-01", "2999-12"]),
+            st.just(start[:4] + "-00"),
+            # just outside the run: the month before the start, the one after the horizon
+            st.just(f"{int(start[:4]) - 1}-12" if start[5:] == "01" else "1900-01"),
+            st.just(f"{int(horizon[:4]) + 1}-01" if horizon[5:] == "12" else "2999-01")))
+        return _encoded(_with_v3(funding=fund), f"funding.rounds[{i}][0]")
+    if kind == "order":
+        fund["rounds"][1][0] = draw(st.sampled_from(["2024-10", "2024-09", start]))
+        return _encoded(_with_v3(funding=fund), "funding.rounds[1][0]")
+    if kind == "dollars":
+        fund["rounds"][i][1] = draw(st.one_of(NOT_A_NUMBER, st.floats(-1e300, -1e-300)))
+        return _encoded(_with_v3(funding=fund), f"funding.rounds[{i}][1]")
+    if kind == "funding_key":
+        name = draw(st.from_regex(r"zz[a-z_]{1,10}", fullmatch=True))
+        fund[name] = 1.0
+        return _encoded(_with_v3(funding=fund), f"funding.{name}")
+    if kind == "discount":
+        rate = draw(st.one_of(NOT_A_NUMBER, st.floats(-1e300, -1e-300),
+                              st.sampled_from(["-5%/yr", "-100%/yr", "8%", "1e400%/yr"])))
+        return _encoded(_with_v3(discount_rate=rate), "simulation.discount_rate")
+    equity = dict(V3["equity"])
+    if kind == "stake":
+        equity["microsoft_equity_stake"] = draw(st.one_of(
+            NOT_A_NUMBER, st.floats(1.0, 1e300, exclude_min=True),
+            st.floats(-1e300, 0.0, exclude_max=True)))
+        return _encoded(_with_v3(equity=equity), "parameters.microsoft_equity_stake")
+    if kind == "multiple":
+        equity["valuation_multiple"] = draw(st.one_of(NOT_A_NUMBER, st.floats(-1e300, 0.0)))
+        return _encoded(_with_v3(equity=equity), "parameters.valuation_multiple")
+    dropped = draw(st.sampled_from(sorted(equity)))  # the error names the one missing
+    del equity[dropped]
+    return _encoded(_with_v3(equity=equity), f"parameters.{dropped}")
+
+
 STRATEGIES = {"wrong_type": wrong_type(), "missing_key": missing_key(),
               "unknown_key": unknown_key(), "impossible_distribution": impossible_distribution(),
               "bad_correlation": bad_correlation(), "bad_month": bad_month(),
-              "absurd_size": absurd_size(), "not_utf8": not_utf8(), "truncated": truncated()}
+              "absurd_size": absurd_size(), "not_utf8": not_utf8(), "truncated": truncated(),
+              "bad_v3": bad_v3()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -292,8 +382,14 @@ def test_malformed_config_fails_cleanly(name, tmp_path_factory, capsys):
     check()
 
 
-def test_the_base_config_itself_is_valid():
-    """The strategies break a valid config: the breakage, not the base, is what fails."""
+def test_the_base_config_itself_is_valid(tmp_path):
+    """The strategies break a valid config: the breakage, not the base, is what fails (the
+    base with every version-3 key too)."""
     path = Path(CONFIGS_DIR / "base.toml")
     assert tomllib.loads(dumps(BASE)) == BASE
     load_config(path)
+    v3 = tmp_path / "v3.toml"
+    v3.write_text(dumps(_with_v3()), encoding="utf-8")
+    config = load_config(v3)
+    assert config.funding is not None and config.simulation.discount_rate > 0
+    assert config.parameters["microsoft_equity_stake"] == 0.27

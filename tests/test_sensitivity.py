@@ -19,7 +19,7 @@ import mcsim
 from mcsim import ConfigError, api, with_overrides
 from mcsim.cli import main
 from mcsim.device_draws import DeviceSampler
-from mcsim.sensitivity import SHOCK_FACTOR, evaluate_rows, sensitivity
+from mcsim.sensitivity import SHOCK_FACTOR, default_outputs, evaluate_rows, sensitivity
 from tests.helpers import CONFIGS_DIR, short_config
 
 # small designs on purpose: their "intervals too wide" warning is tested in
@@ -53,6 +53,8 @@ def test_design_rows_run_the_same_kernel_as_ordinary_runs(short_base):
     assert rows["cumulative_azure_spend"].mean() == pytest.approx(mean[-1], rel=1e-12)
 
 
+# everything else at its median: no path is repaid by 2030-12, and repaid_by is left out
+@pytest.mark.filterwarnings("ignore:repaid_by left out of the sensitivity study")
 def test_without_shocks_one_parameter_explains_everything(short_base):
     """One uncertain parameter and no monthly shocks: the shocks' indices are exactly 0
     (their radial rows equal A's), and the parameter's are 1 within sampling error."""
@@ -96,15 +98,22 @@ def test_sensitivity_cli_writes_indices_and_tornado(tmp_path):
     cfg.write_text(f'extends = "{CONFIGS_DIR / "base.toml"}"\n[simulation]\n'
                    'horizon = "2030-12"\n')
     out = tmp_path / "sens"
-    assert main(["sensitivity", str(cfg), "--out", str(out), "--base-rows", "256",
+    # 64 base rows: the design of tests/test_sensitivity_defaults.py (one compile for both)
+    assert main(["sensitivity", str(cfg), "--out", str(out), "--base-rows", "64",
                  "--bootstrap", "200", "--by", "2029-06"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         ".mcsim-output.json", "drivers.csv", "drivers.png", "sensitivity.csv",
         "sensitivity.json", "tornado.png"]
     doc = json.loads((out / "sensitivity.json").read_text())
-    assert doc["repaid_by_month"] == "2029-06"
-    assert set(doc["outputs"]) == {"repayment_month", "cumulative_azure_spend", "repaid_by"}
+    assert doc["repaid_by_month"] == doc["by_month"] == "2029-06"
+    # the base config's own questions; one with no variance on the design is left out,
+    # saying why, and never written as NaN
+    assert set(doc["outputs"]) | set(doc["left_out"]) == set(
+        default_outputs(mcsim.load_config(cfg)))
+    assert {"cumulative_azure_spend", "funding_gap_month", "pv_microsoft_whole_position",
+            "repayment_month"} <= set(doc["outputs"])
     assert len(doc["top_for_repayment_month"]) == 3
+    assert all(len(top) == 3 for top in doc["top"].values())
     assert (out / "tornado.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

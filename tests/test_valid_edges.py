@@ -344,3 +344,26 @@ def test_a_triangular_mode_a_subnormal_from_its_low_end_is_valid():
         "conversion_vol": '{ dist = "triangular", low = 0.0, mode = 1.37957204e-316, '
                           'high = 1e-9, min = 0.0 }'}))
     assert cfg.parameters["conversion_vol"].kind == "triangular"
+
+
+# --- found by the version-3 valid-config generator -----------------------------------------
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError,
+                   reason="mcsim/report/headline.py _rate_text formats the discount rate as "
+                   "100 * math.expm1(r) %/yr, which raises OverflowError for r > 709.78 "
+                   "(e.g. the valid discount_rate = 1e300): the run crashes writing its "
+                   "report")
+@pytest.mark.parametrize("rate", ["710.0", "1e300"])
+def test_a_discount_rate_beyond_exp_range_runs_and_reports(rate):
+    """A log discount rate of 710 per year or more: every month after the first discounted to
+    0, still finite; the report states the rate without overflowing."""
+    from helpers import minimal_config_text
+
+    from mcsim import parse_config_text, simulate
+    from mcsim.report import summarize
+
+    cfg = parse_config_text(minimal_config_text(simulation={
+        "horizon": '"2024-03"', "discount_rate": rate}))
+    h = summarize(simulate(cfg, paths=256, progress=False))["horizon"]
+    assert math.isfinite(h["pv_cumulative_azure_spend"]["mean"])

@@ -36,6 +36,19 @@ What the generator covers:
     reverse_share > 0 and at random otherwise; ``azure_gross_margin`` at random; the new
     rates' ``_inf`` / ``_halflife`` companions; all of them numbers or distributions, and
     rank-correlated like any drawn parameter.
+* version 3 (``configs(v3=True)``: a non-empty set of E, F, G, each drawn on its own, as
+  MODEL.md H allows; ``v3=`` a set forces those; the default draws none):
+  - E, ``[funding]``: ``cash_0`` a bare number (0 now and then) or any distribution kind and
+    form on [0, 1e15] $ (truncated at 0 where its support reaches below), rank-correlated
+    with the other drawn parameters half the time; ``rounds`` absent, empty, or 1-6 months
+    strictly increasing inside the run (the start and the horizon month included now and
+    then), $0 (float or integer), 5e-324, up to 1e15, integers;
+  - F, ``[simulation] discount_rate``: 0 (float or integer), tiny, up to 5 per year, 50 and
+    1e300 (every month after the first discounted to exactly 0), and "X%/yr" / "X% per
+    year" strings from 0% to 1000%;
+  - G, ``microsoft_equity_stake`` (a number, 0 and 1 included, or a distribution on
+    [0, 1]) with ``valuation_multiple`` (1e-2 to 1e2, any distribution kind), both or
+    neither, correlated like any drawn parameter.
 
 Magnitudes are "valid but extreme" within a budget that keeps every path's money far from
 float32's range (about e^88): per-rate drift over the horizon at most ``RATE_BUDGET`` in
@@ -46,14 +59,22 @@ MODEL.md is unstable beyond), and a negative logistic user growth only comes wit
 below their cap (above it, MODEL.md's logistic update explodes). Version 2's levels keep
 the budgets of the ones they replace: a markup (1e-2 to 1e2) times the inference spend, an
 intensity (up to 3) times revenue, their drifts within ``RATE_BUDGET``; Microsoft's AI
-revenue in training spend's box; a commitment's shortfall (a flow) at most 1e18 $.
+revenue in training spend's box; a commitment's shortfall (a flow) at most 1e18 $. Version
+3 adds no float32 flow: cash, present values and the equity value are float64 sums of the
+float32 flows above, and only its parameters are drawn in float32, so they stay far below
+float32's largest number (cash_0 and each round at most 1e15 $, ``FUNDING_CAP``: the
+funding itself stays inside the histogram's +-1e16 $; the multiple at most 1e2 times a
+revenue inside its budget; discount factors exp(-r s) lie in [0, 1] for any r >= 0).
 
 The checks (:func:`check_summary`) are version 1's (quantiles in order and inside their
 intervals, first-passage months consistent with their cdf, sums of annual means equal to
 the cumulative and horizon means, no null or non-finite value, the deal's forced outcomes)
 extended to all 14 annual flows, the year-end stocks and the four first-passage months,
 plus version 2's identities (see :func:`_v2_identities`, :func:`_stock_checks`,
-:func:`_event_checks`), each exact or with its rounding tolerance stated where it is made.
+:func:`_event_checks`), each exact or with its rounding tolerance stated where it is made;
+and for a version-3 config (:func:`run_and_check_v3`) version 3's blocks of the summary
+(the funding-gap month, cash, the new horizon totals) and its invariants path by path
+(:func:`check_v3_paths`) and in the summary (:func:`check_v3_summary`).
 """
 
 from __future__ import annotations
@@ -1017,6 +1038,13 @@ def _allowed_null(path: str, s: dict) -> bool:
         return label == NOT_BY
     if path == "nonfinite.first_month":
         return s["nonfinite"]["paths"] == 0
+    if path.startswith("headline."):
+        # the headline repeats figures of the blocks checked here (mcsim.report.headline),
+        # null meaning: no note, a month beyond the horizon, an open interval end, a figure
+        # given a condition no path met (the shortfall given it is paid)
+        return re.fullmatch(r"headline\.items\[\d+\]\.(note|rows\[\d+\]\.(month|ci95_low|"
+                            r"ci95_high|mean|mean_se|(p5|median|p95)\.(value|ci95_low|"
+                            r"ci95_high)))", path) is not None
     if path.startswith("stocks.") and not path.startswith("stocks.cash."):
         # (version 3's cash is money, signed: the money rule below)
         # a stock is a positive level far inside the histogram's range once scaled (the

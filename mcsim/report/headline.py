@@ -199,7 +199,7 @@ def _position_item(results: Results) -> dict:
                                results, "horizon", horizon.index(f"pv_{name}")))
     if equity:
         stake = results.config.parameters.get("microsoft_equity_stake")
-        share = f"{stake:.2%} " if isinstance(stake, int | float) else ""
+        share = f"{100 * stake:.4g}% " if isinstance(stake, int | float) else ""
         title = f"Microsoft's whole position at {end} (economic return + {share}equity)"
         note = None
     else:
@@ -289,11 +289,12 @@ def month_text(month: str | None) -> str:
     return month if month is not None else "not by the horizon"
 
 
-def figures_text(kind: str, f: dict | None, esc=str, wrap=str) -> str:
+def figures_text(kind: str, f: dict | None, esc=str, wrap=str, sep: str = "; ") -> str:
     """A row's figures as text: money ``median $1B [$0.9B..$1.1B]; 90%: $0.5B [..] ..
     $2B [..]``, a month ``2028-10 [2028-09..2028-11]``, a probability ``0.353 ± 0.007``.
-    ``esc`` escapes a piece of text and ``wrap`` marks up an (escaped) error (report.html:
-    ``html.escape`` and a span; the terminal: neither)."""
+    ``esc`` escapes a piece of text, ``wrap`` marks up an (escaped) error and ``sep`` joins
+    a money figure's median and 90% interval (report.html: ``html.escape``, a span and a
+    line break; the terminal: neither, and "; ")."""
     if f is None:
         return "n/a"
     if kind == "probability":
@@ -311,7 +312,7 @@ def figures_text(kind: str, f: dict | None, esc=str, wrap=str) -> str:
         low = "-inf" if q["ci95_low"] is None else money_text(q["ci95_low"])
         high = "inf" if q["ci95_high"] is None else money_text(q["ci95_high"])
         return esc(money_text(q["value"])) + " " + wrap(esc(f"[{low}..{high}]"))
-    return (f"median {money(f['median'])}; 90%: {money(f['p5'])} " + esc("..")
+    return (f"median {money(f['median'])}{sep}90%: {money(f['p5'])} " + esc("..")
             + f" {money(f['p95'])}")
 
 

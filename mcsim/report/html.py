@@ -178,7 +178,7 @@ widened to the histogram bins); &plusmn; is 1.96 standard errors; 90% is the ban
 as a present value. <b>Repaid</b> means: {html.escape(REPAID)}. What the model computes
 is described <a href="#model">at the end of this page</a>.</p>
 <h2>Headline</h2>{_headline_table(summary.get("headline"))}
-{_table(['', 'value'], detail)}
+{"<h3>Detail</h3>" if "headline" in summary else ""}{_table(['', 'value'], detail)}
 {conditioned}<h2>Plots</h2>{plots}
 <h2>Annual flows (medians)</h2>
 {_table(['year'] + [f.replace('_', ' ') for f in first_flows], annual_rows)}
@@ -209,7 +209,7 @@ def _headline_table(h: dict | None) -> str:
 
     def cell(kind: str, figures) -> str:
         return figures_text(kind, figures, esc=html.escape,
-                            wrap=lambda s: f"<span class=ci>{s}</span>")
+                            wrap=lambda s: f"<span class=ci>{s}</span>", sep="<br>")
 
     rows, classes = [], []
     width = 3 if posterior else 2
