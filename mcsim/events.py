@@ -122,4 +122,12 @@ def by_name(name: str, events: tuple[Event, ...] | None = None) -> Event:
     raise KeyError(name)
 
 
-__all__ = ["EVENTS", "Event", "by_name", "names", "table"]
+def event_output_names(event: str) -> tuple[str, str]:
+    """(month output, "by" output) of an event in a sensitivity study: ``repayment`` ->
+    (``repayment_month``, ``repaid_by``), any other ``e`` -> (``e_month``, ``e_by``)."""
+    if event == "repayment":
+        return "repayment_month", "repaid_by"
+    return f"{event}_month", f"{event}_by"
+
+
+__all__ = ["EVENTS", "Event", "by_name", "event_output_names", "names", "table"]

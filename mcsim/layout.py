@@ -86,6 +86,16 @@ ALL_HORIZON_TOTALS = HORIZON_TOTALS + tuple(n for _, names in V3_TOTALS for n in
 GROUPS = ("cumulative_azure_spend", *ANNUAL_FLOWS, *ALL_STOCKS, "horizon")
 
 
+def v3_mechanisms(config: Any) -> frozenset:
+    """The version-3 mechanisms a config uses (MODEL.md H: each stands alone): ``funding``
+    with a [funding] table, ``discount`` with simulation.discount_rate, ``equity`` with
+    parameters.microsoft_equity_stake."""
+    on = {"funding": getattr(config, "funding", None) is not None,
+          "discount": getattr(config.simulation, "discount_rate", None) is not None,
+          "equity": "microsoft_equity_stake" in config.parameters}
+    return frozenset(m for m in V3_MECHANISMS if on[m])
+
+
 def v3_stocks(v3: frozenset) -> tuple[str, ...]:
     """Version 3's stocks of a layout using the mechanisms ``v3``."""
     return tuple(s for m in V3_MECHANISMS if m in v3 for s in V3_STOCKS.get(m, ()))
@@ -123,9 +133,7 @@ class StatLayout:
     @classmethod
     def of(cls, config: Any, grid: MonthGrid | None = None) -> StatLayout:
         """The layout of ``config``'s run (on ``grid``, default its own)."""
-        from .model import features  # the model imports this module
-
-        return cls(grid or config.grid, v3=features(config, grid).v3)
+        return cls(grid or config.grid, v3=v3_mechanisms(config))
 
     @property
     def stocks(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .layout import HorizonTotals
+from .layout import HorizonTotals, v3_mechanisms
 from .months import MonthGrid
 from .parameters import LOGIT_PARAMETERS
 
@@ -86,9 +86,7 @@ def features(config, grid: MonthGrid | None = None) -> Features:
         commitment=deal.azure_commitment is not None,
         # without the parameter the margin is 0 (its default): nothing to add or count
         margin="azure_gross_margin" in params,
-        funding=getattr(config, "funding", None) is not None,
-        discount=getattr(config.simulation, "discount_rate", None) is not None,
-        equity="microsoft_equity_stake" in params)
+        **{m: m in v3_mechanisms(config) for m in ("funding", "discount", "equity")})
 
 
 def _cap_from_index(month: str | None, grid: MonthGrid) -> int:

@@ -124,8 +124,8 @@ EVENT_OUTPUTS = {"repayment": ("repayment month", "repaid", "repayment"),
 
 def _output_event(output: str) -> tuple[str | None, str | None]:
     """(event, "month" or "by") of an event's output, else (None, None)."""
+    from .events import event_output_names
     from .events import names as event_names
-    from .sensitivity import event_output_names
 
     for event in event_names():
         month, by = event_output_names(event)

@@ -85,6 +85,7 @@ import numpy as np
 from . import checkpoint, locks, sobol
 from .config import Config, ConfigError
 from .engine.kernel import KernelSpec, kernel_inputs
+from .events import event_output_names
 from .layout import StatLayout
 from .x64 import enable_x64
 
@@ -120,14 +121,6 @@ class StudyOutput:
     quantity: str
     #: the event of a month or a "by" output
     event: str | None = None
-
-
-def event_output_names(event: str) -> tuple[str, str]:
-    """(month output, "by" output) of an event: ``repayment`` -> (``repayment_month``,
-    ``repaid_by``), any other ``e`` -> (``e_month``, ``e_by``)."""
-    if event == "repayment":
-        return "repayment_month", "repaid_by"
-    return f"{event}_month", f"{event}_by"
 
 
 def available_outputs(config: Config) -> dict[str, StudyOutput]:

@@ -587,7 +587,7 @@ def test_extends_child_bad_funding_key_is_named(tmp_path):
     assert "did you mean funding.cash_0?" in str(info.value)
 
 
-# --- overrides: with_overrides reaches [simulation] and [parameters]'s version-3 keys ------
+# --- overrides: with_overrides reaches every version-3 key ------------------------------
 
 def test_overrides_of_the_discount_rate_and_equity():
     config = _parse(funding=funding(), simulation={"discount_rate": "0.05"},
@@ -601,13 +601,17 @@ def test_overrides_of_the_discount_rate_and_equity():
     assert "simulation.discount_rate" in str(info.value) and ">= 0" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="mcsim/overrides.py's TABLES lacks [funding]: "
-                   "--set funding.cash_0=... (and sweeps of cash_0 or the rounds) are "
-                   "refused as an unknown table")
 def test_overrides_reach_funding():
-    config = _parse(funding=funding())
+    config = _parse(funding=funding(rounds='[["2024-10", 1e9]]'))
     changed = mcsim.with_overrides(config, {"funding.cash_0": 2e9})
     assert changed.parameters["cash_0"] == 2e9
+    assert changed.funding.rounds == (("2024-10", 1e9),)
+    changed = mcsim.with_overrides(config, {"funding.rounds": [["2025-01", 3e9]]})
+    assert changed.funding.rounds == (("2025-01", 3e9),)
+    assert changed.parameters["cash_0"] == 1e10
+    with pytest.raises(ConfigError) as info:
+        mcsim.with_overrides(config, {"funding.cash_0": -1.0})
+    assert info.value.key.endswith("funding.cash_0") and ">= 0" in str(info.value)
 
 
 # --- a run of one month with everything ------------------------------------------------------

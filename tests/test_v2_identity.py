@@ -5,7 +5,10 @@ before version 3 (base.toml uses every version-2 mechanism: the deal's timeline,
 share, the three "tied to revenue or cost" forms, the Azure commitment and Microsoft's Azure
 margin) and, for each case below, the summary.json (without its provenance) that the code of
 commit f930d38, the last before version 3, wrote: 4,096 paths, seed 11, ``mcsim.simulate``
-then ``mcsim.report.summarize``.
+then ``mcsim.report.summarize``, in a process set up as ``conftest.py`` sets up the tests'
+(64-bit mode and strict dtype promotion on before the first run: the old code's conditioned
+parameter table, unlike every other number, differs in its last bits when 64-bit mode is
+switched on only by the run itself).
 
 Version 3 adds outputs only where a config uses its keys ([funding], discount_rate,
 Microsoft's stake), so a version-2 config's summary must contain the old one exactly: the

@@ -105,7 +105,8 @@ def _items(results: Results) -> list[dict]:
                                results, "horizon", horizon.index("pv_cumulative_azure_spend")))
     items.append(_item("cumulative_azure_spend", f"Cumulative Azure spend by {end}", rows))
 
-    if "cap_reached" in results.events and event_by_name("cap_reached").shown(deal):
+    if "cap_reached" in results.events and \
+            event_by_name("cap_reached", results.layout.events).shown(deal):
         items.append(_cap_item(results))
     if deal.azure_commitment is not None and "commitment_met" in results.events:
         items.append(_commitment_item(results))
