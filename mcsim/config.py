@@ -28,7 +28,7 @@ from .distributions import (
     canonical_fields,
 )
 from .errors import _MISSING, ConfigError
-from .layout import ALL_STOCKS, ANNUAL_FLOWS, SIGNED_FLOWS, STOCK_UNITS
+from .layout import ALL_STOCKS, ANNUAL_FLOWS, SIGNED_FLOWS, SIGNED_STOCKS, STOCK_UNITS
 from .months import MonthGrid, parse_month
 from .parameters import (
     ALTERNATIVE_FORMS,
@@ -552,17 +552,18 @@ def _parse_observation(name: str, spec: Any, grid: MonthGrid) -> Observation:
         if parse_month(end) < parse_month(start):
             raise ConfigError(f"{key}.end", end, f"a month not before {key}.start ({start})")
     unit = STOCK_UNITS[series[0]] if is_stock else "$"
-    signed = any(f in SIGNED_FLOWS for f in series)
+    signed = any(f in SIGNED_FLOWS + SIGNED_STOCKS for f in series)
     if "value" not in spec:
         raise ConfigError(f"{key}.value", _MISSING, f"the observed value ({unit})")
     if signed:
         value = _number(spec["value"], f"{key}.value", f"a finite number ({unit}; "
-                        "negative allowed: the sum includes a signed flow)")
+                        "negative allowed: a signed flow or OpenAI's cash)")
     else:
         value = _number(spec["value"], f"{key}.value", f"a number > 0 ({unit})")
         if not value > 0:
             raise ConfigError(f"{key}.value", spec["value"], f"a number > 0 ({unit}; only "
-                              f"{', '.join(SIGNED_FLOWS)} can be negative or 0)")
+                              f"{', '.join(SIGNED_FLOWS + SIGNED_STOCKS)} can be "
+                              "negative or 0)")
     if ("sd" in spec) == ("rel_sd" in spec):
         raise ConfigError(f"{key}.sd", spec.get("sd", _MISSING),
                           f"exactly one of sd ({unit}) or rel_sd (a fraction of |value|)")

@@ -28,6 +28,7 @@ from .draws import copula_matrix
 from .parameters import (
     DECAYING_RATES,
     DOMAINS,
+    FLOAT64_PARAMETERS,
     LOGIT_PARAMETERS,
     PARAMETER_INDEX,
     PARAMETER_NAMES,
@@ -201,6 +202,12 @@ class DeviceSampler:
         for name, x in theta.items():
             lo, hi = _domain_bounds(name, dtype)
             out[name] = jnp.clip(x.astype(dtype), dtype(lo), dtype(hi))
+            if name in FLOAT64_PARAMETERS:
+                # version 3's money and the factors of Microsoft's equity enter float64 sums
+                # only: kept as drawn ($13B is $12,999,999,488 in float32, and a valid
+                # $1e39 is inf there), see mcsim.draws.to_dtype
+                lo, hi = _domain_bounds(name, _F64)
+                out[f"_f64_{name}"] = jnp.clip(x, lo, hi)
         # the logit states' targets and starts, from the float64 draws: 1 - 1e-10 is
         # 1 - 6e-8 in float32, whose logit (16.6 instead of 23.0) would move the level the
         # logit reverts to (see mcsim.draws.to_dtype)

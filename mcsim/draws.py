@@ -18,6 +18,7 @@ from .distributions import Distribution, spearman_to_normal
 from .parameters import (
     DECAYING_RATES,
     DOMAINS,
+    FLOAT64_PARAMETERS,
     LOGIT_PARAMETERS,
     PARAMETER_INDEX,
     PARAMETER_NAMES,
@@ -65,6 +66,9 @@ def to_dtype(theta: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
     1.0 in float32, and logit(1) is inf. The nearest float inside the domain is the correct
     rounding there, not a repair: the exact value lies inside.
 
+    Version 3's parameters (:data:`~mcsim.parameters.FLOAT64_PARAMETERS`) are also kept
+    as they are, in float64 (``_f64_NAME``): they enter float64 sums only.
+
     The logits the model needs (``_logit_NAME`` of :data:`LOGIT_PARAMETERS`) are added,
     computed from the values before the cast, where absent: 1 - 1e-10 rounds to 1 - 6e-8
     in float32, whose logit is 16.6 instead of 23.0, and a logit state reverting to the
@@ -72,6 +76,9 @@ def to_dtype(theta: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
     """
     dtype = np.dtype(dtype)
     theta = dict(theta)
+    for name in FLOAT64_PARAMETERS:
+        if name in theta and f"_f64_{name}" not in theta:
+            theta[f"_f64_{name}"] = np.asarray(theta[name], np.float64)
     for name in LOGIT_PARAMETERS:
         if name in theta and f"_logit_{name}" not in theta:
             x = np.clip(np.asarray(theta[name], np.float64), np.finfo(np.float64).tiny,
@@ -81,6 +88,9 @@ def to_dtype(theta: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
     for name, values in theta.items():
         with np.errstate(over="ignore"):  # beyond the dtype's range: inf, flagged later
             x = np.asarray(values).astype(dtype)
+        if name.startswith("_f64_"):  # kept in float64 (FLOAT64_PARAMETERS)
+            out[name] = np.asarray(values, np.float64)
+            continue
         if name.startswith("_"):  # derived in float64 above: rounded, nothing to clip
             out[name] = x
             continue

@@ -94,6 +94,21 @@ FACTS: tuple[Fact, ...] = (
          '§5 "Paying subscribers"', stock="paying_subscribers"),
     Fact("Paying subscribers Feb 2026", 50e6, "2026-02", "2026-02",
          '§5 "Paying subscribers" (Turley)', stock="paying_subscribers", firm=True),
+    # version 3: the 2026 figures of section 9 (neither firm: press reports, "P")
+    # §9 "Operating margin, Q1 2026": non-GAAP -122%, ~-$6.95B on ~$5.7B revenue. The
+    # model's "operating loss" is its profit P (revenue less compute, other opex, the net
+    # revenue share and any commitment shortfall: MODEL.md v2 D), before Microsoft's profit
+    # share, as for the audited 2025 operating loss in FACTS: a profit share is a claim on
+    # profit, not an operating cost (and it is 0 here: the waterfall ended in Oct 2025 and
+    # the quarter is a loss). Not firm: a press report of a non-GAAP figure, which leaves
+    # out items (stock compensation) that the model's other opex includes.
+    Fact("Operating loss Q1 2026 (profit)", -6.95e9, "2026-01", "2026-03",
+         '§9 "Operating margin, Q1 2026" (non-GAAP -122% of ~$5.7B)', ("profit",)),
+    # §9 "Revenue, Q1 2026": run-rate $2B/month in March 2026 (~$25B annualised in Feb):
+    # the model's revenue in the month of March 2026. Not firm: a press report of a
+    # run-rate, which has no fixed definition.
+    Fact("Revenue run-rate Mar 2026 (one month)", 2.0e9, "2026-03", "2026-03",
+         '§9 "Revenue, Q1 2026" ($2B/month, Mar 2026)', ("revenue",)),
 )
 
 

@@ -380,7 +380,7 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int,
     if feats.commitment:
         v2.update(cum_commit=zero_acc)
     if feats.funding:
-        cash_0 = theta["cash_0"].astype(ACC)
+        cash_0 = _float64(theta, "cash_0")
         v2.update(funding_cash=cash_0, min_funding_cash=cash_0, funding_gap_month=never)
     if feats.discount:
         v2.update(pv_azure_spend=zero_acc, pv_profit=zero_acc, pv_economic=zero_acc)
@@ -404,6 +404,12 @@ def initial_state(theta: dict, deal: DealTerms, num_months: int,
         cap_month=never, commit_month=never,
         **v2,
     )
+
+
+def _float64(theta: dict, name: str):
+    """A version-3 parameter as drawn, in float64 (its float64 copy where the draws made
+    one, :data:`mcsim.parameters.FLOAT64_PARAMETERS`)."""
+    return theta.get(f"_f64_{name}", theta[name]).astype(ACC)
 
 
 def _at(term, t, feats: Features):
@@ -706,8 +712,8 @@ def v3_horizon_totals(final: State, deal: DealTerms, theta: dict, feats: Feature
                    # the investment was paid before the start: not discounted
                    pv_microsoft_economic_net=final.pv_economic - deal.investment)
     if feats.equity:
-        equity = theta["microsoft_equity_stake"].astype(ACC) \
-            * theta["valuation_multiple"].astype(ACC) * final.trailing_revenue
+        equity = _float64(theta, "microsoft_equity_stake") \
+            * _float64(theta, "valuation_multiple") * final.trailing_revenue
         out.update(microsoft_equity_value=equity,
                    microsoft_whole_position=economic_return + equity)
         if feats.discount:

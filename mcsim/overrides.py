@@ -53,6 +53,7 @@ def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
                               f"a key 'TABLE.KEY' with TABLE one of {', '.join(TABLES)}")
         _set(raw.setdefault(table, {}), str(key), table, _steps(str(key), name, value),
              value)
+    _keep_rounds_inside(raw, overrides)
     dropped = _drop_pairs_of_fixed(raw, overrides)
     note = json.dumps({str(k): v for k, v in overrides.items()}, default=str, sort_keys=True)
     out = parse_config(raw, source_text=f"{config.source_text}\n# overrides: {note}\n",
@@ -155,6 +156,25 @@ def _superseded_terms(config: Config, overrides: Mapping[str, Any]) -> list[str]
 
 def _shown(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _keep_rounds_inside(raw: dict, overrides: Mapping[str, Any]) -> None:
+    """A horizon moved earlier by the overrides (a run cut short on purpose) keeps the
+    funding rounds inside the run: one after it changes none of its months. A round the
+    config file itself dates after its horizon is still an error (MODEL.md E), as are
+    rounds the overrides set."""
+    if "simulation.horizon" not in overrides or "funding.rounds" in overrides:
+        return
+    funding, horizon = raw.get("funding"), raw.get("simulation", {}).get("horizon")
+    rounds = funding.get("rounds") if isinstance(funding, dict) else None
+    if not isinstance(rounds, list) or not isinstance(horizon, str):
+        return
+    try:
+        last = parse_month(horizon)
+        funding["rounds"] = [r for r in rounds if not (
+            isinstance(r, list) and r and isinstance(r[0], str) and parse_month(r[0]) > last)]
+    except ValueError:
+        return  # a malformed month: parse_config names it
 
 
 def _drop_pairs_of_fixed(raw: dict, overrides: Mapping[str, Any]) -> list[str]:

@@ -136,6 +136,10 @@ V3_PARAMETERS: dict[str, tuple[Domain, str]] = {
 }
 #: Parameters given in [funding], not in [parameters].
 FUNDING_PARAMETERS = ("cash_0",)
+#: Parameters the kernel also takes in float64 (``_f64_NAME`` of its draws): they enter
+#: only float64 sums (cash, Microsoft's equity value), so a float32 kernel must not round
+#: them ($13B is $12,999,999,488 in float32; $1e39 of cash is inf).
+FLOAT64_PARAMETERS = tuple(V3_PARAMETERS)
 
 OPTIONAL: dict[str, tuple[Domain, str]] = _companions(V1_DECAYING_RATES) | V2_PARAMETERS \
     | _companions(V2_DECAYING_RATES) | V3_PARAMETERS

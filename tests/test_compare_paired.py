@@ -12,7 +12,8 @@ import mcsim
 from mcsim.api import compare_paired
 from mcsim.cli import main
 from mcsim.config import ConfigError
-from mcsim.paired import STATISTICS, paired_difference
+from mcsim.layout import StatLayout
+from mcsim.paired import STATISTICS, paired_difference, paired_statistics
 
 PATHS = 4096
 
@@ -34,7 +35,9 @@ def test_same_config_gives_exactly_zero(config_a):
     """The same world twice: every difference and its paired error exactly 0 (the unpaired
     error, for comparison, is not)."""
     frame = compare_paired(config_a, config_a)
-    assert list(frame.index) == list(STATISTICS)
+    # the v2 statistics first, then each other event's month and "by the horizon"
+    assert list(frame.index)[:len(STATISTICS)] == list(STATISTICS)
+    assert set(frame.index) == set(paired_statistics(StatLayout.of(config_a))[0])
     assert list(frame.columns) == ["mean_a", "se_a", "mean_b", "se_b", "difference",
                                    "se_paired", "se_unpaired"]
     assert (frame["difference"] == 0.0).all()

@@ -504,10 +504,6 @@ def test_cash_may_be_observed_with_funding(month):
     assert obs.value == 5e9 and obs.sd == 1e9
 
 
-@pytest.mark.xfail(strict=True, reason="mcsim/config.py _parse_observation allows a value "
-                   "<= 0 only for SIGNED_FLOWS, not for the signed stock cash "
-                   "(layout.SIGNED_STOCKS): an observed cash of <= 0 is refused with a "
-                   "message saying only profit, net_revenue_share, paid_to_microsoft can be")
 @pytest.mark.parametrize("value", ["-5e9", "0.0"])
 def test_cash_is_signed_when_observed(value):
     config = _parse(funding=funding(), **{"observations.cash": {**CASH_OBS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,10 +112,23 @@ def test_a_condition_event_makes_the_fused_loop_fall_back_and_say_so(extra_event
 
 
 def test_the_fused_loop_does_not_fall_back_when_it_can(capfd):
-    results = mcsim.simulate(CONFIGS_DIR / "base.toml", paths=256, seed=3, overrides=SHORT,
+    # base.toml as it was before version 3: every version-2 mechanism, none of version 3's
+    v2_base = Path(__file__).resolve().parent / "data" / "v2" / "base.toml"
+    results = mcsim.simulate(v2_base, paths=256, seed=3, overrides=SHORT,
                              options=KernelOptions(fused=True))
     assert results.info.options.fused is True and results.info.fused_fallback is None
     assert "fused" not in capfd.readouterr().err
+
+
+def test_version_3_makes_the_fused_loop_fall_back_and_say_so(capfd):
+    results = mcsim.simulate(CONFIGS_DIR / "base.toml", paths=256, seed=3, overrides=SHORT,
+                             options=KernelOptions(fused=True))
+    assert results.info.options.fused is False
+    assert "version 3's funding" in results.info.fused_fallback
+    err = capfd.readouterr().err
+    assert len([line for line in err.splitlines() if "fused" in line]) == 1
+    # and the rounds after the shortened horizon were left out, not refused
+    assert results.config.funding.rounds[-1][0] <= "2025-12"
 
 
 def test_a_checkpoint_of_another_event_table_is_refused_in_one_line(monkeypatch, tmp_path):

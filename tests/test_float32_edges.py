@@ -128,11 +128,6 @@ def test_v3_extremes_stay_finite_in_float32():
     assert (rows["microsoft_equity_value"] > 1e38).all()
 
 
-@pytest.mark.xfail(strict=True, reason="version 3's parameters are drawn in the kernel's "
-                   "dtype: a valid cash_0 or valuation_multiple above float32's largest "
-                   "number (3.4e38) becomes inf in a float32 run (cash, funding_to_find, the "
-                   "equity value), though its sums are float64; and a cash_0 of 13e9 is "
-                   "12999999488 $ in float32")
 @pytest.mark.parametrize("sections", [
     {"funding": {"cash_0": "1e39"}},
     {"parameters": {"microsoft_equity_stake": "0.27", "valuation_multiple": "1e39"}},

@@ -349,11 +349,6 @@ def test_a_triangular_mode_a_subnormal_from_its_low_end_is_valid():
 # --- found by the version-3 valid-config generator -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="mcsim/report/headline.py _rate_text formats the discount rate as "
-                   "100 * math.expm1(r) %/yr, which raises OverflowError for r > 709.78 "
-                   "(e.g. the valid discount_rate = 1e300): the run crashes writing its "
-                   "report")
 @pytest.mark.parametrize("rate", ["710.0", "1e300"])
 def test_a_discount_rate_beyond_exp_range_runs_and_reports(rate):
     """A log discount rate of 710 per year or more: every month after the first discounted to

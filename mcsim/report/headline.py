@@ -281,6 +281,8 @@ def _rate_text(results: Results) -> str:
     """``at 15%/yr to 2024-01``: the discount rate as an annual rate (simulation.discount_rate
     is a log rate), and the month discounted to."""
     r = results.config.simulation.discount_rate
+    if r > 700.0:  # e^r - 1 overflows a float near 709.8: say the log rate instead
+        return f"at a log rate of {r:.3g}/yr to {results.grid.label(0)}"
     return f"at {100 * math.expm1(r):.3g}%/yr to {results.grid.label(0)}"
 
 
