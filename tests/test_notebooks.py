@@ -33,8 +33,10 @@ def test_runs_top_to_bottom(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MCSIM_NOTEBOOK_BASE_ROWS", "256")
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
     nb = nbformat.read(path, as_version=4)
+    # run from a folder that is not notebooks/: a notebook finds the configs from the
+    # package, whatever the working directory
     NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the fan chart(s) and the survival curve(s) were drawn
