@@ -35,7 +35,7 @@ def time_variant(cfg, chunk: int, options: KernelOptions, repeats: int) -> dict:
     kernel = chunk_kernel(KernelSpec.for_config(cfg, unroll=options.unroll), bins, chunk,
                           devices, options)
     inputs = kernel_inputs(cfg)
-    counts = zero_counts(StatLayout(grid), bins, devices, options)
+    counts = zero_counts(StatLayout.of(cfg, grid), bins, devices, options)
     t0 = time.perf_counter()
     extra = (no_uniforms(devices), no_windows(), no_uniforms(devices))  # no latent shocks
     counts, node = kernel(inputs, counts, jnp.uint32(0), jnp.int64(chunk), *extra)

@@ -155,12 +155,13 @@ def kernel_flows(cfg, theta: dict, normals, dtype):
 
     from mcsim import model
     from mcsim.engine import flows_from_normals, shock_cholesky
+    from mcsim.engine.kernel import run_terms
 
     grid = cfg.grid
     chol = shock_cholesky(cfg)
     feats = model.features(cfg)
     th = {k: jnp.asarray(v, dtype) for k, v in theta.items()}
-    deal = model.deal_terms(cfg.deal, grid, feats)
+    deal = run_terms(cfg, grid)  # the deal and version 3's rounds and rate
     fn = jax.jit(lambda th, d, z: flows_from_normals(th, d, z, chol, grid, feats))
     final, flows = fn(th, deal, jnp.asarray(normals, dtype))
     for name in KERNEL_FLOWS[:3]:

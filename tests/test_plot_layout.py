@@ -84,7 +84,8 @@ NAMES = ["fan", "fan (log)", "annual", "annual (linear)", "conditioned fan",
          "conditioned survival", "compare fan", "compare survival", "report fan",
          "report annual", "prior vs conditioned fan", "prior vs conditioned survival",
          *[f"{kind} {e}" for kind in ("survival", "report")
-           for e in ("repayment", "credit_exhaustion", "cap_reached", "commitment_met")]]
+           for e in ("repayment", "credit_exhaustion", "cap_reached", "commitment_met",
+                     "funding_gap")]]
 
 
 @pytest.mark.parametrize("size, layout", SIZES, ids=lambda v: str(v))

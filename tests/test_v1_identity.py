@@ -63,5 +63,10 @@ def test_version_1_config_gives_its_version_1_summary(name):
     now = json.loads(json.dumps(summarize(results), allow_nan=False))
     golden = json.loads((DATA / f"{name}.summary.json").read_text(encoding="utf-8"))
     assert now["schema"] == "mcsim.summary/3"
+    # the facts-vs-model table less the 2026 figures calibration.md section 9 added later
+    # (new public figures, not new numbers of the model)
+    if "facts" in now:
+        now["facts"]["rows"] = [r for r in now["facts"]["rows"]
+                                if not r["source"].startswith("§9")]
     # quantile values to 2 ulps (host libm's pow, see contained); all else bit for bit
     assert contained(golden, now, value_ulps=2) is None, contained(golden, now, value_ulps=2)

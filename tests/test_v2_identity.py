@@ -38,6 +38,15 @@ CASES = {"base": (DATA / "base.toml", {}),
          "observed": (DATA / "observed.toml", {"conditioning.method": "importance"})}
 
 
+def _without_new_facts(summary: dict) -> None:
+    """The facts-vs-model table less the facts calibration.md section 9 added after the
+    golden was written (the 2026 figures): the table compares a run with public figures,
+    and those are new figures, not new numbers of the model."""
+    facts = summary.get("facts")
+    if facts:
+        facts["rows"] = [r for r in facts["rows"] if not r["source"].startswith("§9")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_version_2_config_gives_its_version_2_summary(name):
@@ -48,6 +57,7 @@ def test_version_2_config_gives_its_version_2_summary(name):
     golden = json.loads((DATA / f"{name}.summary.json").read_text(encoding="utf-8"))
     assert golden.pop("schema") == "mcsim.summary/2" and now.pop("schema") == SCHEMA
     now.pop("provenance")  # the golden was saved without it (dates, hosts)
+    _without_new_facts(now)
     assert contained(golden, now, value_ulps=2) is None, contained(golden, now, value_ulps=2)
     # and nothing of version 3 was added: the same tables, totals, stocks and events, and
     # the headline (issue 23, an added block) of version-2 quantities only

@@ -1730,7 +1730,7 @@ def check_v3_paths(layout, stats: np.ndarray, months: np.ndarray, theta: dict, c
         cash = stats[layout.rows("cash")]  # [Y, n]: K at each year's last month
         fail(~(cash.min(0) >= -find), "a year-end cash below -funding_to_find")
         fail((gap == T) & ~(cash.min(0) >= 0), "a negative year-end cash without a gap")
-        c0 = theta["cash_0"]
+        c0 = np.asarray(theta.get("_f64_cash_0", theta["cash_0"]), np.float64)
         fail(~(c0 >= 0), "cash_0 drawn < 0")
         rounds = float(sum(d for _, d in config.funding.rounds))
         deepest = h["deepest_cumulative_loss"]
@@ -1766,7 +1766,9 @@ def check_v3_paths(layout, stats: np.ndarray, months: np.ndarray, theta: dict, c
             "pv_microsoft_economic_net != pv economic return - investment")
     if "equity" in want:
         eq, whole = h["microsoft_equity_value"], h["microsoft_whole_position"]
-        stake, mult = theta["microsoft_equity_stake"], theta["valuation_multiple"]
+        # the kernel takes version 3's parameters as drawn, in float64 (_f64_NAME)
+        stake, mult = (np.asarray(theta.get(f"_f64_{n}", theta[n]), np.float64)
+                       for n in ("microsoft_equity_stake", "valuation_multiple"))
         fail(~((stake >= 0) & (stake <= 1) & (mult > 0)), "a stake outside [0, 1] or a "
              "multiple <= 0 drawn")
         fail(~_le(np.abs(whole - (econ + eq)), 0.0, np.abs(econ) + eq),
