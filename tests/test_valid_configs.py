@@ -62,7 +62,7 @@ from valid_configs import (
 #: configs tried by each share in this session (printed at the end of the module)
 TRIED = {"ci": 0, "v3_ci": 0, "exhaustive": 0}
 
-CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_CI", "40"))
+CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_CI", "16"))
 V3_CI_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_V3_CI", "1"))
 EXHAUSTIVE_EXAMPLES = int(os.environ.get("MCSIM_VALID_CONFIGS_EXHAUSTIVE", "300"))
 
