@@ -16,11 +16,12 @@ from helpers import REPO_ROOT
 import mcsim
 from mcsim import api
 from mcsim.events import names as event_names
+from mcsim.events import table as events_table
 from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
 from mcsim.report.tables import RESULT_TABLES, write_tables
 from mcsim.results import Estimate
 
-EVENTS = event_names()
+EVENTS = event_names(events_table())  # a run without [funding]: version 2's events
 
 QUANTILE_COLUMNS = ["p5", "p5_low", "p5_high", "p25", "p25_low", "p25_high", "p50", "p50_low",
                     "p50_high", "p75", "p75_low", "p75_high", "p95", "p95_low", "p95_high",
