@@ -15,6 +15,7 @@ quantile).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,7 +73,13 @@ class MoneyBins:
         return xp.where(xp.isfinite(x), idx, self.nan_bin).astype(xp.int32)
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) edge of every bin but NaN's; overflow bins have an infinite edge."""
+        """(lower, upper) edge of every bin but NaN's; overflow bins have an infinite edge.
+
+        Read-only arrays, computed once per layout: a report reads them for every quantile
+        (thousands of times), and the scalar pows below cost milliseconds each time."""
+        return _edges(self)
+
+    def _edges(self) -> tuple[np.ndarray, np.ndarray]:
         k, b = self.per_sign, self.bins_per_decade
         # k+1 magnitude edges, each by the C library's scalar pow: NumPy's vectorised
         # power differs by an ulp between CPUs (AVX-512 or not), and so would every
@@ -87,7 +94,14 @@ class MoneyBins:
         lo[k + 2:2 * k + 2] = mags[:k]
         hi[k + 2:2 * k + 2] = mags[1:]
         lo[2 * k + 2], hi[2 * k + 2] = mags[k], np.inf
+        lo.setflags(write=False)
+        hi.setflags(write=False)
         return lo, hi
+
+
+@functools.lru_cache(maxsize=16)
+def _edges(bins: MoneyBins) -> tuple[np.ndarray, np.ndarray]:
+    return bins._edges()
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .config import Config, ConfigError, load_config, parse_config
 from .engine import batch_key, max_batch
 from .engine import run_batch as engine_run_batch
 from .engine.parameters import parameter_table
+from .engine.progress import progress_bar, progress_shown, say, ticking
 from .engine.smc import PosteriorSource, smc_posterior
 from .facts import facts_vs_model
 from .layout import StatLayout
@@ -94,14 +95,35 @@ def smc_conditioned(config: Config, dtype: str = "float32", progress: bool | Non
     ``resume`` continues them); the forecasts, short ordinary runs, are run again."""
     enable_x64()
     devices = options.get("devices")
-    say = None
-    if progress:
-        def say(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
-    posterior = smc_posterior(config, dtype, tuple(devices) if devices else None, say,
-                              checkpoint=checkpoint, resume=resume,
-                              checkpoint_interval=checkpoint_interval)
+    c = config.conditioning
+    say(progress, f"conditioning on {len(config.observations)} observations by SMC: "
+                  f"{c.runs} runs of {c.particles:,} particles, tempered to temperature 1 "
+                  f"({c.moves} moves per step; the first step compiles)")
+    # on a terminal by default, as the bars are: the tempering is most of a conditioned
+    # run's time (106 s of silence at 100,000 paths when only --progress showed it). Each
+    # step's line (mcsim.engine.smc writes it) is printed above a line that ticks with
+    # the time spent, so a compile or a slow step is not silent either
+    step_line, bar = None, None
+    if progress_shown(progress):
+        bar = progress_bar(None, True if progress else None, desc="mcsim: SMC",
+                           bar_format="{desc} [{elapsed}]{postfix}")
+
+        def step_line(line: str) -> None:
+            if bar is None:
+                print(f"mcsim: SMC {line}", file=sys.stderr, flush=True)
+                return
+            bar.write(f"mcsim: SMC {line}", file=sys.stderr)
+            bar.set_postfix_str(f"last: {line.split(':')[0]}", refresh=False)
+    try:
+        posterior = smc_posterior(config, dtype, tuple(devices) if devices else None,
+                                  step_line, checkpoint=checkpoint, resume=resume,
+                                  checkpoint_interval=checkpoint_interval)
+    finally:
+        if bar is not None:
+            bar.close()
     N = posterior.settings.particles
+    say(progress, f"SMC done: forecasting each run's {N:,} posterior particles over the "
+                  f"whole grid ({posterior.settings.runs} short runs)")
     forecast = config.with_simulation(paths=N, variance_reduction="none")
     outs = [engine_run_batch([forecast], dtype=dtype, progress=progress,
                              posterior=PosteriorSource(posterior, r, dtype), **options)[0]
@@ -198,19 +220,6 @@ def simulate(config: Config | str | Path, *, paths: int | None = None,
     return with_tables(results, dtype, progress)
 
 
-def progress_shown(progress: bool | None) -> bool:
-    """Whether ``progress`` asks for progress on the terminal: True, or None (the
-    default) when stderr is a terminal; the bar itself waits 2 s (a short run shows none)."""
-    return bool(progress) or (progress is None and sys.stderr.isatty())
-
-
-def say(progress: bool | None, text: str) -> None:
-    """One line of progress on stderr (``mcsim: text``) where :func:`progress_shown`:
-    the stages between and after the progress bars, which take seconds too."""
-    if progress_shown(progress):
-        print(f"mcsim: {text}", file=sys.stderr, flush=True)
-
-
 def with_tables(results: Results, dtype: str = "float32",
                 progress: bool | None = False) -> Results:
     """``results`` with its parameter table (as drawn, and conditioned when it has
@@ -221,16 +230,18 @@ def with_tables(results: Results, dtype: str = "float32",
                   "first paths)")
     config = results.config.with_simulation(paths=results.num_paths)
     cond = results.conditioned
-    table = parameter_table(config, dtype, conditioned=isinstance(cond, ConditionedResults))
-    if isinstance(cond, PosteriorResults) and table:  # SMC: the posterior particles' own
-        table["conditioned"] = {
-            r["parameter"]: {"p5": r["posterior_p5"], "p50": r["posterior_p50"],
-                             "p95": r["posterior_p95"], "mean": r["posterior_mean"],
-                             "mean_se": r["posterior_mean_se"]}
-            for r in posterior_table(config, cond.posterior)
-            if not r["parameter"].startswith("bias:")}
-    return replace(results, parameter_table=table or None,
-                   facts=facts_vs_model(config, dtype=dtype) or None)
+    with ticking(progress, "mcsim: tables"):  # 13 s after an SMC run, on 2 busy cores
+        table = parameter_table(config, dtype,
+                                conditioned=isinstance(cond, ConditionedResults))
+        if isinstance(cond, PosteriorResults) and table:  # SMC: the posterior particles'
+            table["conditioned"] = {
+                r["parameter"]: {"p5": r["posterior_p5"], "p50": r["posterior_p50"],
+                                 "p95": r["posterior_p95"], "mean": r["posterior_mean"],
+                                 "mean_se": r["posterior_mean_se"]}
+                for r in posterior_table(config, cond.posterior)
+                if not r["parameter"].startswith("bias:")}
+        facts = facts_vs_model(config, dtype=dtype) or None
+    return replace(results, parameter_table=table or None, facts=facts)
 
 
 def _run_to_precision(config: Config, target_se: Mapping[str, float | str],
@@ -331,7 +342,10 @@ def _sweep_batches(points: list[dict[str, Any]], configs: list[Config],
                    dtype: str, progress: bool | None, simulate_options: Mapping[str, Any]
                    ) -> list[tuple[dict[str, Any], Results]]:
     """Run (or, from ``store``, read back) each batch of points; saved as each ends."""
+    import time
+
     results: list = [None] * len(points)
+    t0, ran = time.perf_counter(), 0  # the points run here (not read back): the pace
     for members in batches:
         if store is not None:
             saved = [store.load(i, points[i], configs[i], members) for i in members]
@@ -356,6 +370,13 @@ def _sweep_batches(points: list[dict[str, Any]], configs: list[Config],
             results[i] = r
             if store is not None:
                 store.save(i, points[i], configs[i], members, r)
+        ran += len(members)
+        done = sum(r is not None for r in results)
+        if done < len(points):  # points done and time left, from the pace so far
+            spent = time.perf_counter() - t0
+            left = spent / ran * (len(points) - done)
+            say(progress, f"sweep: {done} of {len(points)} points done in {spent:.0f} s; "
+                          f"about {left:.0f} s left")
     return list(zip(points, results, strict=True))
 
 

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -426,11 +427,23 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(argv, args=args, setup=setup)
 
 
+#: when the running command began (after the interpreter and the parsing): a command's
+#: closing line gives its whole time, writing included, beside the run's own
+_STARTED = time.perf_counter()
+
+
+def _elapsed() -> float:
+    """Seconds since the running command began."""
+    return time.perf_counter() - _STARTED
+
+
 def run_command(argv: list[str] | None = None, *, args: argparse.Namespace | None = None,
                 setup: Callable[[], int | None] | None = None) -> int:
     """A subcommand, on the devices JAX already has (tests call this in-process);
     ``args``: ``argv`` already parsed; ``setup``: run after parsing, before the command
     (a status it returns ends the command)."""
+    global _STARTED
+    _STARTED = time.perf_counter()
     try:
         args = _parse(argv) if args is None else args
         failed = setup() if setup is not None else None
@@ -548,6 +561,13 @@ def _run_locked(args, config, ckpt_dir: Path, targets: dict) -> int:
     """``mcsim run`` once its input is checked and its directories are locked."""
     import warnings
 
+    from .engine.progress import say
+
+    # said at once, before JAX's import (seconds); the first bar waits for the first chunk
+    budget = " at most (--target-se may stop sooner)" if targets else ""
+    say(args.progress, f"simulating {config.simulation.paths:,} paths of {args.config}"
+                       f"{budget}")
+
     import jax
 
     from .api import simulate
@@ -578,11 +598,11 @@ def _run_locked(args, config, ckpt_dir: Path, targets: dict) -> int:
 
         print(f"mcsim: {stop_text(results.precision, config.simulation.paths)}",
               file=sys.stderr)
-    failed = _timed_write(args.progress, args.out, lambda: write_report(
+    written = _timed_write(args.progress, args.out, lambda on_stage: write_report(
         results, args.out, plots=not args.no_plots, sample_paths=args.save_paths or 0,
-        force=args.force))
-    if failed is not None:
-        return failed
+        force=args.force, on_stage=on_stage))
+    if not isinstance(written, float):
+        return written
     out = Path(args.out)
     from .checkpoint import remove_checkpoints
 
@@ -590,28 +610,57 @@ def _run_locked(args, config, ckpt_dir: Path, targets: dict) -> int:
     # (the directory, when mcsim's, once the lock's file in it is gone: _holding_locks)
     remove_checkpoints(ckpt_dir, jax.process_count(), remove_directory=False)
     print(format_summary(results))
-    print(f"report written to {out}/")
+    print(_closing_line(out, results, written))
     return 0
 
 
-def _timed_write(progress: bool | None, out, write) -> int | None:
-    """:func:`_write` of a report, said on the terminal (it takes seconds: tables, plots,
-    report.html) before it starts and with its time when done, so that the run's own time
-    in the summary below is not mistaken for the whole command's."""
-    import time
+def _closing_line(out: Path, results, write_seconds: float) -> str:
+    """``report written to OUT/ (23.1 s in all: ...)``: the command's whole time, writing
+    included (the summary's header gives the run's alone, which is not what one waits)."""
+    run = getattr(results.info, "seconds", None)
+    cond = results.conditioned
+    cond_s = getattr(getattr(cond, "info", None), "seconds", None) if cond is not None \
+        else None
+    parts = [f"simulating {run:.1f} s"] if run is not None else []
+    if cond_s is not None:
+        parts.append(f"conditioning {cond_s:.1f} s")
+    parts.append(f"writing the report {write_seconds:.1f} s")
+    return f"report written to {out}/ ({_elapsed():.1f} s in all: {', '.join(parts)})"
 
-    from .api import progress_shown
+
+def _timed_write(progress: bool | None, out, write: Callable[[Callable[[str], None]], object]
+                 ) -> int | float:
+    """:func:`_write` of a report, said on the terminal (it takes seconds: tables, plots,
+    report.html) before it starts, with a bar of its parts (each file named as it is
+    begun) and with its time when done, so that the run's own time in the summary below
+    is not mistaken for the whole command's. ``write(on_stage)`` writes it. Returns the
+    seconds it took, or the exit status of a failure."""
+    from .engine.progress import progress_bar, progress_shown
 
     shown = progress_shown(progress)
     if shown:
         print(f"mcsim: writing the report into {out}/ (tables, plots, report.html)",
               file=sys.stderr, flush=True)
+    bar = progress_bar(None, progress, desc="mcsim: writing the report",
+                       bar_format="{desc} [{elapsed}]{postfix}")
+
+    def on_stage(name: str) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"part {bar.n}: {name}", refresh=False)
+
     t = time.perf_counter()
-    failed = _write("the report", out, write)
-    if shown and failed is None:
-        print(f"mcsim: report written in {time.perf_counter() - t:.1f} s", file=sys.stderr,
-              flush=True)
-    return failed
+    try:
+        failed = _write("the report", out, lambda: write(on_stage))
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t
+    if failed is not None:
+        return failed
+    if shown:
+        print(f"mcsim: report written in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds
 
 
 def _sensitivity(args) -> int:
@@ -648,15 +697,24 @@ def _sensitivity_locked(args, config, out: Path, ckpt_dir: Path) -> int:
                                  outputs=outputs,
                                  num_bootstrap=args.bootstrap, dtype=args.dtype,
                                  checkpoint=ckpt_dir, resume=args.resume,
-                                 checkpoint_interval=args.checkpoint_interval)
+                                 checkpoint_interval=args.checkpoint_interval,
+                                 progress=None)
     except ConfigError as exc:
         return _bad_input(exc.renamed("--output") if exc.key == "outputs" else exc)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"mcsim: warning: {message}", file=sys.stderr)
-    failed = _write("the sensitivity study", args.out,
-                    lambda: write_sensitivity(result, config, out, force=args.force))
+    from .engine.progress import say, ticking
+
+    say(None, f"sensitivity: writing the study into {args.out}/ (tables, tornado and "
+              "drivers charts)")
+    t = time.perf_counter()
+    with ticking(None, "mcsim: sensitivity: writing"):
+        failed = _write("the sensitivity study", args.out,
+                        lambda: write_sensitivity(result, config, out, force=args.force))
     if failed is not None:
         return failed
+    say(None, f"sensitivity: written in {time.perf_counter() - t:.1f} s "
+              f"({_elapsed():.1f} s in all)")
     # the study is written: its saved rows are not needed; remove only those
     remove_checkpoints(ckpt_dir, 0, remove_directory=False, names=[ROWS_FILE])
     print(f"mcsim sensitivity: {result.num_rows:,} model runs (N = {result.num_base:,}), "
@@ -770,15 +828,33 @@ def _sweep_locked(args, config, grid, ckpt_dir: Path, said: dict) -> int:
     for message in dict.fromkeys(str(w.message) for w in caught):
         if message not in said:
             print(f"mcsim: warning: {message}", file=sys.stderr)
-    from .api import say
-
-    def written(k: int, name: str) -> None:
-        say(None, f"sweep: report {k} of {count} written ({name}/)")
+    from .engine.progress import progress_bar, say
 
     say(None, f"sweep: writing {count} reports into {args.out}/")
-    failed = _write("the sweep", args.out,
-                    lambda: write_sweep(runs, args.out, plots=not args.no_plots,
-                                        force=args.force, on_point=written))
+    # a bar of the reports (seconds each: it ticks meanwhile, naming the part begun), and
+    # a line as each is written, printed above the bar
+    bar = progress_bar(count, None, desc="mcsim: sweep reports", unit="report")
+
+    def written(k: int, name: str) -> None:
+        line = f"sweep: report {k} of {count} written ({name}/)"
+        if bar is None:
+            say(None, line)
+            return
+        bar.update(1)
+        bar.write(f"mcsim: {line}", file=sys.stderr)
+
+    def stage(name: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(name, refresh=False)
+
+    try:
+        failed = _write("the sweep", args.out,
+                        lambda: write_sweep(runs, args.out, plots=not args.no_plots,
+                                            force=args.force, on_point=written,
+                                            on_stage=stage))
+    finally:
+        if bar is not None:
+            bar.close()
     if failed is not None:
         return failed
     out = Path(args.out)
@@ -873,7 +949,9 @@ def _compare_paired(args) -> int:
             from .report.outdir import check_output_dir
 
             check_output_dir(args.out, force=args.force)
-        result = paired_difference(config_a, config_b, paths=args.paths, dtype=args.dtype)
+        # progress (default: on a terminal): a line, then a bar of the paths
+        result = paired_difference(config_a, config_b, paths=args.paths, dtype=args.dtype,
+                                   progress=None)
     except ConfigError as exc:
         return _bad_input(exc)
     sets = "".join(f" --set {t}" for t in args.set)
@@ -936,13 +1014,13 @@ def _reproduce(args) -> int:
         print(f"mcsim: note: written by mcsim {then[0]} with JAX {then[1]}; this is mcsim "
               f"{__version__} with JAX {jax.__version__}: last bits may differ",
               file=sys.stderr)
-    failed = _timed_write(None, args.out, lambda: write_report(
-        results, args.out, plots=not args.no_plots, force=args.force))
-    if failed is not None:
-        return failed
+    written = _timed_write(None, args.out, lambda on_stage: write_report(
+        results, args.out, plots=not args.no_plots, force=args.force, on_stage=on_stage))
+    if not isinstance(written, float):
+        return written
     out = Path(args.out)
     print(format_summary(results))
-    print(f"report written to {out}/")
+    print(_closing_line(out, results, written))
     return 0
 
 

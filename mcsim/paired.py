@@ -199,7 +199,8 @@ def paired_difference(config_a: Config, config_b: Config, *, paths: int | None =
     path indices ``0 .. paths-1`` (common random numbers: same seed, so the same parameter
     uniforms and shocks per path), on every local device. ``paths`` defaults to the
     configs' common ``simulation.paths``; ``chunk``: paths per device per call (the
-    results do not depend on it). See the module docstring for the precision."""
+    results do not depend on it); ``progress`` (default: on a terminal): a line and a
+    bar of paths. See the module docstring for the precision."""
     from .engine.kernel import KernelSpec, kernel_inputs
     from .engine.runner import TreeSums, run_paths
 
@@ -213,6 +214,10 @@ def paired_difference(config_a: Config, config_b: Config, *, paths: int | None =
     statistics, reads = paired_statistics(layout)
     values = _PairedValues(reads, grid.num_months)
     K = len(statistics)
+    from .engine.progress import say
+
+    # said first: the first call compiles both configs' kernels (seconds, before a bar)
+    say(progress, f"paired: A and B on the same {n_total:,} paths (common random numbers)")
     state = run_paths([KernelSpec.for_config(c, dtype) for c in (config_a, config_b)],
                       [kernel_inputs(c) for c in (config_a, config_b)],
                       TreeSums(values, 3 * K), n_total, chunk_size=chunk, progress=progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -884,14 +885,17 @@ def new_axes(figsize=(8, 4.5)):
     return ax
 
 
-def write_plots(results: Results, out: Path, summary: dict | None = None) -> list[Path]:
+def write_plots(results: Results, out: Path, summary: dict | None = None,
+                on_plot: Callable[[str], None] | None = None) -> list[Path]:
     """The report's PNGs: fan chart, annual Azure spend, repayment and credit-exhaustion
     survival curves S(m) = P(not yet by month m) (and the cap's and the commitment's where
     the deal has them; the files keep their historical ``*_cdf.png`` names); with
     conditioned results, prior vs
     conditioned fan and survival; with an SMC posterior, the parameters' shifts, the SMC
     diagnostics and the posterior predictive check (drawn from ``summary``'s
-    ``conditioned`` block when given, else from the results' own tables)."""
+    ``conditioned`` block when given, else from the results' own tables).
+    ``on_plot(name)`` is called as each file is begun (progress: a plot takes about a
+    second)."""
     files = []
     deal = results.config.deal
     # one chart per event the deal has (the event table's ``shown``), in the table's order
@@ -900,6 +904,8 @@ def write_plots(results: Results, out: Path, summary: dict | None = None) -> lis
     meta = png_metadata(results)
 
     def save(name: str, draw, figsize=(8, 4.5), panels: int = 1) -> None:
+        if on_plot is not None:
+            on_plot(name)
         # a bare Figure (no pyplot): the report's files never touch the user's backend
         fig = Figure(figsize=figsize, layout="constrained")
         draw(fig.add_subplot() if panels == 1 else fig.subplots(1, panels))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -151,23 +151,69 @@ def check_event(which: str, names: tuple[str, ...] | None = None) -> str:
     raise ValueError(_bad_name("which", which, names))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QuantileTable:
-    """Quantiles of R statistics at P percentiles: arrays [R, P] of $ (NaN when empty)."""
+    """Quantiles of R statistics at P percentiles: arrays [R, P] of $ (NaN when empty),
+    labelled: ``labels`` (each row's month "YYYY-MM", calendar year or total's name),
+    ``group`` and ``unit``; :meth:`at` gives one row, :meth:`to_frame` all of them (as
+    :meth:`Results.quantile_frame`, without the means)."""
 
     percentiles: tuple[float, ...]
     value: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
+    labels: tuple = ()
+    group: str = ""
+    unit: str = "$"
+
+    def at(self, label) -> dict[float, tuple[float, float, float]]:
+        """One row: {percentile: (quantile, 95% interval's low end, high end)}."""
+        if label not in self.labels:
+            raise ValueError(_bad_name("label", label, [str(x) for x in self.labels]))
+        i = self.labels.index(label)
+        return {p: (float(self.value[i, j]), float(self.ci_low[i, j]),
+                    float(self.ci_high[i, j])) for j, p in enumerate(self.percentiles)}
+
+    def to_frame(self):
+        """Columns ``p5``, ``p5_low``, ``p5_high``, ... indexed by the labels."""
+        import pandas as pd
+
+        data = {}
+        for j, p in enumerate(self.percentiles):
+            data[f"p{p:g}"], data[f"p{p:g}_low"], data[f"p{p:g}_high"] = (
+                self.value[:, j], self.ci_low[:, j], self.ci_high[:, j])
+        labels = list(self.labels) if self.labels else list(range(len(self.value)))
+        return pd.DataFrame(data, index=pd.Index(labels, name=_index_name(self.group)))
+
+    def __repr__(self) -> str:
+        """A few rows, labelled (the arrays are the fields)."""
+        n = len(self.value)
+        rows = list(range(n)) if n <= 8 else list(range(3)) + [None] + list(range(n - 3, n))
+        labels = self.labels or tuple(range(n))
+        width = max((len(str(x)) for x in labels), default=0)
+        fmt = _money if self.unit == "$" else (lambda x: f"{x:.4g}")
+        pcts = ", ".join(f"{p:g}%" for p in self.percentiles)
+        lines = [f"QuantileTable of {self.group or 'a group'} ({self.unit}): {n} rows at "
+                 f"{pcts}; 95% intervals in .ci_low, .ci_high"]
+        for i in rows:
+            lines.append("  ..." if i is None else f"  {str(labels[i]):<{width}}  " +
+                         "  ".join(fmt(v) for v in self.value[i]))
+        return "\n".join(lines)
 
 
-@dataclass(frozen=True)
+def _index_name(group: str) -> str:
+    return {"horizon": "statistic", "cumulative_azure_spend": "month"}.get(group, "year")
+
+
+@dataclass(frozen=True, eq=False)
 class MonthDistribution:
     """Distribution of a first-passage month (repayment or credit exhaustion).
 
     ``cdf[m]`` = P(event by month index m) with ``cdf_se``; ``quantiles`` maps a
     percentile to (month index or None, ci_low or None, ci_high or None); ``censored`` is
-    P(not by the horizon) with ``censored_se``.
+    P(not by the horizon) with ``censored_se``. Labelled by :meth:`Results.event`:
+    ``labels`` (the grid's months, "YYYY-MM") and ``which`` (the event); :meth:`month`
+    gives a percentile's month as "YYYY-MM", :meth:`to_frame` the CDF by month.
     """
 
     counts: np.ndarray
@@ -176,6 +222,41 @@ class MonthDistribution:
     censored: float
     censored_se: float
     quantiles: dict[float, tuple[int | None, int | None, int | None]]
+    labels: tuple[str, ...] = ()
+    which: str = ""
+
+    def month(self, percentile: float = 50.0) -> tuple[str | None, str | None, str | None]:
+        """The ``percentile``'s month and its 95% interval as "YYYY-MM" (None: beyond the
+        horizon)."""
+        if float(percentile) not in self.quantiles:
+            raise ValueError(_bad_name("percentile", percentile,
+                                       [f"{p:g}" for p in self.quantiles]))
+        return tuple(None if t is None else (self.labels[t] if self.labels else str(t))
+                     for t in self.quantiles[float(percentile)])
+
+    def to_frame(self):
+        """``cdf``, ``cdf_se`` and ``survival`` = 1 - cdf by month (as
+        :meth:`Results.event_frame`, indexed by "YYYY-MM" labels)."""
+        import pandas as pd
+
+        labels = list(self.labels) if self.labels else list(range(len(self.cdf)))
+        return pd.DataFrame({"cdf": self.cdf, "cdf_se": self.cdf_se,
+                             "survival": 1.0 - self.cdf},
+                            index=pd.Index(labels, name="month"))
+
+    def __repr__(self) -> str:
+        """The months at each percentile and P(not by the horizon), in one or two lines."""
+        end = self.labels[-1] if self.labels else "the horizon"
+        parts = []
+        for p in self.quantiles:
+            m, lo, hi = self.month(p)
+            text = m or f"after {end}"
+            if (lo, hi) != (m, m):
+                text += f" [{lo or 'after ' + end}..{hi or 'after ' + end}]"
+            parts.append(f"{p:g}%: {text}")
+        return (f"<MonthDistribution of {self.which or 'an event'}: " + "; ".join(parts)
+                + f"; P(not by {end}) {self.censored:.3f} ± {1.96 * self.censored_se:.3f} "
+                "(95%)>")
 
 
 def _rank_bounds(n: float, p: float) -> tuple[float, float]:
@@ -364,7 +445,9 @@ class Results:
         if group in self.layout.stocks:  # binned scaled into the money range: back to the
             # stock's unit (a scale of 1 for cash: dollars as they are)
             vals = vals / scale[rows.start]
-        return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2])
+        return QuantileTable(tuple(percentiles), vals[:, 0], vals[:, 1], vals[:, 2],
+                             tuple(self._labels(group)), group,
+                             STOCK_UNITS.get(group, "$"))
 
     def mean(self, group: str) -> Estimate:
         """``Estimate(mean, se)`` of every row of ``group``: arrays (a 2-tuple, so
@@ -406,7 +489,8 @@ class Results:
     def event(self, which: str, percentiles=DEFAULT_PERCENTILES) -> MonthDistribution:
         """The distribution of one first-passage month of :attr:`events` (a ValueError
         names them), with quantiles at ``percentiles``."""
-        return month_distribution(self._effective(self.event_counts(which)), percentiles)
+        dist = month_distribution(self._effective(self.event_counts(which)), percentiles)
+        return replace(dist, labels=tuple(self.grid.labels), which=which)
 
     @property
     def repayment(self) -> MonthDistribution:

@@ -85,6 +85,7 @@ import numpy as np
 from . import checkpoint, locks, sobol
 from .config import Config, ConfigError
 from .engine.kernel import KernelSpec, kernel_inputs
+from .engine.progress import say, ticking
 from .events import event_output_names
 from .layout import StatLayout
 from .x64 import enable_x64
@@ -573,8 +574,8 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
                 outputs: str | list[str] | tuple[str, ...] | None = None,
                 num_bootstrap: int = 1000, confidence: float = 0.95,
                 dtype: str = "float32", checkpoint: str | Path | None = None,
-                resume: bool = False, checkpoint_interval: float = 60.0
-                ) -> SensitivityResult:
+                resume: bool = False, checkpoint_interval: float = 60.0,
+                progress: bool | None = None) -> SensitivityResult:
     """Sobol first- and total-order indices of every uncertain parameter and of the
     monthly shocks, for each of ``outputs`` (default :func:`default_outputs`: the config's
     own questions; any of :func:`available_outputs`), with bootstrap intervals.
@@ -589,7 +590,8 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     :class:`~mcsim.errors.ConfigError` says why in one line. With a ``checkpoint`` directory
     the evaluated rows are saved there every ``checkpoint_interval`` seconds
     (:class:`RowCheckpoint`; the directory locked for this process meanwhile), and
-    ``resume`` goes on from them: the same result.
+    ``resume`` goes on from them: the same result. ``progress`` (default: on a terminal):
+    a line per stage (the design's rows, the bootstrap) and the rows' progress bar.
     """
     enable_x64()
     t0 = time.perf_counter()
@@ -627,15 +629,20 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     # blocks: A, B, AB_0..AB_{k-1}, then A's parameters with B's shocks
     uniforms = np.concatenate([A, B, AB.reshape(k * N, k), A])
     shocks = np.concatenate([base_a, base_b, np.tile(base_a, k), base_b])
+    say(progress, f"sensitivity: {len(uniforms):,} model runs ({N:,} rows x ({k} "
+                  f"parameters + 3)) for {', '.join(asked)}")
     if checkpoint is None:
-        out = evaluate_rows(config, uniforms, shocks, dtype, quantities=quantities)
+        out = evaluate_rows(config, uniforms, shocks, dtype, quantities=quantities,
+                            progress=progress)
     else:
         saver = RowCheckpoint(checkpoint, config, uniforms, shocks, dtype,
                               checkpoint_interval, resume, quantities)
         with locks.hold(locks.checkpoint_lock_file(checkpoint), key="checkpoint",
                         value=str(checkpoint), what="checkpoint directory"):
             out = evaluate_rows(config, uniforms, shocks, dtype, saver,
-                                quantities=quantities)
+                                quantities=quantities, progress=progress)
+    say(progress, f"sensitivity: Sobol indices with {num_bootstrap:,} bootstrap resamples "
+                  f"for each of {len(specs)} output{'s' * (len(specs) != 1)}")
     if not out["finite"].all():
         bad = int((~out["finite"]).sum())
         raise ConfigError("parameters", f"{bad} of {len(uniforms)} design rows",
@@ -644,22 +651,24 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     by = grid.index(by_month)
     factors = tuple(names) + (SHOCK_FACTOR,)
     indices, means, base, left_out = {}, {}, {}, {}
-    for o in specs:
-        q = out[o.quantity]
-        f = (q <= by).astype(np.float64) if o.kind == "by" else q.astype(np.float64)
-        blocks = f.reshape(k + 3, N)
-        f_A, f_B, f_AB = blocks[0], blocks[1], blocks[2:]
-        ab = np.concatenate([f_A, f_B])  # the base rows, whose variance the indices divide
-        if np.all(ab == ab[0]):
-            left_out[o.name] = no_variance_reason(o, float(ab[0]), grid, by_month)
-            continue
-        idx = sobol.estimate(f_A, f_B, f_AB, factors, num_bootstrap=num_bootstrap,
-                             confidence=confidence, seed=[seed, zlib.crc32(o.name.encode())])
-        if idx.variance == 0.0:  # values that differ by rounding alone
-            left_out[o.name] = (f"{o.name} differs between paths by rounding alone "
-                                f"(about {ab.mean():.6g})")
-            continue
-        indices[o.name], base[o.name], means[o.name] = idx, ab, float(ab.mean())
+    # the bootstrap takes seconds: a line ticking on the terminal meanwhile
+    with ticking(progress, "mcsim: sensitivity: bootstrap"):
+        for o in specs:
+            q = out[o.quantity]
+            f = (q <= by).astype(np.float64) if o.kind == "by" else q.astype(np.float64)
+            blocks = f.reshape(k + 3, N)
+            f_A, f_B, f_AB = blocks[0], blocks[1], blocks[2:]
+            ab = np.concatenate([f_A, f_B])  # the base rows, whose variance the indices divide
+            if np.all(ab == ab[0]):
+                left_out[o.name] = no_variance_reason(o, float(ab[0]), grid, by_month)
+                continue
+            idx = sobol.estimate(f_A, f_B, f_AB, factors, num_bootstrap=num_bootstrap,
+                                 confidence=confidence, seed=[seed, zlib.crc32(o.name.encode())])
+            if idx.variance == 0.0:  # values that differ by rounding alone
+                left_out[o.name] = (f"{o.name} differs between paths by rounding alone "
+                                    f"(about {ab.mean():.6g})")
+                continue
+            indices[o.name], base[o.name], means[o.name] = idx, ab, float(ab.mean())
     if not indices:
         raise ConfigError("outputs", ", ".join(asked), "an output that varies over the "
                           "design's paths (" + "; ".join(left_out.values()) + ")")
@@ -673,3 +682,4 @@ def sensitivity(config: Config, *, num_base: int = 4096, by_month: str | None = 
     return SensitivityResult(indices, by_month, N, len(uniforms), seed, means,
                              time.perf_counter() - t0, tuple(names), percentiles, base,
                              tuple(lines), left_out)
+

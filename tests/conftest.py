@@ -64,3 +64,15 @@ def pytest_sessionfinish(session, exitstatus):
     """The controller (not an xdist worker) removes the session's cache of compiled kernels."""
     if not hasattr(session.config, "workerinput"):
         shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+
+
+_DURATIONS_LOG = os.environ.get("MCSIM_TEST_DURATIONS")
+
+
+def pytest_runtest_logreport(report):
+    """With MCSIM_TEST_DURATIONS=FILE, append each test phase's seconds to FILE as it ends
+    (the controller gets every worker's reports): a suite cut short still says where its time
+    went, which ``--durations`` prints only at the end."""
+    if _DURATIONS_LOG and report.duration > 0.5:
+        with open(_DURATIONS_LOG, "a", encoding="utf-8") as f:
+            f.write(f"{report.duration:.2f} {report.when} {report.nodeid} {report.outcome}\n")

@@ -5,8 +5,8 @@ byte, outside its provenance).
 
 The kills are real: a separate process runs the command and SIGKILLs itself right after a
 chosen checkpoint is written (so the moment is exact, not a race), then a fresh ``mcsim``
-process resumes. The three processes of a test share a compile cache (a cached kernel is
-the same executable: the same numbers) to keep the test short.
+process resumes. The processes share the test session's compile cache (conftest.py: a
+cached kernel is the same executable, the same numbers) to keep the test short.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ _KILLED_AFTER = textwrap.dedent("""
 
 @pytest.fixture
 def env(tmp_path):
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "MCSIM_CACHE_DIR": str(tmp_path / "xla")}
+    return {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 def _mcsim(env, *args):

@@ -175,26 +175,48 @@ def sweep_runs(tmp_path_factory):
     return run_sweep(config, grid, progress=False)
 
 
-def test_point_folders_are_named_by_value():
-    from mcsim.report.sweep import point_dir_names
+def test_point_folders_are_named_by_value_and_parse_back():
+    from mcsim.report.sweep import parse_point_dir_name, point_dir_names
 
     assert point_dir_names([{"deal.revenue_share": 0.1}, {"deal.revenue_share": 0.25}]) == [
         "deal.revenue_share=0.1", "deal.revenue_share=0.25"]
     assert point_dir_names([{"deal.revenue_share": 0.1, "deal.investment": 13e9}]) == [
         "deal.revenue_share=0.1,deal.investment=13000000000"]
-    names = point_dir_names([{"parameters.gpu_price_drift_inf": "-40%/yr"},
-                             {"parameters.gpu_price_drift_inf": "-40%:yr"},
-                             {"simulation.horizon": "../../etc"}])
-    assert names[0] == "parameters.gpu_price_drift_inf=-40_yr"
-    assert names[1] == "parameters.gpu_price_drift_inf=-40_yr-2"  # distinct folders
-    assert all("/" not in n and "%" not in n and ":" not in n for n in names)
+    points = [{"parameters.gpu_price_drift_inf": "-40%/yr"},
+              {"parameters.gpu_price_drift_inf": "-40%:yr"},
+              {"simulation.horizon": "../../etc"}, {"simulation.horizon": "2030-12"},
+              {"deal.change[1].revenue_share_cap": 10e9}, {"x.flag": True},
+              {"x.text": "true"}, {"x.list": [1, 2.5]}, {"x.rate": -0.5, "x.s": "a b~c"},
+              {"parameters.tokens_0": {"dist": "lognormal", "p5": 1.5e13, "p95": 4e13}}]
+    names = point_dir_names(points)
+    assert names[0] == "parameters.gpu_price_drift_inf=-40%25%2Fyr"
+    assert names[3] == "simulation.horizon=2030-12"
+    assert names[4] == "deal.change%5B1%5D.revenue_share_cap=10000000000"
+    assert len(set(names)) == len(names)
+    for point, name in zip(points, names, strict=True):
+        assert not any(c in name for c in "/ :\"'[]*?{}~"), name
+        assert parse_point_dir_name(name) == point, name  # the round trip
+    # twins on a case-insensitive file system, and a name too long, get ~N (no round trip)
+    twins = point_dir_names([{"x.s": "Ab"}, {"x.s": "aB"}])
+    assert twins == ["x.s=Ab", "x.s=aB~2"]
+    with pytest.raises(ValueError, match="summary.json"):
+        parse_point_dir_name(twins[1])
     long = point_dir_names([{"parameters.tokens_0": {"dist": "lognormal", "p5": 1.5e13,
-                                                     "p95": 4e13, "min": 1e12}}])[0]
-    assert len(long) <= 120 and long.startswith("parameters.tokens_0=dist-lognormal")
+                                                     "p95": 4e13, "min": 1e12,
+                                                     "max": 1e17, "note": "x" * 80}}])[0]
+    assert len(long) <= 200 and long.endswith("~1")
+    assert long.startswith("parameters.tokens_0=%7Bdist%3D%22lognormal%22")
 
 
 def test_sweep_files_csv_and_folders(sweep_runs, tmp_path):
-    from mcsim.report.sweep import LONG_COLUMNS, STATISTICS, write_sweep
+    from mcsim.report.sweep import (
+        LONG_COLUMNS,
+        STATISTICS,
+        decimal_year,
+        month_of_decimal_year,
+        parse_point_dir_name,
+        write_sweep,
+    )
 
     out = write_sweep(sweep_runs, tmp_path / "sw", plots=False)
     names = {p.name for p in out.iterdir()}
@@ -206,20 +228,30 @@ def test_sweep_files_csv_and_folders(sweep_runs, tmp_path):
     with open(out / "sweep.csv") as fh:
         reader = csv.DictReader(fh)
         header, rows = reader.fieldnames, list(reader)
-    assert header == ["deal.revenue_share", "deal.investment", *LONG_COLUMNS]
+    assert header == ["point", "deal.revenue_share", "deal.investment", *LONG_COLUMNS]
     assert not any(re.search(r"\d{4}-\d{2}", c) for c in header)  # no dates in names
     assert len(rows) == len(sweep_runs) * len(STATISTICS)  # one per point per statistic
     for (point, res), start in zip(sweep_runs, range(0, len(rows), len(STATISTICS)),
                                    strict=True):
         block = rows[start:start + len(STATISTICS)]
         assert [r["statistic"] for r in block] == list(STATISTICS)
-        assert all(r["deal.revenue_share"] == str(point["deal.revenue_share"]) for r in block)
+        # the swept values as numbers; the point column names its folder and parses back
+        assert all(float(r["deal.revenue_share"]) == point["deal.revenue_share"]
+                   for r in block)
+        assert all(parse_point_dir_name(r["point"]) == point for r in block)
+        assert {r["point"] for r in block} <= names
         month = block[0]
-        assert month["unit"] == "month" and month["horizon"] == "2030-12"
+        assert month["unit"] == "year" and month["horizon"] == "2030-12"
         expected = res.month_label(res.repayment.quantiles[50][0])
-        assert month["value"] == (expected or "")
-        assert all(v == "" or (len(v) == 7 and v[4] == "-")
-                   for v in (month["value"], month["ci95_low"], month["ci95_high"]))
+        if expected is None:  # beyond the horizon: an empty cell
+            assert month["value"] == ""
+        else:
+            assert month_of_decimal_year(float(month["value"])) == expected
+            assert decimal_year(expected) == pytest.approx(float(month["value"]))
+        # every value, se and interval end a number (or empty: beyond the horizon)
+        for r in block:
+            for c in ("value", "se", "ci95_low", "ci95_high"):
+                assert r[c] == "" or math.isfinite(float(r[c])), (r, c)
         p = block[1]
         assert float(p["value"]) == pytest.approx(1 - res.repayment.censored)
         assert float(p["ci95_low"]) <= float(p["value"]) <= float(p["ci95_high"])

@@ -111,5 +111,5 @@ def test_a_sweep_over_a_change_term():
     config = short_config("2027-12", base="base.toml", paths=1024)
     low, high = api.run_batch([with_overrides(config, p) for p in points], progress=False)
     assert 1 - low.repayment.censored < 0.05 and 1 - high.repayment.censored > 0.9
-    assert point_dir_names(points) == ["deal.change_1_.revenue_share_cap=10000000000",
-                                       "deal.change_1_.revenue_share_cap=80000000000"]
+    assert point_dir_names(points) == ["deal.change%5B1%5D.revenue_share_cap=10000000000",
+                                       "deal.change%5B1%5D.revenue_share_cap=80000000000"]

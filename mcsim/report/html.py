@@ -298,14 +298,15 @@ def _parameters_section(summary: dict) -> str:
     if not table:
         return ""
     cond = table.get("conditioned")
+    units = table.get("units") or {}  # absent in a summary.json from before units
     rows = []
     for name, row in table["prior"].items():
         cells = [f"{row[k]:.4g}" for k in ("p5", "p50", "p95", "mean")]
         if cond:
             c = cond[name]
             cells += [f"{c[k]:.4g}" for k in ("p5", "p50", "p95", "mean")]
-        rows.append([html.escape(name)] + cells)
-    header = ["parameter", "p5", "p50", "p95", "mean"]
+        rows.append([html.escape(name), html.escape(units.get(name, ""))] + cells)
+    header = ["parameter", "unit", "p5", "p50", "p95", "mean"]
     if cond:
         header += ["conditioned p5", "p50", "p95", "mean"]
     return (f"<h2>Parameters as drawn</h2><p class=note>From the run's first "

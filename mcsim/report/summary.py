@@ -220,8 +220,52 @@ def _statistics(results: Results, percentiles) -> dict:
            for e in results.layout.events},
         "horizon": horizon,
         "stocks": stocks,
-        **({"parameters": results.parameter_table} if results.parameter_table else {}),
+        **({"parameters": {**results.parameter_table,
+                           "units": {name: parameter_unit(name)
+                                     for name in results.parameter_table["prior"]}}}
+           if results.parameter_table else {}),
     }
+
+
+#: a parameter's unit in a table, from the words of its description
+#: (:data:`mcsim.parameters.UNITS`): first match wins; else the description itself
+_UNIT_RULES = (
+    ("per year, in log", "log per year"),
+    ("per year, logistic rate", "per year (logistic)"),
+    ("mean reversion per year", "per year (mean reversion)"),
+    ("per sqrt(year), of logit", "per sqrt(year) (of logit)"),
+    ("per sqrt(year)", "per sqrt(year)"),
+    ("years", "years"),
+    ("$ per H100-equivalent GPU-hour", "$ per GPU-hour"),
+    ("$ per paying subscriber per month", "$ per subscriber per month"),
+    ("$ per million API tokens", "$ per million tokens"),
+    ("$ per month", "$ per month"),
+    ("$ available", "$"),
+    ("per $ of revenue", "$ per $ of revenue"),
+    ("per $ of its revenue", "x trailing 12-month revenue"),
+    ("API price over inference cost", "x inference cost"),
+    ("tokens served per month", "tokens per month"),
+    ("tokens per GPU-hour", "tokens per GPU-hour"),
+    ("paying subscribers per weekly active user", "fraction"),
+    ("weekly active users", "users"),
+)
+
+
+def parameter_unit(name: str) -> str:
+    """A drawn parameter's unit, short, for the report's parameter table: ``"log per
+    year"``, ``"$ per GPU-hour"``, ``"fraction"``, ``"years"``, ... (read from its
+    description in :data:`mcsim.parameters.UNITS`; a share, utilization, conversion or
+    margin is a fraction)."""
+    from ..parameters import UNITS
+
+    text = UNITS.get(name, "")
+    for words, unit in _UNIT_RULES:
+        if words in text:
+            return unit
+    if any(w in text for w in ("fraction", "share", "utilization", "conversion",
+                               "margin")):
+        return "fraction"
+    return text
 
 
 MEAN_SE_METHOD = {

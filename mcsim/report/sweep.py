@@ -1,8 +1,10 @@
 """A sweep's files (:func:`write_sweep`): sweep.csv (:func:`sweep_long_table`, tidy: one
-row per point and statistic), sweep.png (:func:`sweep_figure`: the repayment month's median
-and P(repaid by the horizon) against the swept value) and every point's report, in a folder
-named by its values (``deal.revenue_share=0.1/``, :func:`point_dir_names`). The points are
-run by :func:`mcsim.api.run_sweep`.
+row per point and statistic, every column of one type: the swept values and ``value`` are
+numbers, with a ``unit`` column), sweep.png (:func:`sweep_figure`: the repayment month's
+median and P(repaid by the horizon) against the swept value) and every point's report, in
+a folder named by its values (``deal.revenue_share=0.1/``, :func:`point_dir_names`) that
+parses back to them (:func:`parse_point_dir_name`). The points are run by
+:func:`mcsim.api.run_sweep`.
 
 A point with ``[observations]`` reports its conditioned results (what the observations
 say), as the point's own report does in its headline; otherwise its prior results.
@@ -28,11 +30,13 @@ if TYPE_CHECKING:
 #: what :func:`mcsim.api.run_sweep` returns: (point, Results) in grid order
 Runs = Sequence[tuple[Mapping[str, Any], "Results"]]
 
-#: sweep.csv's columns after the swept keys (one per key, named by the key)
+#: sweep.csv's columns after ``point`` and the swept keys (one per key, named by the key)
 LONG_COLUMNS = ("statistic", "unit", "value", "se", "ci95_low", "ci95_high", "horizon")
-#: the statistics of sweep.csv, in order, with their units
+#: the statistics of sweep.csv, in order, with their units: a month as a decimal year
+#: (the month's first day: 2027-03 is 2027 + 2/12 = 2027.1667), so that ``value`` is a
+#: number in every row (it mixed "YYYY-MM" text with probabilities and dollars)
 STATISTICS = {
-    "median_repayment_month": "month",
+    "median_repayment_month": "year",
     "p_repaid_by_horizon": "probability",
     "median_cumulative_azure_spend_at_horizon": "$",
     "mean_cumulative_azure_spend_at_horizon": "$",
@@ -75,20 +79,67 @@ def _point_stats(res: Results) -> dict[str, dict[str, Any]]:
     }
 
 
+def decimal_year(label: str | None) -> float | None:
+    """"YYYY-MM" as a decimal year at the month's first day (``"2027-03"`` -> 2027.1667);
+    None stays None (beyond the horizon)."""
+    if label is None:
+        return None
+    year, month = label.split("-")
+    return int(year) + (int(month) - 1) / 12.0
+
+
+def month_of_decimal_year(value: float) -> str:
+    """The inverse of :func:`decimal_year`: 2027.1667 -> ``"2027-03"``."""
+    months = round(value * 12.0)
+    return f"{months // 12:04d}-{months % 12 + 1:02d}"
+
+
+def swept_columns(points: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Each swept key's values as sweep.csv holds them, one type per column: numbers in
+    the config's own units when every value of the key is a number or a rate given as "%
+    per year" (read as the config reads it: ``"-40%/yr"`` is the log rate ln(0.6) =
+    -0.511); otherwise (true/false, a string, a distribution) every value as its TOML
+    literal text. The values as given are in the ``point`` column (the folder's name)."""
+    from ..rates import log_rate, parse_percent
+
+    out: dict[str, list[Any]] = {}
+    for key in (points[0] if points else {}):
+        values = [p[key] for p in points]
+        numbers = []
+        for v in values:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                numbers.append(float(v))
+            elif parse_percent(v) is not None and parse_percent(v) > -100.0:
+                numbers.append(log_rate(parse_percent(v)))
+            else:
+                numbers = None
+                break
+        out[key] = numbers if numbers is not None else [toml_literal(v) for v in values]
+    return out
+
+
 def sweep_long_table(runs: Runs) -> list[dict[str, Any]]:
-    """sweep.csv's rows: one per point and statistic (tidy, long form). Columns: one per
-    swept key (named by the key; the value as given), then :data:`LONG_COLUMNS`: the
-    statistic's name (:data:`STATISTICS`), its unit ("month", "probability", "$"), its
-    value, standard error (empty for a quantile), 95% interval and the run's horizon.
-    Months are "YYYY-MM"; an empty month is beyond the horizon (the median: fewer than half
-    the paths repaid by then; an interval end: not bounded by the paths)."""
+    """sweep.csv's rows: one per point and statistic (tidy, long form), each column of
+    one type. Columns: ``point`` (the point's folder name, which
+    :func:`parse_point_dir_name` reads back to its values as given), one per swept key
+    (named by the key: a number, see :func:`swept_columns`), then :data:`LONG_COLUMNS`:
+    the statistic's name (:data:`STATISTICS`), its unit ("year", "probability", "$"), its
+    value, standard error (empty for a quantile) and 95% interval (all numbers), and the
+    run's horizon ("YYYY-MM"). A month is a decimal year (:func:`decimal_year`); an empty
+    one is beyond the horizon (the median: fewer than half the paths repaid by then; an
+    interval end: not bounded by the paths)."""
+    points = [p for p, _ in runs]
+    names = point_dir_names(points)
+    swept = swept_columns(points)
     rows = []
-    for point, res in runs:
-        keys = {k: _text(v) for k, v in point.items()}
+    for i, (point, res) in enumerate(runs):
+        keys = {k: swept[k][i] for k in point}
         horizon = res.grid.label(res.grid.num_months - 1)
         for name, stat in _point_stats(res).items():
-            rows.append({**keys, "statistic": name, "unit": STATISTICS[name], **stat,
-                         "horizon": horizon})
+            if STATISTICS[name] == "year":
+                stat = {k: decimal_year(v) if k != "se" else v for k, v in stat.items()}
+            rows.append({"point": names[i], **keys, "statistic": name,
+                         "unit": STATISTICS[name], **stat, "horizon": horizon})
     return rows
 
 
@@ -147,37 +198,144 @@ def _name_value(v: Any) -> str:
     return str(v)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
-MAX_NAME = 120
+def toml_literal(v: Any, compact: bool = False) -> str:
+    """``v`` as a TOML literal that :func:`mcsim.overrides.parse_override` reads back to
+    an equal value: ``0.1``, ``13000000000``, ``true``, ``"2030-12"``, ``-40%/yr`` (a rate
+    as "% per year" is read unquoted), ``[1, 2]``, ``{dist = "normal", mean = 0}``
+    (``compact``: without the spaces, ``{dist="normal",mean=0}``)."""
+    import json
+
+    from ..overrides import parse_override
+
+    comma, equals = (",", "=") if compact else (", ", " = ")
+
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        text = f"{v:.15g}"
+        return text if float(text) == v else repr(v)
+    if isinstance(v, str):
+        try:  # bare where it reads back as itself ("-40%/yr"), else quoted
+            if parse_override(f"k={v}")[1] == v:
+                return v
+        except Exception:  # noqa: BLE001 - not a bare literal: quoted below
+            pass
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + comma.join(toml_literal(x, compact) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + comma.join(f"{k}{equals}{toml_literal(x, compact)}"
+                                for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _name_text(v: Any) -> str:
+    """A value as a folder name holds it: its compact TOML literal, but a string that is
+    no other TOML value bare (``2030-12``, not ``"2030-12"``: :func:`parse_point_dir_name`
+    reads what is not TOML as a string)."""
+    if isinstance(v, str):
+        from ..config import ConfigError
+        from ..overrides import parse_override
+
+        try:
+            parse_override(f"k={v}")
+        except ConfigError:
+            return v
+    return toml_literal(v, compact=True)
+
+
+#: characters kept as they are in a folder name's value; every other one is written
+#: %XX (its UTF-8 bytes, as in a URL), so that the name parses back to the value
+_SAFE_VALUE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-")
+_SAFE_KEY = _SAFE_VALUE | {"_"}
+#: a folder name's longest (file systems allow 255 bytes; room for the staging prefix)
+MAX_NAME = 200
+#: the suffix of a name that would coincide with another's (``~2``, ``~3``, ...): ``~``
+#: never appears unescaped otherwise, so the suffix is told apart from the value
+_TWIN = re.compile(r"~(\d+)$")
+
+
+def _escape(text: str, safe: frozenset) -> str:
+    """``text`` with every character outside ``safe`` as the %XX of its UTF-8 bytes
+    (urllib's quote keeps ``~`` and ``_``, which the names use themselves)."""
+    return "".join(ch if ch in safe else "".join(f"%{b:02X}" for b in ch.encode())
+                   for ch in text)
 
 
 def point_dir_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each point's folder name, by its values: ``deal.revenue_share=0.1``, or with two
-    keys ``deal.revenue_share=0.1,deal.investment=13000000000``. Characters other than
-    letters, digits and ``. _ = + , -`` become ``_`` (``-40%/yr`` -> ``-40_yr``); a name
-    is at most 120 characters; names that would coincide (or start with a dot) get
-    ``-2``, ``-3``, ... appended, so every point has its own folder."""
+    """Each point's folder name, by its values, which :func:`parse_point_dir_name` reads
+    back: ``deal.revenue_share=0.1``, or with two keys
+    ``deal.revenue_share=0.1,deal.investment=13000000000``.
+
+    A value is its compact TOML literal (:func:`toml_literal`; a string that is no other
+    TOML value, bare) with every character other than letters, digits and ``. _ + -``
+    written ``%XX`` as in a URL (``-40%/yr`` -> ``-40%25%2Fyr``; a key's ``[1]`` ->
+    ``%5B1%5D``): no name holds a ``/``, a space, a quote or a glob character. A name that
+    would coincide with another's on a case-insensitive file system gets ``~2``, ``~3``,
+    ... appended; one longer than :data:`MAX_NAME` characters (a long distribution) is
+    cut there and gets ``~1``: those do not parse back (the point's summary.json holds
+    its config)."""
     names, seen = [], set()
     for point in points:
-        name = ",".join(f"{k}={_name_value(v)}" for k, v in point.items())
-        name = _UNSAFE.sub("_", name).strip("_") or "point"
+        name = ",".join(f"{_escape(k, _SAFE_KEY)}={_escape(_name_text(v), _SAFE_VALUE)}"
+                        for k, v in point.items()) or "point"
         if name.startswith("."):
-            name = "_" + name
-        name = name[:MAX_NAME]
-        base, n = name, 1
+            name = "%2E" + name[1:]
+        cut = len(name) > MAX_NAME
+        base = name
+        if cut:  # room for "~N", never inside a %XX
+            end = MAX_NAME - 4
+            end -= 2 if name[end - 2] == "%" else 1 if name[end - 1] == "%" else 0
+            base = name[:end]
+        n = 1
+        name = f"{base}~1" if cut else base
         while name.lower() in seen:  # case-insensitive file systems
             n += 1
-            name = f"{base[:MAX_NAME - 4]}-{n}"
+            name = f"{base}~{n}"
         seen.add(name.lower())
         names.append(name)
     return names
 
 
+def parse_point_dir_name(name: str) -> dict[str, Any]:
+    """The swept values a point's folder is named by (:func:`point_dir_names`), as
+    :func:`mcsim.overrides.parse_sweep` reads them: ``"deal.revenue_share=0.1"`` ->
+    ``{"deal.revenue_share": 0.1}``. A name with a ``~N`` suffix (cut, or a twin on a
+    case-insensitive file system) raises ValueError: its point is in its summary.json."""
+    from urllib.parse import unquote
+
+    from ..config import ConfigError
+    from ..overrides import parse_override
+
+    if _TWIN.search(name):
+        raise ValueError(f"{name!r} was cut or told apart from a twin (~N): read the "
+                         "point's summary.json instead")
+    point = {}
+    for pair in name.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{name!r} is not a sweep point's folder (KEY=VALUE,...)")
+        key, text = unquote(key), unquote(value)
+        try:
+            point[key] = parse_override(f"{key}={text}")[1]
+        except ConfigError:  # no TOML value: a string written bare (_name_text)
+            point[key] = text
+    return point
+
+
 def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = False,
-                on_point: Callable[[int, str], None] | None = None) -> Path:
+                on_point: Callable[[int, str], None] | None = None,
+                on_stage: Callable[[str], None] | None = None) -> Path:
     """sweep.csv, sweep.png and every point's report (in a folder named by its values,
     :func:`point_dir_names`) under ``out``, atomically. ``on_point(k, folder)`` is called
-    as the k-th point's report is written (1, 2, ...: for progress)."""
+    as the k-th point's report is written (1, 2, ...: for progress), ``on_stage(part)`` as
+    each part of a report is begun ("folder/fan_chart.png", ..., "sweep.png")."""
     import csv
 
     out = Path(out)
@@ -190,10 +348,13 @@ def write_sweep(runs: Runs, out: str | Path, plots: bool = True, force: bool = F
                              for row in rows)
         for k, (name, (_, res)) in enumerate(zip(point_dir_names([p for p, _ in runs]), runs,
                                                  strict=True), 1):
-            write_report(res, tmp / name, plots=plots)
+            write_report(res, tmp / name, plots=plots, on_stage=None if on_stage is None
+                         else lambda part, name=name: on_stage(f"{name}/{part}"))
             if on_point is not None:
                 on_point(k, name)
         if plots:
+            if on_stage is not None:
+                on_stage("sweep.png")
             plot_sweep(runs, tmp / "sweep.png")
     return out
 

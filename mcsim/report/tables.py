@@ -22,7 +22,7 @@ import numpy as np
 
 from ..results import DEFAULT_PERCENTILES
 from .format import write_csv
-from .summary import posterior_blocks
+from .summary import parameter_unit, posterior_blocks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,16 +95,18 @@ def write_tables(results: Results, out: Path,
                  percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> None:
     """cumulative_azure_spend.csv, annual.csv, stocks.csv, repayment_cdf.csv (every
     first-passage month's CDF), event_quantiles.csv (their months at each percentile),
-    horizon_totals.csv and (when computed) parameters.csv in ``out``; with conditioned
+    horizon_totals.csv and (when computed) parameters.csv (with each parameter's
+    ``unit``, :func:`~mcsim.report.summary.parameter_unit`) in ``out``; with conditioned
     results the same six tables of them, ``*_conditioned.csv``; with an SMC posterior also
     posterior_parameters.csv, posterior_predictive.csv and smc_steps.csv
     (:func:`write_posterior_tables`)."""
     write_result_tables(results, out, "", percentiles)
     if results.parameter_table:
         table = results.parameter_table
-        columns = ["parameter"] + [k for k in next(iter(table["prior"].values()))]
+        # each parameter's unit beside its name (the table mixes $, log rates, fractions)
+        columns = ["parameter", "unit"] + [k for k in next(iter(table["prior"].values()))]
         write_csv(out / "parameters.csv", ["weighting"] + columns,
-                  [[which, name] + list(row.values())
+                  [[which, name, parameter_unit(name)] + list(row.values())
                    for which in ("prior", "conditioned") if table.get(which)
                    for name, row in table[which].items()])
     cond = results.conditioned
