@@ -87,8 +87,9 @@ def run_draws(config: Config, posterior: SMCPosterior, attr: str = "z") -> list[
 
 def posterior_table(config: Config, posterior: SMCPosterior) -> list[dict]:
     """One row per drawn parameter (and drawn bias factor): prior and posterior mean, sd
-    and 5/50/95%, the posterior mean's Monte Carlo error (spread of runs), the shift of
-    the mean in prior sds and the ratio of sds; sorted by |shift|, largest first."""
+    and 5/50/95%, the posterior mean's Monte Carlo error (spread of runs: each
+    parameter's own, see :func:`parameter_effective_draws`), the shift of the mean in
+    prior sds and the ratio of sds; sorted by |shift|, largest first."""
     prior_runs = run_draws(config, posterior, "prior_z")
     per_run = run_draws(config, posterior, "z")
     rows = []
@@ -105,6 +106,22 @@ def posterior_table(config: Config, posterior: SMCPosterior) -> list[dict]:
     rows.sort(key=lambda r: -abs(r["shift_in_prior_sd"])
               if math.isfinite(r["shift_in_prior_sd"]) else 0.0)
     return rows
+
+
+def parameter_effective_draws(config: Config, posterior: SMCPosterior) -> dict[str, float]:
+    """Each drawn parameter's (and bias factor's) effective number of independent draws
+    behind its posterior mean: the pooled particles over its own design effect
+    (:func:`effective_paths_per_statistic`), so ``posterior sd / sqrt(draws)`` is the
+    ``posterior_mean_se`` of :func:`posterior_table`."""
+    per_run = run_draws(config, posterior, "z")
+    names = list(per_run[0])
+    if not names:
+        return {}
+    pooled = np.array([np.concatenate([run[k] for run in per_run]).var() for k in names])
+    means = [np.array([run[k].mean() for k in names]) for run in per_run]
+    total = sum(run[names[0]].size for run in per_run)
+    draws = effective_paths_per_statistic(pooled, means, total)
+    return {k: float(v) for k, v in zip(names, draws, strict=True)}
 
 
 def error_scale(o) -> float:
@@ -137,12 +154,15 @@ def observation_table(config: Config, posterior: SMCPosterior) -> list[dict]:
 
 
 def diagnostics(posterior: SMCPosterior) -> dict:
-    """The tempering schedule, ESS, acceptance and step size per step of every run, the
-    distinct particles at the end and the log evidence: functions of the config and seed
-    alone (the runs' times are in :func:`timing`, with a run's provenance)."""
+    """The tempering schedule, ESS, acceptance, step size, moves and mixing diagnostic
+    (:func:`mcsim.engine.smc.mixing_correlation`) per step of every run, and the log
+    evidence: functions of the config and seed alone (the runs' times are in
+    :func:`timing`, with a run's provenance). ``distinct_particles`` (particles that
+    differ at the end) is kept for older readers: it says little (a particle that moved
+    once counts), the per-step ``mixing`` says how far the moves got."""
     s = posterior.settings
     return {
-        "method": "smc",
+        "method": "smc", "move": s.move, "mixing_threshold": s.mixing_threshold,
         "particles": s.particles, "runs": s.runs, "ess_fraction": s.ess_fraction,
         "moves": s.moves, "seed": s.seed, "latent_dimension": posterior.layout.dimension,
         "last_observed_step": posterior.layout.num_steps,
@@ -154,7 +174,9 @@ def diagnostics(posterior: SMCPosterior) -> dict:
             "ess": [st.ess for st in r.steps],
             "distinct_after_resampling": [st.distinct_after_resampling for st in r.steps],
             "acceptance": [st.acceptance for st in r.steps],
-            "rho": [st.rho for st in r.steps]} for r in posterior.runs],
+            "rho": [st.rho for st in r.steps],
+            "moves": [st.moves for st in r.steps],
+            "mixing": [st.mixing for st in r.steps]} for r in posterior.runs],
     }
 
 
@@ -172,6 +194,33 @@ def spread_error(per_run: list[np.ndarray]) -> np.ndarray:
     dev = np.where(finite, v - mean, 0.0)
     var = (dev * dev).sum(axis=0) / np.maximum(count - 1, 1)
     return np.where(count >= 2, np.sqrt(var / np.maximum(count, 1)), np.nan)
+
+
+def design_effects(pooled_variance: np.ndarray, per_run_means: list[np.ndarray],
+                   total_paths: int) -> np.ndarray:
+    """Each statistic's own design effect [S]: the spread-of-runs variance of its pooled
+    mean over its i.i.d. variance ``sigma^2 / total``, at least 1 (NaN where the runs or
+    the variance cannot say: fewer than 2 finite runs, or no spread of the statistic).
+
+    Statistics differ: the latent directions the facts pin mix in a move or two, those
+    they barely see more slowly, so one design effect for all (the mean of these) under-
+    or overstates each error by up to ~5x on configs/observed.toml. With R runs the
+    estimate has R - 1 degrees of freedom (relative error ~ sqrt(2 / (R - 1)): 37% for
+    the default 16 runs, 82% for 4)."""
+    se = spread_error(per_run_means)
+    iid = np.asarray(pooled_variance, np.float64) / total_paths
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deff = np.where(np.isfinite(se) & np.isfinite(iid) & (iid > 0), se**2 / iid, np.nan)
+    return np.where(np.isfinite(deff), np.maximum(deff, 1.0), np.nan)
+
+
+def effective_paths_per_statistic(pooled_variance: np.ndarray,
+                                  per_run_means: list[np.ndarray],
+                                  total_paths: int) -> np.ndarray:
+    """Each statistic's effective number of independent paths [S]: ``total / deff``
+    (:func:`design_effects`), in [runs, total]; NaN where its design effect is."""
+    deff = design_effects(pooled_variance, per_run_means, total_paths)
+    return np.clip(total_paths / deff, len(per_run_means), total_paths)
 
 
 def effective_paths(pooled_variance: np.ndarray, per_run_means: list[np.ndarray],
@@ -227,8 +276,9 @@ def inference_data(config: Config, posterior: SMCPosterior,
     constant, so they sum to the run's own total); ``sample_stats`` (per tempering step,
     dims ``(chain, step)``, NaN after a run's last step: ``temperature``, ``ess`` of the
     incremental weights, ``acceptance``, ``rho``, ``distinct_after_resampling``,
-    ``log_evidence_increment``; per run: ``log_evidence``, ``steps``,
-    ``distinct_particles``; per particle: ``lp``, the total log-likelihood).
+    ``log_evidence_increment``, ``moves`` and ``mixing``, the step's mixing diagnostic
+    (:func:`mcsim.engine.smc.mixing_correlation`); per run: ``log_evidence``, ``steps``;
+    per particle: ``lp``, the total log-likelihood).
 
     ArviZ's ESS and MCSE do not apply to SMC particles (warned once per process):
     mcsim's own errors, from the spread of the runs, are each variable's
@@ -277,10 +327,10 @@ def inference_data(config: Config, posterior: SMCPosterior,
     steps = _padded_steps(posterior, "temperature").shape[1]
     per_step = {f: (("chain", "step"), _padded_steps(posterior, f))
                 for f in ("temperature", "ess", "acceptance", "rho",
-                          "distinct_after_resampling", "log_evidence_increment")}
+                          "distinct_after_resampling", "log_evidence_increment", "moves",
+                          "mixing")}
     per_run = {"log_evidence": (("chain",), np.array([r.log_evidence for r in runs])),
-               "steps": (("chain",), np.array([len(r.steps) for r in runs])),
-               "distinct_particles": (("chain",), np.array([r.distinct for r in runs]))}
+               "steps": (("chain",), np.array([len(r.steps) for r in runs]))}
     lp = {"lp": (("chain", "draw"), np.stack([np.asarray(r.loglik, np.float64)
                                              for r in runs]))}
     idata.add_groups(sample_stats=xr.Dataset(

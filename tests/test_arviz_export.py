@@ -140,7 +140,7 @@ def test_sample_stats_are_the_steps(smc):
     runs = cond.posterior.runs
     most = max(len(r.steps) for r in runs)
     for name in ("temperature", "ess", "acceptance", "rho", "distinct_after_resampling",
-                 "log_evidence_increment"):
+                 "log_evidence_increment", "moves", "mixing"):
         assert stats[name].dims == ("chain", "step") and stats[name].shape == (RUNS, most)
     for r in runs:
         n = len(r.steps)
@@ -153,7 +153,15 @@ def test_sample_stats_are_the_steps(smc):
         np.testing.assert_array_equal(stats["acceptance"].values[r.run, :n],
                                       [st.acceptance for st in r.steps])
         assert stats["log_evidence"].values[r.run] == r.log_evidence
-        assert stats["distinct_particles"].values[r.run] == r.distinct
+        # the mixing diagnostic replaces distinct_particles (which counted a particle that
+        # moved once as mixed)
+        np.testing.assert_array_equal(stats["mixing"].values[r.run, :n],
+                                      [st.mixing for st in r.steps])
+        np.testing.assert_array_equal(stats["moves"].values[r.run, :n],
+                                      [st.moves for st in r.steps])
+        assert ((stats["moves"].values[r.run, :n] >= 1)
+                & (stats["moves"].values[r.run, :n] <= cond.posterior.settings.moves)).all()
+        assert "distinct_particles" not in stats
 
 
 def test_mcsim_errors_are_exported_beside_arvizs(smc):

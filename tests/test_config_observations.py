@@ -85,8 +85,8 @@ def test_observation_dataclass_is_exactly_the_documented_one():
 
 def test_conditioning_dataclass_defaults():
     c = ConditioningConfig()
-    assert (c.method, c.particles, c.ess_fraction, c.moves, c.runs, c.seed) == \
-        ("smc", 16384, 0.5, 10, 4, None)
+    assert (c.method, c.particles, c.ess_fraction, c.moves, c.runs, c.seed, c.move,
+            c.mixing_threshold) == ("smc", 1024, 0.5, 20, 16, None, "preconditioned", 0.1)
     assert CONDITIONING_METHODS == ("smc", "importance")
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.runs = 3  # type: ignore[misc]
@@ -557,7 +557,7 @@ def test_observed_config_conditions_on_every_kind_of_fact():
     assert any(o.value < 0 for o in obs)                               # a signed flow
     assert cfg.conditioning == ConditioningConfig()
     assert set(cfg.resolved["conditioning"]) == {"method", "particles", "ess_fraction",
-                                                 "moves", "runs"}
+                                                 "moves", "runs", "move", "mixing_threshold"}
     for o in obs:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", o.name), o.name
         assert o.sd > 0 and math.isfinite(o.value)

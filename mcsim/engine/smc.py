@@ -14,10 +14,32 @@ One SMC run (:func:`smc_run`), from ``N`` particles drawn from the prior:
    ``ess_fraction * N`` (or 1 is reached);
 2. systematic resampling (one uniform; cumulative weights summed in a fixed order on the
    host, float64);
-3. ``moves`` preconditioned Crank-Nicolson moves ``z' = sqrt(1 - rho^2) z + rho xi``, which
-   leave the Gaussian prior invariant, accepted with probability
-   ``min(1, exp(beta' (loglik' - loglik)))``; the step size ``rho`` follows the acceptance
-   rate towards :data:`TARGET_ACCEPTANCE` move by move (a Robbins-Monro step on log rho);
+3. moves that leave the tempered posterior invariant, until the particles have forgotten
+   where the step started (:func:`mixing_correlation` below ``mixing_threshold``) or
+   ``moves`` were made. The move (``[conditioning] move``, :func:`_move_call`):
+
+   - ``"preconditioned"`` (the default): a Crank-Nicolson move around a Gaussian
+     ``N(m, S)`` that is the prior's N(0, I) except in the few directions the
+     observations pin, where its precision is the prior's plus the tempered likelihood's
+     Fisher information (from finite-difference Jacobians of the predicted observations
+     at a few particles) and its mean the particles'. Each half of the particles gets
+     the Gaussian made from the other half, fixed before the step's moves, so no
+     particle's proposal depends on its own state; the proposal is reversible with
+     respect to that Gaussian, and its acceptance carries the prior's and the Gaussian's
+     density ratios, so it is exact for whatever Gaussian was fitted;
+   - ``"pcn"`` (version 2's move): ``z' = sqrt(1 - rho^2) z + rho xi``, which leaves the
+     prior invariant, accepted with probability ``min(1, exp(beta' (loglik' - loglik)))``.
+
+   Either way the step size ``rho`` follows the acceptance rate towards
+   :data:`TARGET_ACCEPTANCE` move by move (a Robbins-Monro step on log rho). Why the
+   preconditioned move: pCN's one rho is set by the two directions the facts pin (posterior
+   sd ~0.1), so the ~150 others barely move (latent autocorrelation ~0.93 after 10 moves at
+   temperature 1 on configs/observed.toml); with those directions scaled by their own
+   curvature rho settles near 0.7-1 and the same autocorrelation is ~0.3
+   (benchmarks/smc_mixing.py measures the gain). Block-wise step sizes would still tie each
+   block's rho to its most pinned direction, and MALA/HMC cost a gradient (2-3 likelihood
+   evaluations) per move for a gain the Gaussian already gives in directions that are
+   nearly linear;
 4. until ``beta = 1``. Each likelihood evaluation simulates months 0..K only.
 
 Why not ``blackjax.adaptive_tempered_smc``: its tempering, resampling and MCMC steps fit,
@@ -59,6 +81,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +91,7 @@ from jax.sharding import PartitionSpec as P
 
 from .. import checkpoint as ckpt
 from .. import locks
-from ..config import Config, ConfigError
+from ..config import SMC_MOVES, Config, ConfigError
 from ..months import MonthGrid
 from ..rng import STREAM_FORECAST, STREAM_SMC, stream_key
 from ..x64 import enable_x64
@@ -86,6 +109,13 @@ INITIAL_RHO = 0.5
 MAX_STEPS = 400
 #: Bisection iterations for the next temperature (float64: 2^-60 of the interval).
 BISECTION_STEPS = 60
+#: The moves (``[conditioning] move``): see :func:`_move_call`.
+MOVES = SMC_MOVES
+#: The preconditioned move's Gaussian differs from the prior N(0, I) in at most this many
+#: eigen-directions (a static shape: unused ones are zero columns). The likelihood's
+#: curvature has rank at most the number of observations (23 in configs/observed.toml);
+#: the projections on 2 x 24 directions cost ~10% of a likelihood evaluation on a CPU.
+MAX_DIRECTIONS = 24
 
 
 @dataclass(frozen=True)
@@ -164,26 +194,33 @@ def likelihood_call(spec: KernelSpec, layout: LatentLayout, num_observations: in
 @dataclass(frozen=True)
 class SMCSettings:
     """``[conditioning]`` for SMC: particles per run, the ESS kept per tempering step,
-    pCN moves per step, independent runs and the seed."""
+    the most moves per step, independent runs, the seed, the move (one of
+    :data:`MOVES`) and the mixing threshold that ends a step's moves early (0: never)."""
 
     particles: int
     ess_fraction: float
     moves: int
     runs: int
     seed: int
+    move: str = "pcn"
+    mixing_threshold: float = 0.0
 
     @classmethod
     def for_config(cls, config: Config) -> SMCSettings:
         c = config.conditioning
         seed = config.simulation.seed if c.seed is None else c.seed
-        return cls(c.particles, c.ess_fraction, c.moves, c.runs, seed)
+        return cls(c.particles, c.ess_fraction, c.moves, c.runs, seed, c.move,
+                   c.mixing_threshold)
 
 
 @dataclass
 class SMCStep:
     """One tempering step: its temperature, the ESS of its incremental weights (before
-    resampling), the distinct particles after resampling, the mean pCN acceptance and the
-    step size at its end."""
+    resampling), the distinct particles after resampling, the mean acceptance of its
+    moves, the step size at its end, its log evidence increment, the moves it took and
+    its mixing diagnostic after them (:func:`mixing_correlation`: 1 = the particles did
+    not move, ~0 = they forgot where the step started; NaN in checkpoints of older
+    versions)."""
 
     temperature: float
     ess: float
@@ -191,6 +228,8 @@ class SMCStep:
     acceptance: float
     rho: float
     log_evidence_increment: float
+    moves: int = 0
+    mixing: float = math.nan
 
 
 @dataclass
@@ -264,31 +303,236 @@ def _run_key(seed: int, run: int) -> jax.Array:
         jnp.array([k0, k1], jnp.uint32), impl="threefry2x32"), run)
 
 
+class Preconditioner(NamedTuple):
+    """The Gaussians of one tempering step's preconditioned moves, one per half of the
+    particles (rows ``< N // 2``: half 0, the rest: half 1), each fitted on the *other*
+    half after resampling and held fixed through the step's moves:
+    ``N(mean, I + V diag(lam - 1) V^T)`` in the latent space (where the prior is N(0, I)).
+
+    ``mean`` [2, D] float64 (in the span of V: elsewhere the Gaussian is the prior's);
+    ``vectors`` [2, D, K] orthonormal columns, zero where unused; ``lam`` [2, K] the
+    variances along them (1 where unused), K = :data:`MAX_DIRECTIONS`."""
+
+    mean: np.ndarray
+    vectors: np.ndarray
+    lam: np.ndarray
+
+
+#: The finite-difference step (in prior sds of a latent normal) of the Jacobians that
+#: locate the directions the observations pin: wide enough that float32 sums change by
+#: far more than their rounding, narrow next to the posterior's width in those directions.
+JACOBIAN_STEP = 0.05
+
+
+def observation_weights(config: Config) -> np.ndarray:
+    """Each observation's Fisher information per unit of its model value squared [O]
+    (1 / value unit^2): 1 / sd^2 for a normal error, (dof + 1) / ((dof + 3) sd^2) for a
+    Student-t one."""
+    w = []
+    for o in config.observations:
+        f = 1.0 if math.isinf(o.dof) else (o.dof + 1.0) / (o.dof + 3.0)
+        w.append(f / (o.sd * o.sd))
+    return np.array(w, np.float64)
+
+
+def jacobian_rows(z: np.ndarray, step: float = JACOBIAN_STEP) -> np.ndarray:
+    """Central finite-difference points of particles ``z`` [k, D]: [k, 2D, D], row
+    ``2d`` the particle plus ``step`` in coordinate d, row ``2d + 1`` minus."""
+    D = z.shape[1]
+    offsets = np.zeros((2 * D, D))
+    offsets[2 * np.arange(D), np.arange(D)] = step
+    offsets[2 * np.arange(D) + 1, np.arange(D)] = -step
+    return z[:, None, :] + offsets[None]
+
+
+def fisher_information(predicted_rows: np.ndarray, weights: np.ndarray,
+                       step: float = JACOBIAN_STEP) -> np.ndarray:
+    """The mean over particles of ``J^T diag(weights) J`` [D, D] from the model values
+    [O, k, 2D] at :func:`jacobian_rows` (J [O, D] a particle's Jacobian of its predicted
+    observations; particles with a non-finite value are left out; zeros if none)."""
+    J = (predicted_rows[:, :, 0::2] - predicted_rows[:, :, 1::2]) / (2.0 * step)
+    D = J.shape[2]
+    ok = np.isfinite(J).all(axis=(0, 2))
+    if not ok.any():
+        return np.zeros((D, D))
+    J = J[:, ok]
+    return np.einsum("okd,o,oke->de", J, weights, J) / ok.sum()
+
+
+def gaussian_from_fisher(fisher: np.ndarray, beta: float, z: np.ndarray,
+                         max_directions: int = MAX_DIRECTIONS, least: float = 0.1
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussian ``N(mean, I + V diag(lam - 1) V^T)`` whose precision is the prior's
+    plus the tempered likelihood's Fisher information, ``I + beta F``, along the
+    eigen-directions where ``beta F`` adds at least ``least`` (the largest first, up to
+    ``max_directions``), and the prior's N(0, I) elsewhere; its mean is the particles'
+    ``z`` [n, D] mean projected on those directions. Returns (mean [D], V [D, K],
+    lam [K]), K = ``max_directions`` (unused: zero columns, lam 1).
+
+    Why the likelihood's curvature and not the particles' covariance: after a few
+    tempering steps the particles descend from a few hundred ancestors, and their sample
+    covariance in the ~150 directions the observations barely see reflects that
+    genealogy (variances from 0.1 to 10 where the posterior's are ~1), not the posterior.
+    Any Gaussian keeps the move exact (:func:`_move_call`): this choice is about speed.
+    """
+    D = fisher.shape[0]
+    V = np.zeros((D, max_directions))
+    lam = np.ones(max_directions)
+    f, vectors = np.linalg.eigh(0.5 * (fisher + fisher.T))
+    order = np.argsort(-f, kind="stable")
+    keep = order[beta * f[order] >= least][:max_directions]
+    V[:, :keep.size] = vectors[:, keep]
+    lam[:keep.size] = 1.0 / (1.0 + beta * f[keep])
+    return V @ (V.T @ z.mean(axis=0)), V, lam
+
+
+#: At most this many particles of each half give the likelihood's Jacobian to the other.
+MAX_JACOBIAN_PARTICLES = 16
+
+
+def _jacobian_particles(N: int, n: int, D: int) -> int:
+    """Particles per half whose Jacobians make the other half's Gaussian: as many as one
+    call of ``n`` rows holds (each takes 2D rows, two halves), 1 to
+    :data:`MAX_JACOBIAN_PARTICLES`."""
+    return int(min(MAX_JACOBIAN_PARTICLES, max(1, n // (4 * D)), max(N // 2, 1)))
+
+
+def jacobian_calls(N: int, n: int, D: int) -> int:
+    """Likelihood calls (of ``n`` rows) a step's preconditioner takes: a function of the
+    sizes alone, so a resumed run counts its evaluations as a run never stopped."""
+    return -(-(4 * D * _jacobian_particles(N, n, D)) // n)
+
+
+def fit_preconditioner(evaluate: Callable, inputs, windows, z: np.ndarray, beta: float,
+                       weights: np.ndarray, n: int, mesh: Mesh
+                       ) -> tuple[Preconditioner, int]:
+    """Each half's Gaussian (:class:`Preconditioner`) at temperature ``beta`` from the
+    resampled particles ``z`` [N, D] (host float64): half 0 (rows < N // 2) gets the one
+    made of half 1's particles (their Jacobians and mean, :func:`gaussian_from_fisher`)
+    and the other way round, so that no particle's move depends on its own state
+    (systematic resampling keeps the copies of one ancestor in adjacent rows, so at most
+    one ancestor straddles the halves). The Jacobians are central differences at a few
+    evenly spaced particles of each half, evaluated in calls of ``n`` rows (the moves'
+    compiled shape). Returns the preconditioner and the likelihood calls it took."""
+    N, D = z.shape
+    h = N // 2
+    k = _jacobian_particles(N, n, D)
+    picks = [np.linspace(h, N - 1, k).round().astype(int),   # half 1's, for half 0
+             np.linspace(0, h - 1, k).round().astype(int)]   # half 0's, for half 1
+    rows = np.concatenate([jacobian_rows(z[p]).reshape(-1, D) for p in picks])
+    calls = jacobian_calls(N, n, D)
+    padded = np.concatenate([rows, np.repeat(z[:1], calls * n - rows.shape[0], axis=0)])
+    sharding = NamedSharding(mesh, P("paths"))
+    values = np.concatenate([np.asarray(evaluate(inputs, windows, jax.device_put(
+        padded[c * n:(c + 1) * n], sharding))[1], np.float64) for c in range(calls)],
+        axis=1)[:, :rows.shape[0]].reshape(-1, 2, k, 2 * D)
+    fits = [gaussian_from_fisher(fisher_information(values[:, i], weights), beta,
+                                 z[h:] if i == 0 else z[:h]) for i in (0, 1)]
+    return Preconditioner(*(np.stack(parts) for parts in zip(*fits, strict=True))), calls
+
+
+def mixing_correlation(z0: np.ndarray, z: np.ndarray, ll0: np.ndarray,
+                       ll: np.ndarray) -> float:
+    """How much the particles still remember where a step's moves started: the larger of
+    the correlation over particles of the log-likelihood before (``ll0`` [N]) and after
+    (``ll``), and the mean over latent coordinates of the same correlation of ``z0`` and
+    ``z`` [N, D]. 1: nothing moved; ~0 (+- 1/sqrt(N)): the moves forgot the start. Host
+    float64, in a fixed order, so it does not depend on the devices.
+
+    The log-likelihood sees the few directions the facts pin, the mean of the
+    coordinates the ~all others (where a pCN move's autocorrelation is the same in each:
+    sqrt(1 - rho^2) per accepted move), so the larger of the two is the slower."""
+    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = a - a.mean(axis=0)
+        b = b - b.mean(axis=0)
+        den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, (a * b).sum(axis=0) / den, np.nan)
+
+    ok = np.isfinite(ll0) & np.isfinite(ll)
+    latent = corr(z0, z)
+    values = [float(corr(ll0[ok], ll[ok])) if ok.sum() > 2 else math.nan,
+              float(np.nanmean(latent)) if np.isfinite(latent).any() else math.nan]
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else 1.0
+
+
 @functools.lru_cache(maxsize=16)
-def _move_call(evaluate: Callable, n: int, D: int, devices: tuple) -> Callable:
-    """One pCN move of all particles: ``(inputs, windows, z, ll, pred, key, rho, beta) ->
-    (z, ll, pred, accepted)``."""
+def _move_call(evaluate: Callable, n: int, D: int, devices: tuple,
+               move: str = "pcn") -> Callable:
+    """One move of all particles: ``(inputs, windows, z, ll, pred, key, rho, beta, half,
+    preconditioner) -> (z, ll, pred, accepted)`` (``half`` [n] bool and the
+    preconditioner are unused by ``"pcn"``).
+
+    ``"pcn"``: ``z' = sqrt(1 - rho^2) z + rho xi`` leaves the prior N(0, I) invariant, so
+    it is accepted with probability ``min(1, exp(beta (loglik' - loglik)))``.
+
+    ``"preconditioned"``: the particle's half's Gaussian N(m, S) (:class:`Preconditioner`,
+    S = L L^T with L = I + V diag(sqrt(lam) - 1) V^T) and ``z' = m + sqrt(1 - rho^2)
+    (z - m) + rho L xi``, which is reversible with respect to N(m, S), not the prior. Its
+    Metropolis-Hastings ratio for the tempered target prior(z) lik(z)^beta is then
+
+        beta (loglik' - loglik) + log N(z'; 0, I) - log N(z; 0, I)
+                                + log N(z; m, S) - log N(z'; m, S),
+
+    the proposal ratio q(z' -> z) / q(z -> z') being N(z; m, S) / N(z'; m, S) by
+    reversibility. So the move is exact for any (m, S) that does not depend on the
+    particle it moves: each is fitted on the other half and fixed before the step's moves.
+    Where S is the identity and m = 0 the two extra terms cancel and it is pCN.
+    """
 
     @jax.jit
-    def move(inputs, windows, z, ll, pred, key, rho, beta):
+    def step(inputs, windows, z, ll, pred, key, rho, beta, half, pre):
         kx, ku = jax.random.split(key)
         xi = jax.random.normal(kx, (n, D), jnp.float64)
-        proposal = jnp.sqrt(1.0 - rho * rho) * z + rho * xi
+        a = jnp.sqrt(1.0 - rho * rho)
+        if move == "pcn":
+            proposal = a * z + rho * xi
+            correction = jnp.zeros((n,), jnp.float64)
+        else:
+            mean, vectors, lam = pre
+            K = lam.shape[1]
+            # both halves' directions side by side [D, 2K]; a row uses its own half's
+            # columns (the other half's are masked to 0), so three products of n x D x 2K
+            # serve every row: its projections of z - m and of xi, and L xi
+            W = jnp.concatenate([vectors[0], vectors[1]], axis=1)
+            lam_all = jnp.concatenate([lam[0], lam[1]])
+            mine = jnp.where(half[:, None], jnp.arange(2 * K) >= K, jnp.arange(2 * K) < K)
+            m = jnp.where(half[:, None], mean[1], mean[0])
+            d = z - m
+            p = jnp.where(mine, d @ W, 0.0)
+            q = jnp.where(mine, xi @ W, 0.0)
+            l_xi = xi + (q * (jnp.sqrt(lam_all) - 1.0)) @ W.T
+            d_new = a * d + rho * l_xi
+            proposal = m + d_new
+            # V^T d_new = a V^T d + rho sqrt(lam) V^T xi (V's columns orthonormal; unused
+            # ones are 0 with lam 1, where every term is 0)
+            p_new = a * p + rho * jnp.sqrt(lam_all) * q
+
+            def reference(d, p):
+                # log N(m + d; m, S) up to its constant: -|L^-1 d|^2 / 2, with
+                # |L^-1 d|^2 = |d|^2 + sum_k (1 / lam_k - 1) (v_k . d)^2
+                return -0.5 * (jnp.sum(d * d, axis=1)
+                               + jnp.sum((1.0 / lam_all - 1.0) * p * p, axis=1))
+
+            correction = reference(d, p) - reference(d_new, p_new) + 0.5 * (
+                jnp.sum(z * z, axis=1) - jnp.sum(proposal * proposal, axis=1))
         ll_new, pred_new = evaluate(inputs, windows, proposal)
         log_u = jnp.log(jax.random.uniform(ku, (n,), jnp.float64))
         diff = jnp.where(jnp.isfinite(ll_new),
                          jnp.where(jnp.isfinite(ll), ll_new - ll, jnp.inf), -jnp.inf)
-        accept = log_u < beta * diff
+        accept = log_u < beta * diff + correction
         return (jnp.where(accept[:, None], proposal, z), jnp.where(accept, ll_new, ll),
                 jnp.where(accept[None, :], pred_new, pred), jnp.mean(accept))
 
-    return move
+    return step
 
 
 #: SMCStep's fields as the columns of a checkpoint's ``steps`` array (all float64: the
-#: integer one, distinct particles, is exact in float64)
+#: integer ones, distinct particles and moves, are exact in float64). A checkpoint of an
+#: older version has the first six: the others take their defaults.
 STEP_FIELDS = ("temperature", "ess", "distinct_after_resampling", "acceptance", "rho",
-                "log_evidence_increment")
+                "log_evidence_increment", "moves", "mixing")
 
 
 class SMCCheckpoint:
@@ -310,6 +554,7 @@ class SMCCheckpoint:
             "config_sha256": hashlib.sha256(config.source_text.encode()).hexdigest(),
             "particles": settings.particles, "ess_fraction": settings.ess_fraction,
             "moves": settings.moves, "runs": settings.runs, "seed": settings.seed,
+            "move": settings.move, "mixing_threshold": settings.mixing_threshold,
             "dtype": dtype, "devices": len(devices),
             "device_kind": f"{devices[0].platform}:{devices[0].device_kind}",
             "mcsim_version": __version__}
@@ -349,6 +594,15 @@ class SMCCheckpoint:
         self._last = time.perf_counter()
 
 
+def step_from_row(row) -> SMCStep:
+    """An :class:`SMCStep` from its row of a checkpoint's ``steps`` array (float64 in
+    :data:`STEP_FIELDS` order; older versions' shorter rows take the defaults)."""
+    st = SMCStep(*(float(v) for v in row))
+    st.distinct_after_resampling = int(st.distinct_after_resampling)
+    st.moves = int(st.moves)
+    return st
+
+
 def _distinct(z: np.ndarray) -> int:
     return int(np.unique(z[:, : min(z.shape[1], 4)], axis=0).shape[0])
 
@@ -376,11 +630,11 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
     if saved is not None:  # the state after its last saved step (the loop goes on there)
         z, ll, pred = (jnp.asarray(saved[k]) for k in ("z", "ll", "pred"))
         prior_z, prior_pred = saved["prior_z"], saved["prior_pred"]
-        steps = [SMCStep(*(float(v) for v in row)) for row in saved["steps"]]
-        for st in steps:
-            st.distinct_after_resampling = int(st.distinct_after_resampling)
+        steps = [step_from_row(row) for row in saved["steps"]]
         beta, rho, elapsed = (float(v) for v in saved["scalars"])
-        evaluations = 1 + settings.moves * len(steps)
+        evaluations = 1 + sum(st.moves or settings.moves for st in steps)
+        if settings.move != "pcn":
+            evaluations += len(steps) * jacobian_calls(N, n, D)
         t0 -= elapsed
         if z.shape != (n, D):
             raise ConfigError("resume", str(checkpoint.file(run)), f"an SMC checkpoint of "
@@ -397,8 +651,13 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
                           "values that some simulated path can explain: every particle's "
                           "likelihood of them is 0 in float64 (an sd far too small for the "
                           "spread of the paths, or a value in the wrong units?)")
-    move = _move_call(evaluate, n, D, devices)
+    move = _move_call(evaluate, n, D, devices, settings.move)
     mesh = _mesh(devices)
+    # which preconditioner each row uses (padding rows: half 1's; they are never kept)
+    half = jax.device_put(np.arange(n) >= N // 2, NamedSharding(mesh, P("paths")))
+    weights = observation_weights(config)
+    identity = Preconditioner(np.zeros((2, D)), np.zeros((2, D, MAX_DIRECTIONS)),
+                              np.ones((2, MAX_DIRECTIONS)))
 
     def state() -> dict[str, np.ndarray]:
         rows = [[getattr(st, f) for f in STEP_FIELDS] for st in steps]
@@ -431,23 +690,37 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
                        ((z[idx], P("paths")), (ll[idx], P("paths")),
                         (pred[:, idx], P(None, "paths"))))
         distinct_resampled = int(np.unique(idx[:N]).shape[0])
-        accepted = []
+        # where the step's moves start, for the mixing diagnostic and the preconditioner
+        z0_host, ll0_host = np.asarray(z)[:N], np.asarray(ll)[:N]
+        pre = identity
+        if settings.move != "pcn":
+            pre, calls = fit_preconditioner(evaluate, inputs, windows, z0_host, new_beta,
+                                            weights, n, mesh)
+            evaluations += calls
+        pre = Preconditioner(*(jnp.asarray(a) for a in pre))
+        accepted, mixing = [], math.nan
         for m in range(settings.moves):
             z, ll, pred, acc = move(inputs, windows, z, ll, pred,
                                     jax.random.fold_in(step_key, m + 1), jnp.float64(rho),
-                                    jnp.float64(new_beta))
+                                    jnp.float64(new_beta), half, pre)
             acc = float(acc)  # over the padded rows too: they move like the others
             accepted.append(acc)
             rho = float(np.clip(rho * math.exp(RHO_GAIN * (acc - TARGET_ACCEPTANCE)),
                                 1e-3, 1.0))
-        evaluations += settings.moves
+            if settings.mixing_threshold > 0 or m == settings.moves - 1:
+                mixing = mixing_correlation(z0_host, np.asarray(z)[:N], ll0_host,
+                                            np.asarray(ll)[:N])
+                if mixing < settings.mixing_threshold:
+                    break
+        evaluations += len(accepted)
         ll_host = np.asarray(ll)[:N]
         steps.append(SMCStep(new_beta, ess, distinct_resampled, float(np.mean(accepted)),
-                             rho, log_z))
+                             rho, log_z, len(accepted), mixing))
         beta = new_beta
         if progress is not None:
             progress(f"run {run + 1}/{settings.runs} step {len(steps)}: temperature "
-                     f"{beta:.4g}, ESS {ess:,.0f}, acceptance {steps[-1].acceptance:.2f}")
+                     f"{beta:.4g}, ESS {ess:,.0f}, {len(accepted)} moves, mixing "
+                     f"{mixing:.2f}, acceptance {steps[-1].acceptance:.2f}")
         if checkpoint is not None and (beta >= 1.0 or checkpoint.due()):
             checkpoint.save(run, state())  # the last step's: a finished run is not redone
     # a run read back finished took the time it took then (its provenance's seconds)

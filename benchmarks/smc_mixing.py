@@ -1,0 +1,162 @@
+"""SMC mixing benchmark (issue 24): effective paths per CPU-second of the preconditioned
+move (the new default: 16 runs, the mixing threshold, a cap of 20 moves) against pCN as it
+was the default before (4 runs, 10 moves per step), on the same config, total particles and
+machine, in one alternated run (seed 1: pCN then new, seed 2: pCN then new, ...).
+
+For each of ``--seeds`` seeds and each setting, one SMC posterior (all its runs) is timed
+(wall and process CPU seconds; the compile is done first, once per setting, by a warm-up
+posterior that is not counted). Its statistics are every drawn parameter and bias factor
+and every observation's model value (the particles' means); each statistic's design
+effect is the spread-of-runs variance of its pooled mean over sigma^2 / total
+(:func:`mcsim.posterior.design_effects`), and the posterior's effective paths are the total
+over the mean design effect (:func:`mcsim.posterior.effective_paths`, the same formula as
+``PosteriorResults.ess``, here on the posterior's own statistics rather than the forecast's,
+so no forecast is run). Printed: device, cores, sizes; per setting the median and min..max
+over seeds of wall time, CPU time, effective paths, effective fraction, effective paths per
+CPU-second; the spread of the reported errors across seeds (each statistic's max/min of its
+reported error over the seeds, the median over statistics); the ratios new / pCN.
+
+    python benchmarks/smc_mixing.py                       # observed.toml, 16,384 particles
+    python benchmarks/smc_mixing.py --total 65536         # the defaults' size (slow on CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import mcsim  # noqa: E402
+from mcsim.engine import smc  # noqa: E402
+from mcsim.posterior import (  # noqa: E402
+    design_effects,
+    effective_paths,
+    run_draws,
+    spread_error,
+)
+
+#: The two settings: (label, runs, moves cap, move, mixing threshold). The particles per
+#: run are the total over the runs, so both cost the same particles.
+SETTINGS = (("pcn (before)", 4, 10, "pcn", 0.0),
+            ("preconditioned (new default)", 16, 20, "preconditioned", 0.1))
+
+
+def statistics_of(config, posterior) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The pooled variance [S] and each run's mean [S] of every drawn parameter, bias
+    factor and observation's model value."""
+    draws = run_draws(config, posterior, "z")
+    per_run = [np.concatenate([np.array([d[k].mean() for k in d]),
+                               r.predicted.mean(axis=1)])
+               for d, r in zip(draws, posterior.runs, strict=True)]
+    pooled = np.concatenate([np.stack([np.concatenate([d[k] for d in draws])
+                                       for k in draws[0]]),
+                             np.concatenate([r.predicted for r in posterior.runs], axis=1)])
+    return pooled.var(axis=1), per_run
+
+
+def measure(config, label: str) -> dict:
+    c0, t0 = time.process_time(), time.perf_counter()
+    post = smc.smc_posterior(config)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    var, per_run = statistics_of(config, post)
+    total = sum(r.z.shape[0] for r in post.runs)
+    ess = effective_paths(var, per_run, total)
+    deff = design_effects(var, per_run, total)
+    se = spread_error(per_run)  # each statistic's reported error (sd of runs / sqrt R)
+    moves = [st.moves for r in post.runs for st in r.steps]
+    mixing = [r.steps[-1].mixing for r in post.runs]
+    return {"setting": label, "wall_s": wall, "cpu_s": cpu, "ess": ess,
+            "fraction": ess / total, "ess_per_cpu_s": ess / cpu,
+            "evaluations": sum(r.evaluations for r in post.runs),
+            "mean_moves_per_step": float(np.mean(moves)),
+            "last_step_mixing_median": float(np.median(mixing)),
+            "log_evidence": float(np.mean([r.log_evidence for r in post.runs])),
+            "deff_range": [float(np.nanmin(deff)), float(np.nanmax(deff))],
+            "se": se.tolist()}
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.4g} ({min(values):.4g} .. {max(values):.4g})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "observed.toml"))
+    ap.add_argument("--total", type=int, default=16384,
+                    help="particles per posterior, all runs together (divisible by 16)")
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--json", default=None, help="also write the measurements here")
+    args = ap.parse_args()
+    base = mcsim.load_config(args.config)
+    configs = {}
+    for label, runs, moves, move, threshold in SETTINGS:
+        configs[label] = lambda seed, r=runs, m=moves, mv=move, th=threshold: \
+            mcsim.with_overrides(base, {
+                "conditioning.particles": args.total // r, "conditioning.runs": r,
+                "conditioning.moves": m, "conditioning.move": mv,
+                "conditioning.mixing_threshold": th, "conditioning.seed": seed})
+    d = jax.local_devices()[0]
+    print(f"device: {d.platform} {d.device_kind} x {jax.local_device_count()}; "
+          f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
+    print(f"config: {args.config}; latent dimension "
+          f"{smc.latent_layout(base).dimension}; {args.total:,} particles per posterior; "
+          f"{args.seeds} seeds, settings alternated")
+    for label, runs, moves, move, threshold in SETTINGS:
+        print(f"  {label}: {runs} runs x {args.total // runs:,} particles, move {move}, "
+              f"at most {moves} moves per step, mixing threshold {threshold}")
+    # the compile (one per particle count and move), not counted
+    for label, *_ in SETTINGS:
+        cfg = mcsim.with_overrides(configs[label](999), {"conditioning.runs": 2})
+        t0 = time.perf_counter()
+        smc.smc_posterior(cfg)
+        print(f"  warm-up {label}: {time.perf_counter() - t0:.1f} s (2 runs, with compile)")
+    rows = []
+    for seed in range(1, args.seeds + 1):
+        for label, *_ in SETTINGS:
+            row = measure(configs[label](seed), label)
+            row["seed"] = seed
+            rows.append(row)
+            print(f"  seed {seed} {label}: wall {row['wall_s']:.1f} s, cpu {row['cpu_s']:.1f} s, "
+                  f"effective paths {row['ess']:,.0f} ({row['fraction']:.1%}), "
+                  f"{row['ess_per_cpu_s']:.1f} per cpu-s, {row['mean_moves_per_step']:.1f} "
+                  f"moves/step, last-step mixing {row['last_step_mixing_median']:.2f}, "
+                  f"log evidence {row['log_evidence']:.3f}", flush=True)
+    print("\nsummary: median (min .. max) over seeds")
+    summary = {}
+    for label, *_ in SETTINGS:
+        mine = [r for r in rows if r["setting"] == label]
+        se = np.array([r["se"] for r in mine])  # [seeds, statistics]
+        ratio = np.nanmax(se, axis=0) / np.nanmin(se, axis=0)
+        summary[label] = {k: statistics.median([r[k] for r in mine])
+                          for k in ("wall_s", "cpu_s", "ess", "fraction", "ess_per_cpu_s")}
+        print(f"  {label}:")
+        for key, name in (("wall_s", "wall time, s"), ("cpu_s", "CPU time, s"),
+                          ("ess", "effective paths"), ("fraction", "effective fraction"),
+                          ("ess_per_cpu_s", "effective paths per CPU-second"),
+                          ("mean_moves_per_step", "moves per step")):
+            print(f"    {name}: {spread([r[key] for r in mine])}")
+        print(f"    reported errors across seeds, max/min per statistic: median "
+              f"{np.nanmedian(ratio):.2f}, worst {np.nanmax(ratio):.2f}")
+        print(f"    design effects of the statistics (seed 1): "
+              f"{mine[0]['deff_range'][0]:.1f} .. {mine[0]['deff_range'][1]:.1f}")
+    a, b = (summary[label] for label, *_ in SETTINGS)
+    gain = b["ess_per_cpu_s"] / a["ess_per_cpu_s"]
+    print(f"\nnew / pCN: effective paths per CPU-second x{gain:.1f} "
+          f"(goal >= 10); effective fraction {b['fraction']:.1%} (goal >= 25%); "
+          f"wall time x{b['wall_s'] / a['wall_s']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
