@@ -735,7 +735,7 @@ def plot_parameter_shift(posterior_rows, ax=None, top: int = 15):
 def plot_smc_diagnostics(diag, axes=None):
     """The tempering of every SMC run, one line per run: the temperature (log scale), the
     ESS of each step's incremental weights over the particles (dotted: the ESS the
-    tempering keeps), and the pCN acceptance (shaded: the 0.2-0.4 band it is steered
+    tempering keeps), and the moves' acceptance (shaded: the 0.2-0.4 band it is steered
     into), by step. ``diag``: :func:`mcsim.posterior.diagnostics` (summary.json's ``smc``).
     ``axes``: three Axes (default: a new figure's). Returns them."""
     if axes is None:
@@ -768,7 +768,7 @@ def plot_smc_diagnostics(diag, axes=None):
     ax_e.set_title(f"ESS / particles ({n:,} particles)", fontsize=10)
     ax_a.axhspan(0.2, 0.4, color="tab:green", alpha=0.15, lw=0, label="target 0.2-0.4")
     ax_a.set_ylim(0.0, 1.0)
-    ax_a.set_title(f"pCN acceptance ({diag['moves']} moves per step)", fontsize=10)
+    ax_a.set_title(f"move acceptance (at most {diag['moves']} moves a step)", fontsize=10)
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:

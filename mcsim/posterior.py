@@ -223,6 +223,29 @@ def effective_paths_per_statistic(pooled_variance: np.ndarray,
     return np.clip(total_paths / deff, len(per_run_means), total_paths)
 
 
+def event_effective_paths(per_run_counts: list[np.ndarray]) -> float:
+    """One event's effective number of independent paths behind its month distribution,
+    from each run's counts of paths by the event's first month (last entry: not by the
+    horizon): the pooled paths over the design effect of its cumulative probabilities
+    P(by month t), the sum over months of their spread-of-runs variances over the sum of
+    their i.i.d. ones ``p (1 - p) / total`` (the months where it is most uncertain weigh
+    most), at least 1; in [runs, total]. NaN where the runs cannot say (fewer than 2, or
+    the event certain or impossible in every month)."""
+    counts = [np.asarray(c, np.float64) for c in per_run_counts]
+    total = float(sum(c.sum() for c in counts))
+    if len(counts) < 2 or total <= 0 or any(c.sum() <= 0 for c in counts):
+        return math.nan
+    cdf = [np.cumsum(c)[:-1] / c.sum() for c in counts]
+    pooled = np.cumsum(sum(counts))[:-1] / total
+    se = spread_error(cdf)
+    iid = pooled * (1.0 - pooled) / total
+    ok = np.isfinite(se) & (iid > 0)
+    if not ok.any():
+        return math.nan
+    deff = max(float((se[ok] ** 2).sum() / iid[ok].sum()), 1.0)
+    return float(np.clip(total / deff, len(counts), total))
+
+
 def effective_paths(pooled_variance: np.ndarray, per_run_means: list[np.ndarray],
                     total_paths: int) -> float:
     """The number of independent paths the pooled particles are worth: ``total / deff``,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -439,8 +440,9 @@ class Results:
         rows = range(self.layout.num_stats)[self.layout.rows(check_group(group))]
         sign = self.layout.non_negative()
         scale = self.layout.bin_scale()
-        vals = np.array([histogram_quantiles(self._effective(self.accumulator.histogram[r]),
-                                             self.bins, percentiles, bool(sign[r]))
+        hist = self.accumulator.histogram
+        vals = np.array([histogram_quantiles(self._effective(hist[r], r), self.bins,
+                                             percentiles, bool(sign[r]))
                          for r in rows])
         if group in self.layout.stocks:  # binned scaled into the money range: back to the
             # stock's unit (a scale of 1 for cash: dollars as they are)
@@ -489,7 +491,8 @@ class Results:
     def event(self, which: str, percentiles=DEFAULT_PERCENTILES) -> MonthDistribution:
         """The distribution of one first-passage month of :attr:`events` (a ValueError
         names them), with quantiles at ``percentiles``."""
-        dist = month_distribution(self._effective(self.event_counts(which)), percentiles)
+        dist = month_distribution(self._effective(self.event_counts(which), which),
+                                  percentiles)
         return replace(dist, labels=tuple(self.grid.labels), which=which)
 
     @property
@@ -523,8 +526,10 @@ class Results:
         """
         return 0.5 if self.config.simulation.variance_reduction == "antithetic" else 1.0
 
-    def _effective(self, counts: np.ndarray) -> np.ndarray:
-        """Counts as the independent units behind every interval (see pair_factor)."""
+    def _effective(self, counts: np.ndarray, key: int | str | None = None) -> np.ndarray:
+        """Counts as the independent units behind every interval (see pair_factor).
+        ``key``: whose counts they are (a statistic's row, or an event's name), for
+        results whose effective paths differ by statistic (:class:`PosteriorResults`)."""
         f = self.pair_factor
         return counts if f == 1.0 else np.asarray(counts, np.float64) * f
 
@@ -750,12 +755,20 @@ class _EffectivePaths:
     def warning(self) -> str | None:
         return ess_warning(self.ess, self.num_paths)
 
-    def _effective(self, counts: np.ndarray) -> np.ndarray:
-        """Counts rescaled to effective paths (they sum to the ESS; for antithetic pairs,
-        to half of it, see :attr:`Results.pair_factor`)."""
+    def _effective(self, counts: np.ndarray, key: int | str | None = None) -> np.ndarray:
+        """Counts rescaled to effective paths (they sum to the ESS of ``key``, the
+        statistic's row or event's name whose counts they are, see
+        :meth:`effective_paths_of`; for antithetic pairs, to half of it, see
+        :attr:`Results.pair_factor`)."""
         c = np.asarray(counts, np.float64)
         total = c.sum()
-        return c * (self.pair_factor * self.ess / total) if total > 0 else c
+        ess = self.effective_paths_of(key)
+        return c * (self.pair_factor * ess / total) if total > 0 else c
+
+    def effective_paths_of(self, key: int | str | None = None) -> float:
+        """The effective paths behind the intervals of ``key`` (a statistic's row or an
+        event's name; None: all of them): :attr:`ess` unless a subclass knows each."""
+        return self.ess
 
 
 @dataclass(repr=False)  # Results' short repr, not every field's arrays
@@ -797,10 +810,14 @@ class PosteriorResults(_EffectivePaths, Results):
 
     Resampling makes a run's particles dependent, so errors come from the spread of the
     independent runs: a mean's error is the sd of the runs' means over sqrt(R), and every
-    interval (quantiles, month probabilities) counts :attr:`ess` independent paths, the
-    pooled particles divided by the design effect the runs measure
-    (:func:`mcsim.posterior.effective_paths`). ``run_results``: each run's own Results;
-    ``posterior``: the runs' particles and diagnostics.
+    interval counts the independent paths its own statistic is worth, the pooled particles
+    divided by the design effect the runs measure for it (:meth:`effective_paths_of`: a
+    statistic's quantiles, :func:`mcsim.posterior.effective_paths_per_statistic` of its
+    mean; an event's months, :func:`mcsim.posterior.event_effective_paths`), falling back
+    to :attr:`ess` (the design effect averaged over the statistics,
+    :func:`mcsim.posterior.effective_paths`) where the runs cannot say.
+    ``run_results``: each run's own Results; ``posterior``: the runs' particles and
+    diagnostics.
     """
 
     run_results: list = field(default_factory=list)
@@ -816,6 +833,43 @@ class PosteriorResults(_EffectivePaths, Results):
         m = self.accumulator.moments
         return effective_paths(m.variance(), [r.accumulator.moments.mean
                                             for r in self.run_results], self.num_paths)
+
+    @functools.cached_property
+    def statistic_ess(self) -> np.ndarray:
+        """Each statistic's own effective paths [S] (NaN where the runs cannot say:
+        fewer than 2 runs, or no spread; :func:`mcsim.posterior.design_effects`)."""
+        from .posterior import effective_paths_per_statistic
+        m = self.accumulator.moments
+        if len(self.run_results) < 2:
+            return np.full(self.layout.num_stats, np.nan)
+        return effective_paths_per_statistic(
+            m.variance(), [r.accumulator.moments.mean for r in self.run_results],
+            self.num_paths)
+
+    @functools.cached_property
+    def _event_ess(self) -> dict[str, float]:
+        return {}
+
+    def event_ess(self, which: str) -> float:
+        """Event ``which``'s own effective paths (NaN where the runs cannot say;
+        :func:`mcsim.posterior.event_effective_paths`)."""
+        from .posterior import event_effective_paths
+        if which not in self._event_ess:
+            self._event_ess[which] = math.nan if len(self.run_results) < 2 else \
+                event_effective_paths([r.event_counts(which) for r in self.run_results])
+        return self._event_ess[which]
+
+    def effective_paths_of(self, key: int | str | None = None) -> float:
+        """The effective paths behind the intervals of ``key``: a statistic's row (its
+        :attr:`statistic_ess`), an event's name (its :meth:`event_ess`), or None; the
+        pooled :attr:`ess` where the runs cannot say."""
+        if isinstance(key, str):
+            own = self.event_ess(key)
+        elif key is not None:
+            own = float(self.statistic_ess[int(key)])
+        else:
+            own = math.nan
+        return own if math.isfinite(own) else self.ess
 
     def _mean_and_se(self, group: str) -> tuple[np.ndarray, np.ndarray]:
         # errors from the spread of the independent runs (see the class)
@@ -843,13 +897,16 @@ class PosteriorResults(_EffectivePaths, Results):
             .set_index("observation")
 
     def smc_diagnostics(self) -> dict:
-        """Temperatures, ESS, acceptance and step size per step of every run."""
+        """Temperatures, ESS, acceptance, step size, moves and mixing per step of every
+        run (:func:`mcsim.posterior.diagnostics`)."""
         from .posterior import diagnostics
         return diagnostics(self.posterior)
 
     def step_frame(self):
         """One row per (run, tempering step): temperature, ESS, distinct particles after
-        resampling, acceptance, step size (a pandas DataFrame)."""
+        resampling, the moves made and the mixing diagnostic after them
+        (:func:`mcsim.engine.smc.mixing_correlation`), acceptance, step size (a pandas
+        DataFrame)."""
         import pandas as pd
         rows = []
         for r in self.posterior.runs:
@@ -857,6 +914,7 @@ class PosteriorResults(_EffectivePaths, Results):
                 rows.append({"run": r.run, "step": k + 1, "temperature": st.temperature,
                              "ess": st.ess,
                              "distinct_after_resampling": st.distinct_after_resampling,
+                             "moves": st.moves, "mixing": st.mixing,
                              "acceptance": st.acceptance, "rho": st.rho})
         return pd.DataFrame(rows)
 

@@ -34,7 +34,7 @@ from . import checkpoint as ckpt
 from .accumulators import BLOCK, Accumulator, MoneyBins
 from .config import Config, ConfigError
 from .engine import KernelOptions, RunInfo, RunOutput
-from .engine.smc import STEP_FIELDS, SMCPosterior, SMCRun, SMCSettings, SMCStep, latent_layout
+from .engine.smc import STEP_FIELDS, SMCPosterior, SMCRun, SMCSettings, latent_layout, step_from_row
 from .layout import StatLayout
 from .results import ConditionedResults, PosteriorResults, Results
 
@@ -172,9 +172,7 @@ def _posterior_from_arrays(data, config: Config, layout: StatLayout, bins: Money
     forecast = config.with_simulation(paths=N, variance_reduction="none")
     for r in range(settings.runs):
         p = f"smc{r}"
-        steps = [SMCStep(*(float(v) for v in row)) for row in data[f"{p}_steps"]]
-        for s in steps:
-            s.distinct_after_resampling = int(s.distinct_after_resampling)
+        steps = [step_from_row(row) for row in data[f"{p}_steps"]]
         run, distinct, seconds, evaluations = data[f"{p}_scalars"]
         posterior.runs.append(SMCRun(int(run), steps, data[f"{p}_z"], data[f"{p}_loglik"],
                                      data[f"{p}_predicted"], data[f"{p}_prior_z"],

@@ -73,6 +73,7 @@ def pytest_runtest_logreport(report):
     """With MCSIM_TEST_DURATIONS=FILE, append each test phase's seconds to FILE as it ends
     (the controller gets every worker's reports): a suite cut short still says where its time
     went, which ``--durations`` prints only at the end."""
-    if _DURATIONS_LOG and report.duration > 0.5:
+    # the controller writes (an xdist worker's report reaches it too)
+    if _DURATIONS_LOG and report.duration > 0.5 and "PYTEST_XDIST_WORKER" not in os.environ:
         with open(_DURATIONS_LOG, "a", encoding="utf-8") as f:
             f.write(f"{report.duration:.2f} {report.when} {report.nodeid} {report.outcome}\n")

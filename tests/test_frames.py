@@ -216,6 +216,16 @@ def test_summary_frame_posterior(posterior):
     assert s.loc["cumulative_revenue", "mc_error"] == pytest.approx(se[row])
 
 
+def test_step_frame_posterior(posterior):
+    # each tempering step's moves (whole numbers) and mixing diagnostic (issue 24)
+    f = posterior.step_frame()
+    steps = [st for r in posterior.posterior.runs for st in r.steps]
+    assert {"moves", "mixing", "distinct_after_resampling"} <= set(f.columns)
+    assert len(f) == len(steps) and f["moves"].dtype.kind == "i"
+    assert list(f["moves"]) == [st.moves for st in steps]
+    np.testing.assert_array_equal(f["mixing"], [st.mixing for st in steps])
+
+
 def _header(path):
     with open(path, newline="") as fh:
         return next(csv.reader(fh)), list(csv.reader(fh))

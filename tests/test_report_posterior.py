@@ -165,13 +165,61 @@ def _per_run_headlines_and_their_spread(smc):
     se = cond["per_run_se"]
     assert se["cumulative_azure_spend_p50"] == \
         pytest.approx(abs(values[0] - values[1]) / 2, rel=1e-9)
-    months = [run.repayment.quantiles[50.0][0] for run in runs]
-    assert None not in months  # repaid by 2030 in both runs: the spread is in months
-    assert se["repayment_p50_months"] == pytest.approx(abs(months[0] - months[1]) / 2)
+    # a month median has no spread error: it is a whole month, and says so (issue 24)
+    assert {"cumulative_azure_spend_p50", "p_azure_commitment_met"} <= set(se)
+    assert not [k for k in se if k.endswith("_months")], se
+    assert se["month_resolution"] == "1 month" and "whole months" in se["note"]
+    assert all("_months" not in row for row in cond["per_run"])
     # the pooled mean's error is the runs' spread too
     means = [r.mean("cumulative_azure_spend")[0][-1] for r in runs]
     assert cond["cumulative_azure_spend"]["mean_se"][-1] == \
         pytest.approx(abs(means[0] - means[1]) / 2, rel=1e-9)
+
+
+def _each_statistic_counts_its_own_effective_paths(smc):
+    """Quantile intervals and event probabilities count the effective paths of their own
+    statistic (issue 24), not one pooled ESS: two statistics with different design effects
+    get different interval widths."""
+    from mcsim.posterior import effective_paths_per_statistic, event_effective_paths
+    from mcsim.results import histogram_quantiles
+
+    cond = smc[0].conditioned
+    runs = cond.run_results
+    own = effective_paths_per_statistic(
+        cond.accumulator.moments.variance(), [r.accumulator.moments.mean for r in runs],
+        cond.num_paths)
+    np.testing.assert_array_equal(cond.statistic_ess, own)
+    rows = cond.layout.rows("cumulative_azure_spend")
+    T = cond.grid.num_months
+    ess = own[rows][T // 2:]
+    assert np.isfinite(ess).all() and ess.max() > 1.5 * ess.min()  # they differ
+    hist = cond.accumulator.histogram
+    sign = cond.layout.non_negative()
+    q = cond.quantiles("cumulative_azure_spend", (50.0,))
+    widths = {}
+    for t in (T // 2 + int(np.argmin(ess)), T // 2 + int(np.argmax(ess))):
+        r = rows.start + t
+        counts = hist[r] * (own[r] / hist[r].sum())
+        value, low, high = histogram_quantiles(counts, cond.bins, (50.0,), bool(sign[r]))
+        assert (q.value[t, 0], q.ci_low[t, 0], q.ci_high[t, 0]) == pytest.approx(
+            (value[0], low[0], high[0]), rel=1e-12)
+        pooled = histogram_quantiles(hist[r] * (cond.ess / hist[r].sum()), cond.bins,
+                                     (50.0,), bool(sign[r]))
+        widths[t] = (high[0] - low[0], pooled[2][0] - pooled[1][0])
+    (few, few_pooled), (many, many_pooled) = widths.values()
+    # relative to the pooled ESS's interval, the fewer effective paths the wider
+    assert few / few_pooled > many / many_pooled
+    # an event counts its own effective paths, from its cumulative probabilities
+    which = "repayment"
+    expected = event_effective_paths([r.event_counts(which) for r in runs])
+    assert math.isfinite(expected) and expected != pytest.approx(cond.ess)
+    assert cond.effective_paths_of(which) == expected
+    counts = cond.event_counts(which).astype(np.float64)
+    censored = counts[-1] / counts.sum()
+    assert cond.event(which).censored_se == pytest.approx(
+        math.sqrt(censored * (1 - censored) / expected), rel=1e-9)
+    # the public ESS is still the pooled one
+    assert cond.effective_paths_of() == cond.ess
 
 
 # --- CSV tables ----------------------------------------------------------------------
@@ -195,10 +243,32 @@ def _posterior_csvs(smc):
     assert [(int(r[0]), int(r[1])) for r in rows] == [
         (d["run"], k + 1) for d in detail for k in range(d["steps"])]
     assert float(rows[-1][header.index("temperature")]) == 1.0
+    # each step's moves (whole numbers) and mixing diagnostic
+    assert [int(r[header.index("moves")]) for r in rows] == [
+        m for d in detail for m in d["moves"]]
+    assert [float(r[header.index("mixing")]) for r in rows] == pytest.approx(
+        [m for d in detail for m in d["mixing"]])
     manifest = json.loads((out / ".mcsim-output.json").read_text())["files"]
     for name in ("posterior_parameters.csv", "posterior_predictive.csv", "smc_steps.csv",
                  "parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"):
         assert name in manifest, name
+
+
+def _saved_posterior_reads_back_whole_moves(smc, tmp_path):
+    """A sweep point's saved SMC posterior reads its steps back as they were: moves and
+    distinct particles as ints (mcsim.engine.smc.step_from_row), mixing as a float."""
+    from mcsim import saved
+
+    results = smc[0]
+    data = saved.results_arrays(results)
+    back = saved.results_from_arrays(data, results.config, "float32", tmp_path / "p.npz")
+    for run, again in zip(results.conditioned.posterior.runs,
+                          back.conditioned.posterior.runs, strict=True):
+        assert again.steps == run.steps
+        for st in again.steps:
+            assert type(st.moves) is int and type(st.distinct_after_resampling) is int
+            assert type(st.mixing) is float
+    assert back.conditioned.ess == pytest.approx(results.conditioned.ess, rel=1e-12)
 
 
 # --- report.html -------------------------------------------------------------------------
@@ -216,7 +286,27 @@ def _html_has_the_posterior_sections(smc):
     for anchor in ('id="smc-diagnostics"', 'id="posterior-parameters"',
                    'id="posterior-predictive"', 'id="smc-headline"'):
         assert anchor in page, anchor
-    assert len(_table_rows(page, "smc-headline")) == 4
+    headline = _table_rows(page, "smc-headline")
+    assert len(headline) == 4
+    # the month medians carry their pooled interval and the month resolution, no +-
+    for row in headline[1:3]:
+        assert "resolution 1 month" in row and "&plusmn;" not in row, row
+    steps = re.search(r'<table id="smc-steps">(.*?)</table>', page, re.S).group(1)
+    header = re.findall(r"<th>(.*?)</th>", steps)
+    assert {"moves", "mixing"} <= set(header)
+    first = cond["smc"]["runs_detail"][0]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in _table_rows(page, "smc-steps")]
+    assert [c[header.index("moves")] for c in cells] == [str(m) for m in first["moves"]]
+    assert [c[header.index("mixing")] for c in cells] == [f"{m:.2f}" for m in first["mixing"]]
+    runs_header = re.findall(r"<th>(.*?)</th>", re.search(
+        r'<table id="smc-runs">(.*?)</table>', page, re.S).group(1))
+    assert "moves" in runs_header and not any("distinct" in h for h in runs_header)
+    # a summary of a version before moves and mixing still renders (n/a in their cells)
+    old = json.loads(json.dumps(summary))
+    for run in old["conditioned"]["smc"]["runs_detail"]:
+        del run["moves"], run["mixing"]
+    old["conditioned"]["per_run_se"].pop("month_resolution")
+    assert 'id="smc-steps"' in render(old, {})
     assert len(_table_rows(page, "smc-runs")) == 2
     assert len(_table_rows(page, "smc-steps")) == cond["smc"]["runs_detail"][0]["steps"]
     params = _table_rows(page, "posterior-parameters-table")
@@ -329,12 +419,14 @@ def _text_names_the_method_and_the_shifts(smc, monkeypatch):
     assert len(missed) == 1 and "observation wau" in missed[0] and "z = -3.4" in missed[0]
 
 
-def test_smc_report(smc, monkeypatch):
+def test_smc_report(smc, monkeypatch, tmp_path):
     """One SMC run's report, checked part by part (one test: the run is made once, on one
     worker)."""
     _summary_has_the_smc_blocks(smc)
     _observations_carry_their_new_fields(smc)
     _per_run_headlines_and_their_spread(smc)
+    _each_statistic_counts_its_own_effective_paths(smc)
+    _saved_posterior_reads_back_whole_moves(smc, tmp_path)
     _posterior_csvs(smc)
     _html_has_the_posterior_sections(smc)
     _html_flags_an_observation_the_posterior_misses(smc)

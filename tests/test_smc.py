@@ -270,6 +270,28 @@ def test_each_statistic_gets_its_own_design_effect():
     assert deff[1] > 2 * deff[0]
 
 
+def test_an_events_effective_paths_come_from_its_own_runs_spread():
+    """16 runs of 1,000 paths by the month of an event (5 months, then not by the
+    horizon): drawn i.i.d. (design effect 1), or as 50 draws each copied 20 times, as
+    resampling copies particles (design effect 20). The bounds are chi2_15 / 15's, as
+    above; an event certain in every month, or one run, cannot say (NaN)."""
+    from mcsim.posterior import event_effective_paths
+
+    rng = np.random.default_rng(5)
+    R, n = 16, 1000
+    p = [0.1, 0.2, 0.2, 0.2, 0.2, 0.1]
+    iid = [np.bincount(rng.choice(6, n, p=p), minlength=6) for _ in range(R)]
+    copied = [20 * np.bincount(rng.choice(6, n // 20, p=p), minlength=6) for _ in range(R)]
+    total = R * n
+    assert total / 2.9 < event_effective_paths(iid) <= total
+    eff = event_effective_paths(copied)
+    assert total / (20 * 2.9) < eff < total / (20 * 0.2)
+    assert eff < event_effective_paths(iid) / 3
+    assert math.isnan(event_effective_paths(iid[:1]))
+    certain = [np.array([n, 0, 0, 0, 0, 0]) for _ in range(R)]
+    assert math.isnan(event_effective_paths(certain))
+
+
 def test_parameter_effective_draws_are_behind_the_reported_errors(gaussian):
     from mcsim.posterior import parameter_effective_draws
 

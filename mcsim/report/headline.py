@@ -251,7 +251,8 @@ def conditional_nonzero(results: Results, flow: str, year: int) -> tuple[float |
     of those paths alone."""
     row = results.layout.rows(flow).start + results.grid.years.index(year)
     bins = results.bins
-    counts = np.asarray(results._effective(results.accumulator.histogram[row]), np.float64)
+    counts = np.asarray(results._effective(results.accumulator.histogram[row], row),
+                        np.float64)
     finite = counts[:bins.nan_bin]
     n = float(finite.sum())
     nonzero = finite.copy()

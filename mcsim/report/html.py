@@ -411,7 +411,8 @@ def _error_text(o: dict) -> str:
 def _smc_headline(summary: dict, cond: dict, pcts: list[str]) -> str:
     """Prior vs posterior: spend at the horizon (median and 90% band), the repayment and
     cap months' medians and P(commitment met), each posterior value with the 95% half-width
-    of its Monte Carlo error from the runs' spread, and each run's own value."""
+    of its Monte Carlo error from the runs' spread (a month median: its pooled 95% interval
+    and the month resolution instead), and each run's own value."""
     end = summary["grid"]["horizon"]
     lo, hi = pcts[0], pcts[-1]
     se, runs = cond["per_run_se"], cond["per_run"]
@@ -422,8 +423,11 @@ def _smc_headline(summary: dict, cond: dict, pcts: list[str]) -> str:
                 f"[{lo[1:]}%: {money_text(q[lo]['value'][-1])} .. {hi[1:]}%: "
                 f"{money_text(q[hi]['value'][-1])}]</span>")
 
-    def month(block, key: str, err: str = "") -> str:
-        return f"{html.escape(block[key]['quantiles']['p50']['label'])} {err}"
+    # a month median has no spread error: it is a whole month, with its pooled interval
+    resolution = html.escape(f"resolution {se.get('month_resolution', '1 month')}")
+
+    def month(block, key: str) -> str:
+        return f"{_month(block[key], 'p50')} <span class=ci>({resolution})</span>"
 
     def met(block, err: str | None = None) -> str:
         b = block["azure_commitment_met"]
@@ -439,47 +443,68 @@ def _smc_headline(summary: dict, cond: dict, pcts: list[str]) -> str:
          spend(cond, _pm(se["cumulative_azure_spend_p50"], text=money_text)),
          " / ".join(money_text(r["cumulative_azure_spend_p50"]) for r in runs)],
         ["Microsoft repaid, median month", _month(summary["repayment"], "p50"),
-         month(cond, "repayment", _pm(se["repayment_p50_months"], " months", ".2g")),
+         month(cond, "repayment"),
          " / ".join(html.escape(r["repayment_p50_label"]) for r in runs)],
         ["Revenue-share cap reached, median month",
          _month(summary["revenue_share_cap_reached"], "p50"),
-         month(cond, "revenue_share_cap_reached",
-               _pm(se["revenue_share_cap_reached_p50_months"], " months", ".2g")),
+         month(cond, "revenue_share_cap_reached"),
          " / ".join(html.escape(r["revenue_share_cap_reached_p50_label"]) for r in runs)],
         ["P(Azure commitment met by spend)", met(summary),
          met(cond, _pm(se["p_azure_commitment_met"], "", ".3f")),
          " / ".join(f"{r['p_azure_commitment_met']:.3f}" for r in runs)],
     ]
-    return _table(["", "prior", "posterior (\u00b1 from the runs' spread)",
+    return _table(["", "prior", "posterior (\u00b1 from the runs' spread; a month: its "
+                   "95% interval)",
                    "each run (its own particles)"], rows, table_id="smc-headline")
 
 
 def _smc_diagnostics(cond: dict, seconds: list) -> str:
+    """The SMC runs (steps, moves, the last step's mixing diagnostic and acceptance, time,
+    evidence) and every tempering step of run 1, with its moves and mixing diagnostic
+    (:func:`mcsim.engine.smc.mixing_correlation`; a summary of a version without them
+    shows n/a)."""
     diag = cond["smc"]
     n = diag["particles"]
     seconds = list(seconds) + [None] * (len(diag["runs_detail"]) - len(seconds))
-    run_rows = [[f"run {r['run'] + 1}", str(r["steps"]), f"{r['distinct_particles']:,}",
-                 _g(r["acceptance"][-1] if r["acceptance"] else None, ".2f"),
+
+    def per_step(run: dict, key: str) -> list:
+        return run.get(key) or [None] * run["steps"]
+
+    def last(values: list):
+        return values[-1] if values else None
+
+    run_rows = [[f"run {r['run'] + 1}", str(r["steps"]),
+                 _g(sum(per_step(r, "moves")) if r.get("moves") else None, ","),
+                 _g(last(per_step(r, "mixing")), ".2f"), _g(last(r["acceptance"]), ".2f"),
                  _g(t, ".3g"), _g(r.get("log_evidence"), ".4g"),
                  f"{r['likelihood_evaluations']:,}"]
                 for r, t in zip(diag["runs_detail"], seconds, strict=False)]
     first = diag["runs_detail"][0]
+    moves, mixing = per_step(first, "moves"), per_step(first, "mixing")
     step_rows = [[str(k + 1), _g(first["temperature"][k], ".4g"),
                   _g(first["ess"][k], ",.0f"),
                   _g(None if first["ess"][k] is None else first["ess"][k] / n, ".2f"),
                   f"{first['distinct_after_resampling'][k]:,}",
+                  _g(moves[k], ","), _g(mixing[k], ".2f"),
                   _g(first["acceptance"][k], ".2f"), _g(first["rho"][k], ".3f")]
                  for k in range(first["steps"])]
+    threshold = diag.get("mixing_threshold") or 0.0
+    stop = (f", stopped early once the mixing diagnostic falls below {threshold:g}"
+            if threshold > 0 else "")
     return (f'<h3 id="smc-diagnostics">SMC diagnostics</h3><p class=note>{diag["runs"]} '
             f"independent runs of {n:,} particles; each tempering step keeps an ESS of "
-            f"{diag['ess_fraction']:g} of them, then {diag['moves']} pCN moves (acceptance "
-            f"steered into 0.2-0.4); latent dimension {diag['latent_dimension']:,}.</p>"
-            + _table(["run", "steps", "distinct particles at the end", "final acceptance",
+            f"{diag['ess_fraction']:g} of them, then up to {diag['moves']} "
+            f"{html.escape(diag.get('move', 'pcn'))} moves{stop} (acceptance steered into "
+            f"0.2-0.4); latent dimension {diag['latent_dimension']:,}. Mixing: how much "
+            "the particles still remember where the step's moves started (1: nothing "
+            "moved, ~0: forgotten).</p>"
+            + _table(["run", "steps", "moves", "last step's mixing", "final acceptance",
                       "seconds", "log evidence", "likelihood evaluations"], run_rows,
                      table_id="smc-runs")
             + "<p class=note>Every tempering step of run 1:</p>"
             + _table(["step", "temperature", "ESS", "ESS / particles",
-                      "distinct after resampling", "acceptance", "step size rho"],
+                      "distinct after resampling", "moves", "mixing", "acceptance",
+                      "step size rho"],
                      step_rows, table_id="smc-steps"))
 
 

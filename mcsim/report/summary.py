@@ -282,13 +282,16 @@ IMPORTANCE_METHOD = ("paths weighted by their likelihood of the observations (in
                      "(reference_log_likelihood), self-normalized; the effective sample size "
                      "(Kish, over paths) replaces the number of paths in every interval; "
                      "means carry the delta-method error")
-SMC_METHOD = ("independent tempered SMC runs (runs, of particles paths each: pCN moves on "
-              "the paths' latent normals), each final particle forecast as one path and the "
-              "runs pooled; resampling makes one run's particles dependent, so errors come "
-              "from the spread of the independent runs: a mean's error is the sd of the "
-              "runs' means over sqrt(runs), and every interval counts effective_sample_size "
-              "independent paths (the pooled particles over the design effect that spread "
-              "measures)")
+SMC_METHOD = ("independent tempered SMC runs (runs, of particles paths each: moves on the "
+              "paths' latent normals, [conditioning] move), each final particle forecast as "
+              "one path and the runs pooled; resampling makes one run's particles dependent, "
+              "so errors come from the spread of the independent runs: a mean's error is the "
+              "sd of the runs' means over sqrt(runs), and every interval counts the "
+              "independent paths its own statistic is worth (the pooled particles over the "
+              "design effect that spread measures for it: a quantile's from its statistic's "
+              "mean, an event's months from its cumulative probabilities); "
+              "effective_sample_size is the pooled particles over the design effect "
+              "averaged over the statistics")
 
 
 def plain(value: Any) -> Any:
@@ -359,10 +362,20 @@ def _median_month(dist: MonthDistribution) -> int | None:
     return dist.quantiles[50.0][0]
 
 
+#: what per_run_se says of a month median instead of a spread error
+MONTH_RESOLUTION = "1 month"
+MONTH_RESOLUTION_NOTE = (
+    "month medians (repayment_p50, revenue_share_cap_reached_p50) are whole months, the "
+    "grid's resolution, so no spread-of-runs error is given for them (runs whose medians "
+    "fall in the same month would show an error of 0); their 95% interval is the pooled "
+    "one, counting the event's own effective paths")
+
+
 def per_run_block(cond) -> tuple[list[dict], dict]:
     """Each SMC run's own headline numbers (its particles forecast alone), and the Monte
-    Carlo error of the pooled ones from their spread (sd / sqrt(runs); a month median's in
-    months, null where a run's median is beyond the horizon)."""
+    Carlo error of the pooled ones from their spread (sd / sqrt(runs)). A month median has
+    none: it is a whole month (``month_resolution``, with ``note``), its interval the
+    pooled one (from the event's own effective paths)."""
     from ..posterior import spread_error
 
     rows = []
@@ -377,8 +390,7 @@ def per_run_block(cond) -> tuple[list[dict], dict]:
                                                                                     rep),
             "revenue_share_cap_reached_p50": r.month_label(cap),
             "revenue_share_cap_reached_p50_label": _month_text(r.grid, cap),
-            "p_azure_commitment_met": 1.0 - r.commitment_met.censored,
-            "_months": (rep, cap)})
+            "p_azure_commitment_met": 1.0 - r.commitment_met.censored})
 
     def spread(values) -> float | None:
         if len(values) < 2 or any(v is None for v in values):
@@ -387,11 +399,8 @@ def per_run_block(cond) -> tuple[list[dict], dict]:
 
     se = {"cumulative_azure_spend_p50": spread([r["cumulative_azure_spend_p50"]
                                                 for r in rows]),
-          "repayment_p50_months": spread([r["_months"][0] for r in rows]),
-          "revenue_share_cap_reached_p50_months": spread([r["_months"][1] for r in rows]),
-          "p_azure_commitment_met": spread([r["p_azure_commitment_met"] for r in rows])}
-    for r in rows:
-        del r["_months"]
+          "p_azure_commitment_met": spread([r["p_azure_commitment_met"] for r in rows]),
+          "month_resolution": MONTH_RESOLUTION, "note": MONTH_RESOLUTION_NOTE}
     return rows, se
 
 

@@ -118,14 +118,15 @@ def write_tables(results: Results, out: Path,
 
 #: smc_steps.csv's columns: one row per (SMC run, tempering step)
 STEP_COLUMNS = ("run", "step", "temperature", "ess", "ess_over_particles",
-                "distinct_after_resampling", "acceptance", "rho")
+                "distinct_after_resampling", "moves", "mixing", "acceptance", "rho")
 
 
 def write_posterior_tables(blocks: dict, out: Path) -> None:
     """An SMC posterior's tables (:func:`mcsim.report.summary.posterior_blocks`):
     posterior_parameters.csv (every drawn parameter and bias factor, prior vs posterior,
     sorted by the shift's size), posterior_predictive.csv (every observation) and
-    smc_steps.csv (every run's tempering steps)."""
+    smc_steps.csv (every run's tempering steps, with each step's moves and mixing
+    diagnostic)."""
     for name, rows in (("posterior_parameters.csv", blocks["posterior_parameters"]),
                        ("posterior_predictive.csv", blocks["posterior_predictive"])):
         header = list(rows[0]) if rows else []
@@ -134,11 +135,15 @@ def write_posterior_tables(blocks: dict, out: Path) -> None:
     n = diag["particles"]
     steps = []
     for run in diag["runs_detail"]:
+        # moves and mixing per step (a summary of a version without them: empty cells)
+        moves = run.get("moves") or [None] * run["steps"]
+        mixing = run.get("mixing") or [None] * run["steps"]
         for k in range(run["steps"]):
             ess = run["ess"][k]
             steps.append([run["run"], k + 1, _cell(run["temperature"][k]), _cell(ess),
                           _cell(ess / n if ess is not None else None),
-                          run["distinct_after_resampling"][k], _cell(run["acceptance"][k]),
+                          run["distinct_after_resampling"][k], _cell(moves[k]),
+                          _cell(mixing[k]), _cell(run["acceptance"][k]),
                           _cell(run["rho"][k])])
     write_csv(out / "smc_steps.csv", list(STEP_COLUMNS), steps)
 
