@@ -650,15 +650,18 @@ def _parse_bias(value: Any, key: str) -> Distribution | float:
     return Distribution(kind, canonical_fields(kind, given))
 
 
+def _one_of(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``choices``, else a ConfigError naming ``key``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, value, "one of " + ", ".join(f'"{c}"' for c in choices))
+    return value
+
+
 def _parse_conditioning(raw: dict) -> ConditioningConfig:
     _check_keys(raw, CONDITIONING_KEYS, "conditioning.")
     kw: dict[str, Any] = {}
     if "method" in raw:
-        method = raw["method"]
-        if not isinstance(method, str) or method not in CONDITIONING_METHODS:
-            raise ConfigError("conditioning.method", method, "one of " + ", ".join(
-                f'"{m}"' for m in CONDITIONING_METHODS))
-        kw["method"] = method
+        kw["method"] = _one_of(raw["method"], "conditioning.method", CONDITIONING_METHODS)
     if "particles" in raw:
         kw["particles"] = _integer(raw["particles"], "conditioning.particles",
                                    MIN_PARTICLES, MAX_PARTICLES)
@@ -675,11 +678,7 @@ def _parse_conditioning(raw: dict) -> ConditioningConfig:
     if "seed" in raw:
         kw["seed"] = _integer(raw["seed"], "conditioning.seed", 0, 2**63 - 1)
     if "move" in raw:
-        move = raw["move"]
-        if not isinstance(move, str) or move not in SMC_MOVES:
-            raise ConfigError("conditioning.move", move, "one of " + ", ".join(
-                f'"{m}"' for m in SMC_MOVES))
-        kw["move"] = move
+        kw["move"] = _one_of(raw["move"], "conditioning.move", SMC_MOVES)
     if "mixing_threshold" in raw:
         expected = "a number in [0, 1) (0: always the most moves)"
         f = _number(raw["mixing_threshold"], "conditioning.mixing_threshold", expected)
