@@ -732,6 +732,10 @@ def plot_parameter_shift(posterior_rows, ax=None, top: int = 15):
     return ax
 
 
+#: the most SMC runs whose colours the diagnostics' legend names
+LEGEND_RUNS = 6
+
+
 def plot_smc_diagnostics(diag, axes=None):
     """The tempering of every SMC run, one line per run: the temperature (log scale), the
     ESS of each step's incremental weights over the particles (dotted: the ESS the
@@ -761,7 +765,11 @@ def plot_smc_diagnostics(diag, axes=None):
         ax_t.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     else:
         ax_t.set_ylim(0.0, 1.05)
-    ax_t.set_title("temperature (1: the posterior)", fontsize=10)
+    runs = len(diag["runs_detail"])
+    # a legend of up to LEGEND_RUNS runs fits in a corner; more (16 by default) would
+    # cover the curves, and colours repeat after 10: the count in the title instead
+    ax_t.set_title("temperature (1: the posterior)" if runs <= LEGEND_RUNS
+                   else f"temperature (1: the posterior), {runs} runs", fontsize=10)
     ax_e.axhline(diag["ess_fraction"], color="black", lw=0.8, ls=":",
                  label=f"kept: {diag['ess_fraction']:g}")
     ax_e.set_ylim(0.0, 1.05)
@@ -775,7 +783,8 @@ def plot_smc_diagnostics(diag, axes=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("tempering step")
         ax.grid(alpha=0.3)
-    ax_t.legend(fontsize=8, loc="lower right")  # the runs' colours, once
+    if runs <= LEGEND_RUNS:
+        ax_t.legend(fontsize=8, loc="lower right")  # the runs' colours, once
     kept = ax_e.get_lines()[-1]
     ax_e.legend([kept], [kept.get_label()], fontsize=8, loc="lower right")
     band = ax_a.patches[-1]

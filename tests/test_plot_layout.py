@@ -232,10 +232,12 @@ def test_posterior_plots_are_readable():
               "posterior_mean_se": 0.05, "prior_sd": 1.0,
               "sd_ratio": float(rng.uniform(0.3, 1.1))} for p in PARAMETER_NAMES[:15]]
     steps = 6
-    diag = {"particles": 512, "ess_fraction": 0.5, "moves": 4, "runs_detail": [
+    # 2 runs (a legend of runs) and the default 16 (too many to name: the count instead)
+    diags = [{"particles": 512, "ess_fraction": 0.5, "moves": 4, "runs_detail": [
         {"run": r, "steps": steps, "temperature": list(np.geomspace(1e-3, 1, steps)),
          "ess": list(rng.uniform(200, 500, steps)),
-         "acceptance": list(rng.uniform(0.2, 0.4, steps))} for r in range(2)]}
+         "acceptance": list(rng.uniform(0.2, 0.4, steps))} for r in range(runs)]}
+        for runs in (2, 16)]
     checks = [{"observation": f"revenue_{y}", "series": "revenue", "value": 1e10 * (y - 2020),
                "sd": 1e9, "prior_p5": 5e9, "prior_p50": 1e10 * (y - 2020), "prior_p95": 1e11,
                "posterior_p5": 8e9 * (y - 2020), "posterior_p50": 1e10 * (y - 2020),
@@ -245,9 +247,18 @@ def test_posterior_plots_are_readable():
     fig, ax = _figure((8, 1.8 + 0.3 * 15), "constrained")
     plots.plot_parameter_shift(shift, ax, top=15)
     problems += [f"parameter_shift: {p}" for p in text_problems(fig)]
-    fig, axes = _figure((12, 3.8), "constrained", panels=3)
-    plots.plot_smc_diagnostics(diag, axes)
-    problems += [f"smc_diagnostics: {p}" for p in text_problems(fig)]
+    for diag in diags:
+        fig, axes = _figure((12, 3.8), "constrained", panels=3)
+        plots.plot_smc_diagnostics(diag, axes)
+        problems += [f"smc_diagnostics ({len(diag['runs_detail'])} runs): {p}"
+                     for p in text_problems(fig)]
+        # 2 runs are named in a legend; 16 (the default) are not: their legend covered
+        # the curves
+        legend = axes[0].get_legend()
+        if len(diag["runs_detail"]) == 2:
+            assert legend is not None and len(legend.get_texts()) == len(diag["runs_detail"])
+        else:
+            assert legend is None and axes[0].get_title().endswith("16 runs")
     fig, ax = _figure((8, 1.8 + 0.45 * len(checks)), "constrained")
     plots.plot_predictive(checks, ax)
     problems += [f"predictive: {p}" for p in text_problems(fig)]
