@@ -48,7 +48,7 @@ from mcsim.posterior import (  # noqa: E402
 #: The two settings: (label, runs, moves cap, move, mixing threshold). The particles per
 #: run are the total over the runs, so both cost the same particles.
 SETTINGS = (("pcn (before)", 4, 10, "pcn", 0.0),
-            ("preconditioned (new default)", 16, 20, "preconditioned", 0.1))
+            ("preconditioned (new default)", 16, 20, "preconditioned", 0.2))
 
 
 def statistics_of(config, posterior) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -181,7 +181,9 @@ def diagnostics(posterior: SMCPosterior) -> dict:
 
 
 def timing(posterior: SMCPosterior) -> list[float]:
-    """Seconds of each SMC run (tempering and moves; the forecast is the run's own)."""
+    """Seconds of each SMC run (tempering and moves; the forecast is the run's own): its
+    equal share of its group's time, since the runs of a group move together
+    (:func:`mcsim.engine.smc.smc_group`), so that the runs' seconds add up to the SMC's."""
     return [r.seconds for r in posterior.runs]
 
 

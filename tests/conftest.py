@@ -77,3 +77,49 @@ def pytest_runtest_logreport(report):
     if _DURATIONS_LOG and report.duration > 0.5 and "PYTEST_XDIST_WORKER" not in os.environ:
         with open(_DURATIONS_LOG, "a", encoding="utf-8") as f:
             f.write(f"{report.duration:.2f} {report.when} {report.nodeid} {report.outcome}\n")
+
+
+#: Tests that take a minute or more on 2 cores (from an ``MCSIM_TEST_DURATIONS`` log of the
+#: whole suite), longest first, run before everything else: xdist hands the first quarter of
+#: the queue out to the workers in turn and the rest as they free up, so a long test queued
+#: late leaves one worker running it alone at the end. None of them uses a module-scoped
+#: fixture, so running it ahead of its module builds nothing twice.
+LONG_TESTS_FIRST = (
+    "tests/test_valid_configs.py::test_valid_configs_ci",
+    "tests/test_smc.py::test_the_preconditioned_move_agrees_with_pcn_at_40_moves_on_every_fact",
+    "tests/test_smc.py::test_same_seed_same_posterior_whatever_the_devices_and_chunks",
+    "tests/test_notebooks.py::test_runs_top_to_bottom[03_what_drives_repayment]",
+    "tests/test_path_runner.py::test_every_kind_of_run_uses_every_device_with_the_same_numbers",
+    "tests/test_resume_long_work.py::test_a_run_killed_in_its_smc_phase_resumes_there_to_the_same_results",
+    "tests/test_notebooks.py::test_runs_top_to_bottom[02_deal_regimes]",
+    "tests/test_smc.py::test_smc_and_importance_sampling_agree_on_the_leaked_figures",
+    "tests/test_cpu_devices_and_cache.py::test_compiled_kernels_are_cached_and_give_the_same_numbers",
+    "tests/test_benchmarks.py::test_bench_sweep_writes_every_figure",
+    "tests/test_precision_on_demand.py::test_stopping_rule_coverage",
+    "tests/test_all_features.py::test_every_statistic_matches_the_reference_on_independent_samples",
+)
+
+#: Then whole modules, the heaviest first (each keeps its own order, so that its
+#: module-scoped fixtures are built once per worker); the others follow in file order.
+HEAVY_MODULES_FIRST = (
+    "test_smc.py", "test_arviz_export.py", "test_html_report.py", "test_report_posterior.py",
+    "test_frames.py", "test_conditioning.py", "test_valid_configs.py", "test_api.py",
+    "test_scale.py", "test_valid_edges.py", "test_variance_reduction.py", "test_model_v2.py",
+    "test_resume_long_work.py", "test_float32_edges.py", "test_reliability.py",
+    "test_benchmarks.py", "test_notebooks.py", "test_path_runner.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The longest tests first, then the heaviest modules (see above): the same order in
+    every xdist worker, since it is a function of the collected ids alone."""
+    long_rank = {nodeid: i for i, nodeid in enumerate(LONG_TESTS_FIRST)}
+    module_rank = {name: i for i, name in enumerate(HEAVY_MODULES_FIRST)}
+
+    def key(pair):
+        index, item = pair
+        if item.nodeid in long_rank:
+            return (0, long_rank[item.nodeid], 0)
+        return (1, module_rank.get(Path(item.fspath).name, len(module_rank)), index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=key)]

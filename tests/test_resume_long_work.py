@@ -27,7 +27,9 @@ from helpers import CONFIGS_DIR, minimal_config_text
 MCSIM = str(Path(sys.executable).parent / "mcsim")
 
 #: ``python -c`` this, WHAT ARGS...: ``mcsim ARGS`` that SIGKILLs itself right after the
-#: checkpoint WHAT names is written ("sweep": point 0 saved; "smc": run 1's second step)
+#: checkpoint WHAT names is written ("sweep": point 0 saved; "smc": the second step of run 1,
+#: which is the second group of runs here); "smc-whole": the same SMC grouping (one run per
+#: group, so that a finished group and an unfinished one can be seen), never killed
 _KILLED_AFTER = textwrap.dedent("""
     import os, signal, sys
     from mcsim import cli, saved
@@ -41,10 +43,12 @@ _KILLED_AFTER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         saved.PointStore.save = save
     else:
+        smc.GROUP_PARTICLES = 256  # one run of 256 particles per group
+    if what == "smc":
         real = smc.SMCCheckpoint.save
-        def save(self, run, arrays):
-            real(self, run, arrays)
-            if run == 1 and len(arrays["steps"]) >= 2:
+        def save(self, group, arrays):
+            real(self, group, arrays)
+            if group == 1 and arrays["step_counts"].max() >= 2:
                 os.kill(os.getpid(), signal.SIGKILL)
         smc.SMCCheckpoint.save = save
     sys.exit(cli.main(sys.argv[2:]))
@@ -61,10 +65,10 @@ def _mcsim(env, *args):
                           timeout=600)
 
 
-def _killed(env, what: str, *args):
+def _killed(env, what: str, *args, killed: bool = True):
     proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER, what, *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.returncode == (-signal.SIGKILL if killed else 0), proc.stderr
     return proc
 
 
@@ -143,8 +147,7 @@ def test_a_run_killed_in_its_smc_phase_resumes_there_to_the_same_results(tmp_pat
     config.write_text(minimal_config_text(parameters=SMC_PARAMETERS) + SMC_OBSERVATIONS)
     args = ["run", config, "--paths", 1024, "--no-plots", "--no-progress"]
     whole = tmp_path / "whole"
-    done = _mcsim(env, *args, "--out", whole)
-    assert done.returncode == 0, done.stderr
+    _killed(env, "smc-whole", *args, "--out", whole, killed=False)
 
     out = tmp_path / "run"
     ckpt_dir = Path(f"{out}.checkpoint")
@@ -152,15 +155,14 @@ def test_a_run_killed_in_its_smc_phase_resumes_there_to_the_same_results(tmp_pat
     assert not out.exists()
     assert sorted(p.name for p in ckpt_dir.glob("*.npz")) == [
         "process-0-of-1.npz",  # the prior pass, complete
-        "process-0-of-1.smc-run-0.npz", "process-0-of-1.smc-run-1.npz"]
-    with np.load(ckpt_dir / "process-0-of-1.smc-run-0.npz") as z:
-        assert z["scalars"][0] == 1.0  # run 0 finished: temperature 1
-        seconds_0 = float(z["scalars"][2])
-    with np.load(ckpt_dir / "process-0-of-1.smc-run-1.npz") as z:
-        assert 0 < z["scalars"][0] < 1 and len(z["steps"]) == 2  # run 1 mid-way
+        "process-0-of-1.smc-group-0.npz", "process-0-of-1.smc-group-1.npz"]
+    with np.load(ckpt_dir / "process-0-of-1.smc-group-0.npz") as z:
+        assert z["beta"].tolist() == [1.0]  # group 0 (run 0) finished: temperature 1
+        seconds_0 = float(z["elapsed"])
+    with np.load(ckpt_dir / "process-0-of-1.smc-group-1.npz") as z:
+        assert 0 < z["beta"][0] < 1 and z["step_counts"].tolist() == [2]  # run 1 mid-way
 
-    resumed = _mcsim(env, *args, "--out", out, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = _killed(env, "smc-whole", *args, "--out", out, "--resume", killed=False)
     ours, prov = _summary(out / "summary.json")
     theirs, _ = _summary(whole / "summary.json")
     assert ours == theirs  # the posterior and its forecast, bit for bit

@@ -210,11 +210,14 @@ def test_progress_names_the_step_temperature_ess_and_mixing(tmp_path):
                   GAUSSIAN_PARAMETERS)
     lines: list[str] = []
     post = smc.smc_posterior(cfg, progress=lines.append)
-    assert len(lines) == sum(len(r.steps) for r in post.runs)
-    st = post.runs[0].steps[0]
-    assert lines[0].startswith("run 1/2 step 1: temperature ")
-    assert f"ESS {st.ess:,.0f}" in lines[0] and f"mixing {st.mixing:.2f}" in lines[0]
-    assert f"{st.moves} moves" in lines[0]
+    # one line per step of the group (its runs move together)
+    assert len(lines) == max(len(r.steps) for r in post.runs)
+    first = [r.steps[0] for r in post.runs]
+    assert lines[0].startswith("runs 1-2 of 2 step 1: temperature ")
+    for st in first:
+        assert f"{st.temperature:.4g}" in lines[0] and f"{st.ess:,.0f}" in lines[0]
+    assert f"mixing {np.mean([st.mixing for st in first]):.2f}" in lines[0]  # the runs' mean
+    assert f"{first[0].moves} moves" in lines[0] and first[0].moves == first[1].moves
 
 
 @pytest.mark.parametrize("entry, value, expected", [
@@ -243,6 +246,33 @@ def test_pcn_with_no_threshold_takes_every_move(tmp_path):
     for run in post.runs:
         assert all(st.moves == 3 for st in run.steps)
         assert run.evaluations == 1 + 3 * len(run.steps)
+
+
+def test_groups_of_runs_depend_on_the_settings_alone():
+    assert smc.run_groups(16, 1024) == [range(0, 16)]
+    assert smc.run_groups(4, 16384) == [range(0, 4)]
+    assert smc.run_groups(5, 30000) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert smc.run_groups(3, 2**20) == [range(0, 1), range(1, 2), range(2, 3)]
+
+
+@pytest.mark.parametrize("move", MOVES)
+def test_a_run_gives_the_same_bits_alone_or_moved_with_others(tmp_path, monkeypatch, move):
+    """With a fixed number of moves (threshold 0) nothing couples the runs of a group, so
+    each run must come out bit for bit as when it is moved alone: its random numbers, step
+    size, temperatures, Gaussians and acceptance are its own, whatever shares its calls."""
+    cfg = _config(tmp_path, GAUSSIAN_OBSERVATIONS,
+                  f'\n[conditioning]\nparticles = 128\nruns = 3\nmoves = 2\nseed = 4\n'
+                  f'move = "{move}"\nmixing_threshold = 0\n', GAUSSIAN_PARAMETERS)
+    together = smc.smc_posterior(cfg)
+    monkeypatch.setattr(smc, "GROUP_PARTICLES", 128)  # one run per group
+    assert len(smc.run_groups(3, 128)) == 3
+    alone = smc.smc_posterior(cfg)
+    for a, b in zip(together.runs, alone.runs, strict=True):
+        assert np.array_equal(a.z, b.z) and np.array_equal(a.loglik, b.loglik)
+        assert [st.temperature for st in a.steps] == [st.temperature for st in b.steps]
+        assert [st.acceptance for st in a.steps] == [st.acceptance for st in b.steps]
+        assert a.log_evidence == b.log_evidence
+    assert not np.array_equal(together.runs[0].z, together.runs[1].z)
 
 
 # --- errors per statistic ----------------------------------------------------------------
@@ -355,7 +385,7 @@ def test_every_fact_tempering_keeps_half_the_particles_and_the_acceptance_in_ban
         for k, step in enumerate(run.steps):
             assert step.ess >= 0.5 * N * (1 - 1e-9)
             assert step.distinct_after_resampling >= 0.25 * N
-            lo, hi = smc.ACCEPTANCE_BAND
+            lo, hi = smc.ACCEPTANCE_BANDS[cfg.conditioning.move]
             # above the band only where the step size is at its cap (rho = 1: independent
             # draws from the move's Gaussian are accepted that often where it fits well)
             assert lo <= step.acceptance <= hi or (step.acceptance > hi and step.rho == 1.0), \

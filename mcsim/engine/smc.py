@@ -30,8 +30,9 @@ One SMC run (:func:`smc_run`), from ``N`` particles drawn from the prior:
    - ``"pcn"`` (version 2's move): ``z' = sqrt(1 - rho^2) z + rho xi``, which leaves the
      prior invariant, accepted with probability ``min(1, exp(beta' (loglik' - loglik)))``.
 
-   Either way the step size ``rho`` follows the acceptance rate towards
-   :data:`TARGET_ACCEPTANCE` move by move (a Robbins-Monro step on log rho). Why the
+   Either way the step size ``rho`` follows the acceptance rate towards the move's
+   target (:data:`TARGET_ACCEPTANCES`: 0.3 for pCN, 0.5 for the preconditioned move) move
+   by move (a Robbins-Monro step on log rho). Why the
    preconditioned move: pCN's one rho is set by the two directions the facts pin (posterior
    sd ~0.1), so the ~150 others barely move (latent autocorrelation ~0.93 after 10 moves at
    temperature 1 on configs/observed.toml); with those directions scaled by their own
@@ -42,6 +43,18 @@ One SMC run (:func:`smc_run`), from ``N`` particles drawn from the prior:
    nearly linear;
 4. until ``beta = 1``. Each likelihood evaluation simulates months 0..K only.
 
+The runs move together (:func:`smc_group`): in groups of up to :data:`GROUP_PARTICLES`
+particles (all 16 default runs of 1,024 in one), every run of a group tempers, resamples
+and fits its Gaussians on its own, with its own random numbers, step size and
+temperatures, but one likelihood call moves all of their particles, and a step's moves go
+on until the group has mixed (the mean of its runs' diagnostics below the threshold, or
+the cap). Why: a call's fixed cost (dispatch, the host's part of each move) was paid once
+per run, and 1,024 particles are too few to fill a CPU's cores or a GPU. The runs stay
+independent in everything but their number of moves per step, which any run may exceed
+without harm (each move leaves its target invariant); a run that reaches temperature 1
+before the others waits, unmoved. Which runs share a group is a function of ``runs`` and
+``particles`` alone, never of the devices.
+
 Why not ``blackjax.adaptive_tempered_smc``: its tempering, resampling and MCMC steps fit,
 but its resampling draws from a JAX key over the whole particle array and its kernels take
 one particle at a time through ``vmap``, so a pCN kernel whose likelihood is a batched
@@ -51,20 +64,20 @@ temperature search and the resampling are float64 NumPy on the host (exact and
 order-fixed), and the moves stay on the device.
 
 Determinism: every random number is a function of (conditioning seed, run, step, move)
-through JAX's counter-based Threefry keys; the likelihood of a particle is computed by the
+through JAX's counter-based Threefry keys (whatever the group a run is in); the likelihood of a particle is computed by the
 same per-path program whatever the device count (particles are sharded with
 ``shard_map``, padded to a multiple of the devices); temperatures and resampling indices
 are computed on the host in a fixed order. So a config and its seed give the same
 posterior whatever the devices, chunk size or process count (processes replicate the SMC
 and split only the forecast).
 
-Checkpoints (:class:`SMCCheckpoint`): a run's whole state after a tempering step (the
-particles, their log-likelihoods and predictions, the temperature, the step size, the
-steps so far, the initial population) is saved every ``interval`` seconds and when the run
-ends. The random numbers need no saved state: they are keyed by (seed, run, step, move), so
-the number of steps done is the generator's position. A run resumed from its state after a
+Checkpoints (:class:`SMCCheckpoint`): a group's whole state after a tempering step (each
+run's particles, their log-likelihoods and predictions, temperature, step size, steps so
+far and initial population) is saved every ``interval`` seconds and when the group ends.
+The random numbers need no saved state: they are keyed by (seed, run, step, move), so the
+number of steps done is the generator's position. A group resumed from its state after a
 kill takes the same steps with the same numbers as one never stopped: bit-identical
-posteriors; a finished run is read back, not run again.
+posteriors; a finished group is read back, not run again.
 
 The forecast (:class:`PosteriorSource`): each final particle is a path of an ordinary run
 (:func:`mcsim.engine.run.run_batch` with ``posterior=``): its parameters from its latent
@@ -98,9 +111,13 @@ from ..x64 import enable_x64
 from .conditioning import log_likelihood, observation_windows, predicted
 from .kernel import DTYPES, KernelSpec, build_kernel, kernel_inputs, path_is_finite
 
-#: The band the pCN acceptance rate is steered into (its centre is the target).
-ACCEPTANCE_BAND = (0.2, 0.4)
-TARGET_ACCEPTANCE = 0.3
+#: The band each move's acceptance rate is steered into (its centre is the target). The
+#: preconditioned move's is higher: where its Gaussian fits, a larger step accepted half the
+#: time forgets more per move than a smaller one accepted 30% of the time (on
+#: configs/observed.toml, 0.5 gave 10-35% more effective paths per CPU-second than 0.3 over
+#: four comparisons, with no more moves; benchmarks/smc_mixing.py).
+ACCEPTANCE_BANDS = {"pcn": (0.2, 0.4), "preconditioned": (0.4, 0.6)}
+TARGET_ACCEPTANCES = {move: 0.5 * (lo + hi) for move, (lo, hi) in ACCEPTANCE_BANDS.items()}
 #: Robbins-Monro gain of log rho per move (acceptance error of 0.1 changes rho by 15%).
 RHO_GAIN = 1.5
 INITIAL_RHO = 0.5
@@ -163,31 +180,41 @@ def _mesh(devices: tuple) -> Mesh:
     return Mesh(np.array(devices), ("paths",))
 
 
+#: How a group's particle arrays ([B, n, ...]) lie over the devices: each device holds
+#: every run's rows of one slice of the particle axis.
+PARTICLES = P(None, "paths")
+
+
 @functools.lru_cache(maxsize=16)
 def likelihood_call(spec: KernelSpec, layout: LatentLayout, num_observations: int,
                     devices: tuple) -> Callable:
-    """``(inputs, windows, z [n, D] float64) -> (loglik [n], predicted [O, n])``, n a
-    multiple of the devices: each particle's log-likelihood (-inf where a path is not
-    finite) and what the model says each observation measures (bias included)."""
+    """``(inputs, windows, z [B, n, D] float64) -> (loglik [B, n], predicted [B, O, n])``
+    for a group of B runs of n particles each (n a multiple of the devices, over which the
+    particle axis is sharded): each particle's log-likelihood (-inf where a path is not
+    finite) and what the model says each observation measures (bias included). Each
+    particle is its own path: a row's values do not depend on the others in its call."""
     kernel = build_kernel(spec)
     dtype = DTYPES[spec.dtype]
-    P_, K = layout.num_parameters, layout.num_steps
+    P_, K, O = layout.num_parameters, layout.num_steps, num_observations
 
     def local(inputs, windows, z):
-        n = z.shape[0]
-        shocks = z[:, layout.shock_columns].reshape(n, K, 5).transpose(1, 0, 2)
-        bias_z = jnp.zeros((num_observations, n), jnp.float64)
+        B, n, D = z.shape
+        z = z.reshape(B * n, D)
+        shocks = z[:, layout.shock_columns].reshape(B * n, K, 5).transpose(1, 0, 2)
+        bias_z = jnp.zeros((O, B * n), jnp.float64)
         if layout.bias_rows:
             bias_z = bias_z.at[np.array(layout.bias_rows)].set(z[:, layout.bias_columns].T)
-        out = kernel(inputs, jnp.arange(n, dtype=jnp.uint32),
+        out = kernel(inputs, jnp.arange(B * n, dtype=jnp.uint32),
                      uniforms=uniforms_from_normals(z[:, :P_]), windows=windows,
                      latent_shocks=shocks.astype(dtype))
         ll = log_likelihood(out.observed_sums, windows, bias_z)
         ok = path_is_finite((out,)) & jnp.isfinite(ll)
-        return jnp.where(ok, ll, -jnp.inf), predicted(out.observed_sums, windows, bias_z)
+        pred = predicted(out.observed_sums, windows, bias_z)
+        return (jnp.where(ok, ll, -jnp.inf).reshape(B, n),
+                pred.reshape(O, B, n).transpose(1, 0, 2))
 
-    sharded = jax.shard_map(local, mesh=_mesh(devices), in_specs=(P(), P(), P("paths")),
-                            out_specs=(P("paths"), P(None, "paths")), check_vma=False)
+    sharded = jax.shard_map(local, mesh=_mesh(devices), in_specs=(P(), P(), PARTICLES),
+                            out_specs=(PARTICLES, P(None, None, "paths")), check_vma=False)
     return jax.jit(sharded)
 
 
@@ -304,13 +331,14 @@ def _run_key(seed: int, run: int) -> jax.Array:
 
 
 class Preconditioner(NamedTuple):
-    """The Gaussians of one tempering step's preconditioned moves, one per half of the
-    particles (rows ``< N // 2``: half 0, the rest: half 1), each fitted on the *other*
-    half after resampling and held fixed through the step's moves:
-    ``N(mean, I + V diag(lam - 1) V^T)`` in the latent space (where the prior is N(0, I)).
+    """The Gaussians of one tempering step's preconditioned moves for each run of a group
+    (leading axis B), one per half of its particles (rows ``< N // 2``: half 0, the rest:
+    half 1), each fitted on the *other* half after resampling and held fixed through the
+    step's moves: ``N(mean, I + V diag(lam - 1) V^T)`` in the latent space (where the prior
+    is N(0, I)).
 
-    ``mean`` [2, D] float64 (in the span of V: elsewhere the Gaussian is the prior's);
-    ``vectors`` [2, D, K] orthonormal columns, zero where unused; ``lam`` [2, K] the
+    ``mean`` [B, 2, D] float64 (in the span of V: elsewhere the Gaussian is the prior's);
+    ``vectors`` [B, 2, D, K] orthonormal columns, zero where unused; ``lam`` [B, 2, K] the
     variances along them (1 where unused), K = :data:`MAX_DIRECTIONS`."""
 
     mean: np.ndarray
@@ -390,45 +418,51 @@ def gaussian_from_fisher(fisher: np.ndarray, beta: float, z: np.ndarray,
 MAX_JACOBIAN_PARTICLES = 16
 
 
-def _jacobian_particles(N: int, n: int, D: int) -> int:
-    """Particles per half whose Jacobians make the other half's Gaussian: as many as one
-    call of ``n`` rows holds (each takes 2D rows, two halves), 1 to
-    :data:`MAX_JACOBIAN_PARTICLES`."""
-    return int(min(MAX_JACOBIAN_PARTICLES, max(1, n // (4 * D)), max(N // 2, 1)))
+def _jacobian_particles(N: int, D: int) -> int:
+    """Particles per half whose Jacobians make the other half's Gaussian: as many as the
+    run's own ``N`` rows hold (each takes 2D rows, two halves), 1 to
+    :data:`MAX_JACOBIAN_PARTICLES` (a function of the settings, not of the devices)."""
+    return int(min(MAX_JACOBIAN_PARTICLES, max(1, N // (4 * D)), max(N // 2, 1)))
 
 
-def jacobian_calls(N: int, n: int, D: int) -> int:
-    """Likelihood calls (of ``n`` rows) a step's preconditioner takes: a function of the
-    sizes alone, so a resumed run counts its evaluations as a run never stopped."""
-    return -(-(4 * D * _jacobian_particles(N, n, D)) // n)
+def jacobian_calls(N: int, D: int) -> int:
+    """The likelihood evaluations (in units of the run's ``N`` particles) a step's
+    preconditioner costs a run: a function of the sizes alone, so a resumed run counts its
+    evaluations as a run never stopped."""
+    return -(-(4 * D * _jacobian_particles(N, D)) // N)
 
 
-def fit_preconditioner(evaluate: Callable, inputs, windows, z: np.ndarray, beta: float,
-                       weights: np.ndarray, n: int, mesh: Mesh
-                       ) -> tuple[Preconditioner, int]:
-    """Each half's Gaussian (:class:`Preconditioner`) at temperature ``beta`` from the
-    resampled particles ``z`` [N, D] (host float64): half 0 (rows < N // 2) gets the one
-    made of half 1's particles (their Jacobians and mean, :func:`gaussian_from_fisher`)
-    and the other way round, so that no particle's move depends on its own state
-    (systematic resampling keeps the copies of one ancestor in adjacent rows, so at most
-    one ancestor straddles the halves). The Jacobians are central differences at a few
-    evenly spaced particles of each half, evaluated in calls of ``n`` rows (the moves'
-    compiled shape). Returns the preconditioner and the likelihood calls it took."""
-    N, D = z.shape
+def fit_preconditioners(evaluate: Callable, inputs, windows, z: np.ndarray,
+                        beta: np.ndarray, weights: np.ndarray, n: int, sharding
+                        ) -> Preconditioner:
+    """Each run's two Gaussians (:class:`Preconditioner`, leading axis: the B runs of a
+    group) at temperatures ``beta`` [B] from the resampled particles ``z`` [B, N, D] (host
+    float64): half 0 (rows < N // 2) gets the one made of half 1's particles (their
+    Jacobians and mean, :func:`gaussian_from_fisher`) and the other way round, so that no
+    particle's move depends on its own state (systematic resampling keeps the copies of
+    one ancestor in adjacent rows, so at most one ancestor straddles the halves). The
+    Jacobians are central differences at a few evenly spaced particles of each half, every
+    run's in the same calls of the group's compiled shape [B, n, D]."""
+    B, N, D = z.shape
     h = N // 2
-    k = _jacobian_particles(N, n, D)
+    k = _jacobian_particles(N, D)
     picks = [np.linspace(h, N - 1, k).round().astype(int),   # half 1's, for half 0
              np.linspace(0, h - 1, k).round().astype(int)]   # half 0's, for half 1
-    rows = np.concatenate([jacobian_rows(z[p]).reshape(-1, D) for p in picks])
-    calls = jacobian_calls(N, n, D)
-    padded = np.concatenate([rows, np.repeat(z[:1], calls * n - rows.shape[0], axis=0)])
-    sharding = NamedSharding(mesh, P("paths"))
+    rows = np.stack([np.concatenate([jacobian_rows(z[b, p]).reshape(-1, D) for p in picks])
+                     for b in range(B)])                          # [B, 4Dk, D]
+    R = rows.shape[1]
+    calls = -(-R // n)
+    filler = np.repeat(z[:, :1], calls * n - R, axis=1)
+    padded = np.concatenate([rows, filler], axis=1)
     values = np.concatenate([np.asarray(evaluate(inputs, windows, jax.device_put(
-        padded[c * n:(c + 1) * n], sharding))[1], np.float64) for c in range(calls)],
-        axis=1)[:, :rows.shape[0]].reshape(-1, 2, k, 2 * D)
-    fits = [gaussian_from_fisher(fisher_information(values[:, i], weights), beta,
-                                 z[h:] if i == 0 else z[:h]) for i in (0, 1)]
-    return Preconditioner(*(np.stack(parts) for parts in zip(*fits, strict=True))), calls
+        padded[:, c * n:(c + 1) * n], sharding))[1], np.float64) for c in range(calls)],
+        axis=2)[:, :, :R].reshape(B, -1, 2, k, 2 * D)               # [B, O, half, k, 2D]
+    fits = [[gaussian_from_fisher(fisher_information(values[b, :, i], weights), beta[b],
+                                  z[b, h:] if i == 0 else z[b, :h]) for i in (0, 1)]
+            for b in range(B)]
+    # fits[b][half] = (mean, V, lam): each part stacked to [B, 2, ...]
+    return Preconditioner(*(np.stack([np.stack([fit[part] for fit in run]) for run in fits])
+                            for part in range(3)))
 
 
 def mixing_correlation(z0: np.ndarray, z: np.ndarray, ll0: np.ndarray,
@@ -441,28 +475,96 @@ def mixing_correlation(z0: np.ndarray, z: np.ndarray, ll0: np.ndarray,
 
     The log-likelihood sees the few directions the facts pin, the mean of the
     coordinates the ~all others (where a pCN move's autocorrelation is the same in each:
-    sqrt(1 - rho^2) per accepted move), so the larger of the two is the slower."""
-    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a = a - a.mean(axis=0)
-        b = b - b.mean(axis=0)
-        den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, (a * b).sum(axis=0) / den, np.nan)
+    sqrt(1 - rho^2) per accepted move), so the larger of the two is the slower.
+    :class:`MixingReference` computes the same for a group's runs, move after move."""
+    return float(MixingReference(z0[None], ll0[None]).mixing(z[None], ll[None])[0])
 
-    ok = np.isfinite(ll0) & np.isfinite(ll)
-    latent = corr(z0, z)
-    values = [float(corr(ll0[ok], ll[ok])) if ok.sum() > 2 else math.nan,
-              float(np.nanmean(latent)) if np.isfinite(latent).any() else math.nan]
-    finite = [v for v in values if math.isfinite(v)]
-    return max(finite) if finite else 1.0
+
+class MixingReference:
+    """Where a step's moves started for each run of a group (``z0`` [B, N, D], ``ll0``
+    [B, N], host float64), kept centred with its norms so that each move's
+    :meth:`mixing` costs three passes over the particles (it is computed after every
+    move, on the host so that it does not depend on the devices)."""
+
+    def __init__(self, z0: np.ndarray, ll0: np.ndarray) -> None:
+        self.z0c = z0 - z0.mean(axis=1, keepdims=True)
+        self.z0_norm2 = np.einsum("bnd,bnd->bd", self.z0c, self.z0c)
+        self.ll0 = ll0
+
+    def mixing(self, z: np.ndarray, ll: np.ndarray) -> np.ndarray:
+        """Each run's mixing diagnostic [B] (:func:`mixing_correlation`) at ``z`` [B, N, D]
+        and ``ll`` [B, N]."""
+        N = z.shape[1]
+        cross = np.einsum("bnd,bnd->bd", self.z0c, z)   # z0 centred: no mean of z needed
+        total = z.sum(axis=1)
+        norm2 = np.einsum("bnd,bnd->bd", z, z) - total * total / N
+        den = np.sqrt(self.z0_norm2 * np.maximum(norm2, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            latent = np.where(den > 0, cross / den, np.nan)
+        out = np.ones(z.shape[0])
+        for b in range(z.shape[0]):
+            values = []
+            ok = np.isfinite(self.ll0[b]) & np.isfinite(ll[b])
+            if ok.sum() > 2:
+                a, c = self.ll0[b, ok], ll[b, ok]
+                a, c = a - a.mean(), c - c.mean()
+                d = math.sqrt(float((a * a).sum() * (c * c).sum()))
+                if d > 0:
+                    values.append(float((a * c).sum() / d))
+            if np.isfinite(latent[b]).any():
+                values.append(float(np.nanmean(latent[b])))
+            if values:
+                out[b] = max(values)
+        return out
+
+
+def _propose(move: str, z, xi, rho, pre, half):
+    """One run's proposal and the log density correction of its acceptance (below)."""
+    a = jnp.sqrt(1.0 - rho * rho)
+    if move == "pcn":
+        return a * z + rho * xi, jnp.zeros(z.shape[:1], jnp.float64)
+    mean, vectors, lam = pre
+    K = lam.shape[1]
+    # both halves' directions side by side [D, 2K]; a row uses its own half's columns (the
+    # other half's are masked to 0), so three products of n x D x 2K serve every row: its
+    # projections of z - m and of xi, and L xi
+    W = jnp.concatenate([vectors[0], vectors[1]], axis=1)
+    lam_all = jnp.concatenate([lam[0], lam[1]])
+    mine = jnp.where(half[:, None], jnp.arange(2 * K) >= K, jnp.arange(2 * K) < K)
+    m = jnp.where(half[:, None], mean[1], mean[0])
+    d = z - m
+    p = jnp.where(mine, d @ W, 0.0)
+    q = jnp.where(mine, xi @ W, 0.0)
+    l_xi = xi + (q * (jnp.sqrt(lam_all) - 1.0)) @ W.T
+    d_new = a * d + rho * l_xi
+    proposal = m + d_new
+    # V^T d_new = a V^T d + rho sqrt(lam) V^T xi (V's columns orthonormal; unused ones are
+    # 0 with lam 1, where every term is 0)
+    p_new = a * p + rho * jnp.sqrt(lam_all) * q
+
+    def reference(d, p):
+        # log N(m + d; m, S) up to its constant: -|L^-1 d|^2 / 2, with
+        # |L^-1 d|^2 = |d|^2 + sum_k (1 / lam_k - 1) (v_k . d)^2
+        return -0.5 * (jnp.sum(d * d, axis=1) + jnp.sum((1.0 / lam_all - 1.0) * p * p, axis=1))
+
+    correction = reference(d, p) - reference(d_new, p_new) + 0.5 * (
+        jnp.sum(z * z, axis=1) - jnp.sum(proposal * proposal, axis=1))
+    return proposal, correction
 
 
 @functools.lru_cache(maxsize=16)
-def _move_call(evaluate: Callable, n: int, D: int, devices: tuple,
-               move: str = "pcn") -> Callable:
-    """One move of all particles: ``(inputs, windows, z, ll, pred, key, rho, beta, half,
-    preconditioner) -> (z, ll, pred, accepted)`` (``half`` [n] bool and the
-    preconditioner are unused by ``"pcn"``).
+def _move_call(evaluate: Callable, B: int, n: int, N: int, D: int, move: str = "pcn"
+               ) -> Callable:
+    """One move of every particle of a group of B runs: ``(inputs, windows, z, ll, pred,
+    run_keys, step, move_index, rho, beta, moving, preconditioner) -> (z, ll, pred,
+    acceptance)`` with z [B, n, D], ll [B, n], pred [B, O, n], per run its key, step size,
+    temperature and whether it moves (a finished run's particles stay as they are), the
+    step and move indices shared by the moving runs, and the acceptance rate [B] of each
+    run's ``N`` particles (the padding rows past N move too but are never kept or counted).
+
+    Run b's random numbers are those of ``fold_in(fold_in(key_b, step + 1), move + 1)``,
+    whatever the group it is in. The preconditioner (unused by ``"pcn"``) has a leading
+    run axis.
 
     ``"pcn"``: ``z' = sqrt(1 - rho^2) z + rho xi`` leaves the prior N(0, I) invariant, so
     it is accepted with probability ``min(1, exp(beta (loglik' - loglik)))``.
@@ -480,50 +582,32 @@ def _move_call(evaluate: Callable, n: int, D: int, devices: tuple,
     particle it moves: each is fitted on the other half and fixed before the step's moves.
     Where S is the identity and m = 0 the two extra terms cancel and it is pCN.
     """
+    half = jnp.arange(n) >= N // 2     # which Gaussian a row uses (padding: half 1's)
+    real = jnp.arange(n) < N
 
     @jax.jit
-    def step(inputs, windows, z, ll, pred, key, rho, beta, half, pre):
-        kx, ku = jax.random.split(key)
-        xi = jax.random.normal(kx, (n, D), jnp.float64)
-        a = jnp.sqrt(1.0 - rho * rho)
-        if move == "pcn":
-            proposal = a * z + rho * xi
-            correction = jnp.zeros((n,), jnp.float64)
-        else:
-            mean, vectors, lam = pre
-            K = lam.shape[1]
-            # both halves' directions side by side [D, 2K]; a row uses its own half's
-            # columns (the other half's are masked to 0), so three products of n x D x 2K
-            # serve every row: its projections of z - m and of xi, and L xi
-            W = jnp.concatenate([vectors[0], vectors[1]], axis=1)
-            lam_all = jnp.concatenate([lam[0], lam[1]])
-            mine = jnp.where(half[:, None], jnp.arange(2 * K) >= K, jnp.arange(2 * K) < K)
-            m = jnp.where(half[:, None], mean[1], mean[0])
-            d = z - m
-            p = jnp.where(mine, d @ W, 0.0)
-            q = jnp.where(mine, xi @ W, 0.0)
-            l_xi = xi + (q * (jnp.sqrt(lam_all) - 1.0)) @ W.T
-            d_new = a * d + rho * l_xi
-            proposal = m + d_new
-            # V^T d_new = a V^T d + rho sqrt(lam) V^T xi (V's columns orthonormal; unused
-            # ones are 0 with lam 1, where every term is 0)
-            p_new = a * p + rho * jnp.sqrt(lam_all) * q
+    def step(inputs, windows, z, ll, pred, run_keys, step_index, move_index, rho, beta,
+             moving, pre):
+        def draws(key):
+            key = jax.random.fold_in(jax.random.fold_in(key, step_index + 1), move_index + 1)
+            kx, ku = jax.random.split(key)
+            # float32 normals, widened: half the cost of float64 ones (after the likelihood
+            # the largest part of a move), and their rounding (2^-24 relative) is far below
+            # anything the acceptance ratio, computed in float64 on the widened values,
+            # can see
+            return (jax.random.normal(kx, (n, D), jnp.float32).astype(jnp.float64),
+                    jnp.log(jax.random.uniform(ku, (n,), jnp.float64)))
 
-            def reference(d, p):
-                # log N(m + d; m, S) up to its constant: -|L^-1 d|^2 / 2, with
-                # |L^-1 d|^2 = |d|^2 + sum_k (1 / lam_k - 1) (v_k . d)^2
-                return -0.5 * (jnp.sum(d * d, axis=1)
-                               + jnp.sum((1.0 / lam_all - 1.0) * p * p, axis=1))
-
-            correction = reference(d, p) - reference(d_new, p_new) + 0.5 * (
-                jnp.sum(z * z, axis=1) - jnp.sum(proposal * proposal, axis=1))
+        xi, log_u = jax.vmap(draws)(run_keys)
+        proposal, correction = jax.vmap(
+            lambda z, xi, rho, pre: _propose(move, z, xi, rho, pre, half))(z, xi, rho, pre)
         ll_new, pred_new = evaluate(inputs, windows, proposal)
-        log_u = jnp.log(jax.random.uniform(ku, (n,), jnp.float64))
         diff = jnp.where(jnp.isfinite(ll_new),
                          jnp.where(jnp.isfinite(ll), ll_new - ll, jnp.inf), -jnp.inf)
-        accept = log_u < beta * diff + correction
-        return (jnp.where(accept[:, None], proposal, z), jnp.where(accept, ll_new, ll),
-                jnp.where(accept[None, :], pred_new, pred), jnp.mean(accept))
+        accept = (log_u < beta[:, None] * diff + correction) & moving[:, None]
+        acceptance = jnp.sum(accept & real, axis=1) / N  # exact: a count over a count
+        return (jnp.where(accept[:, :, None], proposal, z), jnp.where(accept, ll_new, ll),
+                jnp.where(accept[:, None, :], pred_new, pred), acceptance)
 
     return step
 
@@ -532,15 +616,28 @@ def _move_call(evaluate: Callable, n: int, D: int, devices: tuple,
 #: integer ones, distinct particles and moves, are exact in float64). A checkpoint of an
 #: older version has the first six: the others take their defaults.
 STEP_FIELDS = ("temperature", "ess", "distinct_after_resampling", "acceptance", "rho",
-                "log_evidence_increment", "moves", "mixing")
+               "log_evidence_increment", "moves", "mixing")
+
+#: The runs of one config move together, in groups of at most this many particles (every
+#: run in one group when they fit: one likelihood call per move for all of them, the
+#: largest cost of small runs being each call's fixed part). A function of the settings
+#: alone, never of the devices, since a group's runs share their number of moves per step.
+GROUP_PARTICLES = 65536
+
+
+def run_groups(runs: int, particles: int) -> list[range]:
+    """The groups of runs (:data:`GROUP_PARTICLES`) in order: ``range``s of run indices."""
+    size = max(1, min(runs, GROUP_PARTICLES // particles))
+    return [range(s, min(s + size, runs)) for s in range(0, runs, size)]
 
 
 class SMCCheckpoint:
-    """Where one process keeps its SMC runs' states in a checkpoint directory
-    (``process-I-of-N.smc-run-R.npz``), and when it saves them (every ``interval``
-    seconds, and at the end of each run)."""
+    """Where one process keeps its SMC groups' states in a checkpoint directory
+    (``process-I-of-N.smc-group-G.npz``, one file per group of runs that move together,
+    :func:`run_groups`), and when it saves them (every ``interval`` seconds, and at the
+    end of each group)."""
 
-    FORMAT = "mcsim.smc/1"
+    FORMAT = "mcsim.smc/2"
 
     def __init__(self, directory: str | Path, config: Config, settings: SMCSettings,
                  dtype: str, devices: tuple, interval: float = 60.0,
@@ -564,20 +661,20 @@ class SMCCheckpoint:
     def lock_file(self) -> Path:
         return locks.checkpoint_lock_file(self.directory, *self.process)
 
-    def file(self, run: int) -> Path:
+    def file(self, group: int) -> Path:
         i, n = self.process
-        return self.directory / f"process-{i}-of-{n}.smc-run-{run}.npz"
+        return self.directory / f"process-{i}-of-{n}.smc-group-{group}.npz"
 
-    def load(self, run: int) -> dict | None:
-        """Run ``run``'s saved state (None: none saved, or not resuming); refused with a
-        ConfigError naming the file when unreadable or written by another run."""
-        f = self.file(run)
+    def load(self, group: int) -> dict | None:
+        """Group ``group``'s saved state (None: none saved, or not resuming); refused with
+        a ConfigError naming the file when unreadable or written by another run."""
+        f = self.file(group)
         if not self.resume or not f.exists():
             return None
-        data = ckpt.read_arrays(f, {**self.identity, "run": run},
+        data = ckpt.read_arrays(f, {**self.identity, "group": group},
                                 what="an SMC checkpoint of this same run")
-        missing = {"z", "ll", "pred", "prior_z", "prior_pred", "steps", "scalars"} \
-            - set(data)
+        missing = {"z", "ll", "pred", "prior_z", "prior_pred", "steps", "step_counts",
+                   "beta", "rho", "evaluations", "elapsed"} - set(data)
         if missing:
             raise ConfigError("resume", str(f), "a readable mcsim checkpoint, but it lacks "
                               f"{', '.join(sorted(missing))}; delete it to start from the "
@@ -587,9 +684,9 @@ class SMCCheckpoint:
     def due(self) -> bool:
         return time.perf_counter() - self._last >= self.interval
 
-    def save(self, run: int, arrays: dict[str, np.ndarray]) -> None:
+    def save(self, group: int, arrays: dict[str, np.ndarray]) -> None:
         # uncompressed: normals do not compress, and a step's save should cost little
-        ckpt.Checkpointer(self.file(run), {**self.identity, "run": run}).write(
+        ckpt.Checkpointer(self.file(group), {**self.identity, "group": group}).write(
             arrays, compress=False)
         self._last = time.perf_counter()
 
@@ -607,12 +704,22 @@ def _distinct(z: np.ndarray) -> int:
     return int(np.unique(z[:, : min(z.shape[1], 4)], axis=0).shape[0])
 
 
-def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float32",
-            devices: tuple | None = None, progress: Callable[[str], None] | None = None,
-            checkpoint: SMCCheckpoint | None = None) -> SMCRun:
-    """One adaptive tempered SMC run with pCN moves (the module's steps 1-4); with a
-    ``checkpoint``, its state is saved as it goes and, when resuming, continued from the
-    saved one (bit-identical to a run never stopped)."""
+def _range_text(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else \
+        f"{format(lo, fmt)} to {format(hi, fmt)}"
+
+
+def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "float32",
+              devices: tuple | None = None, progress: Callable[[str], None] | None = None,
+              checkpoint: SMCCheckpoint | None = None, group: int = 0) -> list[SMCRun]:
+    """The adaptive tempered SMC runs ``runs`` (the module's steps 1-4), moved together:
+    each run tempers, resamples and fits its preconditioner on its own, but one call moves
+    all of them, and a tempering step's moves go on until the runs still tempering have
+    mixed, by the mean of their mixing diagnostics (or the cap); a run that reached
+    temperature 1 waits, unmoved, for the others.
+    With a ``checkpoint``, the group's state is saved as it goes and, when resuming,
+    continued from the saved one (bit-identical to a group never stopped)."""
     enable_x64()
     devices = tuple(devices or jax.local_devices())
     layout = latent_layout(config)
@@ -622,138 +729,171 @@ def smc_run(config: Config, run: int, settings: SMCSettings, dtype: str = "float
     evaluate = likelihood_call(spec, layout, len(config.observations), devices)
     inputs = kernel_inputs(config, grid)
     windows = observation_windows(config)
-    N, D = settings.particles, layout.dimension
+    B, N, D = len(runs), settings.particles, layout.dimension
     n = -(-N // len(devices)) * len(devices)  # padded to the devices (extra: never kept)
-    key = _run_key(settings.seed, run)
+    mesh = _mesh(devices)
+    sharding = NamedSharding(mesh, PARTICLES)
+    pred_sharding = NamedSharding(mesh, P(None, None, "paths"))
+    keys = [_run_key(settings.seed, r) for r in runs]
+    run_keys = jnp.stack(keys)
     t0 = time.perf_counter()
-    saved = checkpoint.load(run) if checkpoint is not None else None
+    saved = checkpoint.load(group) if checkpoint is not None else None
     if saved is not None:  # the state after its last saved step (the loop goes on there)
-        z, ll, pred = (jnp.asarray(saved[k]) for k in ("z", "ll", "pred"))
+        z, ll, pred = (np.array(saved[k]) for k in ("z", "ll", "pred"))
+        if z.shape != (B, n, D):
+            raise ConfigError("resume", str(checkpoint.file(group)), f"an SMC checkpoint of "
+                              f"{B} runs of {n} x {D} particles' normals (it holds "
+                              f"{z.shape})")
         prior_z, prior_pred = saved["prior_z"], saved["prior_pred"]
-        steps = [step_from_row(row) for row in saved["steps"]]
-        beta, rho, elapsed = (float(v) for v in saved["scalars"])
-        evaluations = 1 + sum(st.moves or settings.moves for st in steps)
-        if settings.move != "pcn":
-            evaluations += len(steps) * jacobian_calls(N, n, D)
+        steps = [[step_from_row(row) for row in saved["steps"][b, :int(c)]]
+                 for b, c in enumerate(saved["step_counts"])]
+        beta, rho = np.array(saved["beta"], np.float64), np.array(saved["rho"], np.float64)
+        evaluations = np.array(saved["evaluations"], np.int64)
+        elapsed = float(saved["elapsed"])
         t0 -= elapsed
-        if z.shape != (n, D):
-            raise ConfigError("resume", str(checkpoint.file(run)), f"an SMC checkpoint of "
-                              f"{n} x {D} particles' normals (it holds {z.shape})")
     else:
-        z = jax.random.normal(jax.random.fold_in(key, 0), (n, D), jnp.float64)
+        z = jax.jit(jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), (n, D),
+                                                         jnp.float64)),
+                    out_shardings=sharding)(run_keys)
         ll, pred = evaluate(inputs, windows, z)
-        evaluations = 1
-        prior_z, prior_pred = np.asarray(z)[:N], np.asarray(pred)[:, :N]
-        beta, rho, steps = 0.0, INITIAL_RHO, []
-    ll_host = np.asarray(ll)[:N]
-    if not np.isfinite(ll_host).any():
+        z, ll, pred = np.array(z), np.array(ll), np.array(pred)  # host copies, written
+        evaluations = np.ones(B, np.int64)
+        prior_z, prior_pred = z[:, :N].copy(), pred[:, :, :N].copy()
+        beta, rho = np.zeros(B), np.full(B, INITIAL_RHO)
+        steps = [[] for _ in range(B)]
+    if not np.isfinite(ll[:, :N]).any(axis=1).all():
         raise ConfigError("observations", [o.name for o in config.observations],
                           "values that some simulated path can explain: every particle's "
                           "likelihood of them is 0 in float64 (an sd far too small for the "
                           "spread of the paths, or a value in the wrong units?)")
-    move = _move_call(evaluate, n, D, devices, settings.move)
-    mesh = _mesh(devices)
-    # which preconditioner each row uses (padding rows: half 1's; they are never kept)
-    half = jax.device_put(np.arange(n) >= N // 2, NamedSharding(mesh, P("paths")))
+    move = _move_call(evaluate, B, n, N, D, settings.move)
+    target = TARGET_ACCEPTANCES[settings.move]
     weights = observation_weights(config)
-    identity = Preconditioner(np.zeros((2, D)), np.zeros((2, D, MAX_DIRECTIONS)),
-                              np.ones((2, MAX_DIRECTIONS)))
+    identity = Preconditioner(np.zeros((B, 2, D)), np.zeros((B, 2, D, MAX_DIRECTIONS)),
+                              np.ones((B, 2, MAX_DIRECTIONS)))
+    label = f"run {runs[0] + 1}" if B == 1 else f"runs {runs[0] + 1}-{runs[-1] + 1}"
 
     def state() -> dict[str, np.ndarray]:
-        rows = [[getattr(st, f) for f in STEP_FIELDS] for st in steps]
-        return {"z": np.asarray(z), "ll": np.asarray(ll), "pred": np.asarray(pred),
-                "prior_z": prior_z, "prior_pred": prior_pred,
-                "steps": np.array(rows, np.float64).reshape(len(steps), len(STEP_FIELDS)),
-                "scalars": np.array([beta, rho, time.perf_counter() - t0], np.float64)}
+        S = max(len(st) for st in steps)
+        rows = np.full((B, S, len(STEP_FIELDS)), np.nan)
+        for b, run_steps in enumerate(steps):
+            for s, st in enumerate(run_steps):
+                rows[b, s] = [getattr(st, f) for f in STEP_FIELDS]
+        return {"z": z, "ll": ll, "pred": pred, "prior_z": prior_z, "prior_pred": prior_pred,
+                "steps": rows, "step_counts": np.array([len(st) for st in steps], np.int64),
+                "beta": beta, "rho": rho, "evaluations": evaluations,
+                "elapsed": np.float64(time.perf_counter() - t0)}
 
     stepped = False
-    while beta < 1.0:
+    while (beta < 1.0).any():
         stepped = True
-        if len(steps) >= MAX_STEPS:
+        moving = beta < 1.0
+        index = len(steps[int(np.argmax(moving))])  # every moving run has taken as many
+        if index >= MAX_STEPS:
             raise ConfigError("observations", [o.name for o in config.observations],
                               f"observations the prior can reach: SMC needed more than "
-                              f"{MAX_STEPS} tempering steps (temperature {beta:.3g})")
-        step_key = jax.random.fold_in(key, len(steps) + 1)
-        new_beta = next_temperature(ll_host, beta, settings.ess_fraction * N)
-        a = (new_beta - beta) * ll_host
-        finite = np.isfinite(a)
-        top = a[finite].max()
-        w = np.where(finite, np.exp(np.where(finite, a, 0.0) - top), 0.0)
-        ess = float(w.sum() ** 2 / (w * w).sum())
-        log_z = float(top + np.log(w.sum() / N))
-        u0 = float(jax.random.uniform(jax.random.fold_in(step_key, 0), (), jnp.float64))
-        idx = systematic_resample(w, u0)
-        idx = np.concatenate([idx, np.arange(N, n)])  # padding rows stay where they are
-        # the particles laid out over the devices as the moves leave them, so that the
-        # compiled move sees one input layout (each new one was another ~10 s compile)
-        z, ll, pred = (jax.device_put(a, NamedSharding(mesh, spec)) for a, spec in
-                       ((z[idx], P("paths")), (ll[idx], P("paths")),
-                        (pred[:, idx], P(None, "paths"))))
-        distinct_resampled = int(np.unique(idx[:N]).shape[0])
+                              f"{MAX_STEPS} tempering steps (temperature "
+                              f"{beta[moving].min():.3g})")
+        new_beta, records = beta.copy(), {}
+        for b in np.flatnonzero(moving):
+            lb = ll[b, :N]
+            new_beta[b] = next_temperature(lb, beta[b], settings.ess_fraction * N)
+            a = (new_beta[b] - beta[b]) * lb
+            finite = np.isfinite(a)
+            top = a[finite].max()
+            w = np.where(finite, np.exp(np.where(finite, a, 0.0) - top), 0.0)
+            u0 = float(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(
+                keys[b], index + 1), 0), (), jnp.float64))
+            idx = systematic_resample(w, u0)
+            z[b, :N], ll[b, :N], pred[b, :, :N] = z[b, idx], ll[b, idx], pred[b][:, idx]
+            records[b] = (float(w.sum() ** 2 / (w * w).sum()), int(np.unique(idx).shape[0]),
+                          float(top + np.log(w.sum() / N)))
         # where the step's moves start, for the mixing diagnostic and the preconditioner
-        z0_host, ll0_host = np.asarray(z)[:N], np.asarray(ll)[:N]
+        reference = MixingReference(z[moving, :N], ll[moving, :N])
         pre = identity
         if settings.move != "pcn":
-            pre, calls = fit_preconditioner(evaluate, inputs, windows, z0_host, new_beta,
-                                            weights, n, mesh)
-            evaluations += calls
+            pre = fit_preconditioners(evaluate, inputs, windows, z[:, :N], new_beta, weights,
+                                      n, sharding)
+            evaluations[moving] += jacobian_calls(N, D)
         pre = Preconditioner(*(jnp.asarray(a) for a in pre))
-        accepted, mixing = [], math.nan
+        zd, lld = jax.device_put(z, sharding), jax.device_put(ll, sharding)
+        predd = jax.device_put(pred, pred_sharding)
+        accepted, mixing = [], np.full(B, math.nan)
+        moving_d, beta_d = jnp.asarray(moving), jnp.asarray(new_beta)
         for m in range(settings.moves):
-            z, ll, pred, acc = move(inputs, windows, z, ll, pred,
-                                    jax.random.fold_in(step_key, m + 1), jnp.float64(rho),
-                                    jnp.float64(new_beta), half, pre)
-            acc = float(acc)  # over the padded rows too: they move like the others
+            zd, lld, predd, acc = move(inputs, windows, zd, lld, predd, run_keys,
+                                       jnp.int32(index), jnp.int32(m), jnp.asarray(rho),
+                                       beta_d, moving_d, pre)
+            acc = np.asarray(acc)
             accepted.append(acc)
-            rho = float(np.clip(rho * math.exp(RHO_GAIN * (acc - TARGET_ACCEPTANCE)),
-                                1e-3, 1.0))
+            rho = np.where(moving, np.clip(rho * np.exp(RHO_GAIN * (acc - target)), 1e-3,
+                                           1.0), rho)
             if settings.mixing_threshold > 0 or m == settings.moves - 1:
-                mixing = mixing_correlation(z0_host, np.asarray(z)[:N], ll0_host,
-                                            np.asarray(ll)[:N])
-                if mixing < settings.mixing_threshold:
+                z_now, ll_now = np.asarray(zd), np.asarray(lld)
+                if not moving.all():
+                    z_now, ll_now = z_now[moving], ll_now[moving]
+                mixing[moving] = reference.mixing(z_now[:, :N], ll_now[:, :N])
+                # the group's runs are exchangeable: their mean is the group's mixing, with
+                # less noise than any one run's (or the slowest's, the largest of R noisy
+                # values)
+                if float(np.mean(mixing[moving])) < settings.mixing_threshold:
                     break
-        evaluations += len(accepted)
-        ll_host = np.asarray(ll)[:N]
-        steps.append(SMCStep(new_beta, ess, distinct_resampled, float(np.mean(accepted)),
-                             rho, log_z, len(accepted), mixing))
+        z, ll, pred = np.array(zd), np.array(lld), np.array(predd)
+        made = len(accepted)
+        evaluations[moving] += made
+        acceptance = np.mean(accepted, axis=0)
+        for b, (ess, distinct, log_z) in records.items():
+            steps[b].append(SMCStep(float(new_beta[b]), ess, distinct, float(acceptance[b]),
+                                    float(rho[b]), log_z, made, float(mixing[b])))
         beta = new_beta
         if progress is not None:
-            progress(f"run {run + 1}/{settings.runs} step {len(steps)}: temperature "
-                     f"{beta:.4g}, ESS {ess:,.0f}, {len(accepted)} moves, mixing "
-                     f"{mixing:.2f}, acceptance {steps[-1].acceptance:.2f}")
-        if checkpoint is not None and (beta >= 1.0 or checkpoint.due()):
-            checkpoint.save(run, state())  # the last step's: a finished run is not redone
-    # a run read back finished took the time it took then (its provenance's seconds)
-    seconds = elapsed if saved is not None and not stepped else time.perf_counter() - t0
-    z_host = np.asarray(z)[:N]
-    return SMCRun(run, steps, z_host, ll_host, np.asarray(pred)[:, :N], prior_z, prior_pred,
-                  _distinct(z_host), seconds, evaluations)
+            live = sorted(records)
+            progress(
+                f"{label} of {settings.runs} step {index + 1}: temperature "
+                f"{_range_text([beta[b] for b in live], '.4g')}"
+                + (f" ({len(live)} of {B} runs still tempering)" if len(live) < B else "")
+                + f", ESS {_range_text([records[b][0] for b in live], ',.0f')}, {made} moves,"
+                f" mixing {np.mean([mixing[b] for b in live]):.2f}, acceptance "
+                f"{_range_text([acceptance[b] for b in live], '.2f')}")
+        if checkpoint is not None and ((beta >= 1.0).all() or checkpoint.due()):
+            checkpoint.save(group, state())  # the last step's: a finished group is not redone
+    # a group read back finished took the time it took then (its provenance's seconds),
+    # and its runs share it equally
+    seconds = (elapsed if saved is not None and not stepped else time.perf_counter() - t0) / B
+    return [SMCRun(r, steps[b], z[b, :N].copy(), ll[b, :N].copy(), pred[b, :, :N].copy(),
+                   prior_z[b], prior_pred[b], _distinct(z[b, :N]), seconds,
+                   int(evaluations[b]))
+            for b, r in enumerate(runs)]
 
 
 def smc_posterior(config: Config, dtype: str = "float32", devices: tuple | None = None,
                   progress: Callable[[str], None] | None = None,
                   checkpoint: str | Path | None = None, resume: bool = False,
                   checkpoint_interval: float = 60.0) -> SMCPosterior:
-    """The config's ``runs`` independent SMC runs. With a ``checkpoint`` directory each
-    run's state is saved there every ``checkpoint_interval`` seconds and at its end
-    (:class:`SMCCheckpoint`, the directory locked for this process while it runs);
-    ``resume`` continues from the saved states (finished runs are read back)."""
+    """The config's ``runs`` independent SMC runs, moved in groups (:func:`run_groups`,
+    :func:`smc_group`). With a ``checkpoint`` directory each group's state is saved there
+    every ``checkpoint_interval`` seconds and at its end (:class:`SMCCheckpoint`, the
+    directory locked for this process while it runs); ``resume`` continues from the saved
+    states (finished groups are read back)."""
     if not config.observations:
         raise ConfigError("observations", {}, "at least one observation to condition on")
     enable_x64()
     settings = SMCSettings.for_config(config)
     out = SMCPosterior(settings, latent_layout(config), dtype=dtype)
+    groups = run_groups(settings.runs, settings.particles)
     if checkpoint is None:
-        for r in range(settings.runs):
-            out.runs.append(smc_run(config, r, settings, dtype, devices, progress))
+        for g, runs in enumerate(groups):
+            out.runs.extend(smc_group(config, runs, settings, dtype, devices, progress,
+                                      group=g))
         return out
     devices = tuple(devices or jax.local_devices())
     saver = SMCCheckpoint(checkpoint, config, settings, dtype, devices, checkpoint_interval,
                           resume)
     with locks.hold(saver.lock_file, key="checkpoint", value=str(checkpoint),
                     what="checkpoint directory"):
-        for r in range(settings.runs):
-            out.runs.append(smc_run(config, r, settings, dtype, devices, progress, saver))
+        for g, runs in enumerate(groups):
+            out.runs.extend(smc_group(config, runs, settings, dtype, devices, progress, saver,
+                                      g))
     return out
 
 
