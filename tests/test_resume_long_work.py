@@ -162,7 +162,7 @@ def test_a_run_killed_in_its_smc_phase_resumes_there_to_the_same_results(tmp_pat
     with np.load(ckpt_dir / "process-0-of-1.smc-group-1.npz") as z:
         assert 0 < z["beta"][0] < 1 and z["step_counts"].tolist() == [2]  # run 1 mid-way
 
-    resumed = _killed(env, "smc-whole", *args, "--out", out, "--resume", killed=False)
+    _killed(env, "smc-whole", *args, "--out", out, "--resume", killed=False)
     ours, prov = _summary(out / "summary.json")
     theirs, _ = _summary(whole / "summary.json")
     assert ours == theirs  # the posterior and its forecast, bit for bit

@@ -64,9 +64,10 @@ temperature search and the resampling are float64 NumPy on the host (exact and
 order-fixed), and the moves stay on the device.
 
 Determinism: every random number is a function of (conditioning seed, run, step, move)
-through JAX's counter-based Threefry keys (whatever the group a run is in); the likelihood of a particle is computed by the
-same per-path program whatever the device count (particles are sharded with
-``shard_map``, padded to a multiple of the devices); temperatures and resampling indices
+through JAX's counter-based Threefry keys (whatever the group a run is in); the likelihood
+of a particle is computed by the same per-path program whatever the device count
+(particles are sharded with ``shard_map``, padded to a multiple of the devices); the
+groups are a function of the settings alone; temperatures and resampling indices
 are computed on the host in a fixed order. So a config and its seed give the same
 posterior whatever the devices, chunk size or process count (processes replicate the SMC
 and split only the forecast).
