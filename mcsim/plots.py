@@ -739,8 +739,10 @@ LEGEND_RUNS = 6
 def plot_smc_diagnostics(diag, axes=None):
     """The tempering of every SMC run, one line per run: the temperature (log scale), the
     ESS of each step's incremental weights over the particles (dotted: the ESS the
-    tempering keeps), and the moves' acceptance (shaded: the 0.2-0.4 band it is steered
-    into), by step. ``diag``: :func:`mcsim.posterior.diagnostics` (summary.json's ``smc``).
+    tempering keeps), and the moves' acceptance (shaded: the band the move's step size
+    steers it into, ``acceptance_band``: 0.4-0.6 for the preconditioned move, 0.2-0.4 for
+    pCN and in summaries written before the bands were recorded), by step. ``diag``:
+    :func:`mcsim.posterior.diagnostics` (summary.json's ``smc``).
     ``axes``: three Axes (default: a new figure's). Returns them."""
     if axes is None:
         import matplotlib.pyplot as plt
@@ -774,7 +776,8 @@ def plot_smc_diagnostics(diag, axes=None):
                  label=f"kept: {diag['ess_fraction']:g}")
     ax_e.set_ylim(0.0, 1.05)
     ax_e.set_title(f"ESS / particles ({n:,} particles)", fontsize=10)
-    ax_a.axhspan(0.2, 0.4, color="tab:green", alpha=0.15, lw=0, label="target 0.2-0.4")
+    lo, hi = diag.get("acceptance_band", (0.2, 0.4))
+    ax_a.axhspan(lo, hi, color="tab:green", alpha=0.15, lw=0, label=f"target {lo:g}-{hi:g}")
     ax_a.set_ylim(0.0, 1.0)
     ax_a.set_title(f"move acceptance (at most {diag['moves']} moves a step)", fontsize=10)
     from matplotlib.ticker import MaxNLocator

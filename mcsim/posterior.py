@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import Config
 from .device_draws import DeviceSampler
-from .engine.smc import SMCPosterior, uniforms_from_normals
+from .engine.smc import ACCEPTANCE_BANDS, SMCPosterior, uniforms_from_normals
 from .x64 import enable_x64
 
 PERCENTILES = (5, 50, 95)
@@ -163,6 +163,7 @@ def diagnostics(posterior: SMCPosterior) -> dict:
     s = posterior.settings
     return {
         "method": "smc", "move": s.move, "mixing_threshold": s.mixing_threshold,
+        "acceptance_band": list(ACCEPTANCE_BANDS[s.move]),
         "particles": s.particles, "runs": s.runs, "ess_fraction": s.ess_fraction,
         "moves": s.moves, "seed": s.seed, "latent_dimension": posterior.layout.dimension,
         "last_observed_step": posterior.layout.num_steps,

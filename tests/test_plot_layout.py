@@ -233,11 +233,14 @@ def test_posterior_plots_are_readable():
               "sd_ratio": float(rng.uniform(0.3, 1.1))} for p in PARAMETER_NAMES[:15]]
     steps = 6
     # 2 runs (a legend of runs) and the default 16 (too many to name: the count instead)
+    # (and the preconditioned move's acceptance band, 0.4-0.6; the 16 runs' summary is one
+    # written before bands were recorded: pCN's 0.2-0.4)
     diags = [{"particles": 512, "ess_fraction": 0.5, "moves": 4, "runs_detail": [
         {"run": r, "steps": steps, "temperature": list(np.geomspace(1e-3, 1, steps)),
          "ess": list(rng.uniform(200, 500, steps)),
          "acceptance": list(rng.uniform(0.2, 0.4, steps))} for r in range(runs)]}
         for runs in (2, 16)]
+    diags[0]["acceptance_band"] = [0.4, 0.6]
     checks = [{"observation": f"revenue_{y}", "series": "revenue", "value": 1e10 * (y - 2020),
                "sd": 1e9, "prior_p5": 5e9, "prior_p50": 1e10 * (y - 2020), "prior_p95": 1e11,
                "posterior_p5": 8e9 * (y - 2020), "posterior_p50": 1e10 * (y - 2020),
@@ -259,6 +262,12 @@ def test_posterior_plots_are_readable():
             assert legend is not None and len(legend.get_texts()) == len(diag["runs_detail"])
         else:
             assert legend is None and axes[0].get_title().endswith("16 runs")
+        band = axes[2].patches[-1].get_extents()  # the shaded band, in display units
+        lo, hi = diag.get("acceptance_band", (0.2, 0.4))
+        to_data = axes[2].transData.inverted().transform
+        assert to_data((0, band.y0))[1] == pytest.approx(lo) \
+            and to_data((0, band.y1))[1] == pytest.approx(hi)
+        assert axes[2].get_legend().get_texts()[0].get_text() == f"target {lo:g}-{hi:g}"
     fig, ax = _figure((8, 1.8 + 0.45 * len(checks)), "constrained")
     plots.plot_predictive(checks, ax)
     problems += [f"predictive: {p}" for p in text_problems(fig)]

@@ -189,16 +189,23 @@ def test_mixing_correlation_is_one_unmoved_and_near_zero_for_fresh_draws():
 
 def test_moves_stop_at_the_mixing_threshold_and_are_reported(gaussian):
     """Each step records its moves and its mixing diagnostic; with the default threshold
-    (0.1) a step stops as soon as it is below, and at the cap otherwise."""
+    (0.2) a step stops as soon as the mean over the runs moved together is below, and at
+    the cap otherwise."""
     cfg, post = gaussian
     s = post.settings
-    assert s.mixing_threshold == 0.1 and s.moves == 8
+    assert s.mixing_threshold == 0.2 and s.moves == 8
     for run in post.runs:
         assert run.evaluations > sum(st.moves for st in run.steps)
         for st in run.steps:
             # (a correlation: ~0 +- 1/sqrt(N) once mixed, so slightly negative at times)
             assert 1 <= st.moves <= s.moves and -0.1 <= st.mixing <= 1
-            assert st.mixing < s.mixing_threshold or st.moves == s.moves, st
+    # the runs move together: a step's moves are the same for every run still tempering,
+    # and stop once the runs' mean mixing is below the threshold (or at the cap)
+    for k in range(max(len(r.steps) for r in post.runs)):
+        at_k = [r.steps[k] for r in post.runs if len(r.steps) > k]
+        assert len({st.moves for st in at_k}) == 1, at_k
+        assert np.mean([st.mixing for st in at_k]) < s.mixing_threshold \
+            or at_k[0].moves == s.moves, at_k
     if s.move == "preconditioned":
         # two near-Gaussian directions: the fitted Gaussian is nearly the posterior
         assert all(st.moves < s.moves for r in post.runs for st in r.steps)
@@ -344,13 +351,13 @@ LEAKED = REPO_ROOT / "tests" / "data" / "observed_importance.toml"
 @pytest.mark.slow
 def test_smc_and_importance_sampling_agree_on_the_leaked_figures():
     """The 2019 terms conditioned on the two leaked Azure inference figures: every
-    headline statistic of SMC (4 runs x 4,096 particles) within 4 combined errors of
+    headline statistic of SMC (8 runs x 1,024 particles) within 4 combined errors of
     importance sampling's (65,536 paths; ESS ~4,000)."""
     base = mcsim.load_config(LEAKED).with_simulation(horizon="2030-12")
     is_res = mcsim.simulate(base, paths=65536, progress=False).conditioned
     smc_cfg = mcsim.with_overrides(base, {"conditioning.method": "smc",
-                                          "conditioning.particles": 4096,
-                                          "conditioning.runs": 4})
+                                          "conditioning.particles": 1024,
+                                          "conditioning.runs": 8})
     smc_res = api.smc_conditioned(smc_cfg)
     checked = 0
     for group, rows in (("cumulative_azure_spend", slice(-1, None)),
@@ -428,12 +435,12 @@ def test_independent_runs_spread_matches_the_reported_errors(every_fact):
 def test_the_preconditioned_move_agrees_with_pcn_at_40_moves_on_every_fact():
     """configs/observed.toml (23 facts, 162 latent normals): the default move (its
     default mixing threshold and cap) against pCN with 40 moves per step (issue 24's
-    reference, slow but exact), 8 runs x 1,024 particles each. Every parameter's and bias
+    reference, slow but exact), 8 runs x 512 particles each. Every parameter's and bias
     factor's posterior mean within 4 combined errors: d / sqrt(se1^2 + se2^2) is ~t with
     ~14 degrees of freedom, |t_14| > 4 has probability 0.13% per parameter, ~4% for
     any of the 32 (fixed seeds: once it passes, it passes). The log evidences too."""
     cfg = mcsim.load_config(CONFIGS_DIR / "observed.toml").with_simulation(horizon="2028-12")
-    small = {"conditioning.particles": 1024, "conditioning.runs": 8}
+    small = {"conditioning.particles": 512, "conditioning.runs": 8}
     new = mcsim.with_overrides(cfg, {**small, "conditioning.seed": 3})
     assert new.conditioning.move == "preconditioned"
     ref = mcsim.with_overrides(cfg, {**small, "conditioning.seed": 4,
@@ -449,9 +456,15 @@ def test_the_preconditioned_move_agrees_with_pcn_at_40_moves_on_every_fact():
             (k, a[k]["posterior_mean"], b[k]["posterior_mean"], se)
     (m1, s1), (m2, s2) = _log_evidence(one), _log_evidence(two)
     assert abs(m1 - m2) < N_SE * math.hypot(s1, s2), (m1, s1, m2, s2)
-    # and the new move mixes: its last step ends far less correlated with its start
-    assert np.median([r.steps[-1].mixing for r in one.runs]) \
-        < 0.5 * np.median([r.steps[-1].mixing for r in two.runs])
+    # and the new move mixes: per move, its last step forgets its start far faster. Both
+    # decay about geometrically (mixing ~ c^moves), and the two make different numbers of
+    # moves (pCN 40, the new one at most 20), so compare the rate, -log(mixing) / moves
+    # (measured: ~0.03 against ~0.003)
+    def rate(post):
+        return np.median([-math.log(r.steps[-1].mixing) / r.steps[-1].moves
+                          for r in post.runs])
+
+    assert rate(one) > 4 * rate(two), (rate(one), rate(two))
 
 
 # --- determinism ------------------------------------------------------------------------

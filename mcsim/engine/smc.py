@@ -583,8 +583,9 @@ def _move_call(evaluate: Callable, B: int, n: int, N: int, D: int, move: str = "
     particle it moves: each is fitted on the other half and fixed before the step's moves.
     Where S is the identity and m = 0 the two extra terms cancel and it is pCN.
     """
-    half = jnp.arange(n) >= N // 2     # which Gaussian a row uses (padding: half 1's)
-    real = jnp.arange(n) < N
+    # host constants (a cached device array would stay alive as long as the cache)
+    half = np.arange(n) >= N // 2     # which Gaussian a row uses (padding: half 1's)
+    real = np.arange(n) < N
 
     @jax.jit
     def step(inputs, windows, z, ll, pred, run_keys, step_index, move_index, rho, beta,

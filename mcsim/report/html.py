@@ -489,13 +489,15 @@ def _smc_diagnostics(cond: dict, seconds: list) -> str:
                   _g(first["acceptance"][k], ".2f"), _g(first["rho"][k], ".3f")]
                  for k in range(first["steps"])]
     threshold = diag.get("mixing_threshold") or 0.0
+    lo, hi = diag.get("acceptance_band", (0.2, 0.4))  # a summary before bands: pCN's
     stop = (f", stopped early once the mixing diagnostic falls below {threshold:g}"
             if threshold > 0 else "")
     return (f'<h3 id="smc-diagnostics">SMC diagnostics</h3><p class=note>{diag["runs"]} '
-            f"independent runs of {n:,} particles; each tempering step keeps an ESS of "
+            f"independent runs of {n:,} particles, moved together (in groups of up to "
+            "65,536 particles); each tempering step keeps an ESS of "
             f"{diag['ess_fraction']:g} of them, then up to {diag['moves']} "
             f"{html.escape(diag.get('move', 'pcn'))} moves{stop} (acceptance steered into "
-            f"0.2-0.4); latent dimension {diag['latent_dimension']:,}. Mixing: how much "
+            f"{lo:g}-{hi:g}); latent dimension {diag['latent_dimension']:,}. Mixing: how much "
             "the particles still remember where the step's moves started (1: nothing "
             "moved, ~0: forgotten).</p>"
             + _table(["run", "steps", "moves", "last step's mixing", "final acceptance",
