@@ -97,8 +97,9 @@ def smc_conditioned(config: Config, dtype: str = "float32", progress: bool | Non
     devices = options.get("devices")
     c = config.conditioning
     say(progress, f"conditioning on {len(config.observations)} observations by SMC: "
-                  f"{c.runs} runs of {c.particles:,} particles, tempered to temperature 1 "
-                  f"({c.moves} moves per step; the first step compiles)")
+                  f"{c.runs} runs of {c.particles:,} particles moved together, tempered to "
+                  f"temperature 1 (at most {c.moves} moves per step, fewer once they have "
+                  "mixed; the first step compiles)")
     # on a terminal by default, as the bars are: the tempering is most of a conditioned
     # run's time (106 s of silence at 100,000 paths when only --progress showed it). Each
     # step's line (mcsim.engine.smc writes it) is printed above a line that ticks with
