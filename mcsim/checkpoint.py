@@ -102,7 +102,9 @@ def remove_checkpoints(directory: str | Path, num_processes: int, *,
     for i in range(num_processes):
         f = checkpoint_file(directory, i, num_processes)
         ours.add(f.name)
-        prefixes.append(f"{f.stem}.smc-")
+        # this version's SMC group states only: another version's (``.smc-run-R``, before
+        # the runs moved in groups) were not written by this run
+        prefixes.append(f"{f.stem}.smc-group-")
     try:
         entries = [e.name for e in directory.iterdir()]
     except OSError:

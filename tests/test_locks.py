@@ -211,3 +211,15 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_removing_a_finished_runs_checkpoints_leaves_another_versions_smc_files(tmp_path):
+    """Only this version's SMC group states are a finished run's own: an SMC file in the
+    format before the runs moved in groups (``.smc-run-R.npz``) was not written by it."""
+    ours = [tmp_path / "process-0-of-1.npz", tmp_path / "process-0-of-1.smc-group-0.npz",
+            tmp_path / "process-0-of-1.smc-group-1.npz"]
+    older = tmp_path / "process-0-of-1.smc-run-0.npz"
+    for f in (*ours, older):
+        f.write_bytes(b"x")
+    ckpt.remove_checkpoints(tmp_path, 1, remove_directory=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [older.name]
