@@ -676,7 +676,7 @@ class SMCCheckpoint:
         data = ckpt.read_arrays(f, {**self.identity, "group": group},
                                 what="an SMC checkpoint of this same run")
         missing = {"z", "ll", "pred", "prior_z", "prior_pred", "steps", "step_counts",
-                   "beta", "rho", "evaluations", "elapsed"} - set(data)
+                   "beta", "rho", "elapsed"} - set(data)
         if missing:
             raise ConfigError("resume", str(f), "a readable mcsim checkpoint, but it lacks "
                               f"{', '.join(sorted(missing))}; delete it to start from the "
@@ -750,7 +750,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         steps = [[step_from_row(row) for row in saved["steps"][b, :int(c)]]
                  for b, c in enumerate(saved["step_counts"])]
         beta, rho = np.array(saved["beta"], np.float64), np.array(saved["rho"], np.float64)
-        evaluations = np.array(saved["evaluations"], np.int64)
         elapsed = float(saved["elapsed"])
         t0 -= elapsed
     else:
@@ -759,7 +758,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
                     out_shardings=sharding)(run_keys)
         ll, pred = evaluate(inputs, windows, z)
         z, ll, pred = np.array(z), np.array(ll), np.array(pred)  # host copies, written
-        evaluations = np.ones(B, np.int64)
         prior_z, prior_pred = z[:, :N].copy(), pred[:, :, :N].copy()
         beta, rho = np.zeros(B), np.full(B, INITIAL_RHO)
         steps = [[] for _ in range(B)]
@@ -783,7 +781,7 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
                 rows[b, s] = [getattr(st, f) for f in STEP_FIELDS]
         return {"z": z, "ll": ll, "pred": pred, "prior_z": prior_z, "prior_pred": prior_pred,
                 "steps": rows, "step_counts": np.array([len(st) for st in steps], np.int64),
-                "beta": beta, "rho": rho, "evaluations": evaluations,
+                "beta": beta, "rho": rho,
                 "elapsed": np.float64(time.perf_counter() - t0)}
 
     stepped = False
@@ -816,7 +814,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         if settings.move != "pcn":
             pre = fit_preconditioners(evaluate, inputs, windows, z[:, :N], new_beta, weights,
                                       n, sharding)
-            evaluations[moving] += jacobian_calls(N, D)
         pre = Preconditioner(*(jnp.asarray(a) for a in pre))
         zd, lld = jax.device_put(z, sharding), jax.device_put(ll, sharding)
         predd = jax.device_put(pred, pred_sharding)
@@ -842,7 +839,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
                     break
         z, ll, pred = np.array(zd), np.array(lld), np.array(predd)
         made = len(accepted)
-        evaluations[moving] += made
         acceptance = np.mean(accepted, axis=0)
         for b, (ess, distinct, log_z) in records.items():
             steps[b].append(SMCStep(float(new_beta[b]), ess, distinct, float(acceptance[b]),
@@ -862,9 +858,13 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
     # a group read back finished took the time it took then (its provenance's seconds),
     # and its runs share it equally
     seconds = (elapsed if saved is not None and not stepped else time.perf_counter() - t0) / B
+    # likelihood evaluations in units of N: the prior's, then each step's moves and (for
+    # the preconditioned move) its Jacobians: a function of the step records alone
+    per_step = 0 if settings.move == "pcn" else jacobian_calls(N, D)
+    evaluations = [1 + sum(st.moves + per_step for st in run_steps) for run_steps in steps]
     return [SMCRun(r, steps[b], z[b, :N].copy(), ll[b, :N].copy(), pred[b, :, :N].copy(),
                    prior_z[b], prior_pred[b], _distinct(z[b, :N]), seconds,
-                   int(evaluations[b]))
+                   evaluations[b])
             for b, r in enumerate(runs)]
 
 
