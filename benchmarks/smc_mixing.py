@@ -1,7 +1,8 @@
 """SMC mixing benchmark (issue 24): effective paths per CPU-second of the preconditioned
-move (the new default: 16 runs, the mixing threshold, a cap of 20 moves) against pCN as it
-was the default before (4 runs, 10 moves per step), on the same config, total particles and
-machine, in one alternated run (seed 1: pCN then new, seed 2: pCN then new, ...).
+move (the default: 16 runs, the mixing threshold, the default cap of moves per step) against
+pCN as it was the default before (4 runs, 10 moves per step), on the same config, total
+particles and machine, in one alternated run (seed 1: pCN then the default, seed 2: pCN
+then the default, ...). ``--also-cap 20`` adds the default with another cap (stop 29's 20).
 
 For each of ``--seeds`` seeds and each setting, one SMC posterior (all its runs) is timed
 (wall and process CPU seconds; the compile is done first, once per setting, by a warm-up
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import mcsim  # noqa: E402
+from mcsim.config import ConditioningConfig  # noqa: E402
 from mcsim.engine import smc  # noqa: E402
 from mcsim.posterior import (  # noqa: E402
     design_effects,
@@ -46,10 +48,12 @@ from mcsim.posterior import (  # noqa: E402
     spread_error,
 )
 
-#: The two settings: (label, runs, moves cap, move, mixing threshold). The particles per
-#: run are the total over the runs, so both cost the same particles.
+_DEFAULT = ConditioningConfig()
+#: The settings: (label, runs, moves cap, move, mixing threshold). The particles per run are
+#: the total over the runs, so all cost the same particles. The first is the baseline.
 SETTINGS = (("pcn (before)", 4, 10, "pcn", 0.0),
-            ("preconditioned (new default)", 16, 20, "preconditioned", 0.2))
+            ("preconditioned (default)", _DEFAULT.runs, _DEFAULT.moves, _DEFAULT.move,
+             _DEFAULT.mixing_threshold))
 
 
 def statistics_of(config, posterior) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -97,10 +101,17 @@ def main() -> None:
                     help="particles per posterior, all runs together (divisible by 16)")
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--json", default=None, help="also write the measurements here")
+    ap.add_argument("--also-cap", type=int, default=None,
+                    help="also the default setting with this cap of moves per step")
     args = ap.parse_args()
+    settings = SETTINGS
+    if args.also_cap is not None:
+        _, runs, _, move, threshold = SETTINGS[1]
+        settings += ((f"preconditioned, cap {args.also_cap}", runs, args.also_cap, move,
+                      threshold),)
     base = mcsim.load_config(args.config)
     configs = {}
-    for label, runs, moves, move, threshold in SETTINGS:
+    for label, runs, moves, move, threshold in settings:
         configs[label] = lambda seed, r=runs, m=moves, mv=move, th=threshold: \
             mcsim.with_overrides(base, {
                 "conditioning.particles": args.total // r, "conditioning.runs": r,
@@ -112,18 +123,18 @@ def main() -> None:
     print(f"config: {args.config}; latent dimension "
           f"{smc.latent_layout(base).dimension}; {args.total:,} particles per posterior; "
           f"{args.seeds} seeds, settings alternated")
-    for label, runs, moves, move, threshold in SETTINGS:
+    for label, runs, moves, move, threshold in settings:
         print(f"  {label}: {runs} runs x {args.total // runs:,} particles, move {move}, "
               f"at most {moves} moves per step, mixing threshold {threshold}")
     # the compile, not counted: a whole posterior of each setting at another seed (its
     # runs move together, so the compiled shapes are those of all its runs)
-    for label, *_ in SETTINGS:
+    for label, *_ in settings:
         t0 = time.perf_counter()
         smc.smc_posterior(configs[label](999))
         print(f"  warm-up {label}: {time.perf_counter() - t0:.1f} s (with compile)")
     rows = []
     for seed in range(1, args.seeds + 1):
-        for label, *_ in SETTINGS:
+        for label, *_ in settings:
             row = measure(configs[label](seed), label)
             row["seed"] = seed
             rows.append(row)
@@ -134,7 +145,7 @@ def main() -> None:
                   f"log evidence {row['log_evidence']:.3f}", flush=True)
     print("\nsummary: median (min .. max) over seeds")
     summary = {}
-    for label, *_ in SETTINGS:
+    for label, *_ in settings:
         mine = [r for r in rows if r["setting"] == label]
         se = np.array([r["se"] for r in mine])  # [seeds, statistics]
         ratio = np.nanmax(se, axis=0) / np.nanmin(se, axis=0)
@@ -150,11 +161,14 @@ def main() -> None:
               f"{np.nanmedian(ratio):.2f}, worst {np.nanmax(ratio):.2f}")
         print(f"    design effects of the statistics (seed 1): "
               f"{mine[0]['deff_range'][0]:.1f} .. {mine[0]['deff_range'][1]:.1f}")
-    a, b = (summary[label] for label, *_ in SETTINGS)
-    gain = b["ess_per_cpu_s"] / a["ess_per_cpu_s"]
-    print(f"\nnew / pCN: effective paths per CPU-second x{gain:.1f} "
-          f"(goal >= 10); effective fraction {b['fraction']:.1%} (goal >= 25%); "
-          f"wall time x{b['wall_s'] / a['wall_s']:.2f}")
+    a = summary[settings[0][0]]
+    print()
+    for label, *_ in settings[1:]:
+        b = summary[label]
+        gain = b["ess_per_cpu_s"] / a["ess_per_cpu_s"]
+        print(f"{label} / pCN: effective paths per CPU-second x{gain:.1f} "
+              f"(goal >= 10); effective fraction {b['fraction']:.1%} (goal >= 25%); "
+              f"wall time x{b['wall_s'] / a['wall_s']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
 

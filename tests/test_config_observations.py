@@ -480,8 +480,8 @@ def test_conditioning_can_be_overridden_by_dotted_key():
     assert (changed.conditioning.method, changed.conditioning.seed) == ("importance", 7)
     with pytest.raises(ConfigError, match=r"^conditioning\.runs = 1: expected"):
         with_overrides(cfg, {"conditioning.runs": 1})
-    base = with_overrides(load_config(BASE), {"conditioning.moves": 20})
-    assert base.conditioning == ConditioningConfig(moves=20)
+    base = with_overrides(load_config(BASE), {"conditioning.moves": 15})
+    assert base.conditioning == ConditioningConfig(moves=15)
 
 
 def test_a_child_config_updates_conditioning_key_by_key(tmp_path):

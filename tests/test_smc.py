@@ -458,7 +458,7 @@ def test_the_preconditioned_move_agrees_with_pcn_at_40_moves_on_every_fact():
     assert abs(m1 - m2) < N_SE * math.hypot(s1, s2), (m1, s1, m2, s2)
     # and the new move mixes: per move, its last step forgets its start far faster. Both
     # decay about geometrically (mixing ~ c^moves), and the two make different numbers of
-    # moves (pCN 40, the new one at most 20), so compare the rate, -log(mixing) / moves
+    # moves (pCN 40, the new one at most its cap), so compare the rate, -log(mixing) / moves
     # (measured: ~0.03 against ~0.003)
     def rate(post):
         return np.median([-math.log(r.steps[-1].mixing) / r.steps[-1].moves
