@@ -117,6 +117,37 @@ class NormalTruncation:
         return np.clip(g if self.flip else f, 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=512)
+def beta_quantile_table(al: float, be: float) -> PPoly:
+    """Cubic splines of the beta quantile's logs against z = ndtri(u), on z in
+    [-Z_TABLE, Z_TABLE]: of log x for z < 0 and of log(1 - x) for z >= 0 (one PPoly on
+    the shared knots; :func:`beta_from_table` turns its value into x).
+
+    In z the quantile is smooth even where it is steep in u, and in log space its tails
+    are too (x ~ (u a B(a, b))^(1/a) near 0): with 16385 knots x comes back to ~1e-14
+    absolute and its tails to ~1e-12 relative, for every shape from 0.05 to 1000 (see
+    tests/test_distributions.py). SciPy's betaincinv costs ~2 us a value (ten PERT
+    parameters would cost more than the whole simulation), and it fails at the tails of
+    some shapes (NaN for beta(0.51, 1.025) beyond u = 1 - 5e-17): each knot it gets
+    wrong is solved again by :func:`beta_log_tail_quantile`.
+
+    Cached by shape: a config read again (every ``with_overrides``, every test) has new
+    :class:`Distribution` objects with the same shapes, and a table costs ~45 ms.
+    """
+    z = np.linspace(-Z_TABLE, Z_TABLE, TABLE_POINTS)
+    mid = TABLE_POINTS // 2  # z[mid] == 0 exactly
+    # each half from its own tail, so that u near 1 keeps its precision; each spline
+    # runs OVERLAP knots past z = 0, so that its end condition stays out of the range
+    # it serves (at z = 0 it cost 1e-10 for beta(0.05, 0.05))
+    e = BETA_TABLE_OVERLAP
+    lower = CubicSpline(z[:mid + 1 + e], beta_log_tail_quantile(al, be, z[:mid + 1 + e]))
+    upper = CubicSpline(z[mid - e:], beta_log_tail_quantile(be, al, -z[mid - e:]))
+    table = PPoly(np.concatenate([lower.c[:, :mid], upper.c[:, e:]], axis=1), z)
+    table.c.setflags(write=False)  # one table serves every caller of this shape
+    table.x.setflags(write=False)
+    return table
+
+
 @dataclass(frozen=True)
 class Distribution:
     """One parameter's distribution in canonical form.
@@ -195,28 +226,8 @@ class Distribution:
 
     @functools.cached_property
     def _beta_table(self) -> PPoly:
-        """Cubic splines of the beta quantile's logs against z = ndtri(u), on z in
-        [-Z_TABLE, Z_TABLE]: of log x for z < 0 and of log(1 - x) for z >= 0 (one PPoly on
-        the shared knots; :func:`beta_from_table` turns its value into x).
-
-        In z the quantile is smooth even where it is steep in u, and in log space its tails
-        are too (x ~ (u a B(a, b))^(1/a) near 0): with 16385 knots x comes back to ~1e-14
-        absolute and its tails to ~1e-12 relative, for every shape from 0.05 to 1000 (see
-        tests/test_distributions.py). SciPy's betaincinv costs ~2 us a value (ten PERT
-        parameters would cost more than the whole simulation), and it fails at the tails of
-        some shapes (NaN for beta(0.51, 1.025) beyond u = 1 - 5e-17): each knot it gets
-        wrong is solved again by :func:`beta_log_tail_quantile`.
-        """
-        al, be = self._beta_shape()
-        z = np.linspace(-Z_TABLE, Z_TABLE, TABLE_POINTS)
-        mid = TABLE_POINTS // 2  # z[mid] == 0 exactly
-        # each half from its own tail, so that u near 1 keeps its precision; each spline
-        # runs OVERLAP knots past z = 0, so that its end condition stays out of the range
-        # it serves (at z = 0 it cost 1e-10 for beta(0.05, 0.05))
-        e = BETA_TABLE_OVERLAP
-        lower = CubicSpline(z[:mid + 1 + e], beta_log_tail_quantile(al, be, z[:mid + 1 + e]))
-        upper = CubicSpline(z[mid - e:], beta_log_tail_quantile(be, al, -z[mid - e:]))
-        return PPoly(np.concatenate([lower.c[:, :mid], upper.c[:, e:]], axis=1), z)
+        """:func:`beta_quantile_table` of this distribution's beta shape."""
+        return beta_quantile_table(*(float(v) for v in self._beta_shape()))
 
     def _beta_quantile(self, u: np.ndarray) -> np.ndarray:
         """Beta(alpha, beta) quantile at u from the splines in z (absolute error ~1e-14)."""
