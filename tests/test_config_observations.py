@@ -86,7 +86,7 @@ def test_observation_dataclass_is_exactly_the_documented_one():
 def test_conditioning_dataclass_defaults():
     c = ConditioningConfig()
     assert (c.method, c.particles, c.ess_fraction, c.moves, c.runs, c.seed, c.move,
-            c.mixing_threshold) == ("smc", 1024, 0.5, 20, 16, None, "preconditioned", 0.2)
+            c.mixing_threshold) == ("smc", 1024, 0.5, 15, 16, None, "preconditioned", 0.2)
     assert CONDITIONING_METHODS == ("smc", "importance")
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.runs = 3  # type: ignore[misc]
