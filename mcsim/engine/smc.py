@@ -519,37 +519,49 @@ class MixingReference:
         return out
 
 
-def _propose(move: str, z, xi, rho, pre, half):
-    """One run's proposal and the log density correction of its acceptance (below)."""
+def _propose(move: str, z, xi, rho, pre, split: int):
+    """One run's proposal from ``z`` [n, D] and its normals ``xi`` [n, D], and the log
+    density correction of its acceptance (:func:`_move_call`); rows ``< split`` use half
+    0's Gaussian of ``pre``, the others (padding included) half 1's."""
     a = jnp.sqrt(1.0 - rho * rho)
     if move == "pcn":
         return a * z + rho * xi, jnp.zeros(z.shape[:1], jnp.float64)
     mean, vectors, lam = pre
-    K = lam.shape[1]
-    # both halves' directions side by side [D, 2K]; a row uses its own half's columns (the
-    # other half's are masked to 0), so three products of n x D x 2K serve every row: its
-    # projections of z - m and of xi, and L xi
-    W = jnp.concatenate([vectors[0], vectors[1]], axis=1)
-    lam_all = jnp.concatenate([lam[0], lam[1]])
-    mine = jnp.where(half[:, None], jnp.arange(2 * K) >= K, jnp.arange(2 * K) < K)
-    m = jnp.where(half[:, None], mean[1], mean[0])
-    d = z - m
-    p = jnp.where(mine, d @ W, 0.0)
-    q = jnp.where(mine, xi @ W, 0.0)
-    l_xi = xi + (q * (jnp.sqrt(lam_all) - 1.0)) @ W.T
-    d_new = a * d + rho * l_xi
-    proposal = m + d_new
-    # V^T d_new = a V^T d + rho sqrt(lam) V^T xi (V's columns orthonormal; unused ones are
-    # 0 with lam 1, where every term is 0)
-    p_new = a * p + rho * jnp.sqrt(lam_all) * q
+    n, D = z.shape
+    if n == 2 * split:  # two equal halves (no padding): one batched product, no copies
+        proposal, correction = jax.vmap(_propose_half, in_axes=(0, 0, None, None, 0, 0, 0))(
+            z.reshape(2, split, D), xi.reshape(2, split, D), a, rho, mean, vectors, lam)
+        return proposal.reshape(n, D), correction.reshape(n)
+    halves = [_propose_half(z[rows], xi[rows], a, rho, mean[i], vectors[i], lam[i])
+              for i, rows in enumerate((slice(0, split), slice(split, None)))]
+    return (jnp.concatenate([h[0] for h in halves]),
+            jnp.concatenate([h[1] for h in halves]))
 
-    def reference(d, p):
-        # log N(m + d; m, S) up to its constant: -|L^-1 d|^2 / 2, with
-        # |L^-1 d|^2 = |d|^2 + sum_k (1 / lam_k - 1) (v_k . d)^2
-        return -0.5 * (jnp.sum(d * d, axis=1) + jnp.sum((1.0 / lam_all - 1.0) * p * p, axis=1))
 
-    correction = reference(d, p) - reference(d_new, p_new) + 0.5 * (
-        jnp.sum(z * z, axis=1) - jnp.sum(proposal * proposal, axis=1))
+def _propose_half(z, xi, a, rho, m, V, lam):
+    """The preconditioned proposal of rows ``z`` [r, D] around N(m, I + V diag(lam - 1)
+    V^T) (``m`` [D] in the span of ``V`` [D, K]'s orthonormal columns, zero columns with
+    lam 1 where unused) and its log density correction.
+
+    Everything but the proposal itself is in the K projected coordinates, so a row costs
+    three products with V (its projections of z and xi, and L xi's part along V):
+    z' = m + a (z - m) + rho L xi with L xi = xi + V ((sqrt(lam) - 1) V^T xi), and, with
+    d = z - m, p = V^T d, mu = V^T m and c = 1 / lam - 1, the correction
+
+        log N(z; m, S) - log N(z'; m, S) + log N(z'; 0, I) - log N(z; 0, I)
+          = m . (d - d') - (1/2) sum_k c_k (p_k^2 - p'_k^2)
+          = mu . (p - p') - (1/2) sum_k c_k (p_k^2 - p'_k^2),
+
+    the squared norms |d|^2 of the two Gaussians cancelling (m . d = mu . p as m is in the
+    span of V), and p' = V^T d' = a p + rho sqrt(lam) V^T xi."""
+    mu = V.T @ m
+    root = jnp.sqrt(lam)
+    p = z @ V - mu
+    q = xi @ V
+    proposal = a * z + rho * xi + (1.0 - a) * m + (rho * (root - 1.0) * q) @ V.T
+    p_new = a * p + rho * root * q
+    c = 1.0 / lam - 1.0
+    correction = (p - p_new) @ mu - 0.5 * ((p * p - p_new * p_new) @ c)
     return proposal, correction
 
 
@@ -584,7 +596,6 @@ def _move_call(evaluate: Callable, B: int, n: int, N: int, D: int, move: str = "
     Where S is the identity and m = 0 the two extra terms cancel and it is pCN.
     """
     # host constants (a cached device array would stay alive as long as the cache)
-    half = np.arange(n) >= N // 2     # which Gaussian a row uses (padding: half 1's)
     real = np.arange(n) < N
 
     @jax.jit
@@ -602,7 +613,7 @@ def _move_call(evaluate: Callable, B: int, n: int, N: int, D: int, move: str = "
 
         xi, log_u = jax.vmap(draws)(run_keys)
         proposal, correction = jax.vmap(
-            lambda z, xi, rho, pre: _propose(move, z, xi, rho, pre, half))(z, xi, rho, pre)
+            lambda z, xi, rho, pre: _propose(move, z, xi, rho, pre, N // 2))(z, xi, rho, pre)
         ll_new, pred_new = evaluate(inputs, windows, proposal)
         diff = jnp.where(jnp.isfinite(ll_new),
                          jnp.where(jnp.isfinite(ll), ll_new - ll, jnp.inf), -jnp.inf)
