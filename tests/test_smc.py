@@ -179,6 +179,34 @@ def _dense_log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.nd
     return -0.5 * np.einsum("nd,nd->n", d, np.linalg.solve(cov, d.T).T)
 
 
+def test_the_gaussian_from_a_fisher_root_is_the_dense_eigendecomposition():
+    """F = A^T A from the Jacobians' factor: the Gaussian's directions, variances and mean
+    agree with those of a dense eigendecomposition of F (float64, to ~1e-10)."""
+    rng = np.random.default_rng(5)
+    O, k, D, beta = 4, 3, 12, 0.6
+    values = rng.normal(size=(O, k, 2 * D))
+    weights = rng.uniform(0.5, 2.0, O)
+    root = smc.fisher_root(values, weights)
+    J = (values[:, :, 0::2] - values[:, :, 1::2]) / (2 * smc.JACOBIAN_STEP)
+    fisher = np.einsum("okd,o,oke->de", J, weights, J) / k
+    np.testing.assert_allclose(root.T @ root, fisher, rtol=1e-12, atol=1e-12 * fisher.max())
+    z = rng.normal(size=(50, D))
+    mean, V, lam = smc.gaussian_from_fisher(root, beta, z)
+    f, vectors = np.linalg.eigh(fisher)
+    keep = np.argsort(-f)[beta * np.sort(f)[::-1] >= 0.1]
+    used = int((lam < 1).sum())
+    assert used == keep.size == min(O * k, D)
+    np.testing.assert_allclose(lam[:used], 1 / (1 + beta * f[keep]), rtol=1e-10)
+    projector = vectors[:, keep] @ vectors[:, keep].T  # sign-free: V V^T
+    np.testing.assert_allclose(V @ V.T, projector, atol=1e-10)
+    np.testing.assert_allclose(mean, projector @ z.mean(axis=0), atol=1e-10)
+    # no finite Jacobian: the prior, unchanged
+    values[0, 0, 0] = np.nan
+    values[:, 1:] = np.nan
+    mean, V, lam = smc.gaussian_from_fisher(smc.fisher_root(values, weights), beta, z)
+    assert (lam == 1).all() and not V.any() and not mean.any()
+
+
 @pytest.mark.parametrize("rows", [64, 67], ids=["equal_halves", "padded"])
 def test_preconditioned_proposal_and_its_correction_against_dense_gaussians(rows):
     """The proposal is z' = m + a (z - m) + rho S^(1/2) xi for each half's Gaussian N(m, S)

@@ -374,29 +374,35 @@ def jacobian_rows(z: np.ndarray, step: float = JACOBIAN_STEP) -> np.ndarray:
     return z[:, None, :] + offsets[None]
 
 
-def fisher_information(predicted_rows: np.ndarray, weights: np.ndarray,
-                       step: float = JACOBIAN_STEP) -> np.ndarray:
-    """The mean over particles of ``J^T diag(weights) J`` [D, D] from the model values
-    [O, k, 2D] at :func:`jacobian_rows` (J [O, D] a particle's Jacobian of its predicted
-    observations; particles with a non-finite value are left out; zeros if none)."""
+def fisher_root(predicted_rows: np.ndarray, weights: np.ndarray,
+                step: float = JACOBIAN_STEP) -> np.ndarray:
+    """A factor ``A`` [k O, D] of the mean over particles of ``J^T diag(weights) J``
+    (``F = A^T A``, D x D) from the model values [O, k, 2D] at :func:`jacobian_rows` (J
+    [O, D] a particle's Jacobian of its predicted observations; particles with a
+    non-finite value are left out; one zero row if none). F's eigen-directions are then
+    the right singular vectors of the k O x D matrix A: why not F itself, LAPACK's
+    eigensolver of a 162 x 162 matrix took ~0.1 s a call when the CPU was shared (its
+    threads wait on each other), 32 calls a tempering step."""
     J = (predicted_rows[:, :, 0::2] - predicted_rows[:, :, 1::2]) / (2.0 * step)
     D = J.shape[2]
     ok = np.isfinite(J).all(axis=(0, 2))
     if not ok.any():
-        return np.zeros((D, D))
+        return np.zeros((1, D))
     J = J[:, ok]
-    return np.einsum("okd,o,oke->de", J, weights, J) / ok.sum()
+    # row (o, particle): sqrt(w_o / k) J_o, so that A^T A = sum_k J^T W J / k
+    return (np.sqrt(weights / ok.sum())[:, None, None] * J).reshape(-1, D)
 
 
-def gaussian_from_fisher(fisher: np.ndarray, beta: float, z: np.ndarray,
+def gaussian_from_fisher(root: np.ndarray, beta: float, z: np.ndarray,
                          max_directions: int = MAX_DIRECTIONS, least: float = 0.1
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Gaussian ``N(mean, I + V diag(lam - 1) V^T)`` whose precision is the prior's
-    plus the tempered likelihood's Fisher information, ``I + beta F``, along the
-    eigen-directions where ``beta F`` adds at least ``least`` (the largest first, up to
-    ``max_directions``), and the prior's N(0, I) elsewhere; its mean is the particles'
-    ``z`` [n, D] mean projected on those directions. Returns (mean [D], V [D, K],
-    lam [K]), K = ``max_directions`` (unused: zero columns, lam 1).
+    plus the tempered likelihood's Fisher information ``F = root^T root``
+    (:func:`fisher_root`), ``I + beta F``, along the eigen-directions where ``beta F``
+    adds at least ``least`` (the largest first, up to ``max_directions``), and the prior's
+    N(0, I) elsewhere; its mean is the particles' ``z`` [n, D] mean projected on those
+    directions. Returns (mean [D], V [D, K], lam [K]), K = ``max_directions`` (unused:
+    zero columns, lam 1).
 
     Why the likelihood's curvature and not the particles' covariance: after a few
     tempering steps the particles descend from a few hundred ancestors, and their sample
@@ -404,13 +410,15 @@ def gaussian_from_fisher(fisher: np.ndarray, beta: float, z: np.ndarray,
     genealogy (variances from 0.1 to 10 where the posterior's are ~1), not the posterior.
     Any Gaussian keeps the move exact (:func:`_move_call`): this choice is about speed.
     """
-    D = fisher.shape[0]
+    D = root.shape[1]
     V = np.zeros((D, max_directions))
     lam = np.ones(max_directions)
-    f, vectors = np.linalg.eigh(0.5 * (fisher + fisher.T))
-    order = np.argsort(-f, kind="stable")
-    keep = order[beta * f[order] >= least][:max_directions]
-    V[:, :keep.size] = vectors[:, keep]
+    # F = A^T A: its eigenvalues are A's squared singular values (largest first), its
+    # eigenvectors A's right singular vectors
+    _, singular, right = np.linalg.svd(root, full_matrices=False)
+    f = singular * singular
+    keep = np.flatnonzero(beta * f >= least)[:max_directions]
+    V[:, :keep.size] = right[keep].T
     lam[:keep.size] = 1.0 / (1.0 + beta * f[keep])
     return V @ (V.T @ z.mean(axis=0)), V, lam
 
@@ -458,7 +466,7 @@ def fit_preconditioners(evaluate: Callable, inputs, windows, z: np.ndarray,
     values = np.concatenate([np.asarray(evaluate(inputs, windows, jax.device_put(
         padded[:, c * n:(c + 1) * n], sharding))[1], np.float64) for c in range(calls)],
         axis=2)[:, :, :R].reshape(B, -1, 2, k, 2 * D)               # [B, O, half, k, 2D]
-    fits = [[gaussian_from_fisher(fisher_information(values[b, :, i], weights), beta[b],
+    fits = [[gaussian_from_fisher(fisher_root(values[b, :, i], weights), beta[b],
                                   z[b, h:] if i == 0 else z[b, :h]) for i in (0, 1)]
             for b in range(B)]
     # fits[b][half] = (mean, V, lam): each part stacked to [B, 2, ...]
