@@ -13,6 +13,7 @@ import jax
 import pytest
 
 import mcsim
+from mcsim import load_config
 
 # Strict dtype promotion for the whole suite: a float64 NumPy scalar that would silently
 # promote the float32 kernel (and break its scan carry) is an error here, not a slowdown.
@@ -38,7 +39,17 @@ jax.devices()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import helpers` work
 
-from helpers import CONFIGS_DIR, minimal_config_text  # noqa: E402
+from helpers import (  # noqa: E402
+    CONFIGS_DIR,
+    DATA_DIR,
+    SharedRun,
+    minimal_config_text,
+    shared_run,
+)
+
+#: The runs shared by the test modules of a session (helpers.shared_run: each made once, by
+#: the first process to ask), per test run as SESSION_CACHE is, and removed with it.
+SHARED_RUNS = Path(tempfile.gettempdir()) / f"mcsim-test-runs-{_RUN_ID}"
 
 
 @pytest.fixture
@@ -60,10 +71,53 @@ def make_config_text():
     return minimal_config_text
 
 
+def _smc_small():
+    return load_config(DATA_DIR / "smc_small.toml")
+
+
+def _observed_importance():
+    return load_config(DATA_DIR / "observed_importance.toml").with_simulation(
+        horizon="2026-12", paths=4096)
+
+
+#: The shared runs, by fixture name: (run name, its config).
+SHARED = {"smc_run": ("smc_small", _smc_small),
+          "importance_run": ("observed_importance", _observed_importance)}
+#: Those some test to run asks for (pytest_collection_finish): the ones a process may make
+#: while it waits for another.
+_WANTED: list[str] = []
+
+
+def _shared(fixture: str) -> SharedRun:
+    name, config = SHARED[fixture]
+    others = [SHARED[f] for f in _WANTED if f != fixture]
+    return shared_run(SHARED_RUNS, name, config(), others)
+
+
+@pytest.fixture(scope="session")
+def smc_run() -> SharedRun:
+    """``tests/data/smc_small.toml`` (configs/observed.toml made small: 2 SMC runs x 256
+    particles, 2,048 prior paths to 2029-12) simulated as ``mcsim run`` does it, and its
+    report: one SMC run, ~35 s of compiles, for every module that reads a posterior's
+    outputs (report, HTML, ArviZ, frames), where each once made its own."""
+    return _shared("smc_run")
+
+
+@pytest.fixture(scope="session")
+def importance_run() -> SharedRun:
+    """``tests/data/observed_importance.toml`` (version 1's terms, two observations, the
+    importance method) cut to 2026-12, 4,096 paths, simulated as ``mcsim run`` does it, and
+    its report: the shapes of tests/test_conditioning.py's runs (the same compiled kernels),
+    for the modules that read an importance-conditioned run's outputs (report, frames)."""
+    return _shared("importance_run")
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """The controller (not an xdist worker) removes the session's cache of compiled kernels."""
+    """The controller (not an xdist worker) removes the session's cache of compiled kernels
+    and its shared runs."""
     if not hasattr(session.config, "workerinput"):
         shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+        shutil.rmtree(SHARED_RUNS, ignore_errors=True)
 
 
 _DURATIONS_LOG = os.environ.get("MCSIM_TEST_DURATIONS")
@@ -123,3 +177,8 @@ def pytest_collection_modifyitems(session, config, items):
         return (1, module_rank.get(Path(item.fspath).name, len(module_rank)), index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+
+
+def pytest_collection_finish(session):
+    """The shared runs the tests to run ask for (after any deselection)."""
+    _WANTED[:] = [f for f in SHARED if any(f in item.fixturenames for item in session.items)]

@@ -6,10 +6,17 @@ one key and see what the parser does with it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import pickle
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
+DATA_DIR = REPO_ROOT / "tests" / "data"
 
 #: Tolerance of every statistical test, in Monte Carlo standard errors: a two-sided false
 #: alarm of about 6e-5 per assertion under the normal approximation.
@@ -201,3 +208,73 @@ def assert_float64_kernel_is_the_reference(final, flows: dict, ref: dict) -> Non
     np.testing.assert_allclose(final.cum_revenue, ref["cumulative_revenue"], rtol=1e-12)
     np.testing.assert_allclose(final.cum_profit, ref["cumulative_profit"], rtol=1e-11,
                                atol=1e-9 * np.abs(ref["cumulative_revenue"]).max())
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """A config simulated as ``mcsim run`` does it, shared by the test modules of a session
+    (:func:`shared_run`): the results, the directory of its report and the messages of the
+    user warnings the run raised (a small effective sample size's)."""
+
+    results: Any
+    report: Path
+    warnings: tuple[str, ...]
+
+
+#: The shared runs this process has made or read back, by name.
+_SHARED: dict[str, SharedRun] = {}
+
+
+def _shared(directory: Path, name: str, config, wait: bool) -> SharedRun | None:
+    """Run ``name`` read back from ``directory`` when saved there, else made and saved, under
+    its lock; None, without waiting, when another process holds the lock (is making it)."""
+    import mcsim
+    from mcsim.report import write_report
+
+    if name in _SHARED:
+        return _SHARED[name]
+    saved = directory / f"{name}.pickle"
+    with open(directory / f"{name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        try:
+            if saved.exists():
+                run = pickle.loads(saved.read_bytes())
+            else:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
+                    results = mcsim.simulate(config, progress=False)
+                run = SharedRun(results, write_report(results, directory / name),
+                                tuple(str(w.message) for w in caught
+                                      if issubclass(w.category, UserWarning)))
+                partial = saved.with_suffix(".partial")
+                partial.write_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
+                partial.replace(saved)  # whole or absent, for a process that reads it
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _SHARED[name] = run
+    return run
+
+
+def shared_run(directory: Path, name: str, config, others=()) -> SharedRun:
+    """``config`` simulated as ``mcsim run`` does it (:func:`mcsim.simulate`: the prior, the
+    conditioned pass and the tables) with its report written to ``directory/name``, once
+    per test session: the first process to ask makes it and saves it there (a pickle of
+    ~100 MB); another (the other xdist worker) waits for it and reads it back in ~1 s,
+    where making it again would take ~15 s of cached compiles and runs (~35 s cold).
+
+    ``others``: (name, a function giving its config) of the session's other shared runs.
+    While another process makes this one, this process makes those that no process has
+    begun (in the time it would spend waiting), and keeps them for when it is asked."""
+    directory.mkdir(parents=True, exist_ok=True)
+    run = _shared(directory, name, config, wait=False)
+    if run is not None:
+        return run
+    for other, other_config in others:
+        if other != name and not (directory / f"{other}.pickle").exists():
+            # a failure here is not this fixture's: the test that asks for it will see it
+            with contextlib.suppress(Exception):
+                _shared(directory, other, other_config(), wait=False)
+    return _shared(directory, name, config, wait=True)

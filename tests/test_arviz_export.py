@@ -5,7 +5,9 @@ parameter and bias factor as a variable, the same numbers as ``posterior_frame()
 log_likelihood per observation, sample_stats per tempering step, mcsim's own errors in
 the attrs and the once-only warning that ArviZ's ESS/MCSE do not apply.
 
-One tiny SMC (configs/observed.toml cut to 2026-12: 2 runs x 256 particles, 3 moves).
+One tiny SMC, shared with the other modules that read a posterior (conftest.py's smc_run:
+tests/data/smc_small.toml, configs/observed.toml cut to 2029-12: 2 runs x 256 particles, 3
+moves).
 The means are compared to 1e-12 relative: both are float64 means of the same particles,
 which differ only in summation order (about 1e-16)."""
 
@@ -15,28 +17,19 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR
-
-import mcsim
 
 with warnings.catch_warnings():  # ArviZ 0.2x announces its refactor on import
     warnings.simplefilter("ignore", FutureWarning)
     az = pytest.importorskip("arviz", reason="the optional extra mcsim[arviz] (in .[dev])")
 
-PARTICLES, RUNS = 256, 2
+PARTICLES, RUNS = 256, 2  # tests/data/smc_small.toml's
 
 
 @pytest.fixture(scope="module")
-def smc():
-    config = mcsim.load_config(CONFIGS_DIR / "observed.toml").with_simulation(
-        horizon="2026-12", paths=2048)
-    config = mcsim.with_overrides(config, {"conditioning.particles": PARTICLES,
-                                           "conditioning.runs": RUNS,
-                                           "conditioning.moves": 3})
-    with warnings.catch_warnings():  # 512 particles: the small-ESS warning is expected
-        warnings.simplefilter("ignore", UserWarning)
-        results = mcsim.simulate(config, progress=False)
-    cond = results.conditioned
+def smc(smc_run):
+    config = smc_run.results.config
+    assert (config.conditioning.particles, config.conditioning.runs) == (PARTICLES, RUNS)
+    cond = smc_run.results.conditioned
     with warnings.catch_warnings():  # ArviZ's ESS/MCSE note: tested on its own below
         warnings.simplefilter("ignore", UserWarning)
         idata = cond.inference_data()

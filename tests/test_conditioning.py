@@ -195,8 +195,9 @@ def test_tiny_tolerances_warn_that_the_ess_is_small(tmp_path):
 
 def test_run_cli_reports_prior_and_conditioned(tmp_path, capsys):
     cfg = tmp_path / "obs.toml"
-    cfg.write_text(f'extends = "{OBSERVED}"\n[simulation]\nhorizon = "2027-12"\n'
-                   "paths = 8192\n")
+    # _observed()'s shapes (conftest.py's importance_run too): kernels already compiled
+    cfg.write_text(f'extends = "{OBSERVED}"\n[simulation]\nhorizon = "2026-12"\n'
+                   "paths = 4096\n")
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "conditioned on 2 observations" in capsys.readouterr().out

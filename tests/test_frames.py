@@ -1,23 +1,21 @@
 """Tidy frames of Results (issue 15, item 2): index types and dtypes, one column scheme in
 the API and the CSV files, names checked with the valid choices, the event month table and
-the summary frame, for plain, conditioned (importance) and SMC results."""
+the summary frame, for plain, conditioned (importance) and SMC results (the conditioned runs
+are the ones the other modules share: conftest.py's importance_run and smc_run)."""
 
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO_ROOT
 
 import mcsim
-from mcsim import api
 from mcsim.events import names as event_names
 from mcsim.events import table as events_table
-from mcsim.layout import ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
+from mcsim.layout import ALL_HORIZON_TOTALS, ANNUAL_FLOWS, HORIZON_TOTALS, STOCKS
 from mcsim.report.tables import RESULT_TABLES, write_tables
 from mcsim.results import Estimate
 
@@ -29,10 +27,15 @@ QUANTILE_COLUMNS = ["p5", "p5_low", "p5_high", "p25", "p25_low", "p25_high", "p5
 SUMMARY_COLUMNS = ["mean", "sd", "p5", "p25", "p50", "p75", "p95", "mc_error", "unit"]
 SUMMARY_ROWS = ["cumulative_azure_spend", *HORIZON_TOTALS,
                 *[f"{e}_{k}" for e in EVENTS for k in ("month", "beyond_horizon")]]
+#: a run with every version-3 mechanism (the shared SMC run's, configs/observed.toml's):
+#: version 3's totals and events after version 2's
+EVENTS_V3 = event_names(events_table(None))
+SUMMARY_ROWS_V3 = ["cumulative_azure_spend", *ALL_HORIZON_TOTALS,
+                   *[f"{e}_{k}" for e in EVENTS_V3 for k in ("month", "beyond_horizon")]]
 
 
 #: base.toml as it was before version 3 (its frames' rows are version 2's; version 3's
-#: rows in frames: tests/test_v3_outputs.py)
+#: rows in frames: the SMC posterior's below, and tests/test_v3_outputs.py)
 V2_BASE = Path(__file__).resolve().parent / "data" / "v2" / "base.toml"
 
 
@@ -44,26 +47,17 @@ def results():
 
 
 @pytest.fixture(scope="module")
-def conditioned():
-    cfg = mcsim.load_config(REPO_ROOT / "tests" / "data" / "observed_importance.toml")
-    cfg = cfg.with_simulation(horizon="2028-12", paths=4096)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a small run's effective sample size
-        return mcsim.simulate(cfg, progress=False)
+def conditioned(importance_run):
+    """tests/data/observed_importance.toml (version 1's terms: version 2's rows) to 2026-12,
+    4,096 paths, with its importance-conditioned pass."""
+    return importance_run.results
 
 
 @pytest.fixture(scope="module")
-def posterior(tmp_path_factory):
-    path = tmp_path_factory.mktemp("smc") / "smc.toml"
-    path.write_text(f'extends = "{V2_BASE}"\n[simulation]\npaths = 512\n'
-                    'horizon = "2027-12"\n[observations.azure_inference_2024]\n'
-                    'flow = "azure_inference_spend"\nstart = "2024-01"\nend = "2024-12"\n'
-                    'value = 3.77e9\nrel_sd = 0.05\n'
-                    '[conditioning]\nparticles = 256\nruns = 2\nmoves = 2\n')
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return api.add_conditioned([api.run(mcsim.load_config(path), progress=False)],
-                                   progress=False)[0].conditioned
+def posterior(smc_run):
+    """configs/observed.toml's SMC posterior, small (tests/data/smc_small.toml): every
+    version-3 row."""
+    return smc_run.results.conditioned
 
 
 def _is_month_index(index) -> bool:
@@ -169,13 +163,14 @@ def test_event_quantile_frame(results):
     assert (known["month"] <= known["month_high"]).all()
 
 
-def _check_summary(res) -> pd.DataFrame:
+def _check_summary(res, rows=SUMMARY_ROWS, totals=HORIZON_TOTALS,
+                   events=EVENTS) -> pd.DataFrame:
     s = res.summary_frame()
-    assert list(s.columns) == SUMMARY_COLUMNS and list(s.index) == SUMMARY_ROWS
+    assert list(s.columns) == SUMMARY_COLUMNS and list(s.index) == rows
     assert s.index.name == "statistic"
     _floats(s, SUMMARY_COLUMNS[:-1])
     h = res.quantile_frame("horizon")
-    for name in HORIZON_TOTALS:
+    for name in totals:
         assert s.loc[name, "p50"] == h.loc[name, "p50"], name
         assert s.loc[name, "mean"] == h.loc[name, "mean"]
         assert s.loc[name, "mc_error"] == h.loc[name, "mean_se"]
@@ -184,11 +179,11 @@ def _check_summary(res) -> pd.DataFrame:
     assert s.loc["cumulative_azure_spend", "sd"] > 0
     eq = res.event_quantile_frame()
     start = res.month_period(0)
-    for which in EVENTS:
+    for which in events:
         month = eq.loc[(which, 50.0), "month"]
         expected = np.inf if pd.isna(month) else float((month - start).n)
         assert s.loc[f"{which}_month", "p50"] == expected, which
-        dist = getattr(res, which)
+        dist = res.event(which)
         assert s.loc[f"{which}_beyond_horizon", "mean"] == dist.censored
         assert s.loc[f"{which}_beyond_horizon", "mc_error"] == dist.censored_se
         assert np.isnan(s.loc[f"{which}_month", "mean"]) == (dist.censored > 0)
@@ -208,7 +203,7 @@ def test_summary_frame_conditioned(conditioned):
 
 
 def test_summary_frame_posterior(posterior):
-    s = _check_summary(posterior)
+    s = _check_summary(posterior, SUMMARY_ROWS_V3, ALL_HORIZON_TOTALS, EVENTS_V3)
     # the SMC results' own errors: the spread of the runs
     from mcsim.posterior import spread_error
     se = spread_error([r.accumulator.moments.mean for r in posterior.run_results])

@@ -11,9 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import CONFIGS_DIR
 
-from mcsim.cli import main
 from mcsim.report.html import plots_shown, render
 
 
@@ -38,17 +36,11 @@ def browser() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    # the conditioned config: its page has every section and every plot, the SMC
-    # posterior's included (few particles: the page, not the posterior, is tested here)
-    tmp = tmp_path_factory.mktemp("html")
-    config = tmp / "observed.toml"
-    config.write_text(f'extends = "{CONFIGS_DIR / "observed.toml"}"\n'
-                      "[conditioning]\nparticles = 512\nruns = 2\nmoves = 3\n")
-    out = tmp / "report"
-    assert main(["run", str(config), "--out", str(out), "--paths", "4096",
-                 "--no-progress"]) == 0
-    return out / "report.html"
+def report(smc_run) -> Path:
+    # the conditioned config (configs/observed.toml made small: conftest.py's smc_run,
+    # written as ``mcsim run`` writes it): its page has every section and every plot, the
+    # SMC posterior's included (few particles: the page, not the posterior, is tested here)
+    return smc_run.report / "report.html"
 
 
 def _load(browser: str, page: Path) -> tuple[dict, str]:

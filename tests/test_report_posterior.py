@@ -3,8 +3,11 @@ diagnostics, the posterior of every parameter, the posterior predictive check, e
 headline numbers), the three CSVs, report.html's sections, the three plots and the terminal
 text; and the importance method still writes its version-1 block.
 
-One small SMC run per module (256 particles x 2 runs, 3 moves, 1,024 prior paths to 2030; two
-observations, one a stock with a Student-t error and a drawn bias factor)."""
+The runs are shared with the other modules that read a conditioned run's outputs (conftest.py):
+one small SMC run of configs/observed.toml's 25 observations (tests/data/smc_small.toml: 256
+particles x 2 runs, 3 moves, 2,048 prior paths to 2029-12; flows, sums of flows and stocks,
+normal and Student-t errors, three drawn bias factors), and one importance run of
+tests/data/observed_importance.toml's two (4,096 paths to 2026-12)."""
 
 from __future__ import annotations
 
@@ -16,37 +19,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CONFIGS_DIR
 from matplotlib.figure import Figure
 
-import mcsim
-from mcsim import api, plots
-from mcsim.report import format_summary, render, summarize, write_report
+from mcsim import plots
+from mcsim.report import format_summary, render, summarize
 from mcsim.report.html import plots_shown
 from mcsim.report.summary import IMPORTANCE_METHOD, SCHEMA
 from mcsim.report.tables import STEP_COLUMNS
 
-OBSERVATIONS = f'''extends = "{CONFIGS_DIR / "base.toml"}"
-[simulation]
-paths = 1024
-horizon = "2030-12"
-[observations.azure_inference_2024]
-flow = "azure_inference_spend"
-start = "2024-01"
-end = "2024-12"
-value = 3.77e9
-rel_sd = 0.05
-[observations.wau]
-stock = "weekly_active_users"
-month = "2025-10"
-value = 8e8
-rel_sd = 0.1
-error = "student_t"
-dof = 4
-bias = {{ dist = "lognormal", p5 = 0.8, p95 = 1.25 }}
-'''
-SMC = OBSERVATIONS + "[conditioning]\nparticles = 256\nruns = 2\nmoves = 3\n"
-IMPORTANCE = OBSERVATIONS + '[conditioning]\nmethod = "importance"\n'
+#: The SMC run's observations checked field by field (configs/observed.toml's): a flow with
+#: a normal error and no bias factor, a flow with a drawn bias factor, a stock with a
+#: Student-t error, a sum of flows
+FLOW, BIASED, STOCK, SUM = ("net_revenue_share_2024", "azure_inference_2024", "wau_2025_02",
+                            "costs_2024")
+#: its drawn bias factors, as posterior parameters
+BIASES = ["bias:azure_inference_2024", "bias:azure_inference_2025_h1",
+          "bias:azure_inference_2025_q3"]
 
 PARAMETER_COLUMNS = ["parameter", "prior_mean", "prior_sd", "prior_p5", "prior_p50",
                      "prior_p95", "posterior_mean", "posterior_sd", "posterior_p5",
@@ -64,30 +52,24 @@ def _strict(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def _run(tmp: Path, text: str, name: str):
-    """The prior run and its conditioned pass, as ``mcsim.simulate`` makes them (without
-    the parameter and facts tables, which the posterior's outputs do not use), and its
-    report."""
-    path = tmp / f"{name}.toml"
-    path.write_text(text)
-    results = api.add_conditioned([api.run(mcsim.load_config(path), progress=False)],
-                                  progress=False)[0]
-    out = write_report(results, tmp / name)
-    return results, out
+def _warned_of_the_small_ess(run) -> None:
+    """The run raised the small effective sample size's warning (when it was made)."""
+    assert any("effective sample size" in w for w in run.warnings), run.warnings
 
 
 @pytest.fixture(scope="module")
-def smc(tmp_path_factory):
-    with pytest.warns(UserWarning, match="effective sample size"):  # 512 pooled paths
-        results, out = _run(tmp_path_factory.mktemp("smc"), SMC, "smc")
-    summary = _strict((out / "summary.json").read_text())
-    return results, out, summary
+def smc(smc_run):
+    """(results, report directory, summary.json) of conftest.py's shared SMC run."""
+    _warned_of_the_small_ess(smc_run)  # 512 pooled paths
+    summary = _strict((smc_run.report / "summary.json").read_text())
+    return smc_run.results, smc_run.report, summary
 
 
 @pytest.fixture(scope="module")
-def importance(tmp_path_factory):
-    with pytest.warns(UserWarning, match="effective sample size"):
-        return _run(tmp_path_factory.mktemp("importance"), IMPORTANCE, "importance")
+def importance(importance_run):
+    """(results, report directory) of conftest.py's shared importance run."""
+    _warned_of_the_small_ess(importance_run)
+    return importance_run.results, importance_run.report
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -117,15 +99,16 @@ def _summary_has_the_smc_blocks(smc):
         temps = run["temperature"]
         assert temps[-1] == 1.0 and all(np.diff(temps) > 0)
         assert all(0.0 <= a <= 1.0 for a in run["acceptance"])
-    # every drawn parameter and the one drawn bias factor, sorted by |shift|
+    # every drawn parameter and the three drawn bias factors, sorted by |shift|
     config = results.config
     names = [r["parameter"] for r in cond["posterior_parameters"]]
-    assert sorted(names) == sorted(config.uncertain_parameters() + ["bias:wau"])
+    assert sorted(names) == sorted(config.uncertain_parameters() + BIASES)
     shifts = [abs(r["shift_in_prior_sd"]) for r in cond["posterior_parameters"]]
     assert shifts == sorted(shifts, reverse=True)
     assert all(r["posterior_mean_se"] > 0 for r in cond["posterior_parameters"])
     assert [r["observation"] for r in cond["posterior_predictive"]] == \
-        ["azure_inference_2024", "wau"]
+        [o.name for o in config.observations]
+    assert len(cond["posterior_predictive"]) == 25
     assert all(set(r) == set(PREDICTIVE_COLUMNS) for r in cond["posterior_predictive"])
     # the conditioned statistics, through the Results interface
     assert len(cond["cumulative_azure_spend"]["mean"]) == results.grid.num_months
@@ -136,15 +119,18 @@ def _summary_has_the_smc_blocks(smc):
 
 def _observations_carry_their_new_fields(smc):
     obs = {o["name"]: o for o in smc[2]["conditioned"]["observations"]}
-    flow, stock = obs["azure_inference_2024"], obs["wau"]
-    assert flow["series"] == ["azure_inference_spend"] and flow["stock"] is False
+    flow, biased, stock, total = obs[FLOW], obs[BIASED], obs[STOCK], obs[SUM]
+    assert flow["series"] == ["net_revenue_share"] and flow["stock"] is False
     assert flow["error"] == "normal" and flow["dof"] is None and flow["bias"] is None
-    assert math.isclose(flow["sd"], 0.05 * 3.77e9)
+    assert math.isclose(flow["sd"], 0.15 * 0.4938e9)
     assert stock["series"] == ["weekly_active_users"] and stock["stock"] is True
-    assert (stock["start"], stock["end"]) == ("2025-10", "2025-10")
-    assert stock["error"] == "student_t" and stock["dof"] == 4.0
-    assert stock["bias"]["kind"] == "lognormal"
-    assert math.isclose(stock["bias"]["params"]["median"], 1.0, rel_tol=0.02)
+    assert (stock["start"], stock["end"]) == ("2025-02", "2025-02")
+    assert stock["error"] == "student_t" and stock["dof"] == 5.0 and stock["bias"] is None
+    assert biased["series"] == ["azure_inference_spend"] and biased["error"] == "normal"
+    assert biased["bias"]["kind"] == "lognormal"
+    assert math.isclose(biased["bias"]["params"]["median"], 1.0, rel_tol=0.02)
+    assert total["series"] == ["compute_spend", "other_opex", "net_revenue_share",
+                               "azure_commitment_shortfall"] and total["stock"] is False
 
 
 def _per_run_headlines_and_their_spread(smc):
@@ -192,8 +178,8 @@ def _each_statistic_counts_its_own_effective_paths(smc):
     rows = cond.layout.rows("cumulative_azure_spend")
     T = cond.grid.num_months
     ess = own[rows][T // 2:]
-    # they differ (by 1.46x here: with the preconditioned move every statistic is near
-    # its i.i.d. count, 512 paths, but not all at it)
+    # they differ (by 7.9x here: a few statistics at their i.i.d. count, 512 paths, the
+    # others well below it)
     assert np.isfinite(ess).all() and ess.max() > 1.25 * ess.min()
     hist = cond.accumulator.histogram
     sign = cond.layout.non_negative()
@@ -241,9 +227,10 @@ def _posterior_csvs(smc):
     assert float(rows[0][header.index("shift_in_prior_sd")]) == pytest.approx(
         cond["posterior_parameters"][0]["shift_in_prior_sd"], rel=1e-8)
     header, rows = _read_csv(out / "posterior_predictive.csv")
-    assert header == PREDICTIVE_COLUMNS and len(rows) == 2
-    assert rows[0][header.index("dof")] == ""  # a Gaussian error: no degrees of freedom
-    assert float(rows[1][header.index("dof")]) == 4.0
+    assert header == PREDICTIVE_COLUMNS and len(rows) == len(cond["posterior_predictive"])
+    row = {r[0]: r for r in rows}
+    assert row[FLOW][header.index("dof")] == ""  # a Gaussian error: no degrees of freedom
+    assert float(row[STOCK][header.index("dof")]) == 5.0
     header, rows = _read_csv(out / "smc_steps.csv")
     assert header == list(STEP_COLUMNS)
     detail = cond["smc"]["runs_detail"]
@@ -321,7 +308,8 @@ def _html_has_the_posterior_sections(smc):
     assert len(params) == len(cond["posterior_parameters"])
     assert sum(r.startswith("<tr class=top>") for r in params) == 10
     assert all(r.startswith("<tr class=top>") for r in params[:10])
-    assert len(_table_rows(page, "posterior-predictive-table")) == 2
+    assert len(_table_rows(page, "posterior-predictive-table")) == \
+        len(cond["posterior_predictive"])
     # every PNG written is inline, the SMC ones in the conditioned section
     drawn = [name for name, _ in plots_shown() if (out / name).exists()]
     assert {"parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"} <= \
@@ -334,7 +322,7 @@ def _html_has_the_posterior_sections(smc):
 def _html_flags_an_observation_the_posterior_misses(smc):
     summary = json.loads(json.dumps(smc[2]))
     page = render(summary, {})
-    assert "class=miss" not in page  # both observations are reproduced here
+    assert "class=miss" not in page  # every observation is reproduced here
     summary["conditioned"]["posterior_predictive"][1]["posterior_z"] = -3.4
     page = render(summary, {})
     rows = _table_rows(page, "posterior-predictive-table")
@@ -382,9 +370,9 @@ def _plot_predictive_normalises_by_the_value(smc):
     rows = json.loads(json.dumps(smc[2]["conditioned"]["posterior_predictive"]))
     ax = plots.plot_predictive(rows, Figure().add_subplot())
     assert ax.get_xscale() == "log"
-    assert len(ax.get_yticks()) == 2
+    assert len(ax.get_yticks()) == len(rows)
     posterior = [line for line in ax.get_lines() if line.get_linewidth() == 5]
-    assert len(posterior) == 2
+    assert len(posterior) == len(rows)
     top = rows[-1]  # drawn at the bottom row first: rows are reversed
     assert list(posterior[0].get_xdata()) == pytest.approx(
         [top["posterior_p5"] / top["value"], top["posterior_p95"] / top["value"]])
@@ -418,7 +406,7 @@ def _text_names_the_method_and_the_shifts(smc, monkeypatch):
     top = [r["parameter"] for r in cond["posterior_parameters"][:5]]
     line = next(x for x in text.splitlines() if "shifted most" in x)
     assert [w.split()[0] for w in line.split(": ", 1)[1].split(", ")] == top
-    assert "far from the posterior" not in text  # both observations are reproduced
+    assert "far from the posterior" not in text  # every observation is reproduced
     # an observation the posterior misses gets a line of its own
     import mcsim.report.text as text_module
 
@@ -426,7 +414,8 @@ def _text_names_the_method_and_the_shifts(smc, monkeypatch):
     blocks["posterior_predictive"][1]["posterior_z"] = -3.4
     monkeypatch.setattr(text_module, "posterior_blocks", lambda cond: blocks)
     missed = [x for x in format_summary(results).splitlines() if "far from the posterior" in x]
-    assert len(missed) == 1 and "observation wau" in missed[0] and "z = -3.4" in missed[0]
+    assert len(missed) == 1 and "z = -3.4" in missed[0]
+    assert "observation azure_inference_2025_h1" in missed[0]  # the config's second
 
 
 def test_smc_report(smc, monkeypatch, tmp_path):
@@ -456,10 +445,11 @@ def test_importance_keeps_its_block(importance):
     assert cond["conditioning_method"] == "importance"
     assert cond["method"] == IMPORTANCE_METHOD
     assert isinstance(cond["reference_log_likelihood"], float)
-    assert cond["paths"] == results.num_paths == 1024
+    assert cond["paths"] == results.num_paths == 4096
     for key in ("smc", "posterior_parameters", "posterior_predictive", "per_run"):
         assert key not in cond, key
-    assert [o["name"] for o in cond["observations"]] == ["azure_inference_2024", "wau"]
+    assert [o["name"] for o in cond["observations"]] == ["azure_inference_2024",
+                                                         "azure_inference_2025_q1_q3"]
     for name in ("posterior_parameters.csv", "posterior_predictive.csv", "smc_steps.csv",
                  "parameter_shift.png", "smc_diagnostics.png", "posterior_predictive.png"):
         assert not (out / name).exists(), name
