@@ -171,6 +171,7 @@ def diagnostics(posterior: SMCPosterior) -> dict:
             "run": r.run, "steps": len(r.steps), "distinct_particles": r.distinct,
             "log_evidence": r.log_evidence,
             "likelihood_evaluations": r.evaluations,
+            "moves_after_tempering": r.moves_after_tempering,
             "temperature": [st.temperature for st in r.steps],
             "ess": [st.ess for st in r.steps],
             "distinct_after_resampling": [st.distinct_after_resampling for st in r.steps],

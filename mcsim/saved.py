@@ -122,7 +122,8 @@ def results_arrays(res: Results) -> dict[str, np.ndarray]:
                                         for s in run.steps], np.float64
                                        ).reshape(len(run.steps), len(STEP_FIELDS)),
                 f"{p}_scalars": np.array([run.run, run.distinct, run.seconds,
-                                          run.evaluations], np.float64)})
+                                          run.evaluations], np.float64),
+                f"{p}_moves_after_tempering": np.array(run.moves_after_tempering, np.int64)})
         for r, one in enumerate(cond.run_results):
             arrays.update(_run_arrays(f"forecast{r}", one))
     elif isinstance(cond, ConditionedResults):
@@ -177,7 +178,9 @@ def _posterior_from_arrays(data, config: Config, layout: StatLayout, bins: Money
         posterior.runs.append(SMCRun(int(run), steps, data[f"{p}_z"], data[f"{p}_loglik"],
                                      data[f"{p}_predicted"], data[f"{p}_prior_z"],
                                      data[f"{p}_prior_predicted"], int(distinct),
-                                     float(seconds), int(evaluations)))
+                                     float(seconds), int(evaluations),
+                                     # none in a file of an older version
+                                     int(data.get(f"{p}_moves_after_tempering", 0))))
         outs.append(RunOutput(forecast, layout, bins, _accumulator(data, f"forecast{r}", path),
                               info_from_text(str(data[f"forecast{r}_info"]))))
     return posterior_results(config, posterior, outs)

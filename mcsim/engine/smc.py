@@ -52,8 +52,11 @@ the cap). Why: a call's fixed cost (dispatch, the host's part of each move) was 
 per run, and 1,024 particles are too few to fill a CPU's cores or a GPU. The runs stay
 independent in everything but their number of moves per step, which any run may exceed
 without harm (each move leaves its target invariant); a run that reaches temperature 1
-before the others waits, unmoved. Which runs share a group is a function of ``runs`` and
-``particles`` alone, never of the devices.
+before the others goes on moving at temperature 1 (its particles are in the group's calls
+anyway, so those moves are free: ``moves_after_tempering``, counted in its likelihood
+evaluations), except with a fixed number of moves (threshold 0), where it waits, unmoved,
+so that a run is the same alone or in any group. Which runs share a group is a function of
+``runs`` and ``particles`` alone, never of the devices.
 
 Why not ``blackjax.adaptive_tempered_smc``: its tempering, resampling and MCMC steps fit,
 but its resampling draws from a JAX key over the whole particle array and its kernels take
@@ -275,6 +278,9 @@ class SMCRun:
     distinct: int            # distinct particles at the end
     seconds: float
     evaluations: int = 0
+    #: moves made at temperature 1 after its own last tempering step, while other runs of
+    #: its group still tempered (:func:`smc_group`)
+    moves_after_tempering: int = 0
 
     @property
     def log_evidence(self) -> float:
@@ -749,7 +755,8 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
     each run tempers, resamples and fits its preconditioner on its own, but one call moves
     all of them, and a tempering step's moves go on until the runs still tempering have
     mixed, by the mean of their mixing diagnostics (or the cap); a run that reached
-    temperature 1 waits, unmoved, for the others.
+    temperature 1 goes on moving at temperature 1 while the others temper (with a mixing
+    threshold; without one it waits, unmoved).
     With a ``checkpoint``, the group's state is saved as it goes and, when resuming,
     continued from the saved one (bit-identical to a group never stopped)."""
     enable_x64()
@@ -780,6 +787,9 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         steps = [[step_from_row(row) for row in saved["steps"][b, :int(c)]]
                  for b, c in enumerate(saved["step_counts"])]
         beta, rho = np.array(saved["beta"], np.float64), np.array(saved["rho"], np.float64)
+        # moves and steps after tempering (a checkpoint of an older version has none)
+        after = np.array(saved["after"], np.int64) if "after" in saved else np.zeros((B, 2),
+                                                                                    np.int64)
         elapsed = float(saved["elapsed"])
         t0 -= elapsed
     else:
@@ -788,6 +798,7 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         z, ll, pred = np.array(z), np.array(ll), np.array(pred)  # host copies, written
         prior_z, prior_pred = z[:, :N].copy(), pred[:, :, :N].copy()
         beta, rho = np.zeros(B), np.full(B, INITIAL_RHO)
+        after = np.zeros((B, 2), np.int64)   # per run: moves, steps after its tempering
         steps = [[] for _ in range(B)]
     if not np.isfinite(ll[:, :N]).any(axis=1).all():
         raise ConfigError("observations", [o.name for o in config.observations],
@@ -809,13 +820,20 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
                 rows[b, s] = [getattr(st, f) for f in STEP_FIELDS]
         return {"z": z, "ll": ll, "pred": pred, "prior_z": prior_z, "prior_pred": prior_pred,
                 "steps": rows, "step_counts": np.array([len(st) for st in steps], np.int64),
-                "beta": beta, "rho": rho,
+                "beta": beta, "rho": rho, "after": after,
                 "elapsed": np.float64(time.perf_counter() - t0)}
 
+    # With a mixing threshold, a run that reached temperature 1 goes on moving while the
+    # others temper: its particles are in the group's calls anyway (only the acceptance
+    # masked them), so these moves, which leave its posterior invariant, cost nothing, and
+    # they take its last step's mixing further. With a fixed number of moves (threshold 0)
+    # it waits, unmoved, so that each run is the same alone or in any group.
+    free_moves = settings.mixing_threshold > 0
     stepped = False
     while (beta < 1.0).any():
         stepped = True
         moving = beta < 1.0
+        active = np.ones(B, bool) if free_moves else moving
         index = len(steps[int(np.argmax(moving))])  # every moving run has taken as many
         if index >= MAX_STEPS:
             raise ConfigError("observations", [o.name for o in config.observations],
@@ -846,14 +864,14 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         zd, lld = jax.device_put(z, sharding), jax.device_put(ll, sharding)
         predd = jax.device_put(pred, pred_sharding)
         accepted, mixing = [], np.full(B, math.nan)
-        moving_d, beta_d = jnp.asarray(moving), jnp.asarray(new_beta)
+        moving_d, beta_d = jnp.asarray(active), jnp.asarray(new_beta)
         for m in range(settings.moves):
             zd, lld, predd, acc = move(inputs, windows, zd, lld, predd, run_keys,
                                        jnp.int32(index), jnp.int32(m), jnp.asarray(rho),
                                        beta_d, moving_d, pre)
             acc = np.asarray(acc)
             accepted.append(acc)
-            rho = np.where(moving, np.clip(rho * np.exp(RHO_GAIN * (acc - target)), 1e-3,
+            rho = np.where(active, np.clip(rho * np.exp(RHO_GAIN * (acc - target)), 1e-3,
                                            1.0), rho)
             if settings.mixing_threshold > 0 or m == settings.moves - 1:
                 z_now, ll_now = np.asarray(zd), np.asarray(lld)
@@ -868,6 +886,7 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         z, ll, pred = np.array(zd), np.array(lld), np.array(predd)
         made = len(accepted)
         acceptance = np.mean(accepted, axis=0)
+        after[active & ~moving] += [made, 1]
         for b, (ess, distinct, log_z) in records.items():
             steps[b].append(SMCStep(float(new_beta[b]), ess, distinct, float(acceptance[b]),
                                     float(rho[b]), log_z, made, float(mixing[b])))
@@ -877,7 +896,9 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
             progress(
                 f"{label} of {settings.runs} step {index + 1}: temperature "
                 f"{_range_text([beta[b] for b in live], '.4g')}"
-                + (f" ({len(live)} of {B} runs still tempering)" if len(live) < B else "")
+                + (f" ({len(live)} of {B} runs still tempering"
+                   + ("; the others move at temperature 1" if free_moves else "") + ")"
+                   if len(live) < B else "")
                 + f", ESS {_range_text([records[b][0] for b in live], ',.0f')}, {made} moves,"
                 f" mixing {np.mean([mixing[b] for b in live]):.2f}, acceptance "
                 f"{_range_text([acceptance[b] for b in live], '.2f')}")
@@ -889,10 +910,11 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
     # likelihood evaluations in units of N: the prior's, then each step's moves and (for
     # the preconditioned move) its Jacobians: a function of the step records alone
     per_step = 0 if settings.move == "pcn" else jacobian_calls(N, D)
-    evaluations = [1 + sum(st.moves + per_step for st in run_steps) for run_steps in steps]
+    evaluations = [1 + sum(st.moves + per_step for st in run_steps) + int(after[b, 0])
+                   + int(after[b, 1]) * per_step for b, run_steps in enumerate(steps)]
     return [SMCRun(r, steps[b], z[b, :N].copy(), ll[b, :N].copy(), pred[b, :, :N].copy(),
                    prior_z[b], prior_pred[b], _distinct(z[b, :N]), seconds,
-                   evaluations[b])
+                   evaluations[b], int(after[b, 0]))
             for b, r in enumerate(runs)]
 
 
