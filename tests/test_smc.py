@@ -326,6 +326,38 @@ def test_pcn_with_no_threshold_takes_every_move(tmp_path):
         assert run.evaluations == 1 + 3 * len(run.steps)
 
 
+def test_a_run_that_finished_tempering_moves_while_its_group_tempers(tmp_path):
+    """With a mixing threshold, a run at temperature 1 goes on moving in its group's later
+    steps: its moves after tempering are exactly the moves of the steps it did not need,
+    counted in its likelihood evaluations; with threshold 0 it waits (none)."""
+    # one observation with an sd at which 16 runs of 128 particles need 3 or 4 steps
+    price = ('\n[observations.price]\nstock = "gpu_price"\nmonth = "2024-01"\nvalue = 2.4\n'
+             'sd = 0.035\n')
+
+    def posterior(threshold):
+        cfg = _config(tmp_path, price,
+                      f'\n[conditioning]\nparticles = 128\nruns = 16\nmoves = 6\nseed = 3\n'
+                      f'move = "pcn"\nmixing_threshold = {threshold}\n', GAUSSIAN_PARAMETERS,
+                      name=f"t{threshold}.toml")
+        return smc.smc_posterior(cfg)
+
+    post = posterior(0.2)
+    assert len(smc.run_groups(16, 128)) == 1
+    longest = max(len(r.steps) for r in post.runs)
+    group_moves = next(r for r in post.runs if len(r.steps) == longest).steps
+    early = [r for r in post.runs if len(r.steps) < longest]
+    assert early, "every run took as many steps: nothing to check"
+    for run in post.runs:
+        expected = sum(st.moves for st in group_moves[len(run.steps):])
+        assert run.moves_after_tempering == expected
+        assert run.evaluations == 1 + sum(st.moves for st in run.steps) + expected
+        assert run.steps[-1].temperature == 1.0
+    assert all(r.moves_after_tempering > 0 for r in early)
+    fixed = posterior(0)
+    assert all(r.moves_after_tempering == 0 for r in fixed.runs)
+    assert any(len(r.steps) < max(len(s.steps) for s in fixed.runs) for r in fixed.runs)
+
+
 def test_groups_of_runs_depend_on_the_settings_alone():
     assert smc.run_groups(16, 1024) == [range(0, 16)]
     assert smc.run_groups(4, 16384) == [range(0, 4)]
