@@ -155,8 +155,9 @@ class ConditioningConfig:
     # 16 runs x 1,024 particles: the runs' spread (every error of a posterior statistic)
     # has 15 degrees of freedom, not 4 x 16,384's 3; the 16 runs move together in one call
     # (mcsim.engine.smc.run_groups), and with the preconditioned move they are worth
-    # ~9-10x the effective paths per CPU-second of 4 x 4,096 pCN particles with 10 moves
-    # a step (benchmarks/smc_mixing.py: x8.8 of the medians over 4 seeds, x10.0 pooled)
+    # ~10x the effective paths per CPU-second of 4 x 4,096 pCN particles with 10 moves a
+    # step (benchmarks/smc_mixing.py, two runs: x9.3-10.0 of the medians over 4 seeds,
+    # x10.5-11.0 pooled)
     particles: int = 1024        # particles per SMC run (>= 64, <= 2**24)
     ess_fraction: float = 0.5    # each tempering step keeps this fraction effective (0, 1)
     # at most 15 moves a step rather than 20: the last tempering steps reach the cap either
