@@ -787,9 +787,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         steps = [[step_from_row(row) for row in saved["steps"][b, :int(c)]]
                  for b, c in enumerate(saved["step_counts"])]
         beta, rho = np.array(saved["beta"], np.float64), np.array(saved["rho"], np.float64)
-        # moves and steps after tempering (a checkpoint of an older version has none)
-        after = np.array(saved["after"], np.int64) if "after" in saved else np.zeros((B, 2),
-                                                                                    np.int64)
         elapsed = float(saved["elapsed"])
         t0 -= elapsed
     else:
@@ -798,7 +795,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         z, ll, pred = np.array(z), np.array(ll), np.array(pred)  # host copies, written
         prior_z, prior_pred = z[:, :N].copy(), pred[:, :, :N].copy()
         beta, rho = np.zeros(B), np.full(B, INITIAL_RHO)
-        after = np.zeros((B, 2), np.int64)   # per run: moves, steps after its tempering
         steps = [[] for _ in range(B)]
     if not np.isfinite(ll[:, :N]).any(axis=1).all():
         raise ConfigError("observations", [o.name for o in config.observations],
@@ -820,7 +816,7 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
                 rows[b, s] = [getattr(st, f) for f in STEP_FIELDS]
         return {"z": z, "ll": ll, "pred": pred, "prior_z": prior_z, "prior_pred": prior_pred,
                 "steps": rows, "step_counts": np.array([len(st) for st in steps], np.int64),
-                "beta": beta, "rho": rho, "after": after,
+                "beta": beta, "rho": rho,
                 "elapsed": np.float64(time.perf_counter() - t0)}
 
     # With a mixing threshold, a run that reached temperature 1 goes on moving while the
@@ -886,7 +882,6 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
         z, ll, pred = np.array(zd), np.array(lld), np.array(predd)
         made = len(accepted)
         acceptance = np.mean(accepted, axis=0)
-        after[active & ~moving] += [made, 1]
         for b, (ess, distinct, log_z) in records.items():
             steps[b].append(SMCStep(float(new_beta[b]), ess, distinct, float(acceptance[b]),
                                     float(rho[b]), log_z, made, float(mixing[b])))
@@ -910,11 +905,15 @@ def smc_group(config: Config, runs: range, settings: SMCSettings, dtype: str = "
     # likelihood evaluations in units of N: the prior's, then each step's moves and (for
     # the preconditioned move) its Jacobians: a function of the step records alone
     per_step = 0 if settings.move == "pcn" else jacobian_calls(N, D)
-    evaluations = [1 + sum(st.moves + per_step for st in run_steps) + int(after[b, 0])
-                   + int(after[b, 1]) * per_step for b, run_steps in enumerate(steps)]
+    # a finished run moved (with free moves) in every later step of its group, which the
+    # run that tempered longest recorded
+    longest = max(steps, key=len)
+    after = [longest[len(run_steps):] if free_moves else [] for run_steps in steps]
+    evaluations = [1 + sum(st.moves + per_step for st in run_steps + later)
+                   for run_steps, later in zip(steps, after, strict=True)]
     return [SMCRun(r, steps[b], z[b, :N].copy(), ll[b, :N].copy(), pred[b, :, :N].copy(),
                    prior_z[b], prior_pred[b], _distinct(z[b, :N]), seconds,
-                   evaluations[b], int(after[b, 0]))
+                   evaluations[b], sum(st.moves for st in after[b]))
             for b, r in enumerate(runs)]
 
 
